@@ -1,0 +1,64 @@
+// README.txt of a defense bundle. Lines starting with "  $ " are shell commands that a test
+// runs as written in an unpacked bundle, so the manual steps cannot drift from the format.
+import type { Certificate } from './certificate.ts';
+
+export function renderBundleReadme(certificate: Certificate): string {
+  const review = certificate.human_reviewed
+    ? `yes, attested at ${certificate.human_attested_at_utc ?? 'an unrecorded time'}`
+    : 'no';
+  return `CDIL defense bundle
+===================
+
+This archive proves that one AI-written clinical note was certified by CDIL and has not
+changed since. It holds no note text and no patient identifiers.
+
+  Certificate id     ${certificate.certificate_id}
+  Tenant             ${certificate.tenant_id}
+  Issued (UTC)       ${certificate.issued_at_utc}
+  Model              ${certificate.model_name} ${certificate.model_version}
+  Prompt version     ${certificate.prompt_version}
+  Governance policy  ${certificate.governance_policy_version}
+  Human reviewed     ${review}
+  Signing key id     ${certificate.key_id}
+  Note SHA-256       ${certificate.note_hash}
+
+Files
+-----
+  certificate.json          the certificate with its base64 DER signature
+  canonical_message.json    the exact bytes that were signed (RFC 8785 canonical JSON)
+  signature.der             the same signature as raw ASN.1 DER, for OpenSSL
+  public_key.pem            the tenant's public key (EC P-256)
+  key.json                  the key's id, tenant, status and validity window
+  verification_report.json  the result of CDIL's checks when the bundle was exported
+  manifest.json             SHA-256 and size of every other file
+
+Verify with the CDIL command line tool
+--------------------------------------
+  cdil verify bundle.zip [--trusted-keys tenant-jwks.json] [--note note.txt]
+
+Exit status 0 means valid, 1 means a check failed (each check is named), 2 means the input
+could not be read. Pin the tenant's published key set with --trusted-keys for a check that
+does not rely on the key inside this archive.
+
+Verify by hand with OpenSSL
+---------------------------
+Unpack the archive into an empty folder and run these commands there.
+
+1. The signature covers the signed bytes. Expected output: Verified OK
+
+  $ openssl dgst -sha256 -verify public_key.pem -signature signature.der canonical_message.json
+
+2. No file was changed after export. Compare each hash printed here with the "sha256" of the
+   same file in manifest.json.
+
+  $ openssl dgst -sha256 -r canonical_message.json certificate.json key.json public_key.pem signature.der verification_report.json README.txt
+
+3. A note in your hands is the certified note. Save its exact text (no added newline) as
+   note.txt; the printed hash must equal note_hash in canonical_message.json.
+
+  $ openssl dgst -sha256 -r note.txt
+
+4. The values in certificate.json are those in canonical_message.json, which is the file the
+   signature covers: compare them field by field, or let "cdil verify" do it.
+`;
+}

@@ -1,0 +1,43 @@
+// Canonical JSON per RFC 8785 (JCS). Signed messages hold only strings, booleans, null and
+// safe integers under ASCII keys, so for them JCS output equals plain sorted-key compact JSON,
+// which keeps the bytes identical to the original Python CDIL's json_c14n_v1.
+import canonicalize from 'canonicalize';
+
+export type SignedValue = string | boolean | null | number;
+export type SignedRecord = Readonly<Record<string, SignedValue>>;
+
+export class CanonicalizationError extends Error {
+  override readonly name = 'CanonicalizationError';
+}
+
+/** Serializes any JSON value with RFC 8785 rules. */
+export function canonicalJson(value: unknown): string {
+  const text = canonicalize(value);
+  if (text === undefined) {
+    throw new CanonicalizationError('value has no JSON representation');
+  }
+  return text;
+}
+
+/**
+ * Serializes a flat signed record after checking that every key is ASCII and every value is a
+ * string, boolean, null or safe integer. Floats and nested values are rejected because their
+ * serialization differs between JSON libraries, and a verifier in another language must be
+ * able to rebuild the exact bytes.
+ */
+export function canonicalSignedJson(record: SignedRecord): string {
+  for (const [key, value] of Object.entries(record)) {
+    if (!/^[\x20-\x7e]+$/.test(key)) {
+      throw new CanonicalizationError(`key ${JSON.stringify(key)} is not printable ASCII`);
+    }
+    const ok =
+      value === null ||
+      typeof value === 'string' ||
+      typeof value === 'boolean' ||
+      (typeof value === 'number' && Number.isSafeInteger(value));
+    if (!ok) {
+      throw new CanonicalizationError(`field ${key} must be a string, boolean, null or integer`);
+    }
+  }
+  return canonicalJson(record);
+}

@@ -1,0 +1,130 @@
+// The certificate format: which fields are signed, how the chain hash is formed, and how a
+// key id is derived. Field names of the first 16 signed fields are those of the original
+// Python CDIL, so bundles from either verify with the same steps.
+import { canonicalJson, canonicalSignedJson } from './canonical.ts';
+import type { CryptoProvider, EcPublicJwk } from './crypto.ts';
+import { toBase64Url, toHex, utf8Encode } from './encoding.ts';
+
+/** Version of the signed message layout; bump it when signed fields are added. */
+export const CERTIFICATE_FORMAT_VERSION = 'cdil.certificate.v1';
+export const SIGNATURE_ALGORITHM = 'ECDSA_P256_SHA256';
+
+/** The signed fields shared with the original Python CDIL. */
+export const LEGACY_SIGNED_FIELDS = [
+  'certificate_id',
+  'chain_hash',
+  'governance_policy_hash',
+  'governance_policy_version',
+  'human_attested_at_utc',
+  'human_reviewed',
+  'human_reviewer_id_hash',
+  'issued_at_utc',
+  'key_id',
+  'model_name',
+  'model_version',
+  'nonce',
+  'note_hash',
+  'prompt_version',
+  'server_timestamp',
+  'tenant_id',
+] as const;
+
+/** Fields added in format v1: keyed identifier hashes, chain position and the format itself. */
+export const ADDED_SIGNED_FIELDS = [
+  'chain_sequence',
+  'encounter_id_hash',
+  'format_version',
+  'patient_hash',
+  'previous_hash',
+] as const;
+
+export const SIGNED_FIELDS = [...LEGACY_SIGNED_FIELDS, ...ADDED_SIGNED_FIELDS].sort();
+
+export type SignedFieldName = (typeof SIGNED_FIELDS)[number];
+
+/** The message whose canonical JSON bytes are signed. */
+export interface SignedMessage {
+  certificate_id: string;
+  chain_hash: string;
+  chain_sequence: number;
+  encounter_id_hash: string;
+  format_version: string;
+  governance_policy_hash: string;
+  governance_policy_version: string;
+  human_attested_at_utc: string | null;
+  human_reviewed: boolean;
+  human_reviewer_id_hash: string | null;
+  issued_at_utc: string;
+  key_id: string;
+  model_name: string;
+  model_version: string;
+  nonce: string;
+  note_hash: string;
+  patient_hash: string;
+  previous_hash: string | null;
+  prompt_version: string;
+  server_timestamp: string;
+  tenant_id: string;
+}
+
+/** A certificate as stored, returned by the API and written to certificate.json. */
+export interface Certificate extends SignedMessage {
+  signature: string;
+  signature_algorithm: typeof SIGNATURE_ALGORITHM;
+}
+
+/** The inputs of the chain hash, with the names the original Python CDIL used. */
+export interface ChainHashInput {
+  previous_hash: string | null;
+  certificate_id: string;
+  tenant_id: string;
+  timestamp: string;
+  note_hash: string;
+  model_version: string;
+  governance_policy_version: string;
+}
+
+export function sha256Hex(crypto: CryptoProvider, data: Uint8Array | string): string {
+  return toHex(crypto.sha256(typeof data === 'string' ? utf8Encode(data) : data));
+}
+
+/** Computes SHA-256 over the canonical JSON of the chain inputs; `timestamp` is issued_at_utc. */
+export function computeChainHash(crypto: CryptoProvider, input: ChainHashInput): string {
+  return sha256Hex(crypto, canonicalJson(input));
+}
+
+export function chainHashInputOf(message: SignedMessage): ChainHashInput {
+  return {
+    previous_hash: message.previous_hash,
+    certificate_id: message.certificate_id,
+    tenant_id: message.tenant_id,
+    timestamp: message.issued_at_utc,
+    note_hash: message.note_hash,
+    model_version: message.model_version,
+    governance_policy_version: message.governance_policy_version,
+  };
+}
+
+/** Returns the exact bytes that are signed for a message. */
+export function signedBytes(message: SignedMessage): Uint8Array {
+  return utf8Encode(canonicalSignedJson(pickSignedFields(message) as unknown as Record<string, string>));
+}
+
+export function pickSignedFields(source: SignedMessage): SignedMessage {
+  const out: Record<string, unknown> = {};
+  for (const field of SIGNED_FIELDS) {
+    out[field] = source[field];
+  }
+  return out as unknown as SignedMessage;
+}
+
+/** Computes the RFC 7638 JWK thumbprint (SHA-256, base64url), used as the key id. */
+export function jwkThumbprint(crypto: CryptoProvider, jwk: EcPublicJwk): string {
+  const members = canonicalJson({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+  return toBase64Url(crypto.sha256(utf8Encode(members)));
+}
+
+/** Computes the governance policy hash: SHA-256 of the policy version string. */
+export function governancePolicyHash(crypto: CryptoProvider, policyVersion: string): string {
+  return sha256Hex(crypto, policyVersion);
+}

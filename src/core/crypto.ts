@@ -1,0 +1,26 @@
+// The cryptographic primitives the verification core needs, behind one small interface so the
+// core stays free of runtime imports. Node supplies `nodeCrypto` (crypto-node.ts); a browser
+// build supplies its own implementation of the same interface.
+
+/** Public part of an EC P-256 key as a JSON Web Key (RFC 7517). */
+export interface EcPublicJwk {
+  kty: 'EC';
+  crv: 'P-256';
+  x: string;
+  y: string;
+}
+
+/** An imported public key; opaque to the core. */
+export interface PublicKeyHandle {
+  readonly jwk: EcPublicJwk;
+}
+
+export interface CryptoProvider {
+  sha256(data: Uint8Array): Uint8Array;
+  /** Parses an SPKI PEM holding an EC P-256 public key; throws on anything else. */
+  importPublicKeyPem(pem: string): PublicKeyHandle;
+  /** Imports an EC P-256 public JWK; throws on anything else. */
+  importPublicKeyJwk(jwk: EcPublicJwk): PublicKeyHandle;
+  /** Verifies an ECDSA P-256 / SHA-256 signature in ASN.1 DER form over `data`. */
+  verifyEcdsaP256(key: PublicKeyHandle, data: Uint8Array, derSignature: Uint8Array): boolean;
+}

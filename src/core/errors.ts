@@ -1,0 +1,45 @@
+// Typed errors of the verification core. Codes are stable API: never renamed or reused.
+
+export const VerificationErrorCode = {
+  MANIFEST_MISMATCH: 'MANIFEST_MISMATCH',
+  MESSAGE_MALFORMED: 'MESSAGE_MALFORMED',
+  FIELD_MISMATCH: 'FIELD_MISMATCH',
+  SIGNATURE_INVALID: 'SIGNATURE_INVALID',
+  KEY_MISMATCH: 'KEY_MISMATCH',
+  KEY_NOT_VALID: 'KEY_NOT_VALID',
+  KEY_NOT_TRUSTED: 'KEY_NOT_TRUSTED',
+  CHAIN_HASH_MISMATCH: 'CHAIN_HASH_MISMATCH',
+  CHAIN_LINK_BROKEN: 'CHAIN_LINK_BROKEN',
+  NOTE_MISMATCH: 'NOTE_MISMATCH',
+} as const;
+export type VerificationErrorCode = (typeof VerificationErrorCode)[keyof typeof VerificationErrorCode];
+
+/** A check found evidence of alteration, forgery or a key that is not trusted. */
+export class VerificationError extends Error {
+  override readonly name = 'VerificationError';
+  readonly code: VerificationErrorCode;
+  constructor(code: VerificationErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+export const BundleErrorCode = {
+  NOT_A_ZIP: 'BUNDLE_NOT_A_ZIP',
+  UNSAFE_ENTRY: 'BUNDLE_UNSAFE_ENTRY',
+  TOO_LARGE: 'BUNDLE_TOO_LARGE',
+  MISSING_FILE: 'BUNDLE_MISSING_FILE',
+  MALFORMED_FILE: 'BUNDLE_MALFORMED_FILE',
+  MALFORMED_TRUST: 'BUNDLE_MALFORMED_TRUSTED_KEYS',
+} as const;
+export type BundleErrorCode = (typeof BundleErrorCode)[keyof typeof BundleErrorCode];
+
+/** The input cannot be read as a bundle at all, so nothing about the certificate is known. */
+export class BundleError extends Error {
+  override readonly name = 'BundleError';
+  readonly code: BundleErrorCode;
+  constructor(code: BundleErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}

@@ -1,0 +1,60 @@
+// Public description of a tenant signing key, as served in JWKS and carried in bundles.
+import type { EcPublicJwk } from './crypto.ts';
+
+export const KEY_STATUSES = ['active', 'retired', 'revoked'] as const;
+export type KeyStatus = (typeof KEY_STATUSES)[number];
+
+export interface KeyDescriptor {
+  key_id: string;
+  tenant_id: string;
+  algorithm: 'ES256';
+  status: KeyStatus;
+  /** First instant (ISO 8601 UTC) at which the key may sign. */
+  valid_from: string;
+  /** Instant after which the key no longer signs, or null while it is current. */
+  valid_until: string | null;
+  public_key_jwk: EcPublicJwk;
+}
+
+/** A JWK as published in a tenant's JWKS, with CDIL's validity members. */
+export interface PublishedJwk extends EcPublicJwk {
+  kid: string;
+  alg: 'ES256';
+  use: 'sig';
+  status: KeyStatus;
+  valid_from: string;
+  valid_until?: string;
+  tenant_id: string;
+}
+
+export interface Jwks {
+  keys: PublishedJwk[];
+}
+
+export function toPublishedJwk(key: KeyDescriptor): PublishedJwk {
+  const jwk: PublishedJwk = {
+    ...key.public_key_jwk,
+    kid: key.key_id,
+    alg: 'ES256',
+    use: 'sig',
+    status: key.status,
+    valid_from: key.valid_from,
+    tenant_id: key.tenant_id,
+  };
+  if (key.valid_until !== null) {
+    jwk.valid_until = key.valid_until;
+  }
+  return jwk;
+}
+
+/** Tells whether the key's validity window and status allow a signature made at `instant`. */
+export function keyValidAt(key: Pick<KeyDescriptor, 'status' | 'valid_from' | 'valid_until'>, instant: string): boolean {
+  if (key.status === 'revoked') {
+    return false;
+  }
+  const at = Date.parse(instant);
+  if (Number.isNaN(at) || at < Date.parse(key.valid_from)) {
+    return false;
+  }
+  return key.valid_until === null || at < Date.parse(key.valid_until);
+}

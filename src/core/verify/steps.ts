@@ -1,0 +1,183 @@
+// One function per verification step. Each returns a short statement of what it established or
+// throws a VerificationError naming what failed.
+import {
+  chainHashInputOf,
+  computeChainHash,
+  jwkThumbprint,
+  SIGNED_FIELDS,
+  sha256Hex,
+  type SignedMessage,
+} from '../certificate.ts';
+import type { CryptoProvider, PublicKeyHandle } from '../crypto.ts';
+import { fromBase64, utf8Encode } from '../encoding.ts';
+import { VerificationError } from '../errors.ts';
+import { keyValidAt, type Jwks, type KeyDescriptor } from '../key.ts';
+
+/** Checks that every signed field in the certificate equals its counterpart in the signed message. */
+export function verifyCertificateFields(certificate: Record<string, unknown>, message: SignedMessage): string {
+  const differing = SIGNED_FIELDS.filter((field) => certificate[field] !== message[field]);
+  if (differing.length > 0) {
+    throw new VerificationError(
+      'FIELD_MISMATCH',
+      `certificate fields differ from the signed message: ${differing.join(', ')}`,
+    );
+  }
+  return `all ${SIGNED_FIELDS.length} certificate fields equal the signed message`;
+}
+
+/** Checks the ECDSA P-256 signature over the exact signed bytes. */
+export function verifySignature(
+  crypto: CryptoProvider,
+  key: PublicKeyHandle,
+  signedBytes: Uint8Array,
+  signatureBase64: unknown,
+): string {
+  const der = typeof signatureBase64 === 'string' ? fromBase64(signatureBase64) : undefined;
+  if (!der || der.length === 0) {
+    throw new VerificationError('SIGNATURE_INVALID', 'signature is missing or not base64');
+  }
+  if (!crypto.verifyEcdsaP256(key, signedBytes, der)) {
+    throw new VerificationError(
+      'SIGNATURE_INVALID',
+      'signature does not verify over the signed message with this public key',
+    );
+  }
+  return 'ECDSA P-256 signature verifies over the exact signed bytes';
+}
+
+/** Checks that the public key is the one the message names, and belongs to the message's tenant. */
+export function verifyKeyBinding(
+  crypto: CryptoProvider,
+  key: PublicKeyHandle,
+  message: SignedMessage,
+  descriptor: KeyDescriptor | undefined,
+): string {
+  const thumbprint = jwkThumbprint(crypto, key.jwk);
+  if (thumbprint !== message.key_id) {
+    throw new VerificationError(
+      'KEY_MISMATCH',
+      `public key thumbprint ${thumbprint} is not the signed key_id ${message.key_id}`,
+    );
+  }
+  if (descriptor) {
+    if (descriptor.key_id !== message.key_id) {
+      throw new VerificationError('KEY_MISMATCH', `key record is for ${descriptor.key_id}, not ${message.key_id}`);
+    }
+    if (descriptor.tenant_id !== message.tenant_id) {
+      throw new VerificationError(
+        'KEY_MISMATCH',
+        `key ${message.key_id} belongs to tenant ${descriptor.tenant_id}, not ${message.tenant_id}`,
+      );
+    }
+  }
+  return `public key is key ${message.key_id}` + (descriptor ? ` of tenant ${message.tenant_id}` : '');
+}
+
+/** Checks that the key was valid for signing at the certificate's issuance time. */
+export function verifyKeyValidity(descriptor: KeyDescriptor, message: SignedMessage): string {
+  if (!keyValidAt(descriptor, message.issued_at_utc)) {
+    throw new VerificationError(
+      'KEY_NOT_VALID',
+      `key ${descriptor.key_id} (status ${descriptor.status}, valid from ${descriptor.valid_from}` +
+        ` until ${descriptor.valid_until ?? 'now'}) was not valid at ${message.issued_at_utc}`,
+    );
+  }
+  return `key was ${descriptor.status === 'active' ? 'active' : 'valid'} at issuance (${message.issued_at_utc})`;
+}
+
+/** Checks the key against a pinned key set instead of trusting the key inside the evidence. */
+export function verifyTrustedKey(key: PublicKeyHandle, message: SignedMessage, trusted: Jwks): string {
+  const pinned = trusted.keys.find((candidate) => candidate.kid === message.key_id);
+  if (!pinned) {
+    throw new VerificationError('KEY_NOT_TRUSTED', `key ${message.key_id} is not in the trusted key set`);
+  }
+  if (pinned.x !== key.jwk.x || pinned.y !== key.jwk.y || pinned.crv !== key.jwk.crv) {
+    throw new VerificationError('KEY_NOT_TRUSTED', `trusted key ${message.key_id} has different coordinates`);
+  }
+  if (pinned.tenant_id !== undefined && pinned.tenant_id !== message.tenant_id) {
+    throw new VerificationError(
+      'KEY_NOT_TRUSTED',
+      `trusted key ${message.key_id} belongs to tenant ${pinned.tenant_id}, not ${message.tenant_id}`,
+    );
+  }
+  const validity = {
+    status: pinned.status ?? 'active',
+    valid_from: pinned.valid_from ?? '1970-01-01T00:00:00.000Z',
+    valid_until: pinned.valid_until ?? null,
+  };
+  if (!keyValidAt(validity, message.issued_at_utc)) {
+    throw new VerificationError(
+      'KEY_NOT_TRUSTED',
+      `trusted key ${message.key_id} was not valid at ${message.issued_at_utc}`,
+    );
+  }
+  return `key ${message.key_id} is in the trusted key set and was valid at issuance`;
+}
+
+/** Recomputes the chain hash from the signed fields and the previous hash. */
+export function verifyChainHash(crypto: CryptoProvider, message: SignedMessage): string {
+  const expected = computeChainHash(crypto, chainHashInputOf(message));
+  if (expected !== message.chain_hash) {
+    throw new VerificationError(
+      'CHAIN_HASH_MISMATCH',
+      `chain hash recomputed from the certificate is ${expected}, signed value is ${message.chain_hash}`,
+    );
+  }
+  return 'chain hash recomputes from the previous hash and the certificate fields';
+}
+
+/** The stored predecessor, when the verifier has access to the ledger. */
+export interface PredecessorLink {
+  chain_sequence: number;
+  chain_hash: string;
+}
+
+/**
+ * Checks the link to the previous certificate. Without ledger access only the shape can be
+ * checked: the first certificate has no previous hash and every later one has one.
+ */
+export function verifyChainLink(message: SignedMessage, predecessor: PredecessorLink | null | undefined): string {
+  if (message.chain_sequence < 1) {
+    throw new VerificationError('CHAIN_LINK_BROKEN', `chain_sequence ${message.chain_sequence} is below 1`);
+  }
+  const first = message.chain_sequence === 1;
+  if (first !== (message.previous_hash === null)) {
+    throw new VerificationError(
+      'CHAIN_LINK_BROKEN',
+      first ? 'first certificate of a chain has a previous hash' : 'certificate has no previous hash',
+    );
+  }
+  if (predecessor === undefined) {
+    return first
+      ? 'certificate is the first in its tenant chain'
+      : `certificate follows chain entry ${message.chain_sequence - 1} (ledger not consulted)`;
+  }
+  if (first) {
+    if (predecessor !== null) {
+      throw new VerificationError('CHAIN_LINK_BROKEN', 'ledger holds an entry before the first certificate');
+    }
+    return 'certificate is the first in its tenant chain';
+  }
+  if (predecessor === null || predecessor.chain_sequence !== message.chain_sequence - 1) {
+    throw new VerificationError(
+      'CHAIN_LINK_BROKEN',
+      `ledger has no entry ${message.chain_sequence - 1} before this certificate`,
+    );
+  }
+  if (predecessor.chain_hash !== message.previous_hash) {
+    throw new VerificationError(
+      'CHAIN_LINK_BROKEN',
+      `previous_hash does not equal the chain hash of stored entry ${predecessor.chain_sequence}`,
+    );
+  }
+  return `previous hash equals the chain hash of stored entry ${predecessor.chain_sequence}`;
+}
+
+/** Checks that the given note text is the certified note. */
+export function verifyNote(crypto: CryptoProvider, message: SignedMessage, note: string | Uint8Array): string {
+  const hash = sha256Hex(crypto, typeof note === 'string' ? utf8Encode(note) : note);
+  if (hash !== message.note_hash) {
+    throw new VerificationError('NOTE_MISMATCH', 'SHA-256 of the given note text differs from the certified note_hash');
+  }
+  return 'given note text is byte for byte the certified note';
+}

@@ -1,0 +1,181 @@
+// Runs every verification step in a fixed order and collects a report. Unlike a verifier that
+// stops at the first failure, the report lists the outcome of each check so an auditor sees
+// everything that is wrong at once.
+import type { SignedMessage } from '../certificate.ts';
+import type { CryptoProvider, PublicKeyHandle } from '../crypto.ts';
+import { VerificationError, type VerificationErrorCode } from '../errors.ts';
+import type { Jwks, KeyDescriptor } from '../key.ts';
+import { parseSignedMessage } from './message.ts';
+import {
+  verifyCertificateFields,
+  verifyChainHash,
+  verifyChainLink,
+  verifyKeyBinding,
+  verifyKeyValidity,
+  verifyNote,
+  verifySignature,
+  verifyTrustedKey,
+  type PredecessorLink,
+} from './steps.ts';
+import { summarize } from './summary.ts';
+
+export const CHECK_NAMES = [
+  'bundle_manifest',
+  'message_format',
+  'certificate_fields',
+  'key_binding',
+  'signature',
+  'key_validity',
+  'trusted_key',
+  'chain_hash',
+  'chain_link',
+  'note_hash',
+] as const;
+export type CheckName = (typeof CHECK_NAMES)[number];
+
+export type CheckStatus = 'pass' | 'fail' | 'skipped';
+
+export interface CheckResult {
+  check: CheckName;
+  status: CheckStatus;
+  code?: VerificationErrorCode;
+  detail: string;
+}
+
+export const VERIFICATION_REPORT_FORMAT = 'cdil.verification-report.v1';
+
+export interface VerificationReport {
+  format: typeof VERIFICATION_REPORT_FORMAT;
+  valid: boolean;
+  certificate_id: string | null;
+  tenant_id: string | null;
+  key_id: string | null;
+  checks: CheckResult[];
+  summary: string;
+}
+
+export interface EvidenceInput {
+  /** The certificate as presented (certificate.json or the stored row). */
+  certificate: Record<string, unknown>;
+  /** The exact bytes that were signed. */
+  signedBytes: Uint8Array;
+  publicKeyPem: string;
+  /** Key record with validity window; without it the key_validity check is skipped. */
+  key?: KeyDescriptor | undefined;
+  /** Stored predecessor: a link to check, null for "none stored", undefined for "not consulted". */
+  predecessor?: PredecessorLink | null | undefined;
+  /** Note text to compare with the certified note_hash. */
+  noteText?: string | Uint8Array | undefined;
+  /** Pinned key set; when given, the key inside the evidence must be in it. */
+  trustedKeys?: Jwks | undefined;
+  /** Result of a check on the container, run by the bundle reader. */
+  manifest?: { ok: true; detail: string } | { ok: false; detail: string } | undefined;
+}
+
+
+function run(check: CheckName, step: () => string): CheckResult {
+  try {
+    return { check, status: 'pass', detail: step() };
+  } catch (error) {
+    if (error instanceof VerificationError) {
+      return { check, status: 'fail', code: error.code, detail: error.message };
+    }
+    throw error;
+  }
+}
+
+function skipped(check: CheckName, detail: string): CheckResult {
+  return { check, status: 'skipped', detail };
+}
+
+/** Verifies one certificate with its evidence and returns the report; never throws for bad evidence. */
+export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): VerificationReport {
+  const checks: CheckResult[] = [];
+  if (input.manifest) {
+    checks.push(
+      input.manifest.ok
+        ? { check: 'bundle_manifest', status: 'pass', detail: input.manifest.detail }
+        : { check: 'bundle_manifest', status: 'fail', code: 'MANIFEST_MISMATCH', detail: input.manifest.detail },
+    );
+  }
+
+  let message: SignedMessage | undefined;
+  checks.push(
+    run('message_format', () => {
+      message = parseSignedMessage(input.signedBytes);
+      return `signed message is canonical ${message.format_version}`;
+    }),
+  );
+
+  let key: PublicKeyHandle | undefined;
+  let keyError: string | undefined;
+  try {
+    key = crypto.importPublicKeyPem(input.publicKeyPem);
+  } catch (error) {
+    keyError = `public key is not a readable EC P-256 key: ${(error as Error).message}`;
+  }
+
+  if (!message) {
+    for (const check of CHECK_NAMES.slice(2)) {
+      checks.push(skipped(check, 'not run because the signed message is unreadable'));
+    }
+    return finish(checks, input.certificate, undefined);
+  }
+  const signed = message;
+
+  checks.push(run('certificate_fields', () => verifyCertificateFields(input.certificate, signed)));
+  if (key) {
+    const publicKey = key;
+    checks.push(run('key_binding', () => verifyKeyBinding(crypto, publicKey, signed, input.key)));
+    checks.push(
+      run('signature', () => verifySignature(crypto, publicKey, input.signedBytes, input.certificate.signature)),
+    );
+  } else {
+    checks.push({ check: 'key_binding', status: 'fail', code: 'KEY_MISMATCH', detail: keyError ?? 'no key' });
+    checks.push(skipped('signature', 'not run because the public key is unreadable'));
+  }
+  checks.push(
+    input.key
+      ? run('key_validity', () => verifyKeyValidity(input.key!, signed))
+      : skipped('key_validity', 'no key record with a validity window was given'),
+  );
+  if (input.trustedKeys) {
+    const trusted = input.trustedKeys;
+    checks.push(
+      key
+        ? run('trusted_key', () => verifyTrustedKey(key!, signed, trusted))
+        : { check: 'trusted_key', status: 'fail', code: 'KEY_NOT_TRUSTED', detail: 'public key is unreadable' },
+    );
+  } else {
+    checks.push(skipped('trusted_key', 'no trusted key set was given; the key inside the evidence was used'));
+  }
+  checks.push(run('chain_hash', () => verifyChainHash(crypto, signed)));
+  checks.push(run('chain_link', () => verifyChainLink(signed, input.predecessor)));
+  checks.push(
+    input.noteText === undefined
+      ? skipped('note_hash', 'no note text was given to compare')
+      : run('note_hash', () => verifyNote(crypto, signed, input.noteText!)),
+  );
+  return finish(checks, input.certificate, signed);
+}
+
+function finish(
+  checks: CheckResult[],
+  certificate: Record<string, unknown>,
+  message: SignedMessage | undefined,
+): VerificationReport {
+  const valid = checks.every((check) => check.status !== 'fail') && message !== undefined;
+  const stringOrNull = (value: unknown): string | null => (typeof value === 'string' ? value : null);
+  const report: VerificationReport = {
+    format: 'cdil.verification-report.v1',
+    valid,
+    certificate_id: message?.certificate_id ?? stringOrNull(certificate.certificate_id),
+    tenant_id: message?.tenant_id ?? stringOrNull(certificate.tenant_id),
+    key_id: message?.key_id ?? stringOrNull(certificate.key_id),
+    checks,
+    summary: '',
+  };
+  report.summary = summarize(report, message);
+  return report;
+}
+
