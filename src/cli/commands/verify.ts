@@ -1,0 +1,92 @@
+// `cdil verify`: offline verification of a defense bundle. Reads files, never writes any.
+import { readFileSync, statSync } from 'node:fs';
+import type { Command } from 'commander';
+import { parseTrustedKeys, verifyBundle } from '../../core/bundle.ts';
+import { nodeCrypto } from '../../core/crypto-node.ts';
+import { BundleError } from '../../core/errors.ts';
+import type { VerificationReport } from '../../core/verify/verify.ts';
+import { DEFAULT_ZIP_LIMITS } from '../../core/zip.ts';
+
+export const EXIT_VALID = 0;
+export const EXIT_INVALID = 1;
+export const EXIT_UNUSABLE = 2;
+
+export interface VerifyCliOptions {
+  trustedKeys?: string;
+  note?: string;
+  json?: boolean;
+}
+
+function readInput(path: string, what: string, maxBytes: number): Buffer {
+  let size: number;
+  try {
+    const stat = statSync(path);
+    if (!stat.isFile()) {
+      throw new BundleError('BUNDLE_NOT_A_ZIP', `${what} ${path} is not a regular file`);
+    }
+    size = stat.size;
+  } catch (error) {
+    if (error instanceof BundleError) throw error;
+    throw new BundleError('BUNDLE_NOT_A_ZIP', `cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  if (size > maxBytes) {
+    throw new BundleError('BUNDLE_TOO_LARGE', `${what} ${path} is ${size} bytes; the limit is ${maxBytes}`);
+  }
+  return readFileSync(path);
+}
+
+export function formatReport(report: VerificationReport): string {
+  const lines = [`${report.valid ? 'VALID' : 'INVALID'}  certificate ${report.certificate_id ?? '(unknown)'}`];
+  for (const check of report.checks) {
+    const mark = check.status === 'pass' ? 'PASS' : check.status === 'fail' ? 'FAIL' : 'SKIP';
+    lines.push(`  ${mark}  ${check.check.padEnd(18)} ${check.detail}${check.code ? ` [${check.code}]` : ''}`);
+  }
+  lines.push('', report.summary);
+  return lines.join('\n');
+}
+
+/** Runs the verification and returns the exit status; output goes to the given writers. */
+export function runVerify(
+  bundlePath: string,
+  options: VerifyCliOptions,
+  out: (text: string) => void,
+  err: (text: string) => void,
+): number {
+  try {
+    const zip = readInput(bundlePath, 'bundle', DEFAULT_ZIP_LIMITS.maxArchiveBytes);
+    const trustedKeys = options.trustedKeys
+      ? parseTrustedKeys(readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'))
+      : undefined;
+    const noteText = options.note ? readInput(options.note, 'note', 16 * 1024 * 1024) : undefined;
+    const report = verifyBundle(nodeCrypto, zip, { trustedKeys, noteText });
+    out(options.json ? JSON.stringify(report, null, 2) : formatReport(report));
+    return report.valid ? EXIT_VALID : EXIT_INVALID;
+  } catch (error) {
+    if (error instanceof BundleError) {
+      if (options.json) {
+        out(JSON.stringify({ valid: false, error: { code: error.code, message: error.message } }, null, 2));
+      }
+      err(`error: ${error.message} [${error.code}]`);
+      return EXIT_UNUSABLE;
+    }
+    throw error;
+  }
+}
+
+export function registerVerifyCommand(program: Command): void {
+  program
+    .command('verify')
+    .description('Verify a defense bundle offline. Exit status: 0 valid, 1 invalid, 2 unusable input.')
+    .argument('<bundle>', 'path of the defense bundle ZIP')
+    .option('--trusted-keys <file>', "pin the tenant's JWKS instead of trusting the key inside the bundle")
+    .option('--note <file>', 'also check that this file holds exactly the certified note text')
+    .option('--json', 'print the full report as JSON')
+    .action((bundle: string, options: VerifyCliOptions) => {
+      process.exitCode = runVerify(
+        bundle,
+        options,
+        (text) => process.stdout.write(text + '\n'),
+        (text) => process.stderr.write(text + '\n'),
+      );
+    });
+}

@@ -1,0 +1,33 @@
+// The cdil command line.
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config/config.ts';
+import { AppError } from '../services/errors.ts';
+import { registerAdminCommands } from './commands/admin.ts';
+import { registerDemoCommand } from './commands/demo.ts';
+import { registerServeCommand } from './commands/serve.ts';
+import { registerVerifyCommand } from './commands/verify.ts';
+
+const program = new Command('cdil')
+  .description('Clinical Documentation Integrity Layer: certify AI-written clinical notes and prove them later')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .exitOverride();
+
+registerServeCommand(program);
+registerAdminCommands(program);
+registerVerifyCommand(program);
+registerDemoCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Usage errors exit with 2, as `cdil verify` does for unusable input; help and version exit 0.
+    process.exitCode = error.exitCode === 0 ? 0 : 2;
+  } else if (error instanceof ConfigError || error instanceof AppError || error instanceof Error) {
+    process.stderr.write(`error: ${error.message}\n`);
+    process.exitCode = error instanceof ConfigError ? 78 : 1;
+  } else {
+    throw error;
+  }
+}

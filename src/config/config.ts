@@ -1,0 +1,173 @@
+// Configuration from environment variables, validated once at start-up. Production mode
+// refuses to start without its secrets; development mode generates them on first run into
+// a local data folder and says where they are. No secret has a built-in default.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const MIN_JWT_SECRET_BYTES = 32;
+
+export interface Config {
+  mode: 'development' | 'production';
+  dataDir: string;
+  /** SQLite file used when no PostgreSQL URL is configured. */
+  sqlitePath: string;
+  databaseUrl: string | undefined;
+  host: string;
+  port: number;
+  logLevel: string;
+  jwtSecret: Uint8Array;
+  jwtIssuer: string | undefined;
+  jwtAudience: string | undefined;
+  /** Key-encryption key for private keys and tenant secrets at rest (32 bytes). */
+  kek: Uint8Array;
+  migrateOnStart: boolean;
+  /** Maximum request body, in bytes. */
+  bodyLimit: number;
+  /** Where development secrets were written, when they were generated or loaded from disk. */
+  secretsFile: string | undefined;
+  secretsGenerated: boolean;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.problems = problems;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Decodes a secret given as base64 (standard or url-safe) or hex; returns undefined otherwise. */
+function decodeSecret(value: string): Uint8Array | undefined {
+  const trimmed = value.trim();
+  if (/^[0-9a-fA-F]+$/.test(trimmed) && trimmed.length % 2 === 0) {
+    return Buffer.from(trimmed, 'hex');
+  }
+  if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed)) {
+    return Buffer.from(trimmed.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  }
+  return undefined;
+}
+
+interface DevSecrets {
+  jwt_secret: string;
+  kek: string;
+}
+
+function loadOrCreateDevSecrets(dataDir: string): { file: string; secrets: DevSecrets; generated: boolean } {
+  const file = join(dataDir, 'secrets.json');
+  if (existsSync(file)) {
+    const secrets = JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
+    return { file, secrets, generated: false };
+  }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const secrets: DevSecrets = {
+    jwt_secret: randomBytes(32).toString('base64url'),
+    kek: randomBytes(32).toString('base64url'),
+  };
+  writeFileSync(file, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+  return { file, secrets, generated: true };
+}
+
+function parsePort(value: string | undefined, problems: string[]): number {
+  if (value === undefined || value === '') {
+    return 8080;
+  }
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    problems.push(`CDIL_PORT must be an integer from 0 to 65535, got ${JSON.stringify(value)}`);
+    return 0;
+  }
+  return port;
+}
+
+function parseBoolean(name: string, value: string | undefined, fallback: boolean, problems: string[]): boolean {
+  if (value === undefined || value === '') {
+    return fallback;
+  }
+  if (['1', 'true', 'yes'].includes(value.toLowerCase())) return true;
+  if (['0', 'false', 'no'].includes(value.toLowerCase())) return false;
+  problems.push(`${name} must be true or false, got ${JSON.stringify(value)}`);
+  return fallback;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/**
+ * Reads and validates the configuration. Throws ConfigError listing every problem at once.
+ *
+ * Variables: CDIL_ENV (development|production), CDIL_DATA_DIR, CDIL_SQLITE_PATH, DATABASE_URL,
+ * CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
+ * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_BODY_LIMIT_BYTES.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const modeValue = env.CDIL_ENV ?? 'development';
+  if (modeValue !== 'development' && modeValue !== 'production') {
+    problems.push(`CDIL_ENV must be development or production, got ${JSON.stringify(modeValue)}`);
+  }
+  const mode = modeValue === 'production' ? 'production' : 'development';
+  const dataDir = resolve(env.CDIL_DATA_DIR || '.cdil-data');
+  const logLevel = env.CDIL_LOG_LEVEL || 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    problems.push(`CDIL_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
+  const databaseUrl = env.DATABASE_URL || undefined;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+
+  let jwtSecretText = env.CDIL_JWT_SECRET;
+  let kekText = env.CDIL_KEK;
+  let secretsFile: string | undefined;
+  let secretsGenerated = false;
+  if (mode === 'production') {
+    if (!jwtSecretText) problems.push('CDIL_JWT_SECRET is required in production mode');
+    if (!kekText) problems.push('CDIL_KEK is required in production mode (32 bytes, base64 or hex)');
+  } else if (!jwtSecretText || !kekText) {
+    const dev = loadOrCreateDevSecrets(dataDir);
+    secretsFile = dev.file;
+    secretsGenerated = dev.generated;
+    jwtSecretText ||= dev.secrets.jwt_secret;
+    kekText ||= dev.secrets.kek;
+  }
+
+  const jwtSecret = jwtSecretText ? decodeSecret(jwtSecretText) : undefined;
+  if (jwtSecretText && (!jwtSecret || jwtSecret.length < MIN_JWT_SECRET_BYTES)) {
+    problems.push(`CDIL_JWT_SECRET must be base64 or hex of at least ${MIN_JWT_SECRET_BYTES} bytes`);
+  }
+  const kek = kekText ? decodeSecret(kekText) : undefined;
+  if (kekText && (!kek || kek.length !== 32)) {
+    problems.push('CDIL_KEK must be base64 or hex of exactly 32 bytes');
+  }
+  const bodyLimit = Number(env.CDIL_BODY_LIMIT_BYTES || 1024 * 1024);
+  if (!Number.isInteger(bodyLimit) || bodyLimit < 1024) {
+    problems.push('CDIL_BODY_LIMIT_BYTES must be an integer of at least 1024');
+  }
+  const port = parsePort(env.CDIL_PORT ?? env.PORT, problems);
+  const migrateOnStart = parseBoolean('CDIL_MIGRATE_ON_START', env.CDIL_MIGRATE_ON_START, true, problems);
+
+  if (problems.length > 0) {
+    throw new ConfigError(problems);
+  }
+  return {
+    mode,
+    dataDir,
+    sqlitePath: resolve(env.CDIL_SQLITE_PATH || join(dataDir, 'cdil.sqlite')),
+    databaseUrl,
+    host: env.CDIL_HOST || '127.0.0.1',
+    port,
+    logLevel,
+    jwtSecret: jwtSecret!,
+    jwtIssuer: env.CDIL_JWT_ISSUER || undefined,
+    jwtAudience: env.CDIL_JWT_AUDIENCE || undefined,
+    kek: kek!,
+    migrateOnStart,
+    bodyLimit,
+    secretsFile,
+    secretsGenerated,
+  };
+}

@@ -1,0 +1,138 @@
+// Bearer-token authentication and role checks. The tenant comes from the token's tenant_id
+// claim and nowhere else. HS256 tokens are verified with the configured secret; `exp` is
+// required, and `iss`/`aud` are checked when configured.
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../services/errors.ts';
+import { ROLES, type Role, type RouteAccess } from './route-table.ts';
+
+export interface AuthContext {
+  subject: string;
+  roles: Role[];
+  tenantId: string | undefined;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    auth: AuthContext | undefined;
+  }
+  interface FastifyContextConfig {
+    access?: RouteAccess;
+  }
+}
+
+export interface AuthOptions {
+  secret: Uint8Array;
+  issuer?: string | undefined;
+  audience?: string | undefined;
+}
+
+const MAX_CACHED_TOKENS = 10_000;
+
+function parseClaims(payload: Record<string, unknown>): AuthContext {
+  const roles = payload.roles;
+  if (!Array.isArray(roles) || roles.length === 0 || !roles.every((role) => ROLES.includes(role as Role))) {
+    throw new AppError('UNAUTHENTICATED', `token claim roles must be a non-empty list of ${ROLES.join(', ')}`);
+  }
+  const tenantId = payload.tenant_id;
+  if (tenantId !== undefined && typeof tenantId !== 'string') {
+    throw new AppError('UNAUTHENTICATED', 'token claim tenant_id must be a string');
+  }
+  return { subject: typeof payload.sub === 'string' ? payload.sub : 'unknown', roles: roles as Role[], tenantId };
+}
+
+/** Verifies tokens, caching verified claims until their expiry so repeated tokens cost one lookup. */
+export class TokenVerifier {
+  readonly #options: AuthOptions;
+  readonly #cache = new Map<string, { context: AuthContext; expiresAt: number }>();
+
+  constructor(options: AuthOptions) {
+    this.#options = options;
+  }
+
+  async verify(token: string): Promise<AuthContext> {
+    const cached = this.#cache.get(token);
+    if (cached && cached.expiresAt > Date.now()) {
+      return cached.context;
+    }
+    let payload: Record<string, unknown>;
+    try {
+      ({ payload } = await jwtVerify(token, this.#options.secret, {
+        algorithms: ['HS256'],
+        issuer: this.#options.issuer,
+        audience: this.#options.audience,
+        requiredClaims: ['exp'],
+      }));
+    } catch (error) {
+      const reason =
+        error instanceof joseErrors.JWTExpired
+          ? 'token has expired'
+          : error instanceof joseErrors.JWTClaimValidationFailed
+            ? `token claim ${error.claim} is invalid`
+            : 'token is malformed or its signature is invalid';
+      throw new AppError('UNAUTHENTICATED', reason);
+    }
+    const context = parseClaims(payload);
+    if (this.#cache.size >= MAX_CACHED_TOKENS) {
+      this.#cache.clear();
+    }
+    this.#cache.set(token, { context, expiresAt: Number(payload.exp) * 1000 });
+    return context;
+  }
+}
+
+export interface TokenRequest {
+  subject: string;
+  roles: Role[];
+  tenantId?: string | undefined;
+  ttlSeconds: number;
+}
+
+/** Issues an HS256 token for local use (development, tests and the demo). */
+export async function signToken(options: AuthOptions, request: TokenRequest): Promise<string> {
+  const claims: Record<string, unknown> = { roles: request.roles };
+  if (request.tenantId !== undefined) {
+    claims.tenant_id = request.tenantId;
+  }
+  let jwt = new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(request.subject)
+    .setIssuedAt()
+    .setExpirationTime(`${request.ttlSeconds}s`);
+  if (options.issuer) jwt = jwt.setIssuer(options.issuer);
+  if (options.audience) jwt = jwt.setAudience(options.audience);
+  return jwt.sign(options.secret);
+}
+
+/** onRequest hook: authenticates and authorizes according to the route's access entry. */
+export function makeAuthHook(verifier: TokenVerifier) {
+  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    const access = request.routeOptions.config.access;
+    request.auth = undefined;
+    if (!access || access.roles === 'public') {
+      return;
+    }
+    const header = request.headers.authorization;
+    const match = header ? /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(header) : null;
+    if (!match) {
+      throw new AppError('UNAUTHENTICATED', 'Authorization header must be "Bearer <token>"');
+    }
+    const auth = await verifier.verify(match[1]!);
+    if (!auth.roles.some((role) => (access.roles as readonly Role[]).includes(role))) {
+      throw new AppError('FORBIDDEN', `this endpoint requires one of the roles ${access.roles.join(', ')}`);
+    }
+    if (access.tenantScoped && auth.tenantId === undefined) {
+      throw new AppError('FORBIDDEN', 'this endpoint requires a token with a tenant_id claim');
+    }
+    request.auth = auth;
+  };
+}
+
+/** Returns the tenant of an authenticated tenant-scoped request. */
+export function tenantOf(request: FastifyRequest): string {
+  const tenantId = request.auth?.tenantId;
+  if (tenantId === undefined) {
+    throw new AppError('FORBIDDEN', 'this endpoint requires a token with a tenant_id claim');
+  }
+  return tenantId;
+}

@@ -1,0 +1,100 @@
+// The one error handler. It turns every failure into the documented JSON error body, maps
+// framework errors to registry codes, and makes sure no request content reaches a response or
+// a log line: JSON parse errors in Node quote the input, so their text is replaced.
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, ErrorRegistry, type ErrorCode, type FieldProblem } from '../services/errors.ts';
+
+export interface ErrorBody {
+  error: {
+    code: ErrorCode;
+    message: string;
+    request_id: string;
+    details?: readonly FieldProblem[];
+    [key: string]: unknown;
+  };
+}
+
+interface AjvIssue {
+  instancePath: string;
+  keyword: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+function fieldOf(issue: AjvIssue): string {
+  const path = issue.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  const child =
+    (issue.params.missingProperty as string | undefined) ?? (issue.params.additionalProperty as string | undefined);
+  if (child !== undefined) {
+    return path ? `${path}.${child}` : child;
+  }
+  return path || '(body)';
+}
+
+function describe(issue: AjvIssue): string {
+  if (issue.keyword === 'additionalProperties') return 'is not a known field';
+  if (issue.keyword === 'required') return 'is required';
+  return issue.message ?? `fails rule ${issue.keyword}`;
+}
+
+function fromValidation(error: FastifyError): AppError {
+  const issues = (error.validation ?? []) as unknown as AjvIssue[];
+  const details = issues.map((issue) => ({ field: fieldOf(issue), rule: issue.keyword, message: describe(issue) }));
+  const where = error.validationContext ?? 'body';
+  const first = details[0];
+  const message = first ? `${where} field ${first.field} ${first.message}` : `${where} is invalid`;
+  return new AppError('VALIDATION_FAILED', message, { details });
+}
+
+const FRAMEWORK_CODES: Record<string, [ErrorCode, string]> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: ['BODY_NOT_JSON', 'request body is not valid JSON'],
+  FST_ERR_CTP_EMPTY_JSON_BODY: ['BODY_NOT_JSON', 'request body is empty but content-type is application/json'],
+  FST_ERR_CTP_BODY_TOO_LARGE: ['PAYLOAD_TOO_LARGE', 'request body is larger than the configured limit'],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: ['UNSUPPORTED_MEDIA_TYPE', 'send the request body as application/json'],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: ['VALIDATION_FAILED', 'content-length does not match the body'],
+};
+
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) {
+    return error;
+  }
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validation) {
+    return fromValidation(fastifyError);
+  }
+  const mapped = fastifyError.code ? FRAMEWORK_CODES[fastifyError.code] : undefined;
+  if (mapped) {
+    return new AppError(mapped[0], mapped[1]);
+  }
+  if (error instanceof SyntaxError || fastifyError.statusCode === 400) {
+    return new AppError('BODY_NOT_JSON', 'request body could not be parsed');
+  }
+  if (fastifyError.statusCode === 429) {
+    return new AppError('RATE_LIMITED', 'too many requests; retry later');
+  }
+  return new AppError('INTERNAL', 'internal error; the request id identifies it in the service logs', { cause: error });
+}
+
+export function errorBody(error: AppError, requestId: string): ErrorBody {
+  const body: ErrorBody = { error: { code: error.code, message: error.message, request_id: requestId } };
+  if (error.details) body.error.details = error.details;
+  if (error.extra) Object.assign(body.error, error.extra);
+  return body;
+}
+
+export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
+  const appError = toAppError(error);
+  const status = ErrorRegistry[appError.code].status;
+  if (status >= 500) {
+    // Only our own code builds messages that reach this line; causes are logged with their
+    // stack for the operator and never returned to the client.
+    request.log.error({ err: error, code: appError.code }, 'request failed');
+  } else {
+    request.log.info({ code: appError.code, status }, 'request rejected');
+  }
+  void reply.code(status).type('application/json').send(errorBody(appError, String(request.id)));
+}
+
+export function handleNotFound(request: FastifyRequest, reply: FastifyReply): void {
+  handleError(new AppError('NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`), request, reply);
+}

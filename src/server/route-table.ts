@@ -1,0 +1,51 @@
+// Every route and the roles allowed to call it, in one table. The auth plugin enforces it and
+// the tests iterate it, so a route cannot be added without deciding who may call it.
+
+export const ROLES = ['clinician', 'auditor', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface RouteAccess {
+  method: 'GET' | 'POST';
+  url: string;
+  /** Roles allowed, or 'public' for routes that take no token. */
+  roles: readonly Role[] | 'public';
+  /** Whether the route acts on one tenant's data, taken from the token. */
+  tenantScoped: boolean;
+}
+
+export const ROUTES = {
+  healthz: { method: 'GET', url: '/healthz', roles: 'public', tenantScoped: false },
+  readyz: { method: 'GET', url: '/readyz', roles: 'public', tenantScoped: false },
+  tenantJwks: { method: 'GET', url: '/v1/tenants/:tenant_id/jwks.json', roles: 'public', tenantScoped: false },
+  createTenant: { method: 'POST', url: '/v1/admin/tenants', roles: ['admin'], tenantScoped: false },
+  listTenants: { method: 'GET', url: '/v1/admin/tenants', roles: ['admin'], tenantScoped: false },
+  getTenant: { method: 'GET', url: '/v1/admin/tenants/:tenant_id', roles: ['admin'], tenantScoped: false },
+  issue: { method: 'POST', url: '/v1/clinical/documentation', roles: ['clinician'], tenantScoped: true },
+  getCertificate: {
+    method: 'GET',
+    url: '/v1/certificates/:certificate_id',
+    roles: ['clinician', 'auditor'],
+    tenantScoped: true,
+  },
+  queryCertificates: { method: 'POST', url: '/v1/certificates/query', roles: ['auditor'], tenantScoped: true },
+  verifyCertificate: {
+    method: 'POST',
+    url: '/v1/certificates/:certificate_id/verify',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
+  defenseBundle: {
+    method: 'GET',
+    url: '/v1/certificates/:certificate_id/defense-bundle',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
+  evidenceBundle: {
+    method: 'GET',
+    url: '/v1/certificates/:certificate_id/evidence-bundle.json',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
+} as const satisfies Record<string, RouteAccess>;
+
+export type RouteId = keyof typeof ROUTES;

@@ -1,0 +1,148 @@
+import type { FastifyInstance } from 'fastify';
+import type { Services } from '../../services/container.ts';
+import { tenantOf } from '../auth.ts';
+import { ROUTES } from '../route-table.ts';
+import {
+  CertificateIdParams,
+  IdempotencyHeaders,
+  IssueBody,
+  IssueResponse,
+  QueryBody,
+  QueryResponse,
+  VerifyBody,
+  type IssueBody as Issue,
+  type QueryBody as Query,
+} from '../schemas.ts';
+
+const security = [{ bearer: [] }];
+
+interface IdParams {
+  Params: { certificate_id: string };
+}
+
+export function registerCertificateRoutes(app: FastifyInstance, services: Services): void {
+  app.post<{ Body: Issue; Headers: { 'idempotency-key'?: string } }>(
+    ROUTES.issue.url,
+    {
+      config: { access: ROUTES.issue },
+      schema: {
+        tags: ['certificates'],
+        summary: 'Certify a finalized clinical note',
+        body: IssueBody,
+        headers: IdempotencyHeaders,
+        response: { 200: IssueResponse, 201: IssueResponse },
+        security,
+      },
+    },
+    async (request, reply) => {
+      const outcome = await services.issuance.issue(
+        tenantOf(request),
+        request.body,
+        request.headers['idempotency-key'],
+      );
+      if (outcome.replayed) {
+        void reply.header('idempotent-replayed', 'true');
+      }
+      return reply.code(outcome.replayed ? 200 : 201).send({
+        certificate: outcome.certificate,
+        replayed: outcome.replayed,
+        phi_screening: outcome.phiScreening,
+      });
+    },
+  );
+  app.get<IdParams>(
+    ROUTES.getCertificate.url,
+    {
+      config: { access: ROUTES.getCertificate },
+      schema: {
+        tags: ['certificates'],
+        summary: 'One certificate',
+        params: CertificateIdParams,
+        response: { 200: { $ref: 'Certificate' } },
+        security,
+      },
+    },
+    (request) => services.certificates.get(tenantOf(request), request.params.certificate_id),
+  );
+  app.post<{ Body: Query }>(
+    ROUTES.queryCertificates.url,
+    {
+      config: { access: ROUTES.queryCertificates },
+      schema: {
+        tags: ['certificates'],
+        summary: 'List certificates in chain order with filters and cursor pagination',
+        body: QueryBody,
+        response: { 200: QueryResponse },
+        security,
+      },
+    },
+    (request) => {
+      const body = request.body;
+      return services.certificates.query(
+        tenantOf(request),
+        {
+          issuedFrom: body.issued_from === undefined ? undefined : new Date(body.issued_from).toISOString(),
+          issuedTo: body.issued_to === undefined ? undefined : new Date(body.issued_to).toISOString(),
+          modelVersion: body.model_version,
+          governancePolicyVersion: body.governance_policy_version,
+          humanReviewed: body.human_reviewed,
+        },
+        { cursor: body.cursor, limit: body.limit },
+      );
+    },
+  );
+  app.post<IdParams & { Body: { note_text?: string } | null }>(
+    ROUTES.verifyCertificate.url,
+    {
+      config: { access: ROUTES.verifyCertificate },
+      schema: {
+        tags: ['certificates'],
+        summary: 'Verify a stored certificate, optionally against note text',
+        params: CertificateIdParams,
+        body: VerifyBody,
+        response: { 200: { $ref: 'VerificationReport' } },
+        security,
+      },
+    },
+    async (request) => {
+      const report = await services.certificates.verify(
+        tenantOf(request),
+        request.params.certificate_id,
+        request.body?.note_text,
+      );
+      return { ...report, verified_at: new Date().toISOString() };
+    },
+  );
+  app.get<IdParams>(
+    ROUTES.defenseBundle.url,
+    {
+      config: { access: ROUTES.defenseBundle },
+      schema: {
+        tags: ['export'],
+        summary: 'Defense bundle ZIP for offline verification',
+        params: CertificateIdParams,
+        security,
+      },
+    },
+    async (request, reply) => {
+      const { zip } = await services.certificates.defenseBundle(tenantOf(request), request.params.certificate_id);
+      return reply
+        .type('application/zip')
+        .header('content-disposition', `attachment; filename="cdil-${request.params.certificate_id}.zip"`)
+        .send(Buffer.from(zip));
+    },
+  );
+  app.get<IdParams>(
+    ROUTES.evidenceBundle.url,
+    {
+      config: { access: ROUTES.evidenceBundle },
+      schema: {
+        tags: ['export'],
+        summary: 'The defense bundle evidence as one JSON document',
+        params: CertificateIdParams,
+        security,
+      },
+    },
+    (request) => services.certificates.evidenceBundle(tenantOf(request), request.params.certificate_id),
+  );
+}

@@ -1,0 +1,162 @@
+// Request and response schemas. They validate requests (unknown fields are rejected) and
+// generate the OpenAPI document served at /docs.
+import { Type, type Static } from 'typebox';
+import { CHECK_NAMES } from '../core/verify/verify.ts';
+import { MAX_QUERY_LIMIT } from '../services/certificates.ts';
+import { TENANT_ID_PATTERN } from '../services/tenants.ts';
+
+export const FIELD_LIMITS = {
+  model_name: 128,
+  model_version: 64,
+  prompt_version: 64,
+  governance_policy_version: 64,
+  note_text: 200_000,
+  human_reviewer_id: 128,
+  encounter_id: 128,
+  patient_reference: 128,
+  idempotency_key: 128,
+} as const;
+
+const text = (max: number, description: string) => Type.String({ minLength: 1, maxLength: max, description });
+
+export const IssueBody = Type.Object(
+  {
+    model_name: text(FIELD_LIMITS.model_name, 'Name of the AI model that wrote the note'),
+    model_version: text(FIELD_LIMITS.model_version, 'Version of that model'),
+    prompt_version: text(FIELD_LIMITS.prompt_version, 'Version of the prompt template'),
+    governance_policy_version: text(FIELD_LIMITS.governance_policy_version, 'Governance policy in force'),
+    note_text: text(FIELD_LIMITS.note_text, 'Final note text; hashed, never stored'),
+    human_reviewed: Type.Boolean({ description: 'Whether a clinician reviewed the note' }),
+    human_reviewer_id: Type.Optional(
+      text(FIELD_LIMITS.human_reviewer_id, 'Reviewer identifier; required when human_reviewed is true; stored only as a keyed hash'),
+    ),
+    encounter_id: text(FIELD_LIMITS.encounter_id, 'Encounter identifier; stored only as a keyed hash'),
+    patient_reference: text(FIELD_LIMITS.patient_reference, 'Patient reference; stored only as a keyed hash'),
+  },
+  { additionalProperties: false },
+);
+export type IssueBody = Static<typeof IssueBody>;
+
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({ minLength: 1, maxLength: FIELD_LIMITS.idempotency_key, pattern: '^[\\x21-\\x7e]+$' }),
+  ),
+});
+
+const nullableString = Type.Union([Type.String(), Type.Null()]);
+
+export const CertificateSchema = Type.Object(
+  {
+    certificate_id: Type.String(),
+    chain_hash: Type.String(),
+    chain_sequence: Type.Integer(),
+    encounter_id_hash: Type.String(),
+    format_version: Type.String(),
+    governance_policy_hash: Type.String(),
+    governance_policy_version: Type.String(),
+    human_attested_at_utc: nullableString,
+    human_reviewed: Type.Boolean(),
+    human_reviewer_id_hash: nullableString,
+    issued_at_utc: Type.String(),
+    key_id: Type.String(),
+    model_name: Type.String(),
+    model_version: Type.String(),
+    nonce: Type.String(),
+    note_hash: Type.String(),
+    patient_hash: Type.String(),
+    previous_hash: nullableString,
+    prompt_version: Type.String(),
+    server_timestamp: Type.String(),
+    tenant_id: Type.String(),
+    signature: Type.String({ description: 'Base64 of the ASN.1 DER ECDSA signature' }),
+    signature_algorithm: Type.String(),
+  },
+  { $id: 'Certificate' },
+);
+
+const PhiFindings = Type.Array(Type.Object({ kind: Type.String(), count: Type.Integer() }));
+
+export const IssueResponse = Type.Object({
+  certificate: Type.Ref('Certificate'),
+  replayed: Type.Boolean(),
+  phi_screening: Type.Object({ policy: Type.String(), findings: PhiFindings }),
+});
+
+export const CertificateIdParams = Type.Object({
+  certificate_id: Type.String({ minLength: 1, maxLength: 64 }),
+});
+
+export const QueryBody = Type.Object(
+  {
+    issued_from: Type.Optional(Type.String({ format: 'date-time', description: 'Inclusive lower bound (UTC)' })),
+    issued_to: Type.Optional(Type.String({ format: 'date-time', description: 'Exclusive upper bound (UTC)' })),
+    model_version: Type.Optional(Type.String({ minLength: 1, maxLength: FIELD_LIMITS.model_version })),
+    governance_policy_version: Type.Optional(
+      Type.String({ minLength: 1, maxLength: FIELD_LIMITS.governance_policy_version }),
+    ),
+    human_reviewed: Type.Optional(Type.Boolean()),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_QUERY_LIMIT, description: 'Page size' })),
+    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: 'next_cursor of the previous page' })),
+  },
+  { additionalProperties: false },
+);
+export type QueryBody = Static<typeof QueryBody>;
+
+export const QueryResponse = Type.Object({
+  items: Type.Array(Type.Ref('Certificate')),
+  next_cursor: nullableString,
+});
+
+export const VerifyBody = Type.Union([
+  Type.Object(
+    { note_text: Type.Optional(text(FIELD_LIMITS.note_text, 'Note text to compare with the certified note')) },
+    { additionalProperties: false },
+  ),
+  Type.Null(),
+]);
+
+export const VerificationReportSchema = Type.Object(
+  {
+    format: Type.String(),
+    valid: Type.Boolean(),
+    certificate_id: nullableString,
+    tenant_id: nullableString,
+    key_id: nullableString,
+    checks: Type.Array(
+      Type.Object({
+        check: Type.Union(CHECK_NAMES.map((name) => Type.Literal(name))),
+        status: Type.Union([Type.Literal('pass'), Type.Literal('fail'), Type.Literal('skipped')]),
+        code: Type.Optional(Type.String()),
+        detail: Type.String(),
+      }),
+    ),
+    summary: Type.String(),
+    verified_at: Type.Optional(Type.String()),
+  },
+  { $id: 'VerificationReport' },
+);
+
+export const TenantIdParams = Type.Object({ tenant_id: Type.String({ minLength: 1, maxLength: 63 }) });
+
+export const CreateTenantBody = Type.Object(
+  {
+    tenant_id: Type.String({ pattern: TENANT_ID_PATTERN }),
+    phi_policy: Type.Optional(Type.Union([Type.Literal('flag'), Type.Literal('reject')])),
+  },
+  { additionalProperties: false },
+);
+export type CreateTenantBody = Static<typeof CreateTenantBody>;
+
+export const ErrorSchema = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String(),
+      message: Type.String(),
+      request_id: Type.String(),
+      details: Type.Optional(
+        Type.Array(Type.Object({ field: Type.String(), rule: Type.String(), message: Type.String() })),
+      ),
+    }),
+  },
+  { $id: 'Error' },
+);

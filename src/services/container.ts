@@ -1,0 +1,42 @@
+// Wires the services to one store. Edges (HTTP server, CLI) build this once and call only it.
+import type { Config } from '../config/config.ts';
+import { openStore } from '../storage/open.ts';
+import type { MigrationReport, Store } from '../storage/store.ts';
+import { CertificateService } from './certificates.ts';
+import { systemClock, type Clock } from './clock.ts';
+import { IssuanceService } from './issuance.ts';
+import { Keyring } from './keyring.ts';
+import { TenantService } from './tenants.ts';
+
+export interface Services {
+  store: Store;
+  keyring: Keyring;
+  tenants: TenantService;
+  issuance: IssuanceService;
+  certificates: CertificateService;
+  migration: MigrationReport | undefined;
+  close(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  store?: Store;
+  clock?: Clock;
+  /** Overrides config.migrateOnStart. */
+  migrate?: boolean;
+}
+
+export async function createServices(config: Config, options: ServiceOptions = {}): Promise<Services> {
+  const store = options.store ?? openStore(config);
+  const clock = options.clock ?? systemClock;
+  const migration = (options.migrate ?? config.migrateOnStart) ? await store.migrate() : undefined;
+  const keyring = new Keyring(store, config.kek);
+  return {
+    store,
+    keyring,
+    tenants: new TenantService(store, config.kek, clock),
+    issuance: new IssuanceService(store, keyring, clock),
+    certificates: new CertificateService(store),
+    migration,
+    close: () => store.close(),
+  };
+}

@@ -1,0 +1,51 @@
+// Application errors shared by services and edges. Each code maps to one HTTP status in the
+// registry below; messages name the field and the rule and never carry note text or
+// identifiers from a request.
+
+export const ErrorRegistry = {
+  VALIDATION_FAILED: { status: 400, title: 'The request is invalid' },
+  BODY_NOT_JSON: { status: 400, title: 'The request body is not valid JSON' },
+  UNAUTHENTICATED: { status: 401, title: 'A valid bearer token is required' },
+  FORBIDDEN: { status: 403, title: 'The token role may not call this endpoint' },
+  NOT_FOUND: { status: 404, title: 'No such resource' },
+  TENANT_NOT_FOUND: { status: 404, title: 'No such tenant' },
+  CERTIFICATE_NOT_FOUND: { status: 404, title: 'No such certificate' },
+  TENANT_EXISTS: { status: 409, title: 'The tenant already exists' },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'The idempotency key was used with a different request' },
+  PHI_DETECTED: { status: 422, title: 'The request contains text that looks like PHI' },
+  PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request content type is not supported' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  NOT_READY: { status: 503, title: 'The service is not ready' },
+  INTERNAL: { status: 500, title: 'Internal error' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorRegistry;
+
+export interface FieldProblem {
+  field: string;
+  rule: string;
+  message: string;
+}
+
+export class AppError extends Error {
+  override readonly name = 'AppError';
+  readonly code: ErrorCode;
+  readonly details: readonly FieldProblem[] | undefined;
+  readonly extra: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { details?: FieldProblem[]; extra?: Record<string, unknown>; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.code = code;
+    this.details = options.details;
+    this.extra = options.extra;
+  }
+
+  get status(): number {
+    return ErrorRegistry[this.code].status;
+  }
+}

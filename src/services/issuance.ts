@@ -1,0 +1,207 @@
+// Issuance: screen the request, hash identifiers under the tenant secret, and append a signed
+// certificate to the tenant's chain. Concurrent requests for one tenant are batched into one
+// append transaction; the chain position, chain hash and signature are computed inside it.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { canonicalJson } from '../core/canonical.ts';
+import {
+  CERTIFICATE_FORMAT_VERSION,
+  computeChainHash,
+  governancePolicyHash,
+  sha256Hex,
+  signedBytes,
+  SIGNATURE_ALGORITHM,
+  chainHashInputOf,
+  type Certificate,
+  type SignedMessage,
+} from '../core/certificate.ts';
+import { nodeCrypto } from '../core/crypto-node.ts';
+import { utf8Decode, toBase64 } from '../core/encoding.ts';
+import type { AppendItem, CertificateRow, ChainLink, Store } from '../storage/store.ts';
+import type { Clock } from './clock.ts';
+import { AppError } from './errors.ts';
+import type { Keyring, TenantKeys } from './keyring.ts';
+import { screenForPhi } from './phi-screen.ts';
+
+export interface IssueRequest {
+  model_name: string;
+  model_version: string;
+  prompt_version: string;
+  governance_policy_version: string;
+  note_text: string;
+  human_reviewed: boolean;
+  human_reviewer_id?: string | undefined;
+  encounter_id: string;
+  patient_reference: string;
+}
+
+/** Free-text fields stored inside the certificate; these are always screened for PHI. */
+const STORED_TEXT_FIELDS = ['model_name', 'model_version', 'prompt_version', 'governance_policy_version'] as const;
+
+export interface PhiScreening {
+  policy: 'flag' | 'reject';
+  findings: { kind: string; count: number }[];
+}
+
+export interface IssueOutcome {
+  certificate: Certificate;
+  replayed: boolean;
+  phiScreening: PhiScreening;
+}
+
+interface PendingItem extends AppendItem {
+  message: Omit<SignedMessage, 'chain_sequence' | 'previous_hash' | 'chain_hash' | 'server_timestamp'>;
+  keys: TenantKeys;
+  resolve: (result: { row: CertificateRow; replayed: boolean }) => void;
+  reject: (error: unknown) => void;
+}
+
+export const MAX_BATCH = 256;
+
+export function certificateFromRow(row: CertificateRow): Certificate {
+  const message = JSON.parse(row.signed_message) as SignedMessage;
+  return { ...message, signature: row.signature, signature_algorithm: SIGNATURE_ALGORITHM };
+}
+
+export class IssuanceService {
+  readonly #store: Store;
+  readonly #keyring: Keyring;
+  readonly #clock: Clock;
+  readonly #queues = new Map<string, PendingItem[]>();
+  readonly #busy = new Set<string>();
+
+  constructor(store: Store, keyring: Keyring, clock: Clock) {
+    this.#store = store;
+    this.#keyring = keyring;
+    this.#clock = clock;
+  }
+
+  async issue(tenantId: string, request: IssueRequest, idempotencyKey?: string): Promise<IssueOutcome> {
+    checkReviewer(request);
+    const keys = await this.#keyring.get(tenantId);
+    if (!keys) {
+      throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
+    }
+    screenStoredFields(request);
+    const screening = screenForPhi(request.note_text);
+    const phiScreening: PhiScreening = { policy: keys.tenant.phi_policy, findings: screening.findings };
+    if (keys.tenant.phi_policy === 'reject' && screening.total > 0) {
+      throw new AppError('PHI_DETECTED', 'note_text contains text that looks like PHI and the tenant policy is reject', {
+        extra: { findings: screening.findings },
+      });
+    }
+    const issuedAt = this.#clock.now().toISOString();
+    const reviewerHash =
+      request.human_reviewed && request.human_reviewer_id !== undefined
+        ? keys.hashIdentifier('human_reviewer_id', request.human_reviewer_id)
+        : null;
+    const message: PendingItem['message'] = {
+      certificate_id: randomUUID(),
+      encounter_id_hash: keys.hashIdentifier('encounter_id', request.encounter_id),
+      format_version: CERTIFICATE_FORMAT_VERSION,
+      governance_policy_hash: governancePolicyHash(nodeCrypto, request.governance_policy_version),
+      governance_policy_version: request.governance_policy_version,
+      human_attested_at_utc: request.human_reviewed ? issuedAt : null,
+      human_reviewed: request.human_reviewed,
+      human_reviewer_id_hash: reviewerHash,
+      issued_at_utc: issuedAt,
+      key_id: keys.signer.keyId,
+      model_name: request.model_name,
+      model_version: request.model_version,
+      nonce: randomBytes(16).toString('hex'),
+      note_hash: sha256Hex(nodeCrypto, request.note_text),
+      patient_hash: keys.hashIdentifier('patient_reference', request.patient_reference),
+      prompt_version: request.prompt_version,
+      tenant_id: tenantId,
+    };
+    const requestHash =
+      idempotencyKey === undefined ? undefined : keys.hashIdentifier('idempotency_request', canonicalJson(request));
+    const { row, replayed } = await new Promise<{ row: CertificateRow; replayed: boolean }>((resolve, reject) => {
+      this.#enqueue(tenantId, { idempotencyKey, requestHash, message, keys, resolve, reject });
+    });
+    return { certificate: certificateFromRow(row), replayed, phiScreening };
+  }
+
+  #enqueue(tenantId: string, item: PendingItem): void {
+    let queue = this.#queues.get(tenantId);
+    if (!queue) {
+      queue = [];
+      this.#queues.set(tenantId, queue);
+    }
+    queue.push(item);
+    if (!this.#busy.has(tenantId)) {
+      this.#busy.add(tenantId);
+      setImmediate(() => void this.#drain(tenantId));
+    }
+  }
+
+  /** Appends queued items in batches until the tenant's queue is empty; one batch in flight per tenant. */
+  async #drain(tenantId: string): Promise<void> {
+    const queue = this.#queues.get(tenantId) ?? [];
+    while (queue.length > 0) {
+      const batch = queue.splice(0, MAX_BATCH);
+      try {
+        const results = await this.#store.appendCertificates(tenantId, batch, (item, link) =>
+          this.#seal(item, link),
+        );
+        results.forEach((result, i) => {
+          const item = batch[i]!;
+          if (result.kind === 'conflict') {
+            item.reject(new AppError('IDEMPOTENCY_KEY_REUSED', 'Idempotency-Key was already used with a different request body'));
+          } else {
+            item.resolve({ row: result.row, replayed: result.kind === 'replayed' });
+          }
+        });
+      } catch (error) {
+        for (const item of batch) {
+          item.reject(error);
+        }
+      }
+    }
+    this.#busy.delete(tenantId);
+    this.#queues.delete(tenantId);
+  }
+
+  #seal(item: PendingItem, link: ChainLink): CertificateRow {
+    const partial = {
+      ...item.message,
+      chain_sequence: link.sequence,
+      previous_hash: link.previousHash,
+      server_timestamp: this.#clock.now().toISOString(),
+      chain_hash: '',
+    };
+    const message: SignedMessage = { ...partial, chain_hash: computeChainHash(nodeCrypto, chainHashInputOf(partial)) };
+    const bytes = signedBytes(message);
+    const signature = toBase64(item.keys.signer.sign(bytes));
+    return {
+      tenant_id: message.tenant_id,
+      chain_sequence: message.chain_sequence,
+      certificate_id: message.certificate_id,
+      issued_at_utc: message.issued_at_utc,
+      model_version: message.model_version,
+      governance_policy_version: message.governance_policy_version,
+      human_reviewed: message.human_reviewed,
+      chain_hash: message.chain_hash,
+      previous_hash: message.previous_hash,
+      key_id: message.key_id,
+      signed_message: utf8Decode(bytes),
+      signature,
+    };
+  }
+}
+
+function checkReviewer(request: IssueRequest): void {
+  if (request.human_reviewed && (request.human_reviewer_id === undefined || request.human_reviewer_id === '')) {
+    throw new AppError('VALIDATION_FAILED', 'human_reviewer_id is required when human_reviewed is true', {
+      details: [{ field: 'human_reviewer_id', rule: 'required', message: 'required when human_reviewed is true' }],
+    });
+  }
+}
+
+function screenStoredFields(request: IssueRequest): void {
+  const flagged = STORED_TEXT_FIELDS.filter((field) => screenForPhi(request[field]).total > 0);
+  if (flagged.length > 0) {
+    throw new AppError('PHI_DETECTED', `${flagged.join(', ')} contain text that looks like PHI; these fields are stored in the certificate`, {
+      details: flagged.map((field) => ({ field, rule: 'phi', message: 'looks like PHI' })),
+    });
+  }
+}

@@ -1,0 +1,91 @@
+// Per-tenant key material, decrypted on first use and cached for a bounded time so a key
+// status change made elsewhere takes effect within KEYRING_TTL_MS.
+import { createHmac } from 'node:crypto';
+import { nodeCrypto } from '../core/crypto-node.ts';
+import type { KeyDescriptor } from '../core/key.ts';
+import { openSecret } from '../keys/envelope.ts';
+import { openPrivateKey, SoftwareSigner, type Signer } from '../keys/signer.ts';
+import type { SigningKeyRow, Store, TenantRow } from '../storage/store.ts';
+
+export const KEYRING_TTL_MS = 10_000;
+
+export interface TenantKeys {
+  tenant: TenantRow;
+  signer: Signer;
+  activeKey: SigningKeyRow;
+  keys: SigningKeyRow[];
+  /** Keyed hash of an identifier, domain-separated by its kind. */
+  hashIdentifier(kind: IdentifierKind, value: string): string;
+}
+
+export type IdentifierKind = 'patient_reference' | 'encounter_id' | 'human_reviewer_id' | 'idempotency_request';
+
+export function tenantHmacAad(tenantId: string): string {
+  return `cdil:tenant-hmac:${tenantId}`;
+}
+
+export function toKeyDescriptor(row: SigningKeyRow): KeyDescriptor {
+  return {
+    key_id: row.key_id,
+    tenant_id: row.tenant_id,
+    algorithm: row.algorithm,
+    status: row.status,
+    valid_from: row.valid_from,
+    valid_until: row.valid_until,
+    public_key_jwk: nodeCrypto.importPublicKeyPem(row.public_key_pem).jwk,
+  };
+}
+
+export class Keyring {
+  readonly #store: Store;
+  readonly #kek: Uint8Array;
+  readonly #cache = new Map<string, { loadedAt: number; keys: Promise<TenantKeys | undefined> }>();
+
+  constructor(store: Store, kek: Uint8Array) {
+    this.#store = store;
+    this.#kek = kek;
+  }
+
+  /** Returns the tenant's keys, or undefined when the tenant does not exist. */
+  get(tenantId: string): Promise<TenantKeys | undefined> {
+    const cached = this.#cache.get(tenantId);
+    const now = Date.now();
+    if (cached && now - cached.loadedAt < KEYRING_TTL_MS) {
+      return cached.keys;
+    }
+    const keys = this.#load(tenantId);
+    this.#cache.set(tenantId, { loadedAt: now, keys });
+    keys.then(
+      (loaded) => {
+        if (!loaded) this.#cache.delete(tenantId);
+      },
+      () => this.#cache.delete(tenantId),
+    );
+    return keys;
+  }
+
+  invalidate(tenantId: string): void {
+    this.#cache.delete(tenantId);
+  }
+
+  async #load(tenantId: string): Promise<TenantKeys | undefined> {
+    const tenant = await this.#store.getTenant(tenantId);
+    if (!tenant) {
+      return undefined;
+    }
+    const keys = await this.#store.listKeys(tenantId);
+    const activeKey = keys.find((key) => key.status === 'active');
+    if (!activeKey) {
+      throw new Error(`tenant ${tenantId} has no active signing key`);
+    }
+    const privateKey = openPrivateKey(this.#kek, tenantId, activeKey.key_id, activeKey.private_key_sealed);
+    const hmacSecret = openSecret(this.#kek, tenant.hmac_secret_sealed, tenantHmacAad(tenantId));
+    return {
+      tenant,
+      signer: new SoftwareSigner(activeKey.key_id, privateKey),
+      activeKey,
+      keys,
+      hashIdentifier: (kind, value) => createHmac('sha256', hmacSecret).update(`${kind}\u0000${value}`).digest('hex'),
+    };
+  }
+}

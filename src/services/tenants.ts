@@ -1,0 +1,97 @@
+// Tenant provisioning: each tenant gets its own ECDSA P-256 signing key and its own HMAC
+// secret for identifier hashing, both sealed under the key-encryption key.
+import { randomBytes } from 'node:crypto';
+import { jwkThumbprint } from '../core/certificate.ts';
+import { nodeCrypto } from '../core/crypto-node.ts';
+import { toPublishedJwk, type Jwks, type KeyDescriptor } from '../core/key.ts';
+import { sealSecret } from '../keys/envelope.ts';
+import { generateP256KeyPair, sealPrivateKey } from '../keys/signer.ts';
+import { TenantExistsError, type PhiPolicy, type Store } from '../storage/store.ts';
+import type { Clock } from './clock.ts';
+import { AppError } from './errors.ts';
+import { tenantHmacAad, toKeyDescriptor } from './keyring.ts';
+
+/** Tenant ids are short, URL-safe and case-sensitive. */
+export const TENANT_ID_PATTERN = '^[a-z0-9][a-z0-9-]{1,62}$';
+const TENANT_ID_RE = new RegExp(TENANT_ID_PATTERN);
+
+export interface TenantSummary {
+  tenant_id: string;
+  created_at: string;
+  phi_policy: PhiPolicy;
+  keys: KeyDescriptor[];
+}
+
+export class TenantService {
+  readonly #store: Store;
+  readonly #kek: Uint8Array;
+  readonly #clock: Clock;
+
+  constructor(store: Store, kek: Uint8Array, clock: Clock) {
+    this.#store = store;
+    this.#kek = kek;
+    this.#clock = clock;
+  }
+
+  async create(tenantId: string, options: { phiPolicy?: PhiPolicy } = {}): Promise<TenantSummary> {
+    if (!TENANT_ID_RE.test(tenantId)) {
+      throw new AppError('VALIDATION_FAILED', 'tenant_id must be 2-63 characters of a-z, 0-9 and -, starting with a letter or digit', {
+        details: [{ field: 'tenant_id', rule: 'pattern', message: `must match ${TENANT_ID_PATTERN}` }],
+      });
+    }
+    const now = this.#clock.now().toISOString();
+    const { publicKeyPem, privateKey } = generateP256KeyPair();
+    const keyId = jwkThumbprint(nodeCrypto, nodeCrypto.importPublicKeyPem(publicKeyPem).jwk);
+    const tenant = {
+      tenant_id: tenantId,
+      created_at: now,
+      phi_policy: options.phiPolicy ?? 'flag',
+      hmac_secret_sealed: sealSecret(this.#kek, randomBytes(32), tenantHmacAad(tenantId)),
+    };
+    const key = {
+      tenant_id: tenantId,
+      key_id: keyId,
+      algorithm: 'ES256' as const,
+      status: 'active' as const,
+      valid_from: now,
+      valid_until: null,
+      public_key_pem: publicKeyPem,
+      private_key_sealed: sealPrivateKey(this.#kek, tenantId, keyId, privateKey),
+      created_at: now,
+    };
+    try {
+      await this.#store.createTenant(tenant, key);
+    } catch (error) {
+      if (error instanceof TenantExistsError) {
+        throw new AppError('TENANT_EXISTS', `tenant ${tenantId} already exists`);
+      }
+      throw error;
+    }
+    return { tenant_id: tenantId, created_at: now, phi_policy: tenant.phi_policy, keys: [toKeyDescriptor(key)] };
+  }
+
+  async get(tenantId: string): Promise<TenantSummary> {
+    const tenant = await this.#store.getTenant(tenantId);
+    if (!tenant) {
+      throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
+    }
+    const keys = await this.#store.listKeys(tenantId);
+    return {
+      tenant_id: tenant.tenant_id,
+      created_at: tenant.created_at,
+      phi_policy: tenant.phi_policy,
+      keys: keys.map(toKeyDescriptor),
+    };
+  }
+
+  async list(): Promise<TenantSummary[]> {
+    const tenants = await this.#store.listTenants();
+    return Promise.all(tenants.map((tenant) => this.get(tenant.tenant_id)));
+  }
+
+  /** Returns the tenant's public keys with status and validity, for pinning by verifiers. */
+  async jwks(tenantId: string): Promise<Jwks> {
+    const summary = await this.get(tenantId);
+    return { keys: summary.keys.map(toPublishedJwk) };
+  }
+}
