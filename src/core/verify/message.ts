@@ -66,7 +66,8 @@ export function parseSignedMessage(bytes: Uint8Array): SignedMessage {
   const record = parsed as Record<string, unknown>;
   const keys = Object.keys(record).sort();
   const missing = SIGNED_FIELDS.filter((field) => !(field in record));
-  const extra = keys.filter((key) => !(key in FIELD_KINDS));
+  // Object.hasOwn, not `in`: inherited names such as "constructor" are not signed fields.
+  const extra = keys.filter((key) => !Object.hasOwn(FIELD_KINDS, key));
   if (missing.length > 0 || extra.length > 0) {
     const parts = [];
     if (missing.length > 0) parts.push(`missing ${missing.join(', ')}`);
