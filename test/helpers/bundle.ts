@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../src/config/config.ts';
 import { BundleFile, prettyJson } from '../../src/core/bundle.ts';
 import { canonicalSignedJson } from '../../src/core/canonical.ts';
-import { jwkThumbprint, type Certificate, type SignedMessage } from '../../src/core/certificate.ts';
+import { jwkThumbprint, type Certificate } from '../../src/core/certificate.ts';
 import { nodeCrypto } from '../../src/core/crypto-node.ts';
 import type { Jwks } from '../../src/core/key.ts';
 import type { VerificationReport } from '../../src/core/verify/verify.ts';
@@ -40,7 +40,7 @@ export function issueRequest(overrides: Partial<IssueRequest> = {}): IssueReques
 }
 
 export interface BundleFixture {
-  /** Temporary folder holding the database; removed by close(). */
+  /** Temporary folder with the database, removed by close(). */
   dir: string;
   services: Services;
   jwks: Jwks;
@@ -157,11 +157,6 @@ export function resignBundle(files: ReadonlyMap<string, Uint8Array>, options: Re
   copy.set(BundleFile.key, prettyJson(key));
   refreshManifest(copy);
   return copy;
-}
-
-/** Returns the signed message of a bundle, typed, for reading field values. */
-export function signedMessageOf(files: ReadonlyMap<string, Uint8Array>): SignedMessage {
-  return readJsonFile(files, BundleFile.canonicalMessage) as unknown as SignedMessage;
 }
 
 export interface VerifyOutcome {
