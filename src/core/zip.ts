@@ -143,6 +143,11 @@ function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralEntr
     entries.push({ name, method, compressedSize, size, localOffset });
     offset += 46 + nameLength + extraLength + commentLength;
   }
+  // Other ZIP readers walk the directory by its declared size, or find it by counting back
+  // from the end record, so any byte outside the counted records could hide an entry.
+  if (offset !== directoryOffset + directorySize || offset !== eocd) {
+    throw notZip(`central directory holds bytes outside its ${count} counted entries`);
+  }
   return entries;
 }
 
