@@ -4,7 +4,7 @@
 // inflating anything, and stops inflating as soon as an entry grows past its limit.
 import { Inflate, zipSync, type Zippable } from 'fflate';
 import { BundleError } from './errors.ts';
-import { utf8Decode } from './encoding.ts';
+import { bytesEqual, utf8Decode, utf8Encode } from './encoding.ts';
 
 export interface ZipLimits {
   /** Maximum size of the archive itself, in bytes. */
@@ -157,10 +157,16 @@ function entryData(bytes: Uint8Array, entry: CentralEntry): Uint8Array {
   if (at + 30 > bytes.length || view.getUint32(at, true) !== LOCAL_SIGNATURE) {
     throw notZip(`local header of ${entry.name} is missing`);
   }
-  const start = at + 30 + view.getUint16(at + 26, true) + view.getUint16(at + 28, true);
+  const nameLength = view.getUint16(at + 26, true);
+  const start = at + 30 + nameLength + view.getUint16(at + 28, true);
   const end = start + entry.compressedSize;
   if (end > bytes.length) {
     throw notZip(`data of ${entry.name} runs past the end of the archive`);
+  }
+  // Extractors that read local headers in sequence write files under this name instead of
+  // the checked central directory name, so the two must be the same bytes.
+  if (!bytesEqual(bytes.subarray(at + 30, at + 30 + nameLength), utf8Encode(entry.name))) {
+    throw unsafe(`local header of ${entry.name} names a different file`);
   }
   return bytes.subarray(start, end);
 }
