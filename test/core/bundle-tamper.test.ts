@@ -85,7 +85,10 @@ void describe('genuine bundle', () => {
       [...CHECK_NAMES],
     );
     for (const check of outcome.report!.checks) {
-      assert.ok(check.status === 'pass' || check.status === 'skipped', `${check.check} is ${check.status}`);
+      assert.ok(
+        check.status === 'pass' || check.status === 'skipped',
+        `${check.check} is ${check.status}`,
+      );
     }
     assert.deepEqual(checksWithStatus(outcome.report, 'skipped'), ['trusted_key', 'note_hash']);
   });
@@ -109,22 +112,39 @@ void describe('signed field altered in canonical_message.json', () => {
     test(`${field} breaks the signature`, () => {
       const message = readJsonFile(files, BundleFile.canonicalMessage);
       message[field] = alteredValue(message[field]);
-      const altered = withFile(files, BundleFile.canonicalMessage, canonicalSignedJson(message as Record<string, string>));
+      const altered = withFile(
+        files,
+        BundleFile.canonicalMessage,
+        canonicalSignedJson(message as Record<string, string>),
+      );
       const outcome = verifyZip(work, packBundle(altered));
       assertFailed(outcome, 'signature', field);
       assertFailed(outcome, 'certificate_fields', field);
-      assert.ok(checksWithStatus(outcome.report, 'pass').includes('bundle_manifest'), 'manifest was recomputed');
-      assert.ok(checksWithStatus(outcome.report, 'pass').includes('message_format'), 'message stays canonical');
+      assert.ok(
+        checksWithStatus(outcome.report, 'pass').includes('bundle_manifest'),
+        'manifest was recomputed',
+      );
+      assert.ok(
+        checksWithStatus(outcome.report, 'pass').includes('message_format'),
+        'message stays canonical',
+      );
     });
   }
 
   test('format_version makes the message unreadable', () => {
     const message = readJsonFile(files, BundleFile.canonicalMessage);
     message.format_version = 'cdil.certificate.v2';
-    const altered = withFile(files, BundleFile.canonicalMessage, canonicalSignedJson(message as Record<string, string>));
+    const altered = withFile(
+      files,
+      BundleFile.canonicalMessage,
+      canonicalSignedJson(message as Record<string, string>),
+    );
     const outcome = verifyZip(work, packBundle(altered));
     assertFailed(outcome, 'message_format');
-    assert.equal(outcome.report!.checks.find((check) => check.check === 'message_format')?.code, 'MESSAGE_MALFORMED');
+    assert.equal(
+      outcome.report!.checks.find((check) => check.check === 'message_format')?.code,
+      'MESSAGE_MALFORMED',
+    );
     assert.ok(checksWithStatus(outcome.report, 'skipped').includes('signature'));
   });
 
@@ -165,7 +185,10 @@ void describe('signature and key', () => {
     const outcome = verifyZip(work, packBundle(altered));
     assertFailed(outcome, 'signature');
     assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['signature']);
-    assert.equal(outcome.report!.checks.find((check) => check.check === 'signature')?.code, 'SIGNATURE_INVALID');
+    assert.equal(
+      outcome.report!.checks.find((check) => check.check === 'signature')?.code,
+      'SIGNATURE_INVALID',
+    );
   });
 
   test('mismatched signature.der fails the manifest', () => {
@@ -181,11 +204,17 @@ void describe('signature and key', () => {
     const outcome = verifyZip(work, packBundle(withFile(files, BundleFile.publicKey, otherPem)));
     assertFailed(outcome, 'key_binding');
     assertFailed(outcome, 'signature');
-    assert.equal(outcome.report!.checks.find((check) => check.check === 'key_binding')?.code, 'KEY_MISMATCH');
+    assert.equal(
+      outcome.report!.checks.find((check) => check.check === 'key_binding')?.code,
+      'KEY_MISMATCH',
+    );
   });
 
   test('unreadable public key fails key binding', () => {
-    const outcome = verifyZip(work, packBundle(withFile(files, BundleFile.publicKey, 'not a key\n')));
+    const outcome = verifyZip(
+      work,
+      packBundle(withFile(files, BundleFile.publicKey, 'not a key\n')),
+    );
     assertFailed(outcome, 'key_binding');
   });
 
@@ -196,7 +225,10 @@ void describe('signature and key', () => {
     const pinned = verifyZip(work, forged, { trustedKeys: jwksPath });
     assertFailed(pinned, 'trusted_key');
     assert.deepEqual(checksWithStatus(pinned.report, 'fail'), ['trusted_key']);
-    assert.equal(pinned.report!.checks.find((check) => check.check === 'trusted_key')?.code, 'KEY_NOT_TRUSTED');
+    assert.equal(
+      pinned.report!.checks.find((check) => check.check === 'trusted_key')?.code,
+      'KEY_NOT_TRUSTED',
+    );
   });
 
   test('revoked key in key.json fails key validity', () => {
@@ -212,7 +244,10 @@ void describe('chain fields', () => {
   test('previous_hash in certificate.json fails fields', () => {
     const certificate = readJsonFile(files, BundleFile.certificate);
     certificate.previous_hash = alteredValue(certificate.previous_hash);
-    const outcome = verifyZip(work, packBundle(withFile(files, BundleFile.certificate, prettyJson(certificate))));
+    const outcome = verifyZip(
+      work,
+      packBundle(withFile(files, BundleFile.certificate, prettyJson(certificate))),
+    );
     assertFailed(outcome, 'certificate_fields');
   });
 
@@ -225,7 +260,10 @@ void describe('chain fields', () => {
     const outcome = verifyZip(work, packBundle(forged));
     assertFailed(outcome, 'chain_hash');
     assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['chain_hash']);
-    assert.equal(outcome.report!.checks.find((check) => check.check === 'chain_hash')?.code, 'CHAIN_HASH_MISMATCH');
+    assert.equal(
+      outcome.report!.checks.find((check) => check.check === 'chain_hash')?.code,
+      'CHAIN_HASH_MISMATCH',
+    );
   });
 
   test('re-signed previous_hash fails chain hash', () => {
@@ -246,7 +284,10 @@ void describe('chain fields', () => {
     });
     const outcome = verifyZip(work, packBundle(forged));
     assertFailed(outcome, 'chain_link');
-    assert.equal(outcome.report!.checks.find((check) => check.check === 'chain_link')?.code, 'CHAIN_LINK_BROKEN');
+    assert.equal(
+      outcome.report!.checks.find((check) => check.check === 'chain_link')?.code,
+      'CHAIN_LINK_BROKEN',
+    );
   });
 
   test('re-signed chain_sequence 0 fails chain link', () => {
@@ -276,7 +317,10 @@ void describe('note text', () => {
     const outcome = verifyZip(work, fixture.zip, { note: notePath });
     assertFailed(outcome, 'note_hash');
     assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['note_hash']);
-    assert.equal(outcome.report!.checks.find((check) => check.check === 'note_hash')?.code, 'NOTE_MISMATCH');
+    assert.equal(
+      outcome.report!.checks.find((check) => check.check === 'note_hash')?.code,
+      'NOTE_MISMATCH',
+    );
   });
 
   test('note with an added final newline fails the note hash', () => {
@@ -289,11 +333,17 @@ void describe('note text', () => {
 void describe('manifest', () => {
   test('file modified after export fails', () => {
     const altered = new Map(files);
-    altered.set(BundleFile.readme, Buffer.concat([files.get(BundleFile.readme)!, Buffer.from('extra line\n')]));
+    altered.set(
+      BundleFile.readme,
+      Buffer.concat([files.get(BundleFile.readme)!, Buffer.from('extra line\n')]),
+    );
     const outcome = verifyZip(work, packBundle(altered));
     assertFailed(outcome, 'bundle_manifest');
     assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['bundle_manifest']);
-    assert.equal(outcome.report!.checks.find((check) => check.check === 'bundle_manifest')?.code, 'MANIFEST_MISMATCH');
+    assert.equal(
+      outcome.report!.checks.find((check) => check.check === 'bundle_manifest')?.code,
+      'MANIFEST_MISMATCH',
+    );
   });
 
   test('extra unlisted file fails', () => {
@@ -326,7 +376,10 @@ void describe('unexpected keys in the signed message', () => {
     test(`${key} with ${JSON.stringify(value)} fails the message format`, () => {
       // Serialized by hand in sorted key order, because assigning "__proto__" on an object
       // would set its prototype instead of adding a member.
-      const entries: [string, unknown][] = [...Object.entries(readJsonFile(files, BundleFile.canonicalMessage)), [key, value]];
+      const entries: [string, unknown][] = [
+        ...Object.entries(readJsonFile(files, BundleFile.canonicalMessage)),
+        [key, value],
+      ];
       entries.sort(([a], [b]) => (a < b ? -1 : 1));
       const text = `{${entries.map(([name, member]) => `${JSON.stringify(name)}:${JSON.stringify(member)}`).join(',')}}`;
       const altered = withFile(files, BundleFile.canonicalMessage, text);
@@ -341,7 +394,10 @@ void describe('non-ASCII field values', () => {
   let unicode: BundleFixture;
 
   before(async () => {
-    unicode = await createBundleFixture({ model_name: 'Modèle-α', governance_policy_version: 'política-ñ' });
+    unicode = await createBundleFixture({
+      model_name: 'Modèle-α',
+      governance_policy_version: 'política-ñ',
+    });
   });
 
   after(async () => {
@@ -353,7 +409,12 @@ void describe('non-ASCII field values', () => {
     writeFileSync(notePath, unicode.noteText);
     const unicodeJwks = join(work, 'unicode-jwks.json');
     writeFileSync(unicodeJwks, JSON.stringify(unicode.jwks));
-    const outcome = verifyZip(work, unicode.zip, { trustedKeys: unicodeJwks, note: notePath }, 'unicode.zip');
+    const outcome = verifyZip(
+      work,
+      unicode.zip,
+      { trustedKeys: unicodeJwks, note: notePath },
+      'unicode.zip',
+    );
     assertValid(outcome);
     assert.deepEqual(checksWithStatus(outcome.report, 'skipped'), []);
   });
@@ -373,7 +434,11 @@ void describe('non-ASCII field values', () => {
     const unicodeFiles = unpackBundle(unicode.zip);
     const message = readJsonFile(unicodeFiles, BundleFile.canonicalMessage);
     message.model_name = 'Modele-α';
-    const altered = withFile(unicodeFiles, BundleFile.canonicalMessage, canonicalSignedJson(message as Record<string, string>));
+    const altered = withFile(
+      unicodeFiles,
+      BundleFile.canonicalMessage,
+      canonicalSignedJson(message as Record<string, string>),
+    );
     assertFailed(verifyZip(work, packBundle(altered), {}, 'unicode-altered.zip'), 'signature');
   });
 });

@@ -52,16 +52,25 @@ export interface BundleFixture {
 }
 
 /** Provisions tenant t1, issues two certificates and exports the bundle of the second. */
-export async function createBundleFixture(overrides: Partial<IssueRequest> = {}): Promise<BundleFixture> {
+export async function createBundleFixture(
+  overrides: Partial<IssueRequest> = {},
+): Promise<BundleFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'cdil-bundle-test-'));
-  const config = loadConfig({ CDIL_ENV: 'development', CDIL_DATA_DIR: dir, CDIL_LOG_LEVEL: 'silent' });
+  const config = loadConfig({
+    CDIL_ENV: 'development',
+    CDIL_DATA_DIR: dir,
+    CDIL_LOG_LEVEL: 'silent',
+  });
   const services = await createServices(config);
   try {
     await services.tenants.create(TENANT_ID);
     await services.issuance.issue(TENANT_ID, issueRequest({ encounter_id: 'enc-1000' }));
     const request = issueRequest(overrides);
     const { certificate } = await services.issuance.issue(TENANT_ID, request);
-    const { zip } = await services.certificates.defenseBundle(TENANT_ID, certificate.certificate_id);
+    const { zip } = await services.certificates.defenseBundle(
+      TENANT_ID,
+      certificate.certificate_id,
+    );
     const jwks = await services.tenants.jwks(TENANT_ID);
     return {
       dir,
@@ -90,7 +99,10 @@ export function packBundle(files: ReadonlyMap<string, Uint8Array>): Uint8Array {
   return writeDeterministicZip(files);
 }
 
-export function readJsonFile(files: ReadonlyMap<string, Uint8Array>, name: string): Record<string, unknown> {
+export function readJsonFile(
+  files: ReadonlyMap<string, Uint8Array>,
+  name: string,
+): Record<string, unknown> {
   const bytes = files.get(name);
   if (!bytes) {
     throw new Error(`bundle has no ${name}`);
@@ -134,7 +146,10 @@ export interface ResignOptions {
  * signature in certificate.json and signature.der, public_key.pem, key.json and manifest.
  * The result is internally consistent, so only a trust pin can tell it from a genuine bundle.
  */
-export function resignBundle(files: ReadonlyMap<string, Uint8Array>, options: ResignOptions = {}): Map<string, Uint8Array> {
+export function resignBundle(
+  files: ReadonlyMap<string, Uint8Array>,
+  options: ResignOptions = {},
+): Map<string, Uint8Array> {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const publicKeyPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const jwk = nodeCrypto.importPublicKeyPem(publicKeyPem).jwk;
@@ -144,9 +159,16 @@ export function resignBundle(files: ReadonlyMap<string, Uint8Array>, options: Re
   message.key_id = keyId;
   options.editMessage?.(message);
   const signedText = canonicalSignedJson(message as Record<string, string>);
-  const signature = sign('sha256', Buffer.from(signedText, 'utf8'), { key: privateKey, dsaEncoding: 'der' });
+  const signature = sign('sha256', Buffer.from(signedText, 'utf8'), {
+    key: privateKey,
+    dsaEncoding: 'der',
+  });
 
-  const certificate = { ...readJsonFile(files, BundleFile.certificate), ...message, signature: signature.toString('base64') };
+  const certificate = {
+    ...readJsonFile(files, BundleFile.certificate),
+    ...message,
+    signature: signature.toString('base64'),
+  };
   const key = { ...readJsonFile(files, BundleFile.key), key_id: keyId, public_key_jwk: jwk };
 
   const copy = new Map(files);
@@ -169,7 +191,10 @@ export interface VerifyOutcome {
 }
 
 /** Runs `cdil verify --json` in process on a file and parses its output. */
-export function verifyFile(path: string, options: Omit<VerifyCliOptions, 'json'> = {}): VerifyOutcome {
+export function verifyFile(
+  path: string,
+  options: Omit<VerifyCliOptions, 'json'> = {},
+): VerifyOutcome {
   const stdout: string[] = [];
   const stderr: string[] = [];
   const exitCode = runVerify(
@@ -202,6 +227,11 @@ export function verifyZip(
 }
 
 /** Returns the names of the checks with the given status. */
-export function checksWithStatus(report: VerificationReport | undefined, status: 'pass' | 'fail' | 'skipped'): string[] {
-  return (report?.checks ?? []).filter((check) => check.status === status).map((check) => check.check);
+export function checksWithStatus(
+  report: VerificationReport | undefined,
+  status: 'pass' | 'fail' | 'skipped',
+): string[] {
+  return (report?.checks ?? [])
+    .filter((check) => check.status === status)
+    .map((check) => check.check);
 }
