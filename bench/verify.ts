@@ -1,0 +1,196 @@
+// Measures offline verification of defense bundles. Real bundles are built through the
+// services on a throwaway database. Part (a) times verifyBundle in-process in three modes:
+// the bundle alone, with a pinned key set, and with a pinned key set plus the note text.
+// Part (b) runs the `cdil verify` command as a new process per call. Bare `node -e 0` and
+// `cdil --help` runs are timed next to it, so the process start cost can be read off.
+//
+// Run: node --import tsx bench/verify.ts [--bundles 200] [--seconds 5] [--cli-runs 20]
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { readNotesFile } from '../src/cli/notes-file.ts';
+import { loadConfig } from '../src/config/config.ts';
+import { verifyBundle, type BundleVerifyOptions } from '../src/core/bundle.ts';
+import { nodeCrypto } from '../src/core/crypto-node.ts';
+import type { Jwks } from '../src/core/key.ts';
+import { createServices } from '../src/services/container.ts';
+import { benchEnv, corpusPath, machineLine, percentile } from './issuance.ts';
+
+const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+const TENANT = 'bench-verify';
+
+interface Bundle {
+  zip: Uint8Array;
+  noteText: string;
+}
+
+function parsePositive(text: string, name: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new Error(`${name} must be a positive number, got ${text}`);
+  }
+  return value;
+}
+
+/** Issues one certificate per note and exports each as a defense bundle. */
+async function buildBundles(
+  dataDir: string,
+  count: number,
+): Promise<{ bundles: Bundle[]; jwks: Jwks }> {
+  const services = await createServices(loadConfig(benchEnv(dataDir)));
+  try {
+    await services.tenants.create(TENANT);
+    const notes = readNotesFile(corpusPath()).slice(0, count);
+    const outcomes = await Promise.all(
+      notes.map((note, index) =>
+        services.issuance.issue(TENANT, {
+          model_name: 'bench-scribe',
+          model_version: '2026.11',
+          prompt_version: 'soap-v3',
+          governance_policy_version: 'policy-2026-10',
+          note_text: note.text,
+          human_reviewed: true,
+          human_reviewer_id: `reviewer-${index % 7}`,
+          encounter_id: `enc-${note.id}`,
+          patient_reference: `patient-${note.id}`,
+        }),
+      ),
+    );
+    const bundles: Bundle[] = [];
+    for (const [index, outcome] of outcomes.entries()) {
+      const { zip } = await services.certificates.defenseBundle(
+        TENANT,
+        outcome.certificate.certificate_id,
+      );
+      bundles.push({ zip, noteText: notes[index]!.text });
+    }
+    return { bundles, jwks: await services.tenants.jwks(TENANT) };
+  } finally {
+    await services.close();
+  }
+}
+
+/** Verifies bundles round-robin for `seconds` and returns bundles/s, µs per bundle and failures. */
+function timeVerify(
+  bundles: Bundle[],
+  seconds: number,
+  optionsFor: (bundle: Bundle) => BundleVerifyOptions,
+): { perSecond: number; microseconds: number; invalid: number; count: number } {
+  let count = 0;
+  let invalid = 0;
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  while (performance.now() < deadline) {
+    // Check the clock once per pass over all bundles, so timing calls stay out of the loop.
+    for (const bundle of bundles) {
+      if (!verifyBundle(nodeCrypto, bundle.zip, optionsFor(bundle)).valid) {
+        invalid += 1;
+      }
+    }
+    count += bundles.length;
+  }
+  const elapsed = (performance.now() - started) / 1000;
+  return { perSecond: count / elapsed, microseconds: (elapsed * 1e6) / count, invalid, count };
+}
+
+/** Runs a command `runs` times in sequence and returns per-call wall times in ms and the exit codes. */
+function timeCommand(args: string[], runs: number): { ms: number[]; statuses: Set<number | null> } {
+  const ms: number[] = [];
+  const statuses = new Set<number | null>();
+  for (let run = 0; run < runs; run += 1) {
+    const started = performance.now();
+    const result = spawnSync(process.execPath, args, {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    ms.push(performance.now() - started);
+    statuses.add(result.status);
+  }
+  return { ms, statuses };
+}
+
+const { values } = parseArgs({
+  options: {
+    bundles: { type: 'string', default: '200' },
+    seconds: { type: 'string', default: '5' },
+    'cli-runs': { type: 'string', default: '20' },
+  },
+});
+const bundleCount = parsePositive(values.bundles, '--bundles');
+const seconds = parsePositive(values.seconds, '--seconds');
+const cliRuns = parsePositive(values['cli-runs'], '--cli-runs');
+
+const dataDir = mkdtempSync(join(tmpdir(), 'cdil-bench-verify-'));
+try {
+  console.log(`machine: ${machineLine()}`);
+  const { bundles, jwks } = await buildBundles(dataDir, bundleCount);
+  const meanBytes = bundles.reduce((sum, bundle) => sum + bundle.zip.length, 0) / bundles.length;
+  console.log(
+    `${bundles.length} bundles, mean ${(meanBytes / 1000).toFixed(1)} KB; ${seconds} s per mode after a 1 s warm-up`,
+  );
+
+  timeVerify(bundles, 1, () => ({ trustedKeys: jwks, noteText: bundles[0]!.noteText }));
+  const modes: [string, (bundle: Bundle) => BundleVerifyOptions][] = [
+    ['bundle only', () => ({})],
+    ['pinned key set', () => ({ trustedKeys: jwks })],
+    [
+      'pinned key set and note text',
+      (bundle) => ({ trustedKeys: jwks, noteText: bundle.noteText }),
+    ],
+  ];
+  console.log('');
+  console.log('| in-process verifyBundle | bundles/s | µs per bundle | verified | not valid |');
+  console.log('|---|---:|---:|---:|---:|');
+  let anyInvalid = false;
+  for (const [name, optionsFor] of modes) {
+    const result = timeVerify(bundles, seconds, optionsFor);
+    anyInvalid ||= result.invalid > 0;
+    console.log(
+      `| ${name} | ${result.perSecond.toFixed(0)} | ${result.microseconds.toFixed(0)} | ${result.count} | ${result.invalid} |`,
+    );
+  }
+
+  const zipPath = join(dataDir, 'bundle.zip');
+  const jwksPath = join(dataDir, 'tenant-jwks.json');
+  const notePath = join(dataDir, 'note.txt');
+  writeFileSync(zipPath, bundles[0]!.zip);
+  writeFileSync(jwksPath, JSON.stringify(jwks));
+  writeFileSync(notePath, bundles[0]!.noteText);
+  const cli = join(repoRoot, 'bin/cdil.mjs');
+  const commands: [string, string[], number][] = [
+    ['node -e 0 (process start only)', ['-e', '0'], 0],
+    ['cdil --help (start, TypeScript loader, CLI set-up)', [cli, '--help'], 0],
+    ['cdil verify bundle.zip', [cli, 'verify', zipPath], 0],
+    [
+      'cdil verify bundle.zip --trusted-keys --note',
+      [cli, 'verify', zipPath, '--trusted-keys', jwksPath, '--note', notePath],
+      0,
+    ],
+  ];
+  console.log('');
+  console.log(
+    `| command, run ${cliRuns} times in sequence | calls/s | ms per call (mean) | p50 ms | max ms | exit status |`,
+  );
+  console.log('|---|---:|---:|---:|---:|---|');
+  for (const [name, args, expectedStatus] of commands) {
+    const { ms, statuses } = timeCommand(args, cliRuns);
+    const mean = ms.reduce((sum, value) => sum + value, 0) / ms.length;
+    const statusText = [...statuses].join(', ');
+    if (statuses.size !== 1 || !statuses.has(expectedStatus)) {
+      anyInvalid = true;
+    }
+    console.log(
+      `| ${name} | ${(1000 / mean).toFixed(1)} | ${mean.toFixed(0)} | ${percentile(ms, 0.5).toFixed(0)} | ${percentile(ms, 1).toFixed(0)} | ${statusText} |`,
+    );
+  }
+  if (anyInvalid) {
+    console.log('\nsome verifications did not report a valid bundle or exit with status 0');
+    process.exitCode = 1;
+  }
+} finally {
+  rmSync(dataDir, { recursive: true, force: true });
+}
