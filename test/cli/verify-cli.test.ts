@@ -1,0 +1,162 @@
+// `cdil verify` run as a real child process: exit statuses, text and JSON output, and help.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BundleFile, prettyJson } from '../../src/core/bundle.ts';
+import { CHECK_NAMES, type VerificationReport } from '../../src/core/verify/verify.ts';
+import {
+  createBundleFixture,
+  packBundle,
+  readJsonFile,
+  unpackBundle,
+  withFile,
+  type BundleFixture,
+} from '../helpers/bundle.ts';
+import { runCli } from '../helpers/cli.ts';
+
+let fixture: BundleFixture;
+let dir: string;
+let validPath: string;
+let tamperedPath: string;
+let jwksPath: string;
+let notePath: string;
+
+before(async () => {
+  fixture = await createBundleFixture();
+  dir = mkdtempSync(join(tmpdir(), 'cdil-verify-cli-'));
+  validPath = join(dir, 'bundle.zip');
+  writeFileSync(validPath, fixture.zip);
+
+  const files = unpackBundle(fixture.zip);
+  const certificate = readJsonFile(files, BundleFile.certificate);
+  certificate.model_version = 'a-different-model';
+  tamperedPath = join(dir, 'tampered.zip');
+  writeFileSync(
+    tamperedPath,
+    packBundle(withFile(files, BundleFile.certificate, prettyJson(certificate))),
+  );
+
+  jwksPath = join(dir, 'tenant-jwks.json');
+  writeFileSync(jwksPath, JSON.stringify(fixture.jwks));
+  notePath = join(dir, 'note.txt');
+  writeFileSync(notePath, fixture.noteText);
+});
+
+after(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  await fixture.close();
+});
+
+void describe('cdil verify', () => {
+  test('valid bundle exits 0 and names each check', () => {
+    const result = runCli(['verify', validPath]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(
+      result.stdout,
+      new RegExp(`^VALID {2}certificate ${fixture.certificate.certificate_id}`),
+    );
+    for (const check of CHECK_NAMES) {
+      assert.match(result.stdout, new RegExp(`^ {2}(PASS|SKIP) {2}${check} `, 'm'), check);
+    }
+    assert.match(result.stdout, /is valid\./);
+    assert.equal(result.stderr, '');
+  });
+
+  test('pinned keys and note pass', () => {
+    const result = runCli(['verify', validPath, '--trusted-keys', jwksPath, '--note', notePath]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /^ {2}PASS {2}trusted_key /m);
+    assert.match(result.stdout, /^ {2}PASS {2}note_hash /m);
+    assert.match(result.stdout, /exactly the certified note/);
+  });
+
+  test('tampered bundle exits 1', () => {
+    const result = runCli(['verify', tamperedPath]);
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(result.stdout, /^INVALID/);
+    assert.match(
+      result.stdout,
+      /^ {2}FAIL {2}certificate_fields .*model_version.*\[FIELD_MISMATCH\]$/m,
+    );
+  });
+
+  test('missing file exits 2', () => {
+    const missing = join(dir, 'no-such-bundle.zip');
+    const result = runCli(['verify', missing]);
+    assert.equal(result.status, 2);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /cannot read bundle .*no-such-bundle\.zip: ENOENT/);
+    assert.match(result.stderr, /\[BUNDLE_NOT_A_ZIP\]/);
+  });
+
+  test('folder as bundle exits 2', () => {
+    const result = runCli(['verify', dir]);
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /is not a regular file/);
+  });
+
+  test('malformed trusted key set exits 2', () => {
+    const badJwks = join(dir, 'bad-jwks.json');
+    writeFileSync(badJwks, '{"keys": "none"}');
+    const result = runCli(['verify', validPath, '--trusted-keys', badJwks]);
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /\[BUNDLE_MALFORMED_TRUSTED_KEYS\]/);
+  });
+
+  test('missing bundle argument is a usage error', () => {
+    const result = runCli(['verify']);
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /missing required argument 'bundle'/);
+  });
+});
+
+void describe('cdil verify --json', () => {
+  test('valid report parses', () => {
+    const result = runCli(['verify', validPath, '--json']);
+    assert.equal(result.status, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as VerificationReport;
+    assert.equal(report.format, 'cdil.verification-report.v1');
+    assert.equal(report.valid, true);
+    assert.equal(report.certificate_id, fixture.certificate.certificate_id);
+    assert.equal(report.tenant_id, 't1');
+    assert.deepEqual(
+      report.checks.map((check) => check.check),
+      [...CHECK_NAMES],
+    );
+  });
+
+  test('tampered report names the failed check', () => {
+    const result = runCli(['verify', tamperedPath, '--json']);
+    assert.equal(result.status, 1, result.stderr);
+    const report = JSON.parse(result.stdout) as VerificationReport;
+    assert.equal(report.valid, false);
+    const failed = report.checks.filter((check) => check.status === 'fail');
+    assert.deepEqual(
+      failed.map((check) => check.check),
+      ['certificate_fields'],
+    );
+    assert.equal(failed[0]!.code, 'FIELD_MISMATCH');
+  });
+
+  test('unusable input prints a JSON error', () => {
+    const result = runCli(['verify', join(dir, 'no-such-bundle.zip'), '--json']);
+    assert.equal(result.status, 2);
+    const output = JSON.parse(result.stdout) as { valid: boolean; error: { code: string } };
+    assert.equal(output.valid, false);
+    assert.equal(output.error.code, 'BUNDLE_NOT_A_ZIP');
+  });
+});
+
+void describe('cdil verify --help', () => {
+  test('exits 0 and documents the options', () => {
+    const result = runCli(['verify', '--help']);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /Usage: cdil verify \[options\] <bundle>/);
+    assert.match(result.stdout, /Exit status: 0 valid, 1 invalid, 2 unusable\s+input/);
+    assert.match(result.stdout, /--trusted-keys <file>/);
+    assert.match(result.stdout, /--note <file>/);
+    assert.match(result.stdout, /--json/);
+  });
+});
