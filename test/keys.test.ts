@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { KeyEncryptionError, openSecret, sealSecret } from '../src/keys/envelope.ts';
-import { generateP256KeyPair, openPrivateKey, publicKeyPemOf, sealPrivateKey } from '../src/keys/signer.ts';
+import {
+  generateP256KeyPair,
+  openPrivateKey,
+  publicKeyPemOf,
+  sealPrivateKey,
+} from '../src/keys/signer.ts';
 
 test('sealed secret opens with the same KEK and purpose', () => {
   const kek = randomBytes(32);

@@ -8,7 +8,9 @@ import { registerServeCommand } from './commands/serve.ts';
 import { registerVerifyCommand } from './commands/verify.ts';
 
 const program = new Command('cdil')
-  .description('Clinical Documentation Integrity Layer: certify AI-written clinical notes and prove them later')
+  .description(
+    'Clinical Documentation Integrity Layer: certify AI-written clinical notes and prove them later',
+  )
   .version('0.1.0')
   .showHelpAfterError()
   .exitOverride();

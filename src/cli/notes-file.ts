@@ -17,7 +17,7 @@ export function readNotesFile(path: string): NoteRecord[] {
     if (line.trim() === '') {
       return;
     }
-    let parsed: { text?: unknown; note_id?: unknown };
+    let parsed: { text?: unknown; note_id?: string | number };
     try {
       parsed = JSON.parse(line) as typeof parsed;
     } catch {

@@ -57,7 +57,11 @@ interface DevSecrets {
   kek: string;
 }
 
-function loadOrCreateDevSecrets(dataDir: string): { file: string; secrets: DevSecrets; generated: boolean } {
+function loadOrCreateDevSecrets(dataDir: string): {
+  file: string;
+  secrets: DevSecrets;
+  generated: boolean;
+} {
   const file = join(dataDir, 'secrets.json');
   if (existsSync(file)) {
     const secrets = JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
@@ -84,12 +88,21 @@ function parsePort(value: string | undefined, problems: string[]): number {
   return port;
 }
 
-function parseBoolean(name: string, value: string | undefined, fallback: boolean, problems: string[]): boolean {
+function parseBoolean(
+  name: string,
+  value: string | undefined,
+  fallback: boolean,
+  problems: string[],
+): boolean {
   if (value === undefined || value === '') {
     return fallback;
   }
-  if (['1', 'true', 'yes'].includes(value.toLowerCase())) return true;
-  if (['0', 'false', 'no'].includes(value.toLowerCase())) return false;
+  if (['1', 'true', 'yes'].includes(value.toLowerCase())) {
+    return true;
+  }
+  if (['0', 'false', 'no'].includes(value.toLowerCase())) {
+    return false;
+  }
   problems.push(`${name} must be true or false, got ${JSON.stringify(value)}`);
   return fallback;
 }
@@ -113,7 +126,9 @@ export function loadConfig(env: Env = process.env): Config {
   const dataDir = resolve(env.CDIL_DATA_DIR || '.cdil-data');
   const logLevel = env.CDIL_LOG_LEVEL || 'info';
   if (!LOG_LEVELS.includes(logLevel)) {
-    problems.push(`CDIL_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+    problems.push(
+      `CDIL_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`,
+    );
   }
   const databaseUrl = env.DATABASE_URL || undefined;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -125,8 +140,12 @@ export function loadConfig(env: Env = process.env): Config {
   let secretsFile: string | undefined;
   let secretsGenerated = false;
   if (mode === 'production') {
-    if (!jwtSecretText) problems.push('CDIL_JWT_SECRET is required in production mode');
-    if (!kekText) problems.push('CDIL_KEK is required in production mode (32 bytes, base64 or hex)');
+    if (!jwtSecretText) {
+      problems.push('CDIL_JWT_SECRET is required in production mode');
+    }
+    if (!kekText) {
+      problems.push('CDIL_KEK is required in production mode (32 bytes, base64 or hex)');
+    }
   } else if (!jwtSecretText || !kekText) {
     const dev = loadOrCreateDevSecrets(dataDir);
     secretsFile = dev.file;
@@ -137,7 +156,9 @@ export function loadConfig(env: Env = process.env): Config {
 
   const jwtSecret = jwtSecretText ? decodeSecret(jwtSecretText) : undefined;
   if (jwtSecretText && (!jwtSecret || jwtSecret.length < MIN_JWT_SECRET_BYTES)) {
-    problems.push(`CDIL_JWT_SECRET must be base64 or hex of at least ${MIN_JWT_SECRET_BYTES} bytes`);
+    problems.push(
+      `CDIL_JWT_SECRET must be base64 or hex of at least ${MIN_JWT_SECRET_BYTES} bytes`,
+    );
   }
   const kek = kekText ? decodeSecret(kekText) : undefined;
   if (kekText && (!kek || kek.length !== 32)) {
@@ -148,7 +169,12 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('CDIL_BODY_LIMIT_BYTES must be an integer of at least 1024');
   }
   const port = parsePort(env.CDIL_PORT ?? env.PORT, problems);
-  const migrateOnStart = parseBoolean('CDIL_MIGRATE_ON_START', env.CDIL_MIGRATE_ON_START, true, problems);
+  const migrateOnStart = parseBoolean(
+    'CDIL_MIGRATE_ON_START',
+    env.CDIL_MIGRATE_ON_START,
+    true,
+    problems,
+  );
 
   if (problems.length > 0) {
     throw new ConfigError(problems);

@@ -23,7 +23,12 @@ export const BundleFile = {
   manifest: 'manifest.json',
 } as const;
 
-const REQUIRED_FILES = [BundleFile.certificate, BundleFile.canonicalMessage, BundleFile.publicKey, BundleFile.manifest];
+const REQUIRED_FILES = [
+  BundleFile.certificate,
+  BundleFile.canonicalMessage,
+  BundleFile.publicKey,
+  BundleFile.manifest,
+];
 
 /** Everything a bundle is made of. */
 export interface Evidence {
@@ -52,7 +57,10 @@ export function prettyJson(value: unknown): Uint8Array {
 }
 
 /** Builds the bundle's files, manifest included. */
-export function buildBundleFiles(crypto: CryptoProvider, evidence: Evidence): Map<string, Uint8Array> {
+export function buildBundleFiles(
+  crypto: CryptoProvider,
+  evidence: Evidence,
+): Map<string, Uint8Array> {
   const files = new Map<string, Uint8Array>();
   const signature = fromBase64(evidence.certificate.signature);
   if (!signature) {
@@ -115,19 +123,27 @@ function checkManifest(
     }
   }
   for (const name of files.keys()) {
-    if (name === BundleFile.manifest) continue;
+    if (name === BundleFile.manifest) {
+      continue;
+    }
     const entry = listed.get(name);
     if (!entry) {
       problems.push(`${name} is not listed`);
-    } else if (entry.sha256 !== sha256Hex(crypto, files.get(name)!) || entry.size !== files.get(name)!.length) {
+    } else if (
+      entry.sha256 !== sha256Hex(crypto, files.get(name)!) ||
+      entry.size !== files.get(name)!.length
+    ) {
       problems.push(`${name} was modified`);
     }
   }
   for (const name of listed.keys()) {
-    if (!files.has(name)) problems.push(`${name} is missing`);
+    if (!files.has(name)) {
+      problems.push(`${name} is missing`);
+    }
   }
   const der = files.get(BundleFile.signature);
-  const signature = typeof certificate.signature === 'string' ? fromBase64(certificate.signature) : undefined;
+  const signature =
+    typeof certificate.signature === 'string' ? fromBase64(certificate.signature) : undefined;
   if (der && (!signature || !bytesEqual(der, signature))) {
     problems.push(`${BundleFile.signature} differs from the certificate signature`);
   }
@@ -158,12 +174,17 @@ export function verifyBundle(
       throw new BundleError('BUNDLE_MISSING_FILE', `bundle has no ${name}`);
     }
   }
-  const certificate = asObject(parseJsonFile(files, BundleFile.certificate), BundleFile.certificate);
+  const certificate = asObject(
+    parseJsonFile(files, BundleFile.certificate),
+    BundleFile.certificate,
+  );
   let publicKeyPem: string;
   try {
     publicKeyPem = utf8Decode(files.get(BundleFile.publicKey)!);
   } catch (error) {
-    throw new BundleError('BUNDLE_MALFORMED_FILE', `${BundleFile.publicKey} is not UTF-8 text`, { cause: error });
+    throw new BundleError('BUNDLE_MALFORMED_FILE', `${BundleFile.publicKey} is not UTF-8 text`, {
+      cause: error,
+    });
   }
   const key = files.has(BundleFile.key)
     ? (asObject(parseJsonFile(files, BundleFile.key), BundleFile.key) as unknown as KeyDescriptor)
@@ -176,7 +197,9 @@ export function verifyBundle(
     key: key && isKeyDescriptor(key) ? key : undefined,
     noteText: options.noteText,
     trustedKeys: options.trustedKeys,
-    manifest: manifest.ok ? { ok: true, detail: manifest.detail } : { ok: false, detail: manifest.detail },
+    manifest: manifest.ok
+      ? { ok: true, detail: manifest.detail }
+      : { ok: false, detail: manifest.detail },
   });
 }
 
@@ -196,12 +219,22 @@ export function parseTrustedKeys(text: string): Jwks {
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new BundleError('BUNDLE_MALFORMED_TRUSTED_KEYS', 'trusted key set is not JSON', { cause: error });
+    throw new BundleError('BUNDLE_MALFORMED_TRUSTED_KEYS', 'trusted key set is not JSON', {
+      cause: error,
+    });
   }
   const keys = (parsed as { keys?: unknown })?.keys;
-  if (!Array.isArray(keys) || keys.some((key) => typeof key?.kid !== 'string' || typeof key?.x !== 'string')) {
-    throw new BundleError('BUNDLE_MALFORMED_TRUSTED_KEYS', 'trusted key set must be a JWKS: {"keys": [{"kid", "x", "y", ...}]}');
+  const isKey = (key: unknown): boolean =>
+    typeof key === 'object' &&
+    key !== null &&
+    typeof (key as { kid?: unknown }).kid === 'string' &&
+    typeof (key as { x?: unknown }).x === 'string' &&
+    typeof (key as { y?: unknown }).y === 'string';
+  if (!Array.isArray(keys) || !keys.every(isKey)) {
+    throw new BundleError(
+      'BUNDLE_MALFORMED_TRUSTED_KEYS',
+      'trusted key set must be a JWKS: {"keys": [{"kid", "x", "y", ...}]}',
+    );
   }
   return parsed as Jwks;
 }
-

@@ -107,7 +107,9 @@ export function chainHashInputOf(message: SignedMessage): ChainHashInput {
 
 /** Returns the exact bytes that are signed for a message. */
 export function signedBytes(message: SignedMessage): Uint8Array {
-  return utf8Encode(canonicalSignedJson(pickSignedFields(message) as unknown as Record<string, string>));
+  return utf8Encode(
+    canonicalSignedJson(pickSignedFields(message) as unknown as Record<string, string>),
+  );
 }
 
 export function pickSignedFields(source: SignedMessage): SignedMessage {

@@ -11,11 +11,19 @@ const MAX_CACHED_KEYS = 1024;
 const keyCache = new Map<string, NodeKeyHandle>();
 
 function toHandle(keyObject: KeyObject): NodeKeyHandle {
-  if (keyObject.asymmetricKeyType !== 'ec' || keyObject.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+  if (
+    keyObject.asymmetricKeyType !== 'ec' ||
+    keyObject.asymmetricKeyDetails?.namedCurve !== 'prime256v1'
+  ) {
     throw new TypeError('public key is not an EC P-256 key');
   }
   const exported = keyObject.export({ format: 'jwk' });
-  const jwk: EcPublicJwk = { kty: 'EC', crv: 'P-256', x: String(exported.x), y: String(exported.y) };
+  const jwk: EcPublicJwk = {
+    kty: 'EC',
+    crv: 'P-256',
+    x: String(exported.x),
+    y: String(exported.y),
+  };
   return { jwk, keyObject };
 }
 

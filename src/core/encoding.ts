@@ -62,9 +62,15 @@ export function fromBase64(text: string): Uint8Array | undefined {
       (B64_INDEX.get(text[i + 1]!)! << 12) |
       ((B64_INDEX.get(text[i + 2]!) ?? 0) << 6) |
       (B64_INDEX.get(text[i + 3]!) ?? 0);
-    if (o < out.length) out[o++] = (n >> 16) & 255;
-    if (o < out.length) out[o++] = (n >> 8) & 255;
-    if (o < out.length) out[o++] = n & 255;
+    if (o < out.length) {
+      out[o++] = (n >> 16) & 255;
+    }
+    if (o < out.length) {
+      out[o++] = (n >> 8) & 255;
+    }
+    if (o < out.length) {
+      out[o++] = n & 255;
+    }
   }
   return out;
 }

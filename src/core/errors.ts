@@ -12,7 +12,8 @@ export const VerificationErrorCode = {
   CHAIN_LINK_BROKEN: 'CHAIN_LINK_BROKEN',
   NOTE_MISMATCH: 'NOTE_MISMATCH',
 } as const;
-export type VerificationErrorCode = (typeof VerificationErrorCode)[keyof typeof VerificationErrorCode];
+export type VerificationErrorCode =
+  (typeof VerificationErrorCode)[keyof typeof VerificationErrorCode];
 
 /** A check found evidence of alteration, forgery or a key that is not trusted. */
 export class VerificationError extends Error {

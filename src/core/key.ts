@@ -48,7 +48,10 @@ export function toPublishedJwk(key: KeyDescriptor): PublishedJwk {
 }
 
 /** Tells whether the key's validity window and status allow a signature made at `instant`. */
-export function keyValidAt(key: Pick<KeyDescriptor, 'status' | 'valid_from' | 'valid_until'>, instant: string): boolean {
+export function keyValidAt(
+  key: Pick<KeyDescriptor, 'status' | 'valid_from' | 'valid_until'>,
+  instant: string,
+): boolean {
   if (key.status === 'revoked') {
     return false;
   }

@@ -56,6 +56,7 @@ function checkEntryName(name: string): void {
   if (name.length === 0 || name.length > 255) {
     throw unsafe('entry name is empty or longer than 255 characters');
   }
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is rejected
   if (/[\\/:\x00-\x1f]/.test(name) || name === '.' || name === '..' || name.includes('..')) {
     throw unsafe(`entry name ${JSON.stringify(name)} is not a plain file name`);
   }
@@ -92,7 +93,10 @@ function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralEntr
     throw unsafe('ZIP64 archives are not accepted for bundles');
   }
   if (count > limits.maxEntries) {
-    throw new BundleError('BUNDLE_TOO_LARGE', `archive has ${count} entries; the limit is ${limits.maxEntries}`);
+    throw new BundleError(
+      'BUNDLE_TOO_LARGE',
+      `archive has ${count} entries; the limit is ${limits.maxEntries}`,
+    );
   }
   if (directoryOffset + directorySize > eocd) {
     throw notZip('central directory lies outside the archive');
@@ -119,7 +123,7 @@ function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralEntr
     let name: string;
     try {
       name = utf8Decode(bytes.subarray(offset + 46, offset + 46 + nameLength));
-    } catch (error) {
+    } catch {
       throw unsafe(`entry ${i} has a name that is not UTF-8`);
     }
     checkEntryName(name);
@@ -131,14 +135,22 @@ function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralEntr
       throw unsafe(`entry ${name} is encrypted`);
     }
     if (method !== 0 && method !== 8) {
-      throw unsafe(`entry ${name} uses compression method ${method}; only stored and deflate are accepted`);
+      throw unsafe(
+        `entry ${name} uses compression method ${method}; only stored and deflate are accepted`,
+      );
     }
     if (size > limits.maxEntryBytes) {
-      throw new BundleError('BUNDLE_TOO_LARGE', `entry ${name} is ${size} bytes; the limit is ${limits.maxEntryBytes}`);
+      throw new BundleError(
+        'BUNDLE_TOO_LARGE',
+        `entry ${name} is ${size} bytes; the limit is ${limits.maxEntryBytes}`,
+      );
     }
     total += size;
     if (total > limits.maxTotalBytes) {
-      throw new BundleError('BUNDLE_TOO_LARGE', `entries total more than ${limits.maxTotalBytes} bytes`);
+      throw new BundleError(
+        'BUNDLE_TOO_LARGE',
+        `entries total more than ${limits.maxTotalBytes} bytes`,
+      );
     }
     entries.push({ name, method, compressedSize, size, localOffset });
     offset += 46 + nameLength + extraLength + commentLength;
@@ -192,10 +204,15 @@ function inflateBounded(data: Uint8Array, declaredSize: number, name: string): U
       inflater.push(data.subarray(offset, end), end === data.length);
     }
   } catch (error) {
-    throw new BundleError('BUNDLE_NOT_A_ZIP', `entry ${name} is not valid DEFLATE data`, { cause: error });
+    throw new BundleError('BUNDLE_NOT_A_ZIP', `entry ${name} is not valid DEFLATE data`, {
+      cause: error,
+    });
   }
   if (tooLarge) {
-    throw new BundleError('BUNDLE_TOO_LARGE', `entry ${name} inflates past its declared size of ${declaredSize} bytes`);
+    throw new BundleError(
+      'BUNDLE_TOO_LARGE',
+      `entry ${name} inflates past its declared size of ${declaredSize} bytes`,
+    );
   }
   if (written !== declaredSize) {
     throw notZip(`entry ${name} inflates to ${written} bytes, not the declared ${declaredSize}`);
@@ -204,9 +221,15 @@ function inflateBounded(data: Uint8Array, declaredSize: number, name: string): U
 }
 
 /** Reads every entry of an untrusted ZIP into memory, enforcing the limits; writes nothing. */
-export function readZipSafely(bytes: Uint8Array, limits: ZipLimits = DEFAULT_ZIP_LIMITS): Map<string, Uint8Array> {
+export function readZipSafely(
+  bytes: Uint8Array,
+  limits: ZipLimits = DEFAULT_ZIP_LIMITS,
+): Map<string, Uint8Array> {
   if (bytes.length > limits.maxArchiveBytes) {
-    throw new BundleError('BUNDLE_TOO_LARGE', `archive is ${bytes.length} bytes; the limit is ${limits.maxArchiveBytes}`);
+    throw new BundleError(
+      'BUNDLE_TOO_LARGE',
+      `archive is ${bytes.length} bytes; the limit is ${limits.maxArchiveBytes}`,
+    );
   }
   const files = new Map<string, Uint8Array>();
   for (const entry of readCentralDirectory(bytes, limits)) {

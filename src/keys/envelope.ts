@@ -25,7 +25,9 @@ export function sealSecret(kek: Uint8Array, plaintext: Uint8Array, associatedDat
   cipher.setAAD(Buffer.from(associatedData, 'utf8'));
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
   const tag = cipher.getAuthTag();
-  return [VERSION, iv, tag, ciphertext].map((part) => (typeof part === 'string' ? part : part.toString('base64url'))).join('.');
+  return [VERSION, iv, tag, ciphertext]
+    .map((part) => (typeof part === 'string' ? part : part.toString('base64url')))
+    .join('.');
 }
 
 /** Decrypts a value made by sealSecret; throws KeyEncryptionError on a wrong KEK, AAD or any change. */
@@ -35,7 +37,12 @@ export function openSecret(kek: Uint8Array, sealed: string, associatedData: stri
   if (parts.length !== 4 || parts[0] !== VERSION) {
     throw new KeyEncryptionError('sealed secret has an unknown format');
   }
-  const [, iv, tag, ciphertext] = parts.map((part) => Buffer.from(part, 'base64url')) as [Buffer, Buffer, Buffer, Buffer];
+  const [, iv, tag, ciphertext] = parts.map((part) => Buffer.from(part, 'base64url')) as [
+    Buffer,
+    Buffer,
+    Buffer,
+    Buffer,
+  ];
   try {
     const decipher = createDecipheriv('aes-256-gcm', kek, iv, { authTagLength: TAG_BYTES });
     decipher.setAAD(Buffer.from(associatedData, 'utf8'));

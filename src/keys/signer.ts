@@ -44,12 +44,22 @@ function keyAad(tenantId: string, keyId: string): string {
 }
 
 /** Encrypts a private key (PKCS#8 DER) for storage. */
-export function sealPrivateKey(kek: Uint8Array, tenantId: string, keyId: string, privateKey: KeyObject): string {
+export function sealPrivateKey(
+  kek: Uint8Array,
+  tenantId: string,
+  keyId: string,
+  privateKey: KeyObject,
+): string {
   const der = privateKey.export({ type: 'pkcs8', format: 'der' });
   return sealSecret(kek, der, keyAad(tenantId, keyId));
 }
 
-export function openPrivateKey(kek: Uint8Array, tenantId: string, keyId: string, sealed: string): KeyObject {
+export function openPrivateKey(
+  kek: Uint8Array,
+  tenantId: string,
+  keyId: string,
+  sealed: string,
+): KeyObject {
   const der = openSecret(kek, sealed, keyAad(tenantId, keyId));
   return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
 }

@@ -68,15 +68,27 @@ export async function buildServer(
       info: {
         title: 'CDIL API',
         version: '1',
-        description: 'Clinical Documentation Integrity Layer: certify, verify and export AI-written clinical notes.',
+        description:
+          'Clinical Documentation Integrity Layer: certify, verify and export AI-written clinical notes.',
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      },
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   app.decorateRequest('auth', undefined);
-  app.addHook('onRequest', makeAuthHook(new TokenVerifier({ secret: config.jwtSecret, issuer: config.jwtIssuer, audience: config.jwtAudience })));
+  app.addHook(
+    'onRequest',
+    makeAuthHook(
+      new TokenVerifier({
+        secret: config.jwtSecret,
+        issuer: config.jwtIssuer,
+        audience: config.jwtAudience,
+      }),
+    ),
+  );
   app.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
   });

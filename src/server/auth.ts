@@ -31,14 +31,25 @@ const MAX_CACHED_TOKENS = 10_000;
 
 function parseClaims(payload: Record<string, unknown>): AuthContext {
   const roles = payload.roles;
-  if (!Array.isArray(roles) || roles.length === 0 || !roles.every((role) => ROLES.includes(role as Role))) {
-    throw new AppError('UNAUTHENTICATED', `token claim roles must be a non-empty list of ${ROLES.join(', ')}`);
+  if (
+    !Array.isArray(roles) ||
+    roles.length === 0 ||
+    !roles.every((role) => ROLES.includes(role as Role))
+  ) {
+    throw new AppError(
+      'UNAUTHENTICATED',
+      `token claim roles must be a non-empty list of ${ROLES.join(', ')}`,
+    );
   }
   const tenantId = payload.tenant_id;
   if (tenantId !== undefined && typeof tenantId !== 'string') {
     throw new AppError('UNAUTHENTICATED', 'token claim tenant_id must be a string');
   }
-  return { subject: typeof payload.sub === 'string' ? payload.sub : 'unknown', roles: roles as Role[], tenantId };
+  return {
+    subject: typeof payload.sub === 'string' ? payload.sub : 'unknown',
+    roles: roles as Role[],
+    tenantId,
+  };
 }
 
 /** Verifies tokens, caching verified claims until their expiry so repeated tokens cost one lookup. */
@@ -99,8 +110,12 @@ export async function signToken(options: AuthOptions, request: TokenRequest): Pr
     .setSubject(request.subject)
     .setIssuedAt()
     .setExpirationTime(`${request.ttlSeconds}s`);
-  if (options.issuer) jwt = jwt.setIssuer(options.issuer);
-  if (options.audience) jwt = jwt.setAudience(options.audience);
+  if (options.issuer) {
+    jwt = jwt.setIssuer(options.issuer);
+  }
+  if (options.audience) {
+    jwt = jwt.setAudience(options.audience);
+  }
   return jwt.sign(options.secret);
 }
 
@@ -119,7 +134,10 @@ export function makeAuthHook(verifier: TokenVerifier) {
     }
     const auth = await verifier.verify(match[1]!);
     if (!auth.roles.some((role) => (access.roles as readonly Role[]).includes(role))) {
-      throw new AppError('FORBIDDEN', `this endpoint requires one of the roles ${access.roles.join(', ')}`);
+      throw new AppError(
+        'FORBIDDEN',
+        `this endpoint requires one of the roles ${access.roles.join(', ')}`,
+      );
     }
     if (access.tenantScoped && auth.tenantId === undefined) {
       throw new AppError('FORBIDDEN', 'this endpoint requires a token with a tenant_id claim');

@@ -24,7 +24,8 @@ interface AjvIssue {
 function fieldOf(issue: AjvIssue): string {
   const path = issue.instancePath.replace(/^\//, '').replace(/\//g, '.');
   const child =
-    (issue.params.missingProperty as string | undefined) ?? (issue.params.additionalProperty as string | undefined);
+    (issue.params.missingProperty as string | undefined) ??
+    (issue.params.additionalProperty as string | undefined);
   if (child !== undefined) {
     return path ? `${path}.${child}` : child;
   }
@@ -32,14 +33,22 @@ function fieldOf(issue: AjvIssue): string {
 }
 
 function describe(issue: AjvIssue): string {
-  if (issue.keyword === 'additionalProperties') return 'is not a known field';
-  if (issue.keyword === 'required') return 'is required';
+  if (issue.keyword === 'additionalProperties') {
+    return 'is not a known field';
+  }
+  if (issue.keyword === 'required') {
+    return 'is required';
+  }
   return issue.message ?? `fails rule ${issue.keyword}`;
 }
 
 function fromValidation(error: FastifyError): AppError {
   const issues = (error.validation ?? []) as unknown as AjvIssue[];
-  const details = issues.map((issue) => ({ field: fieldOf(issue), rule: issue.keyword, message: describe(issue) }));
+  const details = issues.map((issue) => ({
+    field: fieldOf(issue),
+    rule: issue.keyword,
+    message: describe(issue),
+  }));
   const where = error.validationContext ?? 'body';
   const first = details[0];
   const message = first ? `${where} field ${first.field} ${first.message}` : `${where} is invalid`;
@@ -48,10 +57,22 @@ function fromValidation(error: FastifyError): AppError {
 
 const FRAMEWORK_CODES: Record<string, [ErrorCode, string]> = {
   FST_ERR_CTP_INVALID_JSON_BODY: ['BODY_NOT_JSON', 'request body is not valid JSON'],
-  FST_ERR_CTP_EMPTY_JSON_BODY: ['BODY_NOT_JSON', 'request body is empty but content-type is application/json'],
-  FST_ERR_CTP_BODY_TOO_LARGE: ['PAYLOAD_TOO_LARGE', 'request body is larger than the configured limit'],
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: ['UNSUPPORTED_MEDIA_TYPE', 'send the request body as application/json'],
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: ['VALIDATION_FAILED', 'content-length does not match the body'],
+  FST_ERR_CTP_EMPTY_JSON_BODY: [
+    'BODY_NOT_JSON',
+    'request body is empty but content-type is application/json',
+  ],
+  FST_ERR_CTP_BODY_TOO_LARGE: [
+    'PAYLOAD_TOO_LARGE',
+    'request body is larger than the configured limit',
+  ],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: [
+    'UNSUPPORTED_MEDIA_TYPE',
+    'send the request body as application/json',
+  ],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [
+    'VALIDATION_FAILED',
+    'content-length does not match the body',
+  ],
 };
 
 export function toAppError(error: unknown): AppError {
@@ -72,13 +93,23 @@ export function toAppError(error: unknown): AppError {
   if (fastifyError.statusCode === 429) {
     return new AppError('RATE_LIMITED', 'too many requests; retry later');
   }
-  return new AppError('INTERNAL', 'internal error; the request id identifies it in the service logs', { cause: error });
+  return new AppError(
+    'INTERNAL',
+    'internal error; the request id identifies it in the service logs',
+    { cause: error },
+  );
 }
 
 export function errorBody(error: AppError, requestId: string): ErrorBody {
-  const body: ErrorBody = { error: { code: error.code, message: error.message, request_id: requestId } };
-  if (error.details) body.error.details = error.details;
-  if (error.extra) Object.assign(body.error, error.extra);
+  const body: ErrorBody = {
+    error: { code: error.code, message: error.message, request_id: requestId },
+  };
+  if (error.details) {
+    body.error.details = error.details;
+  }
+  if (error.extra) {
+    Object.assign(body.error, error.extra);
+  }
   return body;
 }
 
@@ -92,9 +123,16 @@ export function handleError(error: unknown, request: FastifyRequest, reply: Fast
   } else {
     request.log.info({ code: appError.code, status }, 'request rejected');
   }
-  void reply.code(status).type('application/json').send(errorBody(appError, String(request.id)));
+  void reply
+    .code(status)
+    .type('application/json')
+    .send(errorBody(appError, String(request.id)));
 }
 
 export function handleNotFound(request: FastifyRequest, reply: FastifyReply): void {
-  handleError(new AppError('NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`), request, reply);
+  handleError(
+    new AppError('NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`),
+    request,
+    reply,
+  );
 }

@@ -16,18 +16,38 @@ export interface RouteAccess {
 export const ROUTES = {
   healthz: { method: 'GET', url: '/healthz', roles: 'public', tenantScoped: false },
   readyz: { method: 'GET', url: '/readyz', roles: 'public', tenantScoped: false },
-  tenantJwks: { method: 'GET', url: '/v1/tenants/:tenant_id/jwks.json', roles: 'public', tenantScoped: false },
+  tenantJwks: {
+    method: 'GET',
+    url: '/v1/tenants/:tenant_id/jwks.json',
+    roles: 'public',
+    tenantScoped: false,
+  },
   createTenant: { method: 'POST', url: '/v1/admin/tenants', roles: ['admin'], tenantScoped: false },
   listTenants: { method: 'GET', url: '/v1/admin/tenants', roles: ['admin'], tenantScoped: false },
-  getTenant: { method: 'GET', url: '/v1/admin/tenants/:tenant_id', roles: ['admin'], tenantScoped: false },
-  issue: { method: 'POST', url: '/v1/clinical/documentation', roles: ['clinician'], tenantScoped: true },
+  getTenant: {
+    method: 'GET',
+    url: '/v1/admin/tenants/:tenant_id',
+    roles: ['admin'],
+    tenantScoped: false,
+  },
+  issue: {
+    method: 'POST',
+    url: '/v1/clinical/documentation',
+    roles: ['clinician'],
+    tenantScoped: true,
+  },
   getCertificate: {
     method: 'GET',
     url: '/v1/certificates/:certificate_id',
     roles: ['clinician', 'auditor'],
     tenantScoped: true,
   },
-  queryCertificates: { method: 'POST', url: '/v1/certificates/query', roles: ['auditor'], tenantScoped: true },
+  queryCertificates: {
+    method: 'POST',
+    url: '/v1/certificates/query',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
   verifyCertificate: {
     method: 'POST',
     url: '/v1/certificates/:certificate_id/verify',

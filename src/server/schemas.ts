@@ -17,21 +17,34 @@ export const FIELD_LIMITS = {
   idempotency_key: 128,
 } as const;
 
-const text = (max: number, description: string) => Type.String({ minLength: 1, maxLength: max, description });
+const text = (max: number, description: string) =>
+  Type.String({ minLength: 1, maxLength: max, description });
 
 export const IssueBody = Type.Object(
   {
     model_name: text(FIELD_LIMITS.model_name, 'Name of the AI model that wrote the note'),
     model_version: text(FIELD_LIMITS.model_version, 'Version of that model'),
     prompt_version: text(FIELD_LIMITS.prompt_version, 'Version of the prompt template'),
-    governance_policy_version: text(FIELD_LIMITS.governance_policy_version, 'Governance policy in force'),
+    governance_policy_version: text(
+      FIELD_LIMITS.governance_policy_version,
+      'Governance policy in force',
+    ),
     note_text: text(FIELD_LIMITS.note_text, 'Final note text; hashed, never stored'),
     human_reviewed: Type.Boolean({ description: 'Whether a clinician reviewed the note' }),
     human_reviewer_id: Type.Optional(
-      text(FIELD_LIMITS.human_reviewer_id, 'Reviewer identifier; required when human_reviewed is true; stored only as a keyed hash'),
+      text(
+        FIELD_LIMITS.human_reviewer_id,
+        'Reviewer identifier; required when human_reviewed is true; stored only as a keyed hash',
+      ),
     ),
-    encounter_id: text(FIELD_LIMITS.encounter_id, 'Encounter identifier; stored only as a keyed hash'),
-    patient_reference: text(FIELD_LIMITS.patient_reference, 'Patient reference; stored only as a keyed hash'),
+    encounter_id: text(
+      FIELD_LIMITS.encounter_id,
+      'Encounter identifier; stored only as a keyed hash',
+    ),
+    patient_reference: text(
+      FIELD_LIMITS.patient_reference,
+      'Patient reference; stored only as a keyed hash',
+    ),
   },
   { additionalProperties: false },
 );
@@ -39,7 +52,11 @@ export type IssueBody = Static<typeof IssueBody>;
 
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(
-    Type.String({ minLength: 1, maxLength: FIELD_LIMITS.idempotency_key, pattern: '^[\\x21-\\x7e]+$' }),
+    Type.String({
+      minLength: 1,
+      maxLength: FIELD_LIMITS.idempotency_key,
+      pattern: '^[\\x21-\\x7e]+$',
+    }),
   ),
 });
 
@@ -88,15 +105,29 @@ export const CertificateIdParams = Type.Object({
 
 export const QueryBody = Type.Object(
   {
-    issued_from: Type.Optional(Type.String({ format: 'date-time', description: 'Inclusive lower bound (UTC)' })),
-    issued_to: Type.Optional(Type.String({ format: 'date-time', description: 'Exclusive upper bound (UTC)' })),
-    model_version: Type.Optional(Type.String({ minLength: 1, maxLength: FIELD_LIMITS.model_version })),
+    issued_from: Type.Optional(
+      Type.String({ format: 'date-time', description: 'Inclusive lower bound (UTC)' }),
+    ),
+    issued_to: Type.Optional(
+      Type.String({ format: 'date-time', description: 'Exclusive upper bound (UTC)' }),
+    ),
+    model_version: Type.Optional(
+      Type.String({ minLength: 1, maxLength: FIELD_LIMITS.model_version }),
+    ),
     governance_policy_version: Type.Optional(
       Type.String({ minLength: 1, maxLength: FIELD_LIMITS.governance_policy_version }),
     ),
     human_reviewed: Type.Optional(Type.Boolean()),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_QUERY_LIMIT, description: 'Page size' })),
-    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: 'next_cursor of the previous page' })),
+    limit: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_QUERY_LIMIT, description: 'Page size' }),
+    ),
+    cursor: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 1024,
+        description: 'next_cursor of the previous page',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -109,7 +140,11 @@ export const QueryResponse = Type.Object({
 
 export const VerifyBody = Type.Union([
   Type.Object(
-    { note_text: Type.Optional(text(FIELD_LIMITS.note_text, 'Note text to compare with the certified note')) },
+    {
+      note_text: Type.Optional(
+        text(FIELD_LIMITS.note_text, 'Note text to compare with the certified note'),
+      ),
+    },
     { additionalProperties: false },
   ),
   Type.Null(),
@@ -136,7 +171,9 @@ export const VerificationReportSchema = Type.Object(
   { $id: 'VerificationReport' },
 );
 
-export const TenantIdParams = Type.Object({ tenant_id: Type.String({ minLength: 1, maxLength: 63 }) });
+export const TenantIdParams = Type.Object({
+  tenant_id: Type.String({ minLength: 1, maxLength: 63 }),
+});
 
 export const CreateTenantBody = Type.Object(
   {
@@ -154,7 +191,9 @@ export const ErrorSchema = Type.Object(
       message: Type.String(),
       request_id: Type.String(),
       details: Type.Optional(
-        Type.Array(Type.Object({ field: Type.String(), rule: Type.String(), message: Type.String() })),
+        Type.Array(
+          Type.Object({ field: Type.String(), rule: Type.String(), message: Type.String() }),
+        ),
       ),
     }),
   },

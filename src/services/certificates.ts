@@ -37,7 +37,10 @@ function encodeCursor(sequence: number, filter: CertificateFilter): string {
 
 function decodeCursor(cursor: string, filter: CertificateFilter): number {
   try {
-    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { s?: unknown; f?: unknown };
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as {
+      s?: unknown;
+      f?: unknown;
+    };
     if (typeof parsed.s === 'number' && Number.isSafeInteger(parsed.s) && parsed.s >= 0) {
       if (JSON.stringify(parsed.f) !== JSON.stringify(filter)) {
         throw new Error('filter changed');
@@ -48,7 +51,13 @@ function decodeCursor(cursor: string, filter: CertificateFilter): number {
     // Fall through to the validation error below.
   }
   throw new AppError('VALIDATION_FAILED', 'cursor is invalid or was issued for different filters', {
-    details: [{ field: 'cursor', rule: 'format', message: 'use next_cursor from the previous page with the same filters' }],
+    details: [
+      {
+        field: 'cursor',
+        rule: 'format',
+        message: 'use next_cursor from the previous page with the same filters',
+      },
+    ],
   });
 }
 
@@ -88,7 +97,11 @@ export class CertificateService {
   }
 
   /** Verifies a stored certificate against the tenant's key set and stored predecessor. */
-  async verify(tenantId: string, certificateId: string, noteText?: string): Promise<VerificationReport> {
+  async verify(
+    tenantId: string,
+    certificateId: string,
+    noteText?: string,
+  ): Promise<VerificationReport> {
     const row = await this.#row(tenantId, certificateId);
     return (await this.#evidence(tenantId, row, noteText)).report;
   }
@@ -97,10 +110,14 @@ export class CertificateService {
     const keys = await this.#store.listKeys(tenantId);
     const keyRow = keys.find((key) => key.key_id === row.key_id);
     if (!keyRow) {
-      throw new Error(`certificate ${row.certificate_id} names key ${row.key_id}, which tenant ${tenantId} does not hold`);
+      throw new Error(
+        `certificate ${row.certificate_id} names key ${row.key_id}, which tenant ${tenantId} does not hold`,
+      );
     }
     const predecessor =
-      row.chain_sequence > 1 ? await this.#store.getCertificateBySequence(tenantId, row.chain_sequence - 1) : null;
+      row.chain_sequence > 1
+        ? await this.#store.getCertificateBySequence(tenantId, row.chain_sequence - 1)
+        : null;
     const certificate = certificateFromRow(row);
     const key = toKeyDescriptor(keyRow);
     const signed = utf8Encode(row.signed_message);
@@ -109,7 +126,9 @@ export class CertificateService {
       signedBytes: signed,
       publicKeyPem: keyRow.public_key_pem,
       key,
-      predecessor: predecessor ? { chain_sequence: predecessor.chain_sequence, chain_hash: predecessor.chain_hash } : null,
+      predecessor: predecessor
+        ? { chain_sequence: predecessor.chain_sequence, chain_hash: predecessor.chain_hash }
+        : null,
       noteText,
       trustedKeys: { keys: keys.map((k) => toPublishedJwk(toKeyDescriptor(k))) },
     });
@@ -117,9 +136,15 @@ export class CertificateService {
   }
 
   /** Builds the defense bundle ZIP; the same certificate always gives the same bytes. */
-  async defenseBundle(tenantId: string, certificateId: string): Promise<{ zip: Uint8Array; report: VerificationReport }> {
+  async defenseBundle(
+    tenantId: string,
+    certificateId: string,
+  ): Promise<{ zip: Uint8Array; report: VerificationReport }> {
     const evidence = await this.#evidence(tenantId, await this.#row(tenantId, certificateId));
-    return { zip: writeDeterministicZip(buildBundleFiles(nodeCrypto, evidence)), report: evidence.report };
+    return {
+      zip: writeDeterministicZip(buildBundleFiles(nodeCrypto, evidence)),
+      report: evidence.report,
+    };
   }
 
   async evidenceBundle(tenantId: string, certificateId: string): Promise<EvidenceBundleJson> {

@@ -25,7 +25,10 @@ export interface ServiceOptions {
   migrate?: boolean;
 }
 
-export async function createServices(config: Config, options: ServiceOptions = {}): Promise<Services> {
+export async function createServices(
+  config: Config,
+  options: ServiceOptions = {},
+): Promise<Services> {
   const store = options.store ?? openStore(config);
   const clock = options.clock ?? systemClock;
   const migration = (options.migrate ?? config.migrateOnStart) ? await store.migrate() : undefined;

@@ -11,7 +11,10 @@ export const ErrorRegistry = {
   TENANT_NOT_FOUND: { status: 404, title: 'No such tenant' },
   CERTIFICATE_NOT_FOUND: { status: 404, title: 'No such certificate' },
   TENANT_EXISTS: { status: 409, title: 'The tenant already exists' },
-  IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'The idempotency key was used with a different request' },
+  IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    title: 'The idempotency key was used with a different request',
+  },
   PHI_DETECTED: { status: 422, title: 'The request contains text that looks like PHI' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request content type is not supported' },

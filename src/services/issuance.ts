@@ -35,7 +35,12 @@ export interface IssueRequest {
 }
 
 /** Free-text fields stored inside the certificate; these are always screened for PHI. */
-const STORED_TEXT_FIELDS = ['model_name', 'model_version', 'prompt_version', 'governance_policy_version'] as const;
+const STORED_TEXT_FIELDS = [
+  'model_name',
+  'model_version',
+  'prompt_version',
+  'governance_policy_version',
+] as const;
 
 export interface PhiScreening {
   policy: 'flag' | 'reject';
@@ -49,7 +54,10 @@ export interface IssueOutcome {
 }
 
 interface PendingItem extends AppendItem {
-  message: Omit<SignedMessage, 'chain_sequence' | 'previous_hash' | 'chain_hash' | 'server_timestamp'>;
+  message: Omit<
+    SignedMessage,
+    'chain_sequence' | 'previous_hash' | 'chain_hash' | 'server_timestamp'
+  >;
   keys: TenantKeys;
   resolve: (result: { row: CertificateRow; replayed: boolean }) => void;
   reject: (error: unknown) => void;
@@ -75,7 +83,11 @@ export class IssuanceService {
     this.#clock = clock;
   }
 
-  async issue(tenantId: string, request: IssueRequest, idempotencyKey?: string): Promise<IssueOutcome> {
+  async issue(
+    tenantId: string,
+    request: IssueRequest,
+    idempotencyKey?: string,
+  ): Promise<IssueOutcome> {
     checkReviewer(request);
     const keys = await this.#keyring.get(tenantId);
     if (!keys) {
@@ -83,11 +95,18 @@ export class IssuanceService {
     }
     screenStoredFields(request);
     const screening = screenForPhi(request.note_text);
-    const phiScreening: PhiScreening = { policy: keys.tenant.phi_policy, findings: screening.findings };
+    const phiScreening: PhiScreening = {
+      policy: keys.tenant.phi_policy,
+      findings: screening.findings,
+    };
     if (keys.tenant.phi_policy === 'reject' && screening.total > 0) {
-      throw new AppError('PHI_DETECTED', 'note_text contains text that looks like PHI and the tenant policy is reject', {
-        extra: { findings: screening.findings },
-      });
+      throw new AppError(
+        'PHI_DETECTED',
+        'note_text contains text that looks like PHI and the tenant policy is reject',
+        {
+          extra: { findings: screening.findings },
+        },
+      );
     }
     const issuedAt = this.#clock.now().toISOString();
     const reviewerHash =
@@ -114,10 +133,14 @@ export class IssuanceService {
       tenant_id: tenantId,
     };
     const requestHash =
-      idempotencyKey === undefined ? undefined : keys.hashIdentifier('idempotency_request', canonicalJson(request));
-    const { row, replayed } = await new Promise<{ row: CertificateRow; replayed: boolean }>((resolve, reject) => {
-      this.#enqueue(tenantId, { idempotencyKey, requestHash, message, keys, resolve, reject });
-    });
+      idempotencyKey === undefined
+        ? undefined
+        : keys.hashIdentifier('idempotency_request', canonicalJson(request));
+    const { row, replayed } = await new Promise<{ row: CertificateRow; replayed: boolean }>(
+      (resolve, reject) => {
+        this.#enqueue(tenantId, { idempotencyKey, requestHash, message, keys, resolve, reject });
+      },
+    );
     return { certificate: certificateFromRow(row), replayed, phiScreening };
   }
 
@@ -146,7 +169,12 @@ export class IssuanceService {
         results.forEach((result, i) => {
           const item = batch[i]!;
           if (result.kind === 'conflict') {
-            item.reject(new AppError('IDEMPOTENCY_KEY_REUSED', 'Idempotency-Key was already used with a different request body'));
+            item.reject(
+              new AppError(
+                'IDEMPOTENCY_KEY_REUSED',
+                'Idempotency-Key was already used with a different request body',
+              ),
+            );
           } else {
             item.resolve({ row: result.row, replayed: result.kind === 'replayed' });
           }
@@ -169,7 +197,10 @@ export class IssuanceService {
       server_timestamp: this.#clock.now().toISOString(),
       chain_hash: '',
     };
-    const message: SignedMessage = { ...partial, chain_hash: computeChainHash(nodeCrypto, chainHashInputOf(partial)) };
+    const message: SignedMessage = {
+      ...partial,
+      chain_hash: computeChainHash(nodeCrypto, chainHashInputOf(partial)),
+    };
     const bytes = signedBytes(message);
     const signature = toBase64(item.keys.signer.sign(bytes));
     return {
@@ -190,18 +221,35 @@ export class IssuanceService {
 }
 
 function checkReviewer(request: IssueRequest): void {
-  if (request.human_reviewed && (request.human_reviewer_id === undefined || request.human_reviewer_id === '')) {
-    throw new AppError('VALIDATION_FAILED', 'human_reviewer_id is required when human_reviewed is true', {
-      details: [{ field: 'human_reviewer_id', rule: 'required', message: 'required when human_reviewed is true' }],
-    });
+  if (
+    request.human_reviewed &&
+    (request.human_reviewer_id === undefined || request.human_reviewer_id === '')
+  ) {
+    throw new AppError(
+      'VALIDATION_FAILED',
+      'human_reviewer_id is required when human_reviewed is true',
+      {
+        details: [
+          {
+            field: 'human_reviewer_id',
+            rule: 'required',
+            message: 'required when human_reviewed is true',
+          },
+        ],
+      },
+    );
   }
 }
 
 function screenStoredFields(request: IssueRequest): void {
   const flagged = STORED_TEXT_FIELDS.filter((field) => screenForPhi(request[field]).total > 0);
   if (flagged.length > 0) {
-    throw new AppError('PHI_DETECTED', `${flagged.join(', ')} contain text that looks like PHI; these fields are stored in the certificate`, {
-      details: flagged.map((field) => ({ field, rule: 'phi', message: 'looks like PHI' })),
-    });
+    throw new AppError(
+      'PHI_DETECTED',
+      `${flagged.join(', ')} contain text that looks like PHI; these fields are stored in the certificate`,
+      {
+        details: flagged.map((field) => ({ field, rule: 'phi', message: 'looks like PHI' })),
+      },
+    );
   }
 }

@@ -18,7 +18,8 @@ export interface TenantKeys {
   hashIdentifier(kind: IdentifierKind, value: string): string;
 }
 
-export type IdentifierKind = 'patient_reference' | 'encounter_id' | 'human_reviewer_id' | 'idempotency_request';
+export type IdentifierKind =
+  'patient_reference' | 'encounter_id' | 'human_reviewer_id' | 'idempotency_request';
 
 export function tenantHmacAad(tenantId: string): string {
   return `cdil:tenant-hmac:${tenantId}`;
@@ -57,7 +58,9 @@ export class Keyring {
     this.#cache.set(tenantId, { loadedAt: now, keys });
     keys.then(
       (loaded) => {
-        if (!loaded) this.#cache.delete(tenantId);
+        if (!loaded) {
+          this.#cache.delete(tenantId);
+        }
       },
       () => this.#cache.delete(tenantId),
     );
@@ -78,14 +81,20 @@ export class Keyring {
     if (!activeKey) {
       throw new Error(`tenant ${tenantId} has no active signing key`);
     }
-    const privateKey = openPrivateKey(this.#kek, tenantId, activeKey.key_id, activeKey.private_key_sealed);
+    const privateKey = openPrivateKey(
+      this.#kek,
+      tenantId,
+      activeKey.key_id,
+      activeKey.private_key_sealed,
+    );
     const hmacSecret = openSecret(this.#kek, tenant.hmac_secret_sealed, tenantHmacAad(tenantId));
     return {
       tenant,
       signer: new SoftwareSigner(activeKey.key_id, privateKey),
       activeKey,
       keys,
-      hashIdentifier: (kind, value) => createHmac('sha256', hmacSecret).update(`${kind}\u0000${value}`).digest('hex'),
+      hashIdentifier: (kind, value) =>
+        createHmac('sha256', hmacSecret).update(`${kind}\u0000${value}`).digest('hex'),
     };
   }
 }

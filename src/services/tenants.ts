@@ -35,9 +35,15 @@ export class TenantService {
 
   async create(tenantId: string, options: { phiPolicy?: PhiPolicy } = {}): Promise<TenantSummary> {
     if (!TENANT_ID_RE.test(tenantId)) {
-      throw new AppError('VALIDATION_FAILED', 'tenant_id must be 2-63 characters of a-z, 0-9 and -, starting with a letter or digit', {
-        details: [{ field: 'tenant_id', rule: 'pattern', message: `must match ${TENANT_ID_PATTERN}` }],
-      });
+      throw new AppError(
+        'VALIDATION_FAILED',
+        'tenant_id must be 2-63 characters of a-z, 0-9 and -, starting with a letter or digit',
+        {
+          details: [
+            { field: 'tenant_id', rule: 'pattern', message: `must match ${TENANT_ID_PATTERN}` },
+          ],
+        },
+      );
     }
     const now = this.#clock.now().toISOString();
     const { publicKeyPem, privateKey } = generateP256KeyPair();
@@ -67,7 +73,12 @@ export class TenantService {
       }
       throw error;
     }
-    return { tenant_id: tenantId, created_at: now, phi_policy: tenant.phi_policy, keys: [toKeyDescriptor(key)] };
+    return {
+      tenant_id: tenantId,
+      created_at: now,
+      phi_policy: tenant.phi_policy,
+      keys: [toKeyDescriptor(key)],
+    };
   }
 
   async get(tenantId: string): Promise<TenantSummary> {

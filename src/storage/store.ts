@@ -97,7 +97,11 @@ export interface Store {
    * Implementations MUST serialize appends per tenant through the database, so that concurrent
    * writers, in this process or others, never fork the chain, and MUST NOT return before commit.
    */
-  appendCertificates<T extends AppendItem>(tenantId: string, items: T[], seal: Sealer<T>): Promise<AppendResult[]>;
+  appendCertificates<T extends AppendItem>(
+    tenantId: string,
+    items: T[],
+    seal: Sealer<T>,
+  ): Promise<AppendResult[]>;
 
   getCertificate(tenantId: string, certificateId: string): Promise<CertificateRow | undefined>;
   getCertificateBySequence(tenantId: string, sequence: number): Promise<CertificateRow | undefined>;

@@ -6,7 +6,17 @@ import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { runCli } from '../helpers/cli.ts';
 
-const COMMANDS = [[], ['serve'], ['migrate'], ['tenant'], ['tenant', 'create'], ['tenant', 'list'], ['token'], ['verify'], ['demo']];
+const COMMANDS = [
+  [],
+  ['serve'],
+  ['migrate'],
+  ['tenant'],
+  ['tenant', 'create'],
+  ['tenant', 'list'],
+  ['token'],
+  ['verify'],
+  ['demo'],
+];
 
 describe('cdil command line', () => {
   let dir: string;
@@ -55,7 +65,10 @@ describe('cdil command line', () => {
   });
 
   test('token carries tenant, roles and expiry', () => {
-    const result = runCli(['token', '--tenant', 'east-wing', '--role', 'auditor', '--ttl', '120'], env);
+    const result = runCli(
+      ['token', '--tenant', 'east-wing', '--role', 'auditor', '--ttl', '120'],
+      env,
+    );
     assert.equal(result.status, 0, result.stderr);
     const claims = decodeJwt(result.stdout.trim());
     assert.equal(claims.tenant_id, 'east-wing');

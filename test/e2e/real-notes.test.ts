@@ -27,7 +27,9 @@ describe('real notes end to end', () => {
     await t.services.tenants.create('general-hospital');
     clinician = await t.token('clinician', 'general-hospital');
     auditor = await t.token('auditor', 'general-hospital');
-    jwks = parseTrustedKeys(await (await fetch(`${base}/v1/tenants/general-hospital/jwks.json`)).text());
+    jwks = parseTrustedKeys(
+      await (await fetch(`${base}/v1/tenants/general-hospital/jwks.json`)).text(),
+    );
   });
   after(() => t.close());
 
@@ -54,7 +56,9 @@ describe('real notes end to end', () => {
       );
       for (const [i, response] of responses.entries()) {
         assert.equal(response.status, 201, `note ${batch[i]!.note_id}`);
-        const { certificate } = (await response.json()) as { certificate: { certificate_id: string } };
+        const { certificate } = (await response.json()) as {
+          certificate: { certificate_id: string };
+        };
         certified.push({ note: batch[i]!, id: certificate.certificate_id });
       }
     }
@@ -63,14 +67,19 @@ describe('real notes end to end', () => {
 
   test('exported bundles verify offline with the pinned key set and the note', async () => {
     for (const [index, entry] of certified.entries()) {
-      if (index % SAMPLE_EVERY !== 0) continue;
+      if (index % SAMPLE_EVERY !== 0) {
+        continue;
+      }
       const response = await fetch(`${base}/v1/certificates/${entry.id}/defense-bundle`, {
         headers: { authorization: `Bearer ${auditor}` },
       });
       assert.equal(response.status, 200);
       const zip = new Uint8Array(await response.arrayBuffer());
       bundles.set(entry.id, zip);
-      const report = verifyBundle(nodeCrypto, zip, { trustedKeys: jwks, noteText: entry.note.text });
+      const report = verifyBundle(nodeCrypto, zip, {
+        trustedKeys: jwks,
+        noteText: entry.note.text,
+      });
       assert.equal(report.valid, true, `${entry.id}: ${report.summary}`);
     }
     assert.equal(bundles.size, NOTE_COUNT / SAMPLE_EVERY);
@@ -78,20 +87,31 @@ describe('real notes end to end', () => {
 
   test('a one-byte change to any certified note is caught', () => {
     for (const [index, entry] of certified.entries()) {
-      if (index % SAMPLE_EVERY !== 0) continue;
+      if (index % SAMPLE_EVERY !== 0) {
+        continue;
+      }
       const bytes = Buffer.from(entry.note.text, 'utf8');
       const position = (index * 7919) % bytes.length;
       bytes[position] = bytes[position]! ^ 0x01;
-      const report = verifyBundle(nodeCrypto, bundles.get(entry.id)!, { trustedKeys: jwks, noteText: bytes });
+      const report = verifyBundle(nodeCrypto, bundles.get(entry.id)!, {
+        trustedKeys: jwks,
+        noteText: bytes,
+      });
       assert.equal(report.valid, false);
-      const failed = report.checks.filter((check) => check.status === 'fail').map((check) => check.check);
+      const failed = report.checks
+        .filter((check) => check.status === 'fail')
+        .map((check) => check.check);
       assert.deepEqual(failed, ['note_hash']);
     }
   });
 
   test('server-side verification agrees for every certified note', async () => {
     for (const entry of certified.filter((_, i) => i % 20 === 0)) {
-      const report = await t.services.certificates.verify('general-hospital', entry.id, entry.note.text);
+      const report = await t.services.certificates.verify(
+        'general-hospital',
+        entry.id,
+        entry.note.text,
+      );
       assert.equal(report.valid, true);
     }
   });

@@ -19,7 +19,10 @@ describe('cdil serve process', () => {
     dir = mkdtempSync(join(tmpdir(), 'cdil-serve-'));
     env = { CDIL_DATA_DIR: dir, CDIL_ENV: 'development', CDIL_LOG_LEVEL: 'info' };
     assert.equal(runCli(['tenant', 'create', 'north-clinic'], env).status, 0);
-    clinician = runCli(['token', '--tenant', 'north-clinic', '--role', 'clinician'], env).stdout.trim();
+    clinician = runCli(
+      ['token', '--tenant', 'north-clinic', '--role', 'clinician'],
+      env,
+    ).stdout.trim();
     server = await startServerProcess(env);
   });
   after(() => {
@@ -54,7 +57,9 @@ describe('cdil serve process', () => {
   });
 
   test('request id is echoed and appears in JSON logs', async () => {
-    const response = await fetch(`${server.base}/healthz`, { headers: { 'x-request-id': 'trace-me-123' } });
+    const response = await fetch(`${server.base}/healthz`, {
+      headers: { 'x-request-id': 'trace-me-123' },
+    });
     assert.equal(response.headers.get('x-request-id'), 'trace-me-123');
     await new Promise((resolve) => setTimeout(resolve, 200));
     const lines = server.stdout.map((line) => JSON.parse(line) as Record<string, unknown>);
@@ -68,8 +73,11 @@ describe('cdil serve process', () => {
         headers: { authorization: `Bearer ${clinician}`, 'content-type': 'application/json' },
         body: JSON.stringify(issueBody({ note_text: `In-flight note ${Math.random()}` })),
       }).then(
-        async (response) => ({ status: response.status, body: (await response.json()) as Record<string, any> }),
-        () => ({ status: 0, body: {} }),
+        async (response) => ({
+          status: response.status,
+          body: (await response.json()) as Record<string, any>,
+        }),
+        () => ({ status: 0, body: {} as any }),
       );
     const requests = Array.from({ length: 60 }, post);
     await new Promise((resolve) => setTimeout(resolve, 15));
@@ -86,7 +94,10 @@ describe('cdil serve process', () => {
     const store = new SqliteStore(join(dir, 'cdil.sqlite'));
     try {
       for (const outcome of acknowledged) {
-        const row = await store.getCertificate('north-clinic', outcome.body.certificate.certificate_id);
+        const row = await store.getCertificate(
+          'north-clinic',
+          outcome.body.certificate.certificate_id,
+        );
         assert.ok(row, 'acknowledged certificate must be stored');
       }
     } finally {

@@ -23,7 +23,12 @@ export interface TestApp {
 
 export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), 'cdil-test-'));
-  const config = loadConfig({ CDIL_ENV: 'development', CDIL_DATA_DIR: dir, CDIL_LOG_LEVEL: 'info', ...env });
+  const config = loadConfig({
+    CDIL_ENV: 'development',
+    CDIL_DATA_DIR: dir,
+    CDIL_LOG_LEVEL: 'info',
+    ...env,
+  });
   const services = await createServices(config);
   const logs: string[] = [];
   const logStream = new Writable({

@@ -10,7 +10,11 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], env: Record<string, string> = {}, input?: string): CliResult {
+export function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  input?: string,
+): CliResult {
   const result = spawnSync(process.execPath, [CLI, ...args], {
     env: { ...process.env, ...env },
     encoding: 'utf8',
@@ -34,11 +38,13 @@ export function startServerProcess(env: Record<string, string>): Promise<ServerP
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stdout: string[] = [];
-  const exited = new Promise<number | null>((resolveExit) => child.on('exit', (code) => resolveExit(code)));
+  const exited = new Promise<number | null>((resolveExit) =>
+    child.on('exit', (code) => resolveExit(code)),
+  );
   return new Promise((resolveStart, reject) => {
     let buffer = '';
     const timer = setTimeout(() => reject(new Error('server did not start within 30 s')), 30_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       buffer += chunk.toString('utf8');
       let newline: number;
       while ((newline = buffer.indexOf('\n')) >= 0) {
@@ -52,7 +58,7 @@ export function startServerProcess(env: Record<string, string>): Promise<ServerP
         }
       }
     });
-    child.stderr!.on('data', () => undefined);
+    child.stderr.on('data', () => undefined);
     void exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`server exited with ${code} before listening`));

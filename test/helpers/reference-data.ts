@@ -6,7 +6,9 @@ import { gunzipSync } from 'node:zlib';
 
 const root = resolve(import.meta.dirname, '..', '..');
 
-export const referenceDataDir = resolve(process.env.CDIL_REFERENCE_DATA ?? join(root, '..', 'shared', 'data'));
+export const referenceDataDir = resolve(
+  process.env.CDIL_REFERENCE_DATA ?? join(root, '..', 'shared', 'data'),
+);
 
 export interface CorpusNote {
   note_id: number;
@@ -17,7 +19,9 @@ export interface CorpusNote {
 export function corpusPath(): string {
   const path = join(referenceDataDir, 'mtsamples', 'notes.jsonl.gz');
   if (!existsSync(path)) {
-    throw new Error(`reference notes not found at ${path}; set CDIL_REFERENCE_DATA to the data folder`);
+    throw new Error(
+      `reference notes not found at ${path}; set CDIL_REFERENCE_DATA to the data folder`,
+    );
   }
   return path;
 }

@@ -19,7 +19,9 @@ describe('certificate read, query, verify and export', () => {
       const model = i % 3 === 0 ? 'v2' : 'v1';
       const reviewed = i % 2 === 0;
       const body = issueBody({ note_text: text, model_version: model, human_reviewed: reviewed });
-      if (!reviewed) delete body.human_reviewer_id;
+      if (!reviewed) {
+        delete body.human_reviewer_id;
+      }
       const { certificate } = await t.services.issuance.issue('alice', body as never);
       notes.push({ id: certificate.certificate_id, text, model, reviewed });
     }
@@ -27,10 +29,19 @@ describe('certificate read, query, verify and export', () => {
   after(() => t.close());
 
   const query = (payload: Record<string, unknown>) =>
-    t.app.inject({ method: 'POST', url: '/v1/certificates/query', headers: bearer(auditor), payload });
+    t.app.inject({
+      method: 'POST',
+      url: '/v1/certificates/query',
+      headers: bearer(auditor),
+      payload,
+    });
 
   test('get returns the certificate', async () => {
-    const response = await t.app.inject({ method: 'GET', url: `/v1/certificates/${notes[0]!.id}`, headers: bearer(auditor) });
+    const response = await t.app.inject({
+      method: 'GET',
+      url: `/v1/certificates/${notes[0]!.id}`,
+      headers: bearer(auditor),
+    });
     assert.equal(response.statusCode, 200);
     assert.equal(response.json().certificate_id, notes[0]!.id);
     assert.equal(response.json().signature_algorithm, 'ECDSA_P256_SHA256');
@@ -46,12 +57,17 @@ describe('certificate read, query, verify and export', () => {
       seen.push(...page.items.map((item: { chain_sequence: number }) => item.chain_sequence));
       cursor = page.next_cursor ?? undefined;
     } while (cursor);
-    assert.deepEqual(seen, Array.from({ length: 30 }, (_, i) => i + 1));
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 30 }, (_, i) => i + 1),
+    );
   });
 
   test('query filters by model version and review status', async () => {
     const response = await query({ model_version: 'v2', human_reviewed: true, limit: 100 });
-    const expected = notes.filter((note) => note.model === 'v2' && note.reviewed).map((note) => note.id);
+    const expected = notes
+      .filter((note) => note.model === 'v2' && note.reviewed)
+      .map((note) => note.id);
     assert.deepEqual(
       response.json().items.map((item: { certificate_id: string }) => item.certificate_id),
       expected,
@@ -97,11 +113,27 @@ describe('certificate read, query, verify and export', () => {
     assert.equal(response.statusCode, 200);
     const report = response.json();
     assert.equal(report.valid, true);
-    for (const check of ['message_format', 'certificate_fields', 'key_binding', 'signature', 'key_validity', 'trusted_key', 'chain_hash', 'chain_link']) {
-      assert.equal(report.checks.find((item: { check: string }) => item.check === check)?.status, 'pass', check);
+    for (const check of [
+      'message_format',
+      'certificate_fields',
+      'key_binding',
+      'signature',
+      'key_validity',
+      'trusted_key',
+      'chain_hash',
+      'chain_link',
+    ]) {
+      assert.equal(
+        report.checks.find((item: { check: string }) => item.check === check)?.status,
+        'pass',
+        check,
+      );
     }
     assert.match(report.summary, /is valid/);
-    assert.match(report.checks.find((item: { check: string }) => item.check === 'chain_link').detail, /stored entry 5/);
+    assert.match(
+      report.checks.find((item: { check: string }) => item.check === 'chain_link').detail,
+      /stored entry 5/,
+    );
   });
 
   test('verify without a body works', async () => {
@@ -125,9 +157,15 @@ describe('certificate read, query, verify and export', () => {
     const same = (await verify(notes[2]!.text)).json();
     const other = (await verify(notes[2]!.text + ' ')).json();
     assert.equal(same.valid, true);
-    assert.equal(same.checks.find((item: { check: string }) => item.check === 'note_hash').status, 'pass');
+    assert.equal(
+      same.checks.find((item: { check: string }) => item.check === 'note_hash').status,
+      'pass',
+    );
     assert.equal(other.valid, false);
-    assert.equal(other.checks.find((item: { check: string }) => item.check === 'note_hash').status, 'fail');
+    assert.equal(
+      other.checks.find((item: { check: string }) => item.check === 'note_hash').status,
+      'fail',
+    );
     assert.match(other.summary, /not the note that was certified/);
   });
 
@@ -139,7 +177,14 @@ describe('certificate read, query, verify and export', () => {
     assert.equal(first.headers['content-type'], 'application/zip');
     assert.deepEqual(first.rawPayload, second.rawPayload);
     const files = readZipSafely(first.rawPayload);
-    for (const name of ['certificate.json', 'canonical_message.json', 'verification_report.json', 'public_key.pem', 'README.txt', 'manifest.json']) {
+    for (const name of [
+      'certificate.json',
+      'canonical_message.json',
+      'verification_report.json',
+      'public_key.pem',
+      'README.txt',
+      'manifest.json',
+    ]) {
       assert.ok(files.has(name), name);
     }
     const jwks = await t.app.inject({ method: 'GET', url: '/v1/tenants/alice/jwks.json' });
@@ -152,13 +197,32 @@ describe('certificate read, query, verify and export', () => {
 
   test('evidence bundle JSON holds the same evidence as the ZIP', async () => {
     const id = notes[4]!.id;
-    const json = (await t.app.inject({ method: 'GET', url: `/v1/certificates/${id}/evidence-bundle.json`, headers: bearer(auditor) })).json();
-    const zip = await t.app.inject({ method: 'GET', url: `/v1/certificates/${id}/defense-bundle`, headers: bearer(auditor) });
+    const json = (
+      await t.app.inject({
+        method: 'GET',
+        url: `/v1/certificates/${id}/evidence-bundle.json`,
+        headers: bearer(auditor),
+      })
+    ).json();
+    const zip = await t.app.inject({
+      method: 'GET',
+      url: `/v1/certificates/${id}/defense-bundle`,
+      headers: bearer(auditor),
+    });
     const files = readZipSafely(zip.rawPayload);
-    assert.equal(json.canonical_message, Buffer.from(files.get('canonical_message.json')!).toString('utf8'));
-    assert.deepEqual(json.certificate, JSON.parse(Buffer.from(files.get('certificate.json')!).toString('utf8')));
+    assert.equal(
+      json.canonical_message,
+      Buffer.from(files.get('canonical_message.json')!).toString('utf8'),
+    );
+    assert.deepEqual(
+      json.certificate,
+      JSON.parse(Buffer.from(files.get('certificate.json')!).toString('utf8')),
+    );
     assert.equal(json.public_key_pem, Buffer.from(files.get('public_key.pem')!).toString('utf8'));
-    assert.deepEqual(json.manifest, JSON.parse(Buffer.from(files.get('manifest.json')!).toString('utf8')));
+    assert.deepEqual(
+      json.manifest,
+      JSON.parse(Buffer.from(files.get('manifest.json')!).toString('utf8')),
+    );
     assert.equal(json.verification_report.valid, true);
   });
 

@@ -57,7 +57,9 @@ describe('POST /v1/clinical/documentation', () => {
   });
 
   for (const [field, limit] of Object.entries(FIELD_LIMITS)) {
-    if (field === 'idempotency_key') continue;
+    if (field === 'idempotency_key') {
+      continue;
+    }
     test(`${field} longer than ${limit} characters is rejected`, async () => {
       const response = await issue(issueBody({ [field]: 'x'.repeat(limit + 1) }));
       assert.equal(response.statusCode, 400);
@@ -67,7 +69,13 @@ describe('POST /v1/clinical/documentation', () => {
     });
   }
 
-  for (const field of ['model_name', 'note_text', 'encounter_id', 'patient_reference', 'human_reviewed']) {
+  for (const field of [
+    'model_name',
+    'note_text',
+    'encounter_id',
+    'patient_reference',
+    'human_reviewed',
+  ]) {
     test(`missing ${field} is rejected`, async () => {
       const body = issueBody();
       delete body[field];
@@ -134,7 +142,9 @@ describe('POST /v1/clinical/documentation', () => {
   test('concurrent retries with one idempotency key create one certificate', async () => {
     const headers = { 'idempotency-key': 'retry-concurrent' };
     const responses = await Promise.all(
-      Array.from({ length: 20 }, () => issue(issueBody({ note_text: 'Concurrent retry.' }), headers)),
+      Array.from({ length: 20 }, () =>
+        issue(issueBody({ note_text: 'Concurrent retry.' }), headers),
+      ),
     );
     const ids = new Set(responses.map((response) => response.json().certificate.certificate_id));
     assert.equal(ids.size, 1);
@@ -148,7 +158,10 @@ describe('POST /v1/clinical/documentation', () => {
     const carol = await issue(issueBody(), headers, await t.token('clinician', 'carol'));
     assert.equal(alice.statusCode, 201);
     assert.equal(carol.statusCode, 201);
-    assert.notEqual(alice.json().certificate.certificate_id, carol.json().certificate.certificate_id);
+    assert.notEqual(
+      alice.json().certificate.certificate_id,
+      carol.json().certificate.certificate_id,
+    );
   });
 
   test('flag policy reports PHI findings by kind and count only', async () => {
@@ -164,7 +177,11 @@ describe('POST /v1/clinical/documentation', () => {
 
   test('reject policy refuses a note with PHI and stores nothing', async () => {
     const strict = await t.token('clinician', 'strict');
-    const response = await issue(issueBody({ note_text: 'Reach patient at john.doe@example.com today.' }), {}, strict);
+    const response = await issue(
+      issueBody({ note_text: 'Reach patient at john.doe@example.com today.' }),
+      {},
+      strict,
+    );
     assert.equal(response.statusCode, 422);
     assert.equal(response.json().error.code, 'PHI_DETECTED');
     assert.ok(!response.body.includes('john.doe'));
@@ -183,7 +200,9 @@ describe('POST /v1/clinical/documentation', () => {
     await t.services.tenants.create('busy');
     const token = await t.token('clinician', 'busy');
     const responses = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => issue(issueBody({ note_text: `Concurrent note ${i}` }), {}, token)),
+      Array.from({ length: 200 }, (_, i) =>
+        issue(issueBody({ note_text: `Concurrent note ${i}` }), {}, token),
+      ),
     );
     assert.ok(responses.every((response) => response.statusCode === 201));
     const certificates = responses

@@ -35,7 +35,10 @@ describe('no PHI at rest or in logs', () => {
     await post(issueBody(MARKERS), clinician, { 'idempotency-key': 'phi-scan-1' });
     // Failing requests of several kinds, each carrying the markers.
     await post({ ...issueBody(MARKERS), unexpected: MARKERS.note_text });
-    await post(issueBody({ ...MARKERS, note_text: `${MARKERS.note_text} SSN 123-45-6789` }), await t.token('clinician', 'strict'));
+    await post(
+      issueBody({ ...MARKERS, note_text: `${MARKERS.note_text} SSN 123-45-6789` }),
+      await t.token('clinician', 'strict'),
+    );
     await post(issueBody({ ...MARKERS, human_reviewer_id: undefined }));
     await t.app.inject({
       method: 'POST',
@@ -50,7 +53,11 @@ describe('no PHI at rest or in logs', () => {
       headers: bearer(auditor),
       payload: { note_text: MARKERS.note_text },
     });
-    await t.app.inject({ method: 'GET', url: `/v1/certificates/${id}/defense-bundle`, headers: bearer(auditor) });
+    await t.app.inject({
+      method: 'GET',
+      url: `/v1/certificates/${id}/defense-bundle`,
+      headers: bearer(auditor),
+    });
     await t.services.store.close();
   });
   after(() => t.close());

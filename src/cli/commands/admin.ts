@@ -6,7 +6,9 @@ import { signToken } from '../../server/auth.ts';
 import { ROLES, type Role } from '../../server/route-table.ts';
 import { createServices } from '../../services/container.ts';
 
-async function withServices<T>(run: (services: Awaited<ReturnType<typeof createServices>>) => Promise<T>): Promise<T> {
+async function withServices<T>(
+  run: (services: Awaited<ReturnType<typeof createServices>>) => Promise<T>,
+): Promise<T> {
   const services = await createServices(loadConfig());
   try {
     return await run(services);
@@ -36,13 +38,21 @@ export function registerAdminCommands(program: Command): void {
     .command('create')
     .description('Provision a tenant with its own signing key and identifier-hashing secret')
     .argument('<id>', 'tenant id: 2-63 characters of a-z, 0-9 and -')
-    .option('--phi-policy <policy>', 'flag (report findings) or reject (refuse notes with PHI)', 'flag')
+    .option(
+      '--phi-policy <policy>',
+      'flag (report findings) or reject (refuse notes with PHI)',
+      'flag',
+    )
     .action(async (id: string, options: { phiPolicy: string }) => {
       if (options.phiPolicy !== 'flag' && options.phiPolicy !== 'reject') {
-        throw new Error(`--phi-policy must be flag or reject, got ${JSON.stringify(options.phiPolicy)}`);
+        throw new Error(
+          `--phi-policy must be flag or reject, got ${JSON.stringify(options.phiPolicy)}`,
+        );
       }
       const policy = options.phiPolicy;
-      const created = await withServices((services) => services.tenants.create(id, { phiPolicy: policy }));
+      const created = await withServices((services) =>
+        services.tenants.create(id, { phiPolicy: policy }),
+      );
       console.log(JSON.stringify(created, null, 2));
     });
   tenant
@@ -55,7 +65,9 @@ export function registerAdminCommands(program: Command): void {
 
   program
     .command('token')
-    .description('Print an HS256 bearer token signed with the configured secret (for local use and tests)')
+    .description(
+      'Print an HS256 bearer token signed with the configured secret (for local use and tests)',
+    )
     .option('--tenant <id>', 'tenant the token acts for (required for clinician and auditor)')
     .requiredOption('--role <role...>', `one or more of ${ROLES.join(', ')}`)
     .option('--subject <sub>', 'token subject (user or service id)', 'cdil-cli')
@@ -75,7 +87,12 @@ export function registerAdminCommands(program: Command): void {
       const config = loadConfig();
       const token = await signToken(
         { secret: config.jwtSecret, issuer: config.jwtIssuer, audience: config.jwtAudience },
-        { subject: options.subject, roles: options.role as Role[], tenantId: options.tenant, ttlSeconds: ttl },
+        {
+          subject: options.subject,
+          roles: options.role as Role[],
+          tenantId: options.tenant,
+          ttlSeconds: ttl,
+        },
       );
       console.log(token);
     });

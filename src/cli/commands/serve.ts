@@ -33,13 +33,20 @@ function printDevelopmentHints(config: Config, address: string): void {
 
 export async function runServe(options: ServeOptions): Promise<void> {
   const env = { ...process.env };
-  if (options.host) env.CDIL_HOST = options.host;
-  if (options.port) env.CDIL_PORT = options.port;
+  if (options.host) {
+    env.CDIL_HOST = options.host;
+  }
+  if (options.port) {
+    env.CDIL_PORT = options.port;
+  }
   const config = loadConfig(env);
   const services = await createServices(config);
   const app = await buildServer(config, services);
   if (services.migration && services.migration.applied.length > 0) {
-    app.log.info({ applied: services.migration.applied, schemaVersion: services.migration.current }, 'migrations applied');
+    app.log.info(
+      { applied: services.migration.applied, schemaVersion: services.migration.current },
+      'migrations applied',
+    );
   }
   const address = await app.listen({ host: config.host, port: config.port });
   printDevelopmentHints(config, address);
@@ -56,8 +63,13 @@ export async function runServe(options: ServeOptions): Promise<void> {
       process.exit(1);
     }, SHUTDOWN_TIMEOUT_MS);
     timer.unref();
+    // Node closes idle keep-alive connections once, when closing starts; connections whose
+    // in-flight request finishes later would otherwise stay open until their keep-alive
+    // timeout and hold the shutdown.
+    const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
     app
       .close()
+      .finally(() => clearInterval(sweep))
       .then(() => services.close())
       .then(() => {
         app.log.info('shutdown complete');

@@ -26,20 +26,32 @@ function readInput(path: string, what: string, maxBytes: number): Buffer {
     }
     size = stat.size;
   } catch (error) {
-    if (error instanceof BundleError) throw error;
-    throw new BundleError('BUNDLE_NOT_A_ZIP', `cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+    if (error instanceof BundleError) {
+      throw error;
+    }
+    throw new BundleError(
+      'BUNDLE_NOT_A_ZIP',
+      `cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
   if (size > maxBytes) {
-    throw new BundleError('BUNDLE_TOO_LARGE', `${what} ${path} is ${size} bytes; the limit is ${maxBytes}`);
+    throw new BundleError(
+      'BUNDLE_TOO_LARGE',
+      `${what} ${path} is ${size} bytes; the limit is ${maxBytes}`,
+    );
   }
   return readFileSync(path);
 }
 
 export function formatReport(report: VerificationReport): string {
-  const lines = [`${report.valid ? 'VALID' : 'INVALID'}  certificate ${report.certificate_id ?? '(unknown)'}`];
+  const lines = [
+    `${report.valid ? 'VALID' : 'INVALID'}  certificate ${report.certificate_id ?? '(unknown)'}`,
+  ];
   for (const check of report.checks) {
     const mark = check.status === 'pass' ? 'PASS' : check.status === 'fail' ? 'FAIL' : 'SKIP';
-    lines.push(`  ${mark}  ${check.check.padEnd(18)} ${check.detail}${check.code ? ` [${check.code}]` : ''}`);
+    lines.push(
+      `  ${mark}  ${check.check.padEnd(18)} ${check.detail}${check.code ? ` [${check.code}]` : ''}`,
+    );
   }
   lines.push('', report.summary);
   return lines.join('\n');
@@ -55,7 +67,9 @@ export function runVerify(
   try {
     const zip = readInput(bundlePath, 'bundle', DEFAULT_ZIP_LIMITS.maxArchiveBytes);
     const trustedKeys = options.trustedKeys
-      ? parseTrustedKeys(readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'))
+      ? parseTrustedKeys(
+          readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'),
+        )
       : undefined;
     const noteText = options.note ? readInput(options.note, 'note', 16 * 1024 * 1024) : undefined;
     const report = verifyBundle(nodeCrypto, zip, { trustedKeys, noteText });
@@ -64,7 +78,13 @@ export function runVerify(
   } catch (error) {
     if (error instanceof BundleError) {
       if (options.json) {
-        out(JSON.stringify({ valid: false, error: { code: error.code, message: error.message } }, null, 2));
+        out(
+          JSON.stringify(
+            { valid: false, error: { code: error.code, message: error.message } },
+            null,
+            2,
+          ),
+        );
       }
       err(`error: ${error.message} [${error.code}]`);
       return EXIT_UNUSABLE;
@@ -76,9 +96,14 @@ export function runVerify(
 export function registerVerifyCommand(program: Command): void {
   program
     .command('verify')
-    .description('Verify a defense bundle offline. Exit status: 0 valid, 1 invalid, 2 unusable input.')
+    .description(
+      'Verify a defense bundle offline. Exit status: 0 valid, 1 invalid, 2 unusable input.',
+    )
     .argument('<bundle>', 'path of the defense bundle ZIP')
-    .option('--trusted-keys <file>', "pin the tenant's JWKS instead of trusting the key inside the bundle")
+    .option(
+      '--trusted-keys <file>',
+      "pin the tenant's JWKS instead of trusting the key inside the bundle",
+    )
     .option('--note <file>', 'also check that this file holds exactly the certified note text')
     .option('--json', 'print the full report as JSON')
     .action((bundle: string, options: VerifyCliOptions) => {

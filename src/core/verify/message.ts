@@ -70,8 +70,12 @@ export function parseSignedMessage(bytes: Uint8Array): SignedMessage {
   const extra = keys.filter((key) => !Object.hasOwn(FIELD_KINDS, key));
   if (missing.length > 0 || extra.length > 0) {
     const parts = [];
-    if (missing.length > 0) parts.push(`missing ${missing.join(', ')}`);
-    if (extra.length > 0) parts.push(`unexpected ${extra.join(', ')}`);
+    if (missing.length > 0) {
+      parts.push(`missing ${missing.join(', ')}`);
+    }
+    if (extra.length > 0) {
+      parts.push(`unexpected ${extra.join(', ')}`);
+    }
     throw malformed(`signed message fields differ from the format: ${parts.join('; ')}`);
   }
   for (const field of SIGNED_FIELDS) {

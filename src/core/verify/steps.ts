@@ -14,7 +14,10 @@ import { VerificationError } from '../errors.ts';
 import { keyValidAt, type Jwks, type KeyDescriptor } from '../key.ts';
 
 /** Checks that every signed field in the certificate equals its counterpart in the signed message. */
-export function verifyCertificateFields(certificate: Record<string, unknown>, message: SignedMessage): string {
+export function verifyCertificateFields(
+  certificate: Record<string, unknown>,
+  message: SignedMessage,
+): string {
   const differing = SIGNED_FIELDS.filter((field) => certificate[field] !== message[field]);
   if (differing.length > 0) {
     throw new VerificationError(
@@ -61,7 +64,10 @@ export function verifyKeyBinding(
   }
   if (descriptor) {
     if (descriptor.key_id !== message.key_id) {
-      throw new VerificationError('KEY_MISMATCH', `key record is for ${descriptor.key_id}, not ${message.key_id}`);
+      throw new VerificationError(
+        'KEY_MISMATCH',
+        `key record is for ${descriptor.key_id}, not ${message.key_id}`,
+      );
     }
     if (descriptor.tenant_id !== message.tenant_id) {
       throw new VerificationError(
@@ -70,7 +76,9 @@ export function verifyKeyBinding(
       );
     }
   }
-  return `public key is key ${message.key_id}` + (descriptor ? ` of tenant ${message.tenant_id}` : '');
+  return (
+    `public key is key ${message.key_id}` + (descriptor ? ` of tenant ${message.tenant_id}` : '')
+  );
 }
 
 /** Checks that the key was valid for signing at the certificate's issuance time. */
@@ -86,13 +94,23 @@ export function verifyKeyValidity(descriptor: KeyDescriptor, message: SignedMess
 }
 
 /** Checks the key against a pinned key set instead of trusting the key inside the evidence. */
-export function verifyTrustedKey(key: PublicKeyHandle, message: SignedMessage, trusted: Jwks): string {
+export function verifyTrustedKey(
+  key: PublicKeyHandle,
+  message: SignedMessage,
+  trusted: Jwks,
+): string {
   const pinned = trusted.keys.find((candidate) => candidate.kid === message.key_id);
   if (!pinned) {
-    throw new VerificationError('KEY_NOT_TRUSTED', `key ${message.key_id} is not in the trusted key set`);
+    throw new VerificationError(
+      'KEY_NOT_TRUSTED',
+      `key ${message.key_id} is not in the trusted key set`,
+    );
   }
   if (pinned.x !== key.jwk.x || pinned.y !== key.jwk.y || pinned.crv !== key.jwk.crv) {
-    throw new VerificationError('KEY_NOT_TRUSTED', `trusted key ${message.key_id} has different coordinates`);
+    throw new VerificationError(
+      'KEY_NOT_TRUSTED',
+      `trusted key ${message.key_id} has different coordinates`,
+    );
   }
   if (pinned.tenant_id !== undefined && pinned.tenant_id !== message.tenant_id) {
     throw new VerificationError(
@@ -136,15 +154,23 @@ export interface PredecessorLink {
  * Checks the link to the previous certificate. Without ledger access only the shape can be
  * checked: the first certificate has no previous hash and every later one has one.
  */
-export function verifyChainLink(message: SignedMessage, predecessor: PredecessorLink | null | undefined): string {
+export function verifyChainLink(
+  message: SignedMessage,
+  predecessor: PredecessorLink | null | undefined,
+): string {
   if (message.chain_sequence < 1) {
-    throw new VerificationError('CHAIN_LINK_BROKEN', `chain_sequence ${message.chain_sequence} is below 1`);
+    throw new VerificationError(
+      'CHAIN_LINK_BROKEN',
+      `chain_sequence ${message.chain_sequence} is below 1`,
+    );
   }
   const first = message.chain_sequence === 1;
   if (first !== (message.previous_hash === null)) {
     throw new VerificationError(
       'CHAIN_LINK_BROKEN',
-      first ? 'first certificate of a chain has a previous hash' : 'certificate has no previous hash',
+      first
+        ? 'first certificate of a chain has a previous hash'
+        : 'certificate has no previous hash',
     );
   }
   if (predecessor === undefined) {
@@ -154,7 +180,10 @@ export function verifyChainLink(message: SignedMessage, predecessor: Predecessor
   }
   if (first) {
     if (predecessor !== null) {
-      throw new VerificationError('CHAIN_LINK_BROKEN', 'ledger holds an entry before the first certificate');
+      throw new VerificationError(
+        'CHAIN_LINK_BROKEN',
+        'ledger holds an entry before the first certificate',
+      );
     }
     return 'certificate is the first in its tenant chain';
   }
@@ -174,10 +203,17 @@ export function verifyChainLink(message: SignedMessage, predecessor: Predecessor
 }
 
 /** Checks that the given note text is the certified note. */
-export function verifyNote(crypto: CryptoProvider, message: SignedMessage, note: string | Uint8Array): string {
+export function verifyNote(
+  crypto: CryptoProvider,
+  message: SignedMessage,
+  note: string | Uint8Array,
+): string {
   const hash = sha256Hex(crypto, typeof note === 'string' ? utf8Encode(note) : note);
   if (hash !== message.note_hash) {
-    throw new VerificationError('NOTE_MISMATCH', 'SHA-256 of the given note text differs from the certified note_hash');
+    throw new VerificationError(
+      'NOTE_MISMATCH',
+      'SHA-256 of the given note text differs from the certified note_hash',
+    );
   }
   return 'given note text is byte for byte the certified note';
 }

@@ -5,13 +5,15 @@ import type { CheckName, VerificationReport } from './verify.ts';
 
 const FAILURE_MEANING: Record<CheckName, string> = {
   bundle_manifest: 'One or more files in the bundle were changed, added or removed after export.',
-  message_format: 'The signed record is damaged or in an unknown format, so nothing in it can be relied on.',
+  message_format:
+    'The signed record is damaged or in an unknown format, so nothing in it can be relied on.',
   certificate_fields: 'The certificate shows values that differ from what was signed.',
   key_binding: 'The public key supplied is not the key the certificate names.',
   signature: 'The signed record was changed after signing, or it was not signed with this key.',
   key_validity: 'The signing key was not valid when the certificate says it was issued.',
   trusted_key: 'The signing key is not one of the keys you chose to trust.',
-  chain_hash: 'The chain fields were changed, so the certificate no longer fits its place in the ledger.',
+  chain_hash:
+    'The chain fields were changed, so the certificate no longer fits its place in the ledger.',
   chain_link: "The certificate does not link to the previous entry of the tenant's ledger.",
   note_hash: 'The note text supplied is not the note that was certified.',
 };
@@ -20,7 +22,9 @@ export function summarize(report: VerificationReport, message: SignedMessage | u
   const id = report.certificate_id ?? '(unknown id)';
   const failed = report.checks.filter((check) => check.status === 'fail');
   if (!report.valid || !message) {
-    const lines = [`Certificate ${id} is NOT valid: ${failed.length} of ${report.checks.length} checks failed.`];
+    const lines = [
+      `Certificate ${id} is NOT valid: ${failed.length} of ${report.checks.length} checks failed.`,
+    ];
     for (const check of failed) {
       lines.push(`${check.check}: ${FAILURE_MEANING[check.check]}`);
     }
@@ -42,7 +46,9 @@ export function summarize(report: VerificationReport, message: SignedMessage | u
   }
   const trusted = report.checks.find((check) => check.check === 'trusted_key');
   if (trusted?.status === 'skipped') {
-    parts.push('The key was taken from the evidence itself; pin the tenant key set for independent proof.');
+    parts.push(
+      'The key was taken from the evidence itself; pin the tenant key set for independent proof.',
+    );
   }
   return parts.join(' ');
 }

@@ -72,7 +72,6 @@ export interface EvidenceInput {
   manifest?: { ok: true; detail: string } | { ok: false; detail: string } | undefined;
 }
 
-
 function run(check: CheckName, step: () => string): CheckResult {
   try {
     return { check, status: 'pass', detail: step() };
@@ -95,7 +94,12 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
     checks.push(
       input.manifest.ok
         ? { check: 'bundle_manifest', status: 'pass', detail: input.manifest.detail }
-        : { check: 'bundle_manifest', status: 'fail', code: 'MANIFEST_MISMATCH', detail: input.manifest.detail },
+        : {
+            check: 'bundle_manifest',
+            status: 'fail',
+            code: 'MANIFEST_MISMATCH',
+            detail: input.manifest.detail,
+          },
     );
   }
 
@@ -128,10 +132,17 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
     const publicKey = key;
     checks.push(run('key_binding', () => verifyKeyBinding(crypto, publicKey, signed, input.key)));
     checks.push(
-      run('signature', () => verifySignature(crypto, publicKey, input.signedBytes, input.certificate.signature)),
+      run('signature', () =>
+        verifySignature(crypto, publicKey, input.signedBytes, input.certificate.signature),
+      ),
     );
   } else {
-    checks.push({ check: 'key_binding', status: 'fail', code: 'KEY_MISMATCH', detail: keyError ?? 'no key' });
+    checks.push({
+      check: 'key_binding',
+      status: 'fail',
+      code: 'KEY_MISMATCH',
+      detail: keyError ?? 'no key',
+    });
     checks.push(skipped('signature', 'not run because the public key is unreadable'));
   }
   checks.push(
@@ -143,11 +154,18 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
     const trusted = input.trustedKeys;
     checks.push(
       key
-        ? run('trusted_key', () => verifyTrustedKey(key!, signed, trusted))
-        : { check: 'trusted_key', status: 'fail', code: 'KEY_NOT_TRUSTED', detail: 'public key is unreadable' },
+        ? run('trusted_key', () => verifyTrustedKey(key, signed, trusted))
+        : {
+            check: 'trusted_key',
+            status: 'fail',
+            code: 'KEY_NOT_TRUSTED',
+            detail: 'public key is unreadable',
+          },
     );
   } else {
-    checks.push(skipped('trusted_key', 'no trusted key set was given; the key inside the evidence was used'));
+    checks.push(
+      skipped('trusted_key', 'no trusted key set was given; the key inside the evidence was used'),
+    );
   }
   checks.push(run('chain_hash', () => verifyChainHash(crypto, signed)));
   checks.push(run('chain_link', () => verifyChainLink(signed, input.predecessor)));
@@ -165,7 +183,8 @@ function finish(
   message: SignedMessage | undefined,
 ): VerificationReport {
   const valid = checks.every((check) => check.status !== 'fail') && message !== undefined;
-  const stringOrNull = (value: unknown): string | null => (typeof value === 'string' ? value : null);
+  const stringOrNull = (value: unknown): string | null =>
+    typeof value === 'string' ? value : null;
   const report: VerificationReport = {
     format: 'cdil.verification-report.v1',
     valid,
@@ -178,4 +197,3 @@ function finish(
   report.summary = summarize(report, message);
   return report;
 }
-

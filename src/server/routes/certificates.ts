@@ -81,8 +81,10 @@ export function registerCertificateRoutes(app: FastifyInstance, services: Servic
       return services.certificates.query(
         tenantOf(request),
         {
-          issuedFrom: body.issued_from === undefined ? undefined : new Date(body.issued_from).toISOString(),
-          issuedTo: body.issued_to === undefined ? undefined : new Date(body.issued_to).toISOString(),
+          issuedFrom:
+            body.issued_from === undefined ? undefined : new Date(body.issued_from).toISOString(),
+          issuedTo:
+            body.issued_to === undefined ? undefined : new Date(body.issued_to).toISOString(),
           modelVersion: body.model_version,
           governancePolicyVersion: body.governance_policy_version,
           humanReviewed: body.human_reviewed,
@@ -125,10 +127,16 @@ export function registerCertificateRoutes(app: FastifyInstance, services: Servic
       },
     },
     async (request, reply) => {
-      const { zip } = await services.certificates.defenseBundle(tenantOf(request), request.params.certificate_id);
+      const { zip } = await services.certificates.defenseBundle(
+        tenantOf(request),
+        request.params.certificate_id,
+      );
       return reply
         .type('application/zip')
-        .header('content-disposition', `attachment; filename="cdil-${request.params.certificate_id}.zip"`)
+        .header(
+          'content-disposition',
+          `attachment; filename="cdil-${request.params.certificate_id}.zip"`,
+        )
         .send(Buffer.from(zip));
     },
   );
@@ -143,6 +151,7 @@ export function registerCertificateRoutes(app: FastifyInstance, services: Servic
         security,
       },
     },
-    (request) => services.certificates.evidenceBundle(tenantOf(request), request.params.certificate_id),
+    (request) =>
+      services.certificates.evidenceBundle(tenantOf(request), request.params.certificate_id),
   );
 }

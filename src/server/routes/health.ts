@@ -6,7 +6,10 @@ import { ROUTES } from '../route-table.ts';
 export function registerHealthRoutes(app: FastifyInstance, services: Services): void {
   app.get(
     ROUTES.healthz.url,
-    { config: { access: ROUTES.healthz }, schema: { tags: ['operations'], summary: 'Liveness: the process is up' } },
+    {
+      config: { access: ROUTES.healthz },
+      schema: { tags: ['operations'], summary: 'Liveness: the process is up' },
+    },
     () => ({ status: 'ok' }),
   );
   app.get(

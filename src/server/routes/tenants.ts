@@ -1,7 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { Services } from '../../services/container.ts';
 import { ROUTES } from '../route-table.ts';
-import { CreateTenantBody, TenantIdParams, type CreateTenantBody as CreateTenant } from '../schemas.ts';
+import {
+  CreateTenantBody,
+  TenantIdParams,
+  type CreateTenantBody as CreateTenant,
+} from '../schemas.ts';
 
 const security = [{ bearer: [] }];
 
@@ -26,24 +30,39 @@ export function registerTenantRoutes(app: FastifyInstance, services: Services): 
     ROUTES.createTenant.url,
     {
       config: { access: ROUTES.createTenant },
-      schema: { tags: ['admin'], summary: 'Provision a tenant with its own signing key', body: CreateTenantBody, security },
+      schema: {
+        tags: ['admin'],
+        summary: 'Provision a tenant with its own signing key',
+        body: CreateTenantBody,
+        security,
+      },
     },
     async (request, reply) => {
-      const tenant = await services.tenants.create(request.body.tenant_id, { phiPolicy: request.body.phi_policy });
+      const tenant = await services.tenants.create(request.body.tenant_id, {
+        phiPolicy: request.body.phi_policy,
+      });
       request.log.info({ tenantId: tenant.tenant_id }, 'tenant created');
       return reply.code(201).send(tenant);
     },
   );
   app.get(
     ROUTES.listTenants.url,
-    { config: { access: ROUTES.listTenants }, schema: { tags: ['admin'], summary: 'List tenants', security } },
+    {
+      config: { access: ROUTES.listTenants },
+      schema: { tags: ['admin'], summary: 'List tenants', security },
+    },
     async () => ({ tenants: await services.tenants.list() }),
   );
   app.get<{ Params: { tenant_id: string } }>(
     ROUTES.getTenant.url,
     {
       config: { access: ROUTES.getTenant },
-      schema: { tags: ['admin'], summary: 'One tenant with its keys', params: TenantIdParams, security },
+      schema: {
+        tags: ['admin'],
+        summary: 'One tenant with its keys',
+        params: TenantIdParams,
+        security,
+      },
     },
     (request) => services.tenants.get(request.params.tenant_id),
   );

@@ -23,7 +23,18 @@ interface RawCertificate extends Omit<CertificateRow, 'human_reviewed'> {
 }
 
 function toCertificate(raw: RawCertificate | undefined): CertificateRow | undefined {
-  return raw ? { ...raw, chain_sequence: Number(raw.chain_sequence), human_reviewed: raw.human_reviewed === 1 } : undefined;
+  return raw
+    ? {
+        ...raw,
+        chain_sequence: Number(raw.chain_sequence),
+        human_reviewed: raw.human_reviewed === 1,
+      }
+    : undefined;
+}
+
+/** Runs synchronous work and reports its result or exception as a promise. */
+function settle<T>(work: () => T): Promise<T> {
+  return new Promise((resolve) => resolve(work()));
 }
 
 export interface SqliteStoreOptions {
@@ -64,12 +75,18 @@ export class SqliteStore implements Store {
         `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, valid_until, public_key_pem, private_key_sealed, created_at)
          VALUES (@tenant_id, @key_id, @algorithm, @status, @valid_from, @valid_until, @public_key_pem, @private_key_sealed, @created_at)`,
       ),
-      insertHead: db.prepare('INSERT INTO chain_heads (tenant_id, chain_sequence, chain_hash) VALUES (?, 0, NULL)'),
+      insertHead: db.prepare(
+        'INSERT INTO chain_heads (tenant_id, chain_sequence, chain_hash) VALUES (?, 0, NULL)',
+      ),
       getTenant: db.prepare('SELECT * FROM tenants WHERE tenant_id = ?'),
       listTenants: db.prepare('SELECT * FROM tenants ORDER BY tenant_id'),
-      listKeys: db.prepare('SELECT * FROM signing_keys WHERE tenant_id = ? ORDER BY valid_from, key_id'),
+      listKeys: db.prepare(
+        'SELECT * FROM signing_keys WHERE tenant_id = ? ORDER BY valid_from, key_id',
+      ),
       getHead: db.prepare('SELECT chain_sequence, chain_hash FROM chain_heads WHERE tenant_id = ?'),
-      setHead: db.prepare('UPDATE chain_heads SET chain_sequence = ?, chain_hash = ? WHERE tenant_id = ?'),
+      setHead: db.prepare(
+        'UPDATE chain_heads SET chain_sequence = ?, chain_hash = ? WHERE tenant_id = ?',
+      ),
       insertCertificate: db.prepare(
         `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version, governance_policy_version,
            human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature)
@@ -82,17 +99,25 @@ export class SqliteStore implements Store {
       insertIdempotency: db.prepare(
         'INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at) VALUES (?, ?, ?, ?, ?)',
       ),
-      getCertificate: db.prepare('SELECT * FROM certificates WHERE tenant_id = ? AND certificate_id = ?'),
-      getBySequence: db.prepare('SELECT * FROM certificates WHERE tenant_id = ? AND chain_sequence = ?'),
+      getCertificate: db.prepare(
+        'SELECT * FROM certificates WHERE tenant_id = ? AND certificate_id = ?',
+      ),
+      getBySequence: db.prepare(
+        'SELECT * FROM certificates WHERE tenant_id = ? AND chain_sequence = ?',
+      ),
     };
   }
 
   migrate(): Promise<MigrationReport> {
     const db = this.#db;
-    db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+    db.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
+    );
     const applied: string[] = [];
     const run = db.transaction((migration: Migration) => {
-      const done = db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?').get(migration.version);
+      const done = db
+        .prepare('SELECT 1 FROM schema_migrations WHERE version = ?')
+        .get(migration.version);
       if (done) {
         return;
       }
@@ -110,7 +135,9 @@ export class SqliteStore implements Store {
       run.immediate(migration);
     }
     this.#prepared = undefined;
-    const row = db.prepare('SELECT MAX(version) AS version FROM schema_migrations').get() as { version: number | null };
+    const row = db.prepare('SELECT MAX(version) AS version FROM schema_migrations').get() as {
+      version: number | null;
+    };
     return Promise.resolve({ applied, current: row.version ?? 0 });
   }
 
@@ -136,12 +163,7 @@ export class SqliteStore implements Store {
       sql.insertKey.run(key);
       sql.insertHead.run(tenant.tenant_id);
     });
-    try {
-      create.immediate();
-      return Promise.resolve();
-    } catch (error) {
-      return Promise.reject(error as Error);
-    }
+    return settle(() => create.immediate());
   }
 
   getTenant(tenantId: string): Promise<TenantRow | undefined> {
@@ -156,10 +178,15 @@ export class SqliteStore implements Store {
     return Promise.resolve(this.sql.listKeys.all(tenantId) as SigningKeyRow[]);
   }
 
-  appendCertificates<T extends AppendItem>(tenantId: string, items: T[], seal: Sealer<T>): Promise<AppendResult[]> {
+  appendCertificates<T extends AppendItem>(
+    tenantId: string,
+    items: T[],
+    seal: Sealer<T>,
+  ): Promise<AppendResult[]> {
     const sql = this.sql;
     const append = this.#db.transaction((): AppendResult[] => {
-      const head = sql.getHead.get(tenantId) as { chain_sequence: number; chain_hash: string | null } | undefined;
+      const head = sql.getHead.get(tenantId) as
+        { chain_sequence: number; chain_hash: string | null } | undefined;
       if (!head) {
         throw new Error(`tenant ${tenantId} has no chain head`);
       }
@@ -170,13 +197,14 @@ export class SqliteStore implements Store {
       for (const item of items) {
         if (item.idempotencyKey !== undefined) {
           const seen = sql.getIdempotency.get(tenantId, item.idempotencyKey) as
-            | { request_hash: string; certificate_id: string }
-            | undefined;
+            { request_hash: string; certificate_id: string } | undefined;
           if (seen) {
             if (seen.request_hash !== item.requestHash) {
               results.push({ kind: 'conflict' });
             } else {
-              const row = toCertificate(sql.getCertificate.get(tenantId, seen.certificate_id) as RawCertificate);
+              const row = toCertificate(
+                sql.getCertificate.get(tenantId, seen.certificate_id) as RawCertificate,
+              );
               results.push(row ? { kind: 'replayed', row } : { kind: 'conflict' });
             }
             continue;
@@ -185,7 +213,13 @@ export class SqliteStore implements Store {
         const row = seal(item, { sequence: sequence + 1, previousHash });
         sql.insertCertificate.run({ ...row, human_reviewed: row.human_reviewed ? 1 : 0 });
         if (item.idempotencyKey !== undefined) {
-          sql.insertIdempotency.run(tenantId, item.idempotencyKey, item.requestHash ?? '', row.certificate_id, now);
+          sql.insertIdempotency.run(
+            tenantId,
+            item.idempotencyKey,
+            item.requestHash ?? '',
+            row.certificate_id,
+            now,
+          );
         }
         sequence = row.chain_sequence;
         previousHash = row.chain_hash;
@@ -194,19 +228,22 @@ export class SqliteStore implements Store {
       sql.setHead.run(sequence, previousHash, tenantId);
       return results;
     });
-    try {
-      return Promise.resolve(append.immediate());
-    } catch (error) {
-      return Promise.reject(error as Error);
-    }
+    return settle(() => append.immediate());
   }
 
   getCertificate(tenantId: string, certificateId: string): Promise<CertificateRow | undefined> {
-    return Promise.resolve(toCertificate(this.sql.getCertificate.get(tenantId, certificateId) as RawCertificate));
+    return Promise.resolve(
+      toCertificate(this.sql.getCertificate.get(tenantId, certificateId) as RawCertificate),
+    );
   }
 
-  getCertificateBySequence(tenantId: string, sequence: number): Promise<CertificateRow | undefined> {
-    return Promise.resolve(toCertificate(this.sql.getBySequence.get(tenantId, sequence) as RawCertificate));
+  getCertificateBySequence(
+    tenantId: string,
+    sequence: number,
+  ): Promise<CertificateRow | undefined> {
+    return Promise.resolve(
+      toCertificate(this.sql.getBySequence.get(tenantId, sequence) as RawCertificate),
+    );
   }
 
   queryCertificates(
@@ -239,7 +276,9 @@ export class SqliteStore implements Store {
     }
     params.push(limit);
     const rows = this.#db
-      .prepare(`SELECT * FROM certificates WHERE ${clauses.join(' AND ')} ORDER BY chain_sequence LIMIT ?`)
+      .prepare(
+        `SELECT * FROM certificates WHERE ${clauses.join(' AND ')} ORDER BY chain_sequence LIMIT ?`,
+      )
       .all(...params) as RawCertificate[];
     return Promise.resolve(rows.map((row) => toCertificate(row)!));
   }
