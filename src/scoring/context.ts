@@ -185,20 +185,53 @@ export function compileContextRules(raw: unknown, field = 'context'): CompiledCo
   return { version, dictionary, sectionDefaults };
 }
 
+/** A context phrase in a sentence, with the categories that an overlapping pseudo-trigger blocks. */
+export interface ContextHit extends PhraseHit<ContextTerm> {
+  readonly blocked?: ReadonlySet<ContextCategory>;
+}
+
+/**
+ * Blocks each trigger role that overlaps a pseudo-trigger of its category. Phrases are found
+ * with overlaps, so "there is no increase" yields the trigger "there is no" and the
+ * pseudo-trigger "no increase", and the pseudo-trigger wins wherever the two share words.
+ */
+function applyPseudoTriggers(hits: PhraseHit<ContextTerm>[]): ContextHit[] {
+  const pseudo = hits.filter((hit) => hit.value.pseudoFor.size > 0);
+  if (pseudo.length === 0) {
+    return hits;
+  }
+  return hits.map((hit) => {
+    if (hit.value.triggers.length === 0) {
+      return hit;
+    }
+    let blocked: Set<ContextCategory> | undefined;
+    for (const other of pseudo) {
+      if (other === hit || other.first >= hit.last || other.last <= hit.first) {
+        continue;
+      }
+      for (const category of other.value.pseudoFor) {
+        blocked ??= new Set();
+        blocked.add(category);
+      }
+    }
+    return blocked === undefined ? hit : { ...hit, blocked };
+  });
+}
+
 /** Finds the context phrases of one sentence, given as a token range. */
 export function findContextTerms(
   rules: CompiledContextRules,
   tokens: TokenList,
   first: number,
   last: number,
-): PhraseHit<ContextTerm>[] {
-  return rules.dictionary.findAll(tokens, first, last);
+): ContextHit[] {
+  return applyPseudoTriggers(rules.dictionary.findEvery(tokens, first, last));
 }
 
 /**
  * Finds the context phrases of a sentence outside a target range. The target's own words must
  * not take part in a phrase: in "no acute distress" with the target "acute distress", the
- * phrase "no acute" would otherwise hide the trigger "no".
+ * phrase "no acute" would otherwise be a trigger that overlaps the target.
  */
 export function findContextTermsAround(
   rules: CompiledContextRules,
@@ -207,15 +240,15 @@ export function findContextTermsAround(
   sentenceLast: number,
   targetFirst: number,
   targetLast: number,
-): PhraseHit<ContextTerm>[] {
-  return [
-    ...rules.dictionary.findAll(tokens, sentenceFirst, targetFirst),
-    ...rules.dictionary.findAll(tokens, targetLast, sentenceLast),
-  ];
+): ContextHit[] {
+  return applyPseudoTriggers([
+    ...rules.dictionary.findEvery(tokens, sentenceFirst, targetFirst),
+    ...rules.dictionary.findEvery(tokens, targetLast, sentenceLast),
+  ]);
 }
 
 function isTerminated(
-  hits: readonly PhraseHit<ContextTerm>[],
+  hits: readonly ContextHit[],
   category: ContextCategory,
   gapFirst: number,
   gapLast: number,
@@ -230,13 +263,13 @@ function isTerminated(
 
 /** Tells whether a trigger of `category` in the sentence has the target token range in scope. */
 function inScope(
-  hits: readonly PhraseHit<ContextTerm>[],
+  hits: readonly ContextHit[],
   category: ContextCategory,
   targetFirst: number,
   targetLast: number,
 ): boolean {
   for (const hit of hits) {
-    if (hit.value.pseudoFor.has(category)) {
+    if (hit.value.pseudoFor.has(category) || hit.blocked?.has(category) === true) {
       continue;
     }
     for (const role of hit.value.triggers) {
@@ -268,7 +301,7 @@ function inScope(
  */
 export function classifyTokens(
   rules: CompiledContextRules,
-  sentenceHits: readonly PhraseHit<ContextTerm>[],
+  sentenceHits: readonly ContextHit[],
   targetFirst: number,
   targetLast: number,
   sectionKind: SectionKind | undefined,

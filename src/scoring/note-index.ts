@@ -11,7 +11,7 @@ import {
 } from './context.ts';
 import { detectSections, type Section, type SectionKind } from './sections.ts';
 import { splitSentences, type Sentence } from './sentences.ts';
-import { tokenize, type PhraseHit, type TokenList } from './tokens.ts';
+import { tokenize, type TokenList } from './tokens.ts';
 
 type ContextHits = ReturnType<typeof findContextTerms>;
 
@@ -105,7 +105,7 @@ export function indexNote(text: string, context: CompiledContextRules): NoteInde
     sectionKindOfSentence,
     classify(first: number, last: number): Assertion {
       const s = tokenSentence[first] ?? 0;
-      let hits: readonly PhraseHit<ContextHits[number]['value']>[] = sentenceHits(s);
+      let hits: ContextHits = sentenceHits(s);
       if (hits.some((hit) => hit.first < last && hit.last > first)) {
         hits = findContextTermsAround(
           context,

@@ -1,0 +1,168 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { scoreNote } from '../../src/scoring/engine.ts';
+import type { ConditionResult, ScoreResult } from '../../src/scoring/types.ts';
+
+function condition(result: ScoreResult, id: string): ConditionResult | undefined {
+  return result.conditions.find((item) => item.condition_id === id);
+}
+
+const supportedDiabetes = [
+  'CHIEF COMPLAINT:,  Follow up of diabetes.',
+  'HISTORY OF PRESENT ILLNESS:,  A 58-year-old man with type 2 diabetes mellitus checks his blood sugars at home.',
+  'ASSESSMENT AND PLAN:,1.  Type 2 diabetes mellitus, uncontrolled.  Hemoglobin A1c is 9.1.  Increase metformin to 1000 mg twice daily.  Recheck A1c in 3 months.',
+].join(',');
+
+test('supported condition has no deficit', () => {
+  const result = scoreNote({ text: supportedDiabetes });
+  const diabetes = condition(result, 'diabetes');
+  assert.ok(diabetes !== undefined);
+  assert.equal(diabetes.counted, true);
+  assert.equal(diabetes.source, 'note');
+  assert.equal(diabetes.meat.monitor.met, true);
+  assert.equal(diabetes.meat.treat.met, true);
+  assert.equal(diabetes.meat.assess.met, true);
+  assert.equal(diabetes.meat.evaluate.met, true);
+  assert.deepEqual(diabetes.missing, []);
+  assert.equal(diabetes.completeness, 1);
+  assert.equal(diabetes.estimated_value_at_risk_usd, 0);
+});
+
+test('evidence spans point into the note', () => {
+  const result = scoreNote({ text: supportedDiabetes });
+  const diabetes = condition(result, 'diabetes');
+  assert.ok(diabetes !== undefined);
+  const treat = diabetes.meat.treat.evidence.find(
+    (item) => item.rule_id === 'diabetes.treat.therapy',
+  );
+  assert.ok(treat?.span !== undefined);
+  assert.equal(supportedDiabetes.slice(treat.span[0], treat.span[1]), 'metformin');
+  assert.equal(treat.section, 'assessment_and_plan');
+});
+
+test('unsupported condition lists missing elements', () => {
+  const text = 'ASSESSMENT:,  Atrial fibrillation.,PLAN:,  Return in one year.';
+  const afib = condition(scoreNote({ text }), 'atrial_fibrillation');
+  assert.ok(afib !== undefined);
+  assert.equal(afib.counted, true);
+  assert.equal(afib.meat.assess.met, true);
+  assert.equal(afib.meat.treat.met, false);
+  assert.ok(afib.missing.includes('treat'));
+  assert.ok(afib.missing.includes('evaluate'));
+  assert.ok(afib.completeness < 1);
+  assert.ok(afib.estimated_value_at_risk_usd > 0);
+});
+
+test('evidence far from the mention does not count', () => {
+  const text = [
+    'HISTORY OF PRESENT ILLNESS:,  She reports knee pain after a fall and was given furosemide by urgent care for ankle swelling.',
+    'ASSESSMENT:,  Heart failure.',
+  ].join(',');
+  const heartFailure = condition(scoreNote({ text }), 'heart_failure');
+  assert.ok(heartFailure !== undefined);
+  assert.equal(heartFailure.meat.treat.met, false);
+});
+
+test('terms match whole words only', () => {
+  const cases = [
+    'The CHFx registry flag was cleared.',
+    'Antisepsis of the skin was performed.',
+    'Patient MAKI was seen today.',
+    'Hypertensiveness is not a word we use.',
+    'Diabetesmellitus typo in the form.',
+  ];
+  for (const text of cases) {
+    assert.deepEqual(scoreNote({ text }).conditions, [], text);
+  }
+  const aki = condition(scoreNote({ text: 'ASSESSMENT:,  AKI, prerenal.' }), 'acute_kidney_injury');
+  assert.equal(aki?.counted, true);
+});
+
+test('excluded phrases do not match', () => {
+  const result = scoreNote({ text: 'ASSESSMENT:,  Pulmonary hypertension.' });
+  assert.equal(condition(result, 'hypertension'), undefined);
+});
+
+test('ICD-10 code in context detects condition', () => {
+  const result = scoreNote({
+    text: 'Patient seen for follow up.',
+    context: { diagnoses: ['I50.22', { code: 'E11.9', description: 'Type 2 diabetes' }, 'Z00.00'] },
+  });
+  const heartFailure = condition(result, 'heart_failure');
+  assert.equal(heartFailure?.counted, true);
+  assert.equal(heartFailure?.source, 'diagnosis_code');
+  assert.deepEqual(heartFailure?.codes, ['I50.22']);
+  assert.deepEqual(heartFailure?.missing, ['monitor', 'evaluate', 'assess', 'treat']);
+  assert.equal(condition(result, 'diabetes')?.source, 'diagnosis_code');
+  assert.ok(
+    result.note_findings.some(
+      (finding) => finding.kind === 'unmapped_diagnosis_code' && finding.detail.includes('Z00.00'),
+    ),
+  );
+});
+
+test('structured context supplies evidence', () => {
+  const result = scoreNote({
+    text: 'ASSESSMENT:,  Heart failure, chronic, stable.',
+    context: {
+      labs: [{ name: 'NT-proBNP', value: 900, unit: 'pg/mL' }],
+      medications: [{ name: 'Furosemide 40 mg' }],
+      vitals: [{ name: 'weight', value: 82 }],
+    },
+  });
+  const heartFailure = condition(result, 'heart_failure');
+  assert.ok(heartFailure !== undefined);
+  assert.equal(heartFailure.meat.evaluate.met, true);
+  assert.equal(heartFailure.meat.treat.met, true);
+  assert.equal(heartFailure.meat.monitor.met, true);
+  assert.ok(
+    heartFailure.meat.treat.evidence.some((item) => item.structured?.kind === 'medications'),
+  );
+});
+
+test('problem list counts a condition', () => {
+  const result = scoreNote({ text: 'Seen today.', context: { problem_list: ['COPD, moderate'] } });
+  assert.equal(condition(result, 'copd')?.source, 'problem_list');
+});
+
+test('note findings flag short notes and missing sections', () => {
+  const result = scoreNote({ text: 'Doing well. Continue current management.' });
+  const kinds = result.note_findings.map((finding) => finding.rule_id);
+  assert.ok(kinds.includes('note.short_note'));
+  assert.ok(kinds.includes('note.missing_assessment'));
+  assert.ok(kinds.includes('note.missing_plan'));
+});
+
+test('vague plan is flagged', () => {
+  const text =
+    'ASSESSMENT:,  Hypertension.,PLAN:,  Continue current management and follow up as needed with primary care as discussed today.';
+  const result = scoreNote({ text });
+  assert.ok(result.note_findings.some((finding) => finding.kind === 'vague_plan'));
+});
+
+test('scoring is deterministic', () => {
+  const input = {
+    text: supportedDiabetes,
+    context: { diagnoses: ['I10', 'N18.4'], labs: [{ name: 'creatinine', value: 2.1 }] },
+  };
+  const first = JSON.stringify(scoreNote(input));
+  for (let i = 0; i < 5; i++) {
+    assert.equal(JSON.stringify(scoreNote(input)), first);
+  }
+});
+
+test('summary totals match conditions', () => {
+  const result = scoreNote({ text: supportedDiabetes, context: { diagnoses: ['I48.91'] } });
+  const counted = result.conditions.filter((item) => item.counted);
+  assert.equal(result.summary.conditions_counted, counted.length);
+  assert.equal(
+    result.summary.estimated_value_at_risk_usd,
+    counted.reduce((sum, item) => sum + item.estimated_value_at_risk_usd, 0),
+  );
+});
+
+test('empty note scores cleanly', () => {
+  const result = scoreNote({ text: '' });
+  assert.deepEqual(result.conditions, []);
+  assert.equal(result.summary.mean_completeness, null);
+});
