@@ -48,6 +48,8 @@ interface MentionRecord {
 interface ConditionState {
   readonly condition: CompiledCondition;
   readonly mentions: MentionRecord[];
+  /** Token indexes covered by mentions, to keep a mention's own words from being evidence. */
+  readonly mentionTokens: Set<number>;
   readonly sources: Set<ConditionSource>;
   readonly codes: string[];
   /** Sentences, item sentences and sections that hold or follow a counted mention. */
@@ -70,6 +72,7 @@ function newState(condition: CompiledCondition): ConditionState {
   return {
     condition,
     mentions: [],
+    mentionTokens: new Set(),
     sources: new Set(),
     codes: [],
     sentences: new Set(),
@@ -116,6 +119,9 @@ function findMentions(
         }
         const state = stateFor(states, condition);
         state.mentions.push({ first: hit.first, last: hit.last, sentence: s, assertion, counted });
+        for (let token = hit.first; token < hit.last; token++) {
+          state.mentionTokens.add(token);
+        }
         let present = conditionsBySentence.get(s);
         if (present === undefined) {
           present = new Set();
@@ -242,7 +248,12 @@ function isNearMention(
 }
 
 function overlapsOwnMention(state: ConditionState, first: number, last: number): boolean {
-  return state.mentions.some((mention) => mention.first < last && mention.last > first);
+  for (let token = first; token < last; token++) {
+    if (state.mentionTokens.has(token)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 function collectTermEvidence(

@@ -12,12 +12,13 @@ function planFindings(note: NoteIndex, ruleset: CompiledRuleset): NoteFinding[] 
   let vagueHits = 0;
   let specificHits = 0;
   let present = false;
+  // Sections are sorted, so one token cursor serves all of them and the scan stays linear.
+  let first = 0;
   for (const section of note.sections) {
     if (!rules.sections.has(section.kind)) {
       continue;
     }
     present = true;
-    let first = 0;
     while (
       first < note.tokens.words.length &&
       (note.tokens.starts[first] ?? 0) < section.bodyStart
