@@ -1,6 +1,6 @@
-// Throughput of shadow-mode scoring on one core, in process: notes per second over the real
-// corpus, and time per note for synthetic notes of 1, 10 and 100 KB built by repeating real note
-// text, to show that time grows linearly with note length.
+// Throughput of shadow-mode scoring on one core, in process. It measures notes per second over
+// the real corpus, and time per note for synthetic notes of 1, 10 and 100 KB built by repeating
+// real note text, which shows whether time grows linearly with note length.
 //
 //   node --import tsx bench/scoring.ts [--rounds N]
 //

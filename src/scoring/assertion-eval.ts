@@ -133,9 +133,9 @@ function ratio(numerator: number, denominator: number): number {
 }
 
 /**
- * Classifies every row and scores each label. The row is processed like a small note: sections
- * are detected inside it, because some rows begin with a heading such as `PAST MEDICAL HISTORY:`,
- * and the splitter picks the sentence that contains the condition, because some rows hold a
+ * Classifies every row and scores each label. Each row is processed like a small note. Sections
+ * are detected inside it because some rows begin with a heading such as `PAST MEDICAL HISTORY:`.
+ * The splitter then picks the sentence that contains the condition, because some rows contain a
  * whole numbered list.
  */
 export function evaluateAssertions(

@@ -5,7 +5,7 @@
 // pseudo-trigger is a longer phrase that contains a trigger but does not carry its meaning
 // ("no increase", "gram negative"), and because the longest phrase wins it hides that trigger.
 // Section defaults apply when no trigger fires, so a mention in a family history section is
-// about a family member unless the sentence says otherwise.
+// about a family member unless a trigger in the sentence overrides the default.
 import { SECTION_KINDS, type SectionKind } from './sections.ts';
 import { PhraseDictionary, tokenize, type PhraseHit, type TokenList } from './tokens.ts';
 import {

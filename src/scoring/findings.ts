@@ -1,7 +1,7 @@
-// Note-level documentation findings that do not belong to one condition: a note that is too
-// short, a missing assessment or plan section, a plan with little specific content, conditions
-// mentioned only as history, negated, hypothetical or about someone else, and diagnosis codes
-// that map to no condition of the ruleset.
+// Note-level documentation findings that do not belong to one condition. They cover a note that
+// is too short, a missing assessment or plan section, and a plan with little specific content.
+// They also cover conditions mentioned only as history, negated, hypothetical or about someone
+// else, and diagnosis codes that map to no condition of the ruleset.
 import type { NoteIndex } from './note-index.ts';
 import type { CompiledRuleset } from './ruleset.ts';
 import type { ConditionResult, NoteFinding } from './types.ts';
@@ -12,6 +12,7 @@ function planFindings(note: NoteIndex, ruleset: CompiledRuleset): NoteFinding[] 
   let vagueHits = 0;
   let specificHits = 0;
   let present = false;
+
   // Sections are sorted, so one token cursor serves all of them and the scan stays linear.
   let first = 0;
   for (const section of note.sections) {
@@ -38,6 +39,7 @@ function planFindings(note: NoteIndex, ruleset: CompiledRuleset): NoteFinding[] 
       }
     }
   }
+
   if (!present) {
     return [];
   }

@@ -25,10 +25,10 @@ export const MEAT_ELEMENTS = ['monitor', 'evaluate', 'assess', 'treat'] as const
 export type MeatElement = (typeof MEAT_ELEMENTS)[number];
 
 /**
- * How close an evidence term must be to a counted mention of its condition:
- * `sentence` the same sentence; `item` the mention's sentence and the following sentences of the
- * same section up to the next list item, the next mention of another condition or the item
- * sentence limit; `section` the same section; `note` anywhere in the note.
+ * How close an evidence term must be to a counted mention of its condition. `sentence` means the
+ * same sentence and `section` the same section. `item` means the mention's sentence and the
+ * following sentences of the same section, up to the next list item, the next mention of another
+ * condition or the item sentence limit. `note` means anywhere in the note.
  */
 export const PROXIMITIES = ['sentence', 'item', 'section', 'note'] as const;
 export type Proximity = (typeof PROXIMITIES)[number];

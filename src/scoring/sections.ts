@@ -1,5 +1,5 @@
 // Section detection for clinical notes. A heading is a label followed by a colon at the start of
-// the text, after a line break, or after the comma or period that stands in for a line break in
+// the text, after a line break, or after the comma or period that replaces a line break in
 // transcribed corpora (`ASSESSMENT:,  1.  ...`). Known labels map to a canonical kind. Unknown
 // all-capital labels such as `HEENT:` or `LUNGS:` are sub-headings when they occur inside an
 // exam, review of systems or assessment section, and start an `other` section elsewhere.

@@ -1,7 +1,7 @@
 // Word tokens and a phrase dictionary keyed by first word. Matching walks the tokens once and
-// checks only the phrases that start with the current word, so the cost grows with note length
-// and not with the number of phrases, which a single alternation regex of several hundred
-// phrases would not guarantee in V8.
+// checks only the phrases that start with the current word. The cost therefore grows with note
+// length and not with the number of phrases, which a single V8 alternation regex of several
+// hundred phrases does not guarantee.
 
 /** Word tokens of a text: alphanumeric runs, lower-cased, with character offsets. */
 export interface TokenList {
@@ -80,7 +80,7 @@ export function phraseWords(phrase: string): string[] {
   return tokenize(phrase).words.slice();
 }
 
-/** The words of a phrase joined by single spaces, used as a lookup key. */
+/** Returns the words of a phrase joined by single spaces, for use as a lookup key. */
 export function normalizePhrase(phrase: string): string {
   return phraseWords(phrase).join(' ');
 }

@@ -28,7 +28,7 @@ export interface ScoreInput {
   readonly context?: EncounterContext;
 }
 
-/** Where a condition was found. `note` means an affirmed, current mention about the patient. */
+/** Origin of a condition. `note` means an affirmed, current mention about the patient. */
 export type ConditionSource = 'note' | 'diagnosis_code' | 'diagnosis_description' | 'problem_list';
 
 export interface Mention {
