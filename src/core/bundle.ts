@@ -118,9 +118,16 @@ function checkManifest(
   const problems: string[] = [];
   const listed = new Map<string, ManifestEntry>();
   for (const entry of manifest.files as ManifestEntry[]) {
-    if (typeof entry?.name === 'string') {
+    if (typeof entry?.name !== 'string') {
+      problems.push('manifest has an entry without a name');
+    } else if (listed.has(entry.name)) {
+      problems.push(`${entry.name} is listed twice`);
+    } else {
       listed.set(entry.name, entry);
     }
+  }
+  if (manifest.certificate_id !== certificate.certificate_id) {
+    problems.push('manifest names a different certificate');
   }
   for (const name of files.keys()) {
     if (name === BundleFile.manifest) {
@@ -195,6 +202,10 @@ export function verifyBundle(
     signedBytes: files.get(BundleFile.canonicalMessage)!,
     publicKeyPem,
     key: key && isKeyDescriptor(key) ? key : undefined,
+    keyRecordProblem:
+      key && !isKeyDescriptor(key)
+        ? `${BundleFile.key} is not a valid key record (key_id, tenant_id, status, valid_from, valid_until, public_key_jwk)`
+        : undefined,
     noteText: options.noteText,
     trustedKeys: options.trustedKeys,
     manifest: manifest.ok
@@ -204,12 +215,19 @@ export function verifyBundle(
 }
 
 function isKeyDescriptor(value: KeyDescriptor): boolean {
+  const jwk = value.public_key_jwk as Partial<KeyDescriptor['public_key_jwk']> | undefined;
   return (
     typeof value.key_id === 'string' &&
     typeof value.tenant_id === 'string' &&
     typeof value.status === 'string' &&
     typeof value.valid_from === 'string' &&
-    (value.valid_until === null || typeof value.valid_until === 'string')
+    !Number.isNaN(Date.parse(value.valid_from)) &&
+    (value.valid_until === null ||
+      (typeof value.valid_until === 'string' && !Number.isNaN(Date.parse(value.valid_until)))) &&
+    typeof jwk === 'object' &&
+    jwk !== null &&
+    typeof jwk.x === 'string' &&
+    typeof jwk.y === 'string'
   );
 }
 

@@ -52,12 +52,16 @@ export function keyValidAt(
   key: Pick<KeyDescriptor, 'status' | 'valid_from' | 'valid_until'>,
   instant: string,
 ): boolean {
-  if (key.status === 'revoked') {
+  // Key records may come from an untrusted bundle, so an unknown status or an unreadable date
+  // makes the key invalid rather than unbounded (comparisons with NaN are always false).
+  if (key.status !== 'active' && key.status !== 'retired') {
     return false;
   }
   const at = Date.parse(instant);
-  if (Number.isNaN(at) || at < Date.parse(key.valid_from)) {
+  const from = Date.parse(key.valid_from);
+  const until = key.valid_until === null ? Infinity : Date.parse(key.valid_until);
+  if (Number.isNaN(at) || Number.isNaN(from) || Number.isNaN(until)) {
     return false;
   }
-  return key.valid_until === null || at < Date.parse(key.valid_until);
+  return from <= at && at < until;
 }

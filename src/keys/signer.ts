@@ -7,11 +7,12 @@ import {
   sign,
   type KeyObject,
 } from 'node:crypto';
+import { toLowS } from '../core/ecdsa-der.ts';
 import { openSecret, sealSecret } from './envelope.ts';
 
 export interface Signer {
   readonly keyId: string;
-  /** Signs with ECDSA P-256 / SHA-256 and returns the ASN.1 DER signature. */
+  /** Signs with ECDSA P-256 / SHA-256 and returns the ASN.1 DER signature in low-S form. */
   sign(data: Uint8Array): Uint8Array;
 }
 
@@ -25,7 +26,7 @@ export class SoftwareSigner implements Signer {
   }
 
   sign(data: Uint8Array): Uint8Array {
-    return sign('sha256', data, { key: this.#privateKey, dsaEncoding: 'der' });
+    return toLowS(sign('sha256', data, { key: this.#privateKey, dsaEncoding: 'der' }));
   }
 }
 

@@ -90,9 +90,6 @@ export function toAppError(error: unknown): AppError {
   if (error instanceof SyntaxError || fastifyError.statusCode === 400) {
     return new AppError('BODY_NOT_JSON', 'request body could not be parsed');
   }
-  if (fastifyError.statusCode === 429) {
-    return new AppError('RATE_LIMITED', 'too many requests; retry later');
-  }
   return new AppError(
     'INTERNAL',
     'internal error; the request id identifies it in the service logs',

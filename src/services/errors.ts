@@ -18,7 +18,6 @@ export const ErrorRegistry = {
   PHI_DETECTED: { status: 422, title: 'The request contains text that looks like PHI' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request content type is not supported' },
-  RATE_LIMITED: { status: 429, title: 'Too many requests' },
   NOT_READY: { status: 503, title: 'The service is not ready' },
   INTERNAL: { status: 500, title: 'Internal error' },
 } as const;

@@ -1,5 +1,6 @@
 // Real defense bundles made through the service stack, plus the file surgery that tamper
 // tests need: edit one file, recompute the manifest, or re-sign everything with a new key.
+import { toLowS } from '../../src/core/ecdsa-der.ts';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -117,6 +118,7 @@ function sha256Hex(bytes: Uint8Array): string {
 /** Rewrites manifest.json so it lists every other file with its current hash and size. */
 export function refreshManifest(files: Map<string, Uint8Array>): void {
   const manifest = readJsonFile(files, BundleFile.manifest);
+  manifest.certificate_id = readJsonFile(files, BundleFile.certificate).certificate_id;
   manifest.files = [...files.keys()]
     .filter((name) => name !== BundleFile.manifest)
     .sort()
@@ -159,10 +161,11 @@ export function resignBundle(
   message.key_id = keyId;
   options.editMessage?.(message);
   const signedText = canonicalSignedJson(message as Record<string, string>);
-  const signature = sign('sha256', Buffer.from(signedText, 'utf8'), {
-    key: privateKey,
-    dsaEncoding: 'der',
-  });
+  const signature = Buffer.from(
+    toLowS(
+      sign('sha256', Buffer.from(signedText, 'utf8'), { key: privateKey, dsaEncoding: 'der' }),
+    ),
+  );
 
   const certificate = {
     ...readJsonFile(files, BundleFile.certificate),

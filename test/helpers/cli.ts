@@ -31,7 +31,7 @@ export interface ServerProcess {
   exited: Promise<number | null>;
 }
 
-/** Starts `cdil serve` on a free port and resolves once it listens. */
+/** Starts `cdil serve` on a free port and resolves once it logs that it listens (log level info or lower). */
 export function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
   const child = spawn(process.execPath, [CLI, 'serve'], {
     env: { ...process.env, CDIL_PORT: '0', CDIL_HOST: '127.0.0.1', ...env },

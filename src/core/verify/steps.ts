@@ -9,6 +9,7 @@ import {
   type SignedMessage,
 } from '../certificate.ts';
 import type { CryptoProvider, PublicKeyHandle } from '../crypto.ts';
+import { isLowS } from '../ecdsa-der.ts';
 import { fromBase64, utf8Encode } from '../encoding.ts';
 import { VerificationError } from '../errors.ts';
 import { keyValidAt, type Jwks, type KeyDescriptor } from '../key.ts';
@@ -45,6 +46,12 @@ export function verifySignature(
       'signature does not verify over the signed message with this public key',
     );
   }
+  if (!isLowS(der)) {
+    throw new VerificationError(
+      'SIGNATURE_INVALID',
+      'signature is not in canonical DER low-S form, so it is not the one CDIL issued',
+    );
+  }
   return 'ECDSA P-256 signature verifies over the exact signed bytes';
 }
 
@@ -63,6 +70,10 @@ export function verifyKeyBinding(
     );
   }
   if (descriptor) {
+    const recorded = descriptor.public_key_jwk;
+    if (recorded?.x !== key.jwk.x || recorded?.y !== key.jwk.y || recorded?.crv !== key.jwk.crv) {
+      throw new VerificationError('KEY_MISMATCH', 'key record holds a different public key');
+    }
     if (descriptor.key_id !== message.key_id) {
       throw new VerificationError(
         'KEY_MISMATCH',

@@ -62,6 +62,8 @@ export interface EvidenceInput {
   publicKeyPem: string;
   /** Key record with validity window; without it the key_validity check is skipped. */
   key?: KeyDescriptor | undefined;
+  /** Set when a key record was present but unreadable; key_validity then fails with this text. */
+  keyRecordProblem?: string | undefined;
   /** Stored predecessor: a link to check, null for "none stored", undefined for "not consulted". */
   predecessor?: PredecessorLink | null | undefined;
   /** Note text to compare with the certified note_hash. */
@@ -145,11 +147,21 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
     });
     checks.push(skipped('signature', 'not run because the public key is unreadable'));
   }
-  checks.push(
-    input.key
-      ? run('key_validity', () => verifyKeyValidity(input.key!, signed))
-      : skipped('key_validity', 'no key record with a validity window was given'),
-  );
+  if (input.keyRecordProblem !== undefined) {
+    checks.push({
+      check: 'key_validity',
+      status: 'fail',
+      code: 'KEY_NOT_VALID',
+      detail: input.keyRecordProblem,
+    });
+  } else {
+    const record = input.key;
+    checks.push(
+      record
+        ? run('key_validity', () => verifyKeyValidity(record, signed))
+        : skipped('key_validity', 'no key record with a validity window was given'),
+    );
+  }
   if (input.trustedKeys) {
     const trusted = input.trustedKeys;
     checks.push(

@@ -1,0 +1,61 @@
+// Ties the docs to the code: error codes, routes with their roles, verification checks and
+// configuration variables must match in both directions.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { CHECK_NAMES } from '../src/core/verify/verify.ts';
+import { ROUTES } from '../src/server/route-table.ts';
+import { ErrorRegistry } from '../src/services/errors.ts';
+
+const read = (path: string) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
+const api = read('docs/api.md');
+const formats = read('docs/formats.md');
+const operations = read('docs/operations.md');
+
+function tableRows(markdown: string, firstHeader: string): string[][] {
+  const lines = markdown.split('\n');
+  const start = lines.findIndex((line) => line.startsWith(`| ${firstHeader} |`));
+  assert.ok(start >= 0, `table starting with "${firstHeader}" not found`);
+  const rows: string[][] = [];
+  for (const line of lines.slice(start + 2)) {
+    if (!line.startsWith('|')) break;
+    rows.push(line.split('|').slice(1, -1).map((cell) => cell.trim()));
+  }
+  return rows;
+}
+
+test('every error code is documented with its status, and no other', () => {
+  const rows = tableRows(api, 'code');
+  const documented = new Map(rows.map(([code, status]) => [code!.replace(/`/g, ''), Number(status)]));
+  for (const [code, { status }] of Object.entries(ErrorRegistry)) {
+    assert.equal(documented.get(code), status, code);
+  }
+  assert.deepEqual([...documented.keys()].sort(), Object.keys(ErrorRegistry).sort());
+});
+
+test('every route is documented with its roles, and no other', () => {
+  const rows = tableRows(api, 'route');
+  const documented = new Map(rows.map(([route, roles]) => [route!.replace(/`/g, ''), roles!]));
+  for (const route of Object.values(ROUTES)) {
+    const key = `${route.method} ${route.url.replace(/:(\w+)/g, '{$1}')}`;
+    const roles = route.roles === 'public' ? 'public' : route.roles.join(', ');
+    assert.equal(documented.get(key), roles, key);
+  }
+  assert.equal(documented.size, Object.keys(ROUTES).length);
+});
+
+test('every verification check is documented, and no other', () => {
+  const rows = tableRows(formats, 'check');
+  assert.deepEqual(
+    rows.map(([check]) => check!.replace(/`/g, '')),
+    [...CHECK_NAMES],
+  );
+});
+
+test('every configuration variable is documented, and no other', () => {
+  const source = read('src/config/config.ts');
+  const used = new Set([...source.matchAll(/env\.([A-Z_]+)/g)].map((match) => match[1]!));
+  const rows = tableRows(operations, 'variable');
+  const documented = new Set(rows.flatMap(([cell]) => [...cell!.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]!)));
+  assert.deepEqual([...documented].sort(), [...used].sort());
+});
