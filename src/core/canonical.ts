@@ -39,5 +39,21 @@ export function canonicalSignedJson(record: SignedRecord): string {
       throw new CanonicalizationError(`field ${key} must be a string, boolean, null or integer`);
     }
   }
-  return canonicalJson(record);
+  return flatCanonicalJson(record);
+}
+
+/**
+ * Serializes a flat record of strings, booleans, null and safe integers under ASCII keys. For
+ * such records RFC 8785 reduces to sorted keys with ECMAScript JSON.stringify values, which
+ * this does directly; it is several times faster than the general serializer on the
+ * verification hot path. Callers MUST pass only such records (canonicalSignedJson checks).
+ */
+export function flatCanonicalJson(record: SignedRecord): string {
+  const keys = Object.keys(record).sort();
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    out += (i === 0 ? '' : ',') + JSON.stringify(key) + ':' + JSON.stringify(record[key]);
+  }
+  return out + '}';
 }

@@ -1,7 +1,7 @@
 // The certificate format: which fields are signed, how the chain hash is formed, and how a
 // key id is derived. Field names of the first 16 signed fields are those of the original
 // Python CDIL, so bundles from either verify with the same steps.
-import { canonicalJson, canonicalSignedJson } from './canonical.ts';
+import { canonicalSignedJson, flatCanonicalJson } from './canonical.ts';
 import type { CryptoProvider, EcPublicJwk } from './crypto.ts';
 import { toBase64Url, toHex, utf8Encode } from './encoding.ts';
 
@@ -90,7 +90,7 @@ export function sha256Hex(crypto: CryptoProvider, data: Uint8Array | string): st
 
 /** Computes SHA-256 over the canonical JSON of the chain inputs; `timestamp` is issued_at_utc. */
 export function computeChainHash(crypto: CryptoProvider, input: ChainHashInput): string {
-  return sha256Hex(crypto, canonicalJson(input));
+  return sha256Hex(crypto, flatCanonicalJson({ ...input }));
 }
 
 export function chainHashInputOf(message: SignedMessage): ChainHashInput {
@@ -122,7 +122,7 @@ export function pickSignedFields(source: SignedMessage): SignedMessage {
 
 /** Computes the RFC 7638 JWK thumbprint (SHA-256, base64url), used as the key id. */
 export function jwkThumbprint(crypto: CryptoProvider, jwk: EcPublicJwk): string {
-  const members = canonicalJson({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+  const members = flatCanonicalJson({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
   return toBase64Url(crypto.sha256(utf8Encode(members)));
 }
 

@@ -28,7 +28,6 @@ export function isLowerHex(text: string, length: number): boolean {
 }
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-const B64_INDEX = new Map([...B64].map((char, i) => [char, i]));
 
 export function toBase64(bytes: Uint8Array): string {
   let out = '';
@@ -53,24 +52,11 @@ export function fromBase64(text: string): Uint8Array | undefined {
   if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
     return undefined;
   }
-  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
-  const out = new Uint8Array((text.length / 4) * 3 - padding);
-  let o = 0;
-  for (let i = 0; i < text.length; i += 4) {
-    const n =
-      (B64_INDEX.get(text[i]!)! << 18) |
-      (B64_INDEX.get(text[i + 1]!)! << 12) |
-      ((B64_INDEX.get(text[i + 2]!) ?? 0) << 6) |
-      (B64_INDEX.get(text[i + 3]!) ?? 0);
-    if (o < out.length) {
-      out[o++] = (n >> 16) & 255;
-    }
-    if (o < out.length) {
-      out[o++] = (n >> 8) & 255;
-    }
-    if (o < out.length) {
-      out[o++] = n & 255;
-    }
+  // atob is native in browsers and Node 16+; its output is one character per byte.
+  const binary = atob(text);
+  const out = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) {
+    out[i] = binary.charCodeAt(i);
   }
   return out;
 }

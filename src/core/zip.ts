@@ -31,7 +31,7 @@ const FIXED_MTIME = new Date(1980, 0, 1, 0, 0, 0);
 export function writeDeterministicZip(files: ReadonlyMap<string, Uint8Array>): Uint8Array {
   const zippable: Zippable = {};
   for (const name of [...files.keys()].sort()) {
-    zippable[name] = [files.get(name)!, { level: 6, mtime: FIXED_MTIME, os: 3 }];
+    zippable[name] = [files.get(name)!, { level: 0, mtime: FIXED_MTIME, os: 3 }];
   }
   return zipSync(zippable);
 }
@@ -238,7 +238,7 @@ export function readZipSafely(
       if (data.length !== entry.size) {
         throw notZip(`stored entry ${entry.name} has inconsistent sizes`);
       }
-      files.set(entry.name, data.slice());
+      files.set(entry.name, data);
     } else {
       files.set(entry.name, inflateBounded(data, entry.size, entry.name));
     }
