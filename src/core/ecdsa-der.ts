@@ -6,13 +6,21 @@
 /** Order n of the P-256 group (SEC 2, section 2.4.2). */
 const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
 const HALF_ORDER = P256_ORDER >> 1n;
+const HALF_ORDER_BYTES = Uint8Array.from(
+  HALF_ORDER.toString(16)
+    .padStart(64, '0')
+    .match(/../g)!
+    .map((pair) => parseInt(pair, 16)),
+);
 
-interface DerSignature {
-  r: bigint;
-  s: bigint;
+interface IntegerField {
+  /** Offset of the first content byte. */
+  start: number;
+  /** Offset after the last content byte. */
+  end: number;
 }
 
-function readInteger(der: Uint8Array, offset: number): { value: bigint; next: number } | undefined {
+function readInteger(der: Uint8Array, offset: number): IntegerField | undefined {
   if (der[offset] !== 0x02) {
     return undefined;
   }
@@ -20,24 +28,62 @@ function readInteger(der: Uint8Array, offset: number): { value: bigint; next: nu
   if (length === undefined || length === 0 || length > 33 || offset + 2 + length > der.length) {
     return undefined;
   }
-  let value = 0n;
-  for (let i = 0; i < length; i++) {
-    value = (value << 8n) | BigInt(der[offset + 2 + i]!);
-  }
-  return { value, next: offset + 2 + length };
+  return { start: offset + 2, end: offset + 2 + length };
 }
 
-/** Parses a DER `SEQUENCE { INTEGER r, INTEGER s }` with short-form lengths; undefined otherwise. */
-export function parseDerSignature(der: Uint8Array): DerSignature | undefined {
+/** Locates r and s in a DER `SEQUENCE { INTEGER r, INTEGER s }` with short-form lengths. */
+function locate(der: Uint8Array): { r: IntegerField; s: IntegerField } | undefined {
   if (der.length < 8 || der[0] !== 0x30 || der[1] !== der.length - 2) {
     return undefined;
   }
   const r = readInteger(der, 2);
-  const s = r && readInteger(der, r.next);
-  if (!r || !s || s.next !== der.length) {
+  const s = r && readInteger(der, r.end);
+  if (!r || !s || s.end !== der.length) {
     return undefined;
   }
-  return { r: r.value, s: s.value };
+  return { r, s };
+}
+
+function toBigInt(der: Uint8Array, field: IntegerField): bigint {
+  let value = 0n;
+  for (let i = field.start; i < field.end; i++) {
+    value = (value << 8n) | BigInt(der[i]!);
+  }
+  return value;
+}
+
+/** Parses a DER ECDSA signature into r and s; undefined when it is not one. */
+export function parseDerSignature(der: Uint8Array): { r: bigint; s: bigint } | undefined {
+  const fields = locate(der);
+  return fields && { r: toBigInt(der, fields.r), s: toBigInt(der, fields.s) };
+}
+
+/** Compares an unsigned big-endian integer in der[start, end) with half the group order. */
+function compareWithHalfOrder(der: Uint8Array, field: IntegerField): number {
+  let start = field.start;
+  while (start < field.end && der[start] === 0) {
+    start++;
+  }
+  const length = field.end - start;
+  if (length !== HALF_ORDER_BYTES.length) {
+    return length < HALF_ORDER_BYTES.length ? -1 : 1;
+  }
+  for (let i = 0; i < length; i++) {
+    const difference = der[start + i]! - HALF_ORDER_BYTES[i]!;
+    if (difference !== 0) {
+      return difference;
+    }
+  }
+  return 0;
+}
+
+function isZero(der: Uint8Array, field: IntegerField): boolean {
+  for (let i = field.start; i < field.end; i++) {
+    if (der[i] !== 0) {
+      return false;
+    }
+  }
+  return true;
 }
 
 function encodeInteger(value: bigint): number[] {
@@ -52,19 +98,22 @@ function encodeInteger(value: bigint): number[] {
 }
 
 export function isLowS(der: Uint8Array): boolean {
-  const signature = parseDerSignature(der);
-  return signature !== undefined && signature.s >= 1n && signature.s <= HALF_ORDER;
+  const fields = locate(der);
+  return fields !== undefined && !isZero(der, fields.s) && compareWithHalfOrder(der, fields.s) <= 0;
 }
 
 /** Returns the low-S form of a P-256 DER signature; the input when it is already low-S. */
 export function toLowS(der: Uint8Array): Uint8Array {
-  const signature = parseDerSignature(der);
-  if (!signature) {
+  const fields = locate(der);
+  if (!fields) {
     throw new TypeError('not a DER ECDSA signature');
   }
-  if (signature.s <= HALF_ORDER) {
+  if (compareWithHalfOrder(der, fields.s) <= 0) {
     return der;
   }
-  const body = [...encodeInteger(signature.r), ...encodeInteger(P256_ORDER - signature.s)];
+  const body = [
+    ...der.subarray(fields.r.start - 2, fields.r.end),
+    ...encodeInteger(P256_ORDER - toBigInt(der, fields.s)),
+  ];
   return Uint8Array.from([0x30, body.length, ...body]);
 }

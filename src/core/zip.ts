@@ -180,7 +180,8 @@ function entryData(bytes: Uint8Array, entry: CentralEntry): Uint8Array {
   if (!bytesEqual(bytes.subarray(at + 30, at + 30 + nameLength), utf8Encode(entry.name))) {
     throw unsafe(`local header of ${entry.name} names a different file`);
   }
-  return bytes.subarray(start, end);
+  // A plain Uint8Array view, whatever the input type (a Buffer input would give Buffer slices).
+  return new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start);
 }
 
 const INFLATE_SLICE = 4096;
