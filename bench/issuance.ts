@@ -5,7 +5,7 @@
 // sent, and at the end the per-tenant counts are compared with the chain heads in the database.
 //
 // Run: node --import tsx bench/issuance.ts [--quick] [--duration 10] [--connections 1,16,64]
-//        [--tenants 1,50] [--warmup 3] [--server-cpu-prof DIR]
+//        [--tenants 1,50] [--warmup 3] [--workers 1] [--server-cpu-prof DIR]
 // Note bodies come from $CDIL_REFERENCE_DATA/mtsamples/notes.jsonl.gz, where
 // CDIL_REFERENCE_DATA defaults to ../shared/data relative to the repository root.
 import Database from 'better-sqlite3';
@@ -150,11 +150,22 @@ export function benchEnv(dataDir: string): NodeJS.ProcessEnv {
 export function startServerProcess(
   dataDir: string,
   cpuProfileDir?: string,
+  workers = 1,
 ): Promise<ServerProcess> {
   const nodeArgs = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : [];
   const child = spawn(
     process.execPath,
-    [...nodeArgs, join(repoRoot, 'bin/cdil.mjs'), 'serve', '--host', '127.0.0.1', '--port', '0'],
+    [
+      ...nodeArgs,
+      join(repoRoot, 'bin/cdil.mjs'),
+      'serve',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--workers',
+      String(workers),
+    ],
     { cwd: repoRoot, env: benchEnv(dataDir), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   child.stdout.on('data', (chunk: Buffer) =>
@@ -502,6 +513,7 @@ async function main(): Promise<void> {
       connections: { type: 'string', default: '1,16,64' },
       tenants: { type: 'string', default: '1,50' },
       'server-cpu-prof': { type: 'string' },
+      workers: { type: 'string', default: '1' },
       keep: { type: 'boolean', default: false },
     },
   });
@@ -521,7 +533,9 @@ async function main(): Promise<void> {
   );
 
   const cpuProfileDir = values['server-cpu-prof'] ? resolve(values['server-cpu-prof']) : undefined;
-  const server = await startServerProcess(dataDir, cpuProfileDir);
+  const workers = parsePositive(values.workers, '--workers');
+  console.log(`server processes: ${workers}`);
+  const server = await startServerProcess(dataDir, cpuProfileDir, workers);
   const issued: IssuedCounts = new Map();
   const cells: CellResult[] = [];
   let inFlightLimit = 0;

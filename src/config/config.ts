@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const MIN_JWT_SECRET_BYTES = 32;
+export const MAX_WORKERS = 64;
 
 export interface Config {
   mode: 'development' | 'production';
@@ -22,6 +23,8 @@ export interface Config {
   /** Key-encryption key for private keys and tenant secrets at rest (32 bytes). */
   kek: Uint8Array;
   migrateOnStart: boolean;
+  /** Number of server processes `cdil serve` runs on the shared port. */
+  workers: number;
   /** Maximum request body, in bytes. */
   bodyLimit: number;
   /** Where development secrets were written, when they were generated or loaded from disk. */
@@ -114,7 +117,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  *
  * Variables: CDIL_ENV (development|production), CDIL_DATA_DIR, CDIL_SQLITE_PATH, DATABASE_URL,
  * CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
- * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_BODY_LIMIT_BYTES.
+ * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_WORKERS, CDIL_BODY_LIMIT_BYTES.
  */
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
@@ -169,6 +172,10 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('CDIL_BODY_LIMIT_BYTES must be an integer of at least 1024');
   }
   const port = parsePort(env.CDIL_PORT ?? env.PORT, problems);
+  const workers = Number(env.CDIL_WORKERS || 1);
+  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
+    problems.push(`CDIL_WORKERS must be an integer from 1 to ${MAX_WORKERS}`);
+  }
   const migrateOnStart = parseBoolean(
     'CDIL_MIGRATE_ON_START',
     env.CDIL_MIGRATE_ON_START,
@@ -192,6 +199,7 @@ export function loadConfig(env: Env = process.env): Config {
     jwtAudience: env.CDIL_JWT_AUDIENCE || undefined,
     kek: kek!,
     migrateOnStart,
+    workers,
     bodyLimit,
     secretsFile,
     secretsGenerated,

@@ -1,6 +1,10 @@
 // `cdil serve`: runs the HTTP service until SIGTERM or SIGINT, then stops accepting
-// connections, lets in-flight requests finish and closes the database.
+// connections, lets in-flight requests finish and closes the database. With --workers N it
+// runs N processes that share the port (node:cluster); the database serializes their chain
+// appends, so they need no coordination in memory.
+import cluster from 'node:cluster';
 import type { Command } from 'commander';
+import { pino } from 'pino';
 import { loadConfig, type Config } from '../../config/config.ts';
 import { buildServer } from '../../server/app.ts';
 import { createServices } from '../../services/container.ts';
@@ -8,6 +12,7 @@ import { createServices } from '../../services/container.ts';
 export interface ServeOptions {
   host?: string;
   port?: string;
+  workers?: string;
 }
 
 export const SHUTDOWN_TIMEOUT_MS = 30_000;
@@ -39,8 +44,20 @@ export async function runServe(options: ServeOptions): Promise<void> {
   if (options.port) {
     env.CDIL_PORT = options.port;
   }
+  if (options.workers) {
+    env.CDIL_WORKERS = options.workers;
+  }
   const config = loadConfig(env);
-  const services = await createServices(config);
+  if (config.workers > 1 && cluster.isPrimary) {
+    await runPrimary(config, config.workers);
+    return;
+  }
+  await runWorker(config);
+}
+
+/** Runs one HTTP server process: the whole service, or one worker of a cluster. */
+async function runWorker(config: Config): Promise<void> {
+  const services = await createServices(config, cluster.isWorker ? { migrate: false } : {});
   const app = await buildServer(config, services);
   if (services.migration && services.migration.applied.length > 0) {
     app.log.info(
@@ -49,7 +66,9 @@ export async function runServe(options: ServeOptions): Promise<void> {
     );
   }
   const address = await app.listen({ host: config.host, port: config.port });
-  printDevelopmentHints(config, address);
+  if (cluster.isPrimary) {
+    printDevelopmentHints(config, address);
+  }
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -74,11 +93,75 @@ export async function runServe(options: ServeOptions): Promise<void> {
       .then(() => {
         app.log.info('shutdown complete');
         process.exitCode = 0;
+        // A cluster worker's IPC channel would keep it alive; closing it lets the process end.
+        if (cluster.isWorker && process.connected) {
+          process.disconnect();
+        }
       })
       .catch((error: unknown) => {
         app.log.error({ err: error }, 'shutdown failed');
         process.exitCode = 1;
       });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/**
+ * Applies migrations once, then forks the workers and restarts any that dies until a
+ * shutdown signal arrives, which is passed on to every worker.
+ */
+async function runPrimary(config: Config, workers: number): Promise<void> {
+  const log = pino({ level: config.logLevel });
+  const services = await createServices(config, { migrate: true });
+  if (services.migration && services.migration.applied.length > 0) {
+    log.info({ applied: services.migration.applied }, 'migrations applied');
+  }
+  await services.close();
+
+  let stopping = false;
+  let hinted = false;
+  cluster.on('listening', (_worker, address) => {
+    if (!hinted) {
+      hinted = true;
+      const host = address.address === '::' || !address.address ? config.host : address.address;
+      printDevelopmentHints(config, `http://${host}:${address.port}`);
+    }
+  });
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        log.info('all workers stopped');
+      }
+      return;
+    }
+    log.error(
+      { workerPid: worker.process.pid, code, signal },
+      'worker exited; starting a replacement',
+    );
+    cluster.fork({ CDIL_MIGRATE_ON_START: 'false' });
+  });
+  for (let i = 0; i < workers; i++) {
+    cluster.fork({ CDIL_MIGRATE_ON_START: 'false' });
+  }
+  log.info({ workers }, 'cluster started');
+
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      return;
+    }
+    stopping = true;
+    log.info({ signal }, 'shutting down workers');
+    for (const worker of Object.values(cluster.workers ?? {})) {
+      worker?.process.kill(signal);
+    }
+    const exitCodes: number[] = [];
+    cluster.on('exit', (_worker, code) => {
+      exitCodes.push(code);
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        process.exitCode = exitCodes.every((exit) => exit === 0) ? 0 : 1;
+      }
+    });
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
@@ -90,5 +173,9 @@ export function registerServeCommand(program: Command): void {
     .description('Run the HTTP API (configuration from CDIL_* environment variables; see README)')
     .option('--host <host>', 'interface to listen on (default CDIL_HOST or 127.0.0.1)')
     .option('--port <port>', 'TCP port (default CDIL_PORT or 8080)')
+    .option(
+      '--workers <n>',
+      'number of server processes sharing the port (default CDIL_WORKERS or 1)',
+    )
     .action(runServe);
 }
