@@ -18,15 +18,24 @@ function tableRows(markdown: string, firstHeader: string): string[][] {
   assert.ok(start >= 0, `table starting with "${firstHeader}" not found`);
   const rows: string[][] = [];
   for (const line of lines.slice(start + 2)) {
-    if (!line.startsWith('|')) break;
-    rows.push(line.split('|').slice(1, -1).map((cell) => cell.trim()));
+    if (!line.startsWith('|')) {
+      break;
+    }
+    rows.push(
+      line
+        .split('|')
+        .slice(1, -1)
+        .map((cell) => cell.trim()),
+    );
   }
   return rows;
 }
 
 test('every error code is documented with its status, and no other', () => {
   const rows = tableRows(api, 'code');
-  const documented = new Map(rows.map(([code, status]) => [code!.replace(/`/g, ''), Number(status)]));
+  const documented = new Map(
+    rows.map(([code, status]) => [code!.replace(/`/g, ''), Number(status)]),
+  );
   for (const [code, { status }] of Object.entries(ErrorRegistry)) {
     assert.equal(documented.get(code), status, code);
   }
@@ -56,6 +65,8 @@ test('every configuration variable is documented, and no other', () => {
   const source = read('src/config/config.ts');
   const used = new Set([...source.matchAll(/env\.([A-Z_]+)/g)].map((match) => match[1]!));
   const rows = tableRows(operations, 'variable');
-  const documented = new Set(rows.flatMap(([cell]) => [...cell!.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]!)));
+  const documented = new Set(
+    rows.flatMap(([cell]) => [...cell!.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]!)),
+  );
   assert.deepEqual([...documented].sort(), [...used].sort());
 });

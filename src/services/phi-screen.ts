@@ -7,6 +7,12 @@
 // candidates that could start inside a longer run are rejected by lookbehind at their first
 // character, so the regex engine does constant work per input position. Email addresses are
 // found by scanning outward from each '@' with length caps, without a regex.
+//
+// The patterns are not run over the whole text. Every match except an email contains a digit,
+// so one cheap pass (CANDIDATE_PATTERN) finds the digit runs whose shape fits some kind. Each
+// unlabelled pattern is then tried, as a sticky regex, only at those positions, and each
+// labelled pattern only at label words in the 56 characters before such a digit run. See
+// "Candidate positions" below for why this finds exactly what a full scan finds.
 
 /** Kinds of PHI the screen detects, in the order used to resolve overlapping matches. */
 export const PHI_KINDS = [
