@@ -14,7 +14,8 @@ const operations = read('docs/operations.md');
 
 function tableRows(markdown: string, firstHeader: string): string[][] {
   const lines = markdown.split('\n');
-  const start = lines.findIndex((line) => line.startsWith(`| ${firstHeader} |`));
+  const header = new RegExp(`^\\|\\s*${firstHeader}\\s*\\|`);
+  const start = lines.findIndex((line) => header.test(line));
   assert.ok(start >= 0, `table starting with "${firstHeader}" not found`);
   const rows: string[][] = [];
   for (const line of lines.slice(start + 2)) {
