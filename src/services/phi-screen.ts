@@ -81,15 +81,7 @@ function findPhiSpans(text: string): PhiSpan[] {
   };
 
   findEmails(text, sink);
-  findMedicareIds(text, sink);
-  findCreditCards(text, sink);
-  findSsns(text, sink);
-  findPhones(text, sink);
-  findDatesOfBirth(text, sink);
-  findMrns(text, sink);
-  findIpAddresses(text, sink);
-  findStreetAddresses(text, sink);
-  findZipPlus4(text, sink);
+  findAnchoredMatches(text, sink);
 
   return removeOverlaps(spans);
 }
@@ -135,26 +127,47 @@ function resolveCluster(cluster: PhiSpan[]): PhiSpan[] {
 // Shared pieces
 
 /**
- * Runs a global regex over `text` and reports each match that `accept` passes. When the
- * pattern has a named group `value`, the span covers only that group, so a label in front of
- * the value is left out. Such a pattern must end with `value`, apart from lookaheads.
+ * A sticky regex for one kind, tried only at candidate positions. When the pattern has a named
+ * group `value`, the span covers only that group, so a label in front of the value is left
+ * out. Such a pattern must end with `value`, apart from lookaheads.
  */
-function scan(
+interface AnchoredPattern {
+  kind: PhiKind;
+  /** Index of this pattern in the per-call array of resume positions, unique per pattern. */
+  slot: number;
+  pattern: RegExp;
+  /** Check on the groups of a match, for rules a regex cannot express. */
+  accept?: (groups: Record<string, string | undefined>) => boolean;
+}
+
+/**
+ * Tries `entry` at `at` and reports the match if `accept` passes it. A global scan resumes
+ * where its previous match ended, so a position inside the previous match of the same pattern
+ * is skipped here too, even when `accept` rejected that match.
+ */
+function tryPatternAt(
   text: string,
-  pattern: RegExp,
-  kind: PhiKind,
+  at: number,
+  entry: AnchoredPattern,
+  resumeAt: number[],
   sink: SpanSink,
-  accept: (groups: Record<string, string | undefined>) => boolean = () => true,
 ): void {
-  for (const match of text.matchAll(pattern)) {
-    const groups = match.groups ?? {};
-    if (!accept(groups)) {
-      continue;
-    }
-    const value = groups['value'] ?? match[0];
-    const end = match.index + match[0].length;
-    sink(kind, end - value.length, end);
+  if (at < (resumeAt[entry.slot] ?? 0)) {
+    return;
   }
+  entry.pattern.lastIndex = at;
+  const match = entry.pattern.exec(text);
+  if (match === null) {
+    return;
+  }
+  const end = at + match[0].length;
+  resumeAt[entry.slot] = end;
+  const groups = match.groups ?? {};
+  if (entry.accept !== undefined && !entry.accept(groups)) {
+    return;
+  }
+  const value = groups['value'] ?? match[0];
+  sink(entry.kind, end - value.length, end);
 }
 
 /**
@@ -254,15 +267,15 @@ function isDomainName(domain: string): boolean {
 // XXXX-XXX-XXXX, so both forms are matched. Lowercase is not, to keep random tokens out.
 const MBI_ALPHA = '[AC-HJKMNP-RT-Y]';
 const MBI_ALNUM = '[AC-HJKMNP-RT-Y0-9]';
-const MBI_PATTERN = new RegExp(
-  String.raw`(?<![A-Za-z0-9-])[1-9]${MBI_ALPHA}${MBI_ALNUM}\d(?<d1>-?)` +
-    String.raw`${MBI_ALPHA}${MBI_ALNUM}\d\k<d1>${MBI_ALPHA}${MBI_ALPHA}\d\d(?![A-Za-z0-9]|-[A-Za-z0-9])`,
-  'g',
-);
-
-function findMedicareIds(text: string, sink: SpanSink): void {
-  scan(text, MBI_PATTERN, 'medicare_id', sink);
-}
+const MEDICARE_ID: AnchoredPattern = {
+  kind: 'medicare_id',
+  slot: 0,
+  pattern: new RegExp(
+    String.raw`(?<![A-Za-z0-9-])[1-9]${MBI_ALPHA}${MBI_ALNUM}\d(?<d1>-?)` +
+      String.raw`${MBI_ALPHA}${MBI_ALNUM}\d\k<d1>${MBI_ALPHA}${MBI_ALPHA}\d\d(?![A-Za-z0-9]|-[A-Za-z0-9])`,
+    'y',
+  ),
+};
 
 // ---------------------------------------------------------------------------------------
 // Payment card numbers
@@ -271,15 +284,16 @@ function findMedicareIds(text: string, sink: SpanSink): void {
 // (4-4-4-4, 4-6-5, 4-4-4-4-3). Groups of one or two digits are not accepted because lists of
 // small numbers ("3 3 4 4 3 4 1 1") are common in notes and would pass the Luhn check one
 // time in ten.
-const CARD_PATTERN =
-  /(?<![\d.]|\d[ -])(?<value>\d{13,19}|\d{3,6}(?:(?<sep>[ -])\d{3,6})(?:\k<sep>\d{3,6}){0,4})(?![\d]|[ -]\d|\.\d)/g;
-
-function findCreditCards(text: string, sink: SpanSink): void {
-  scan(text, CARD_PATTERN, 'credit_card', sink, (groups) => {
+const CREDIT_CARD: AnchoredPattern = {
+  kind: 'credit_card',
+  slot: 1,
+  pattern:
+    /(?<![\d.]|\d[ -])(?<value>\d{13,19}|\d{3,6}(?:(?<sep>[ -])\d{3,6})(?:\k<sep>\d{3,6}){0,4})(?![\d]|[ -]\d|\.\d)/y,
+  accept: (groups) => {
     const digits = (groups['value'] ?? '').replace(/[ -]/g, '');
     return digits.length >= 13 && digits.length <= 19 && isPlausibleCardNumber(digits);
-  });
-}
+  },
+};
 
 /**
  * Checks the issuer digit and the Luhn checksum. Major networks (Visa, Mastercard, American
@@ -311,16 +325,25 @@ function isPlausibleCardNumber(digits: string): boolean {
 
 // NNN-NN-NNNN anywhere. A leading or trailing digit, hyphen or decimal part rejects the match,
 // so parts of longer codes do not count.
-const SSN_DASHED_PATTERN =
-  /(?<![\d-]|\d\.)(?<area>\d{3})-(?<group>\d{2})-(?<serial>\d{4})(?![\d]|-\d|\.\d)/g;
+const SSN_DASHED: AnchoredPattern = {
+  kind: 'ssn',
+  slot: 2,
+  pattern: /(?<![\d-]|\d\.)(?<area>\d{3})-(?<group>\d{2})-(?<serial>\d{4})(?![\d]|-\d|\.\d)/y,
+  accept: isValidSsn,
+};
 
 // Nine digits, bare or split by spaces or hyphens, only after an SSN label.
-const SSN_LABELED_PATTERN = new RegExp(
-  String.raw`\b(?:SSN|SSAN|SS#|SS\s?No\.?|soc(?:ial)?\.?\s{1,3}sec(?:urity)?\.?)` +
-    LABEL_GAP +
-    String.raw`(?<value>(?<area>\d{3})[- ]?(?<group>\d{2})[- ]?(?<serial>\d{4}))(?![\d]|-\d)`,
-  'gi',
-);
+const SSN_LABELED: AnchoredPattern = {
+  kind: 'ssn',
+  slot: 3,
+  pattern: new RegExp(
+    String.raw`\b(?:SSN|SSAN|SS#|SS\s?No\.?|soc(?:ial)?\.?\s{1,3}sec(?:urity)?\.?)` +
+      LABEL_GAP +
+      String.raw`(?<value>(?<area>\d{3})[- ]?(?<group>\d{2})[- ]?(?<serial>\d{4}))(?![\d]|-\d)`,
+    'iy',
+  ),
+  accept: isValidSsn,
+};
 
 /**
  * Applies the SSA rules for issued numbers: the area is not 000, 666 or 900-999, the group
@@ -337,11 +360,6 @@ function isValidSsn(groups: Record<string, string | undefined>): boolean {
   );
 }
 
-function findSsns(text: string, sink: SpanSink): void {
-  scan(text, SSN_DASHED_PATTERN, 'ssn', sink, isValidSsn);
-  scan(text, SSN_LABELED_PATTERN, 'ssn', sink, isValidSsn);
-}
-
 // ---------------------------------------------------------------------------------------
 // Telephone numbers
 
@@ -350,33 +368,36 @@ function findSsns(text: string, sink: SpanSink): void {
 // throughout), or a +1 prefix with any of spaces, dots, hyphens or nothing between parts.
 const PHONE_BEFORE = String.raw`(?<![\w.+-])`;
 const PHONE_AFTER = String.raw`(?![\d]|[-.]\d)`;
-const PHONE_PATTERN = new RegExp(
-  PHONE_BEFORE +
-    '(?:' +
-    String.raw`\+1[ .-]?\(?[2-9]\d\d\)?[ .-]?[2-9]\d\d[ .-]?\d{4}` +
-    '|' +
-    String.raw`(?:1[ .-]?)?\([2-9]\d\d\)[ .-]?[2-9]\d\d[ .-]\d{4}` +
-    '|' +
-    String.raw`(?:1[.-])?[2-9]\d\d(?<sep>[.-])[2-9]\d\d\k<sep>\d{4}` +
-    ')' +
-    PHONE_AFTER,
-  'g',
-);
+const PHONE: AnchoredPattern = {
+  kind: 'phone',
+  slot: 4,
+  pattern: new RegExp(
+    PHONE_BEFORE +
+      '(?:' +
+      String.raw`\+1[ .-]?\(?[2-9]\d\d\)?[ .-]?[2-9]\d\d[ .-]?\d{4}` +
+      '|' +
+      String.raw`(?:1[ .-]?)?\([2-9]\d\d\)[ .-]?[2-9]\d\d[ .-]\d{4}` +
+      '|' +
+      String.raw`(?:1[.-])?[2-9]\d\d(?<sep>[.-])[2-9]\d\d\k<sep>\d{4}` +
+      ')' +
+      PHONE_AFTER,
+    'y',
+  ),
+};
 
 // After a phone, tel, cell, mobile, fax or pager label, ten bare digits (with an optional
 // leading 1) or a seven-digit local number such as 555-0142 also count.
-const PHONE_LABELED_PATTERN = new RegExp(
-  String.raw`\b(?:phone|telephone|tel\.?|ph\.?|cell|cellphone|mobile|fax|pager)` +
-    LABEL_GAP +
-    String.raw`(?<value>(?:\+?1)?[2-9]\d\d[2-9]\d{6}|[2-9]\d\d[-. ]\d{4})` +
-    PHONE_AFTER,
-  'gi',
-);
-
-function findPhones(text: string, sink: SpanSink): void {
-  scan(text, PHONE_PATTERN, 'phone', sink);
-  scan(text, PHONE_LABELED_PATTERN, 'phone', sink);
-}
+const PHONE_LABELED: AnchoredPattern = {
+  kind: 'phone',
+  slot: 5,
+  pattern: new RegExp(
+    String.raw`\b(?:phone|telephone|tel\.?|ph\.?|cell|cellphone|mobile|fax|pager)` +
+      LABEL_GAP +
+      String.raw`(?<value>(?:\+?1)?[2-9]\d\d[2-9]\d{6}|[2-9]\d\d[-. ]\d{4})` +
+      PHONE_AFTER,
+    'iy',
+  ),
+};
 
 // ---------------------------------------------------------------------------------------
 // Dates of birth
@@ -388,20 +409,25 @@ const MONTH_NAME =
 // A date right after a DOB, date of birth, birth date or born (on) label. Accepted dates:
 // M/D/Y or M-D-Y or M.D.Y with a 2- or 4-digit year, ISO YYYY-MM-DD, "March 4, 1950" and
 // "4 March 1950". A year alone is not a date of birth.
-const DOB_PATTERN = new RegExp(
-  String.raw`(?:\bDOB\b|\bD\.O\.B\.?|\bdate\s{1,3}of\s{1,3}birth\b|\bbirth\s?date\b|\bborn(?:\s{1,3}on)?\b)` +
-    LABEL_GAP +
-    '(?<value>' +
-    String.raw`(?<m>\d{1,2})(?<sep>[/.-])(?<d>\d{1,2})\k<sep>(?:\d{4}|\d{2})(?![\d])` +
-    '|' +
-    String.raw`(?:19|20)\d\d-(?<im>\d\d)-(?<id>\d\d)(?![\d])` +
-    '|' +
-    String.raw`${MONTH_NAME}\s{1,3}(?<nd>\d{1,2})(?:st|nd|rd|th)?,?\s{1,3}\d{4}(?![\d])` +
-    '|' +
-    String.raw`(?<dn>\d{1,2})(?:st|nd|rd|th)?\s{1,3}${MONTH_NAME},?\s{1,3}\d{4}(?![\d])` +
-    ')',
-  'gi',
-);
+const DATE_OF_BIRTH: AnchoredPattern = {
+  kind: 'date_of_birth',
+  slot: 6,
+  pattern: new RegExp(
+    String.raw`(?:\bDOB\b|\bD\.O\.B\.?|\bdate\s{1,3}of\s{1,3}birth\b|\bbirth\s?date\b|\bborn(?:\s{1,3}on)?\b)` +
+      LABEL_GAP +
+      '(?<value>' +
+      String.raw`(?<m>\d{1,2})(?<sep>[/.-])(?<d>\d{1,2})\k<sep>(?:\d{4}|\d{2})(?![\d])` +
+      '|' +
+      String.raw`(?:19|20)\d\d-(?<im>\d\d)-(?<id>\d\d)(?![\d])` +
+      '|' +
+      String.raw`${MONTH_NAME}\s{1,3}(?<nd>\d{1,2})(?:st|nd|rd|th)?,?\s{1,3}\d{4}(?![\d])` +
+      '|' +
+      String.raw`(?<dn>\d{1,2})(?:st|nd|rd|th)?\s{1,3}${MONTH_NAME},?\s{1,3}\d{4}(?![\d])` +
+      ')',
+    'iy',
+  ),
+  accept: isValidDateOfBirth,
+};
 
 function isDayAndMonth(day: string | undefined, month: string | undefined): boolean {
   const dayNumber = day === undefined ? 1 : Number(day);
@@ -409,17 +435,15 @@ function isDayAndMonth(day: string | undefined, month: string | undefined): bool
   return dayNumber >= 1 && dayNumber <= 31 && monthNumber >= 1 && monthNumber <= 12;
 }
 
-function findDatesOfBirth(text: string, sink: SpanSink): void {
-  scan(text, DOB_PATTERN, 'date_of_birth', sink, (groups) => {
-    if (groups['m'] !== undefined) {
-      // Both the US order M/D/Y and D/M/Y are accepted when either reading is a real day.
-      return isDayAndMonth(groups['d'], groups['m']) || isDayAndMonth(groups['m'], groups['d']);
-    }
-    if (groups['im'] !== undefined) {
-      return isDayAndMonth(groups['id'], groups['im']);
-    }
-    return isDayAndMonth(groups['nd'] ?? groups['dn'], undefined);
-  });
+function isValidDateOfBirth(groups: Record<string, string | undefined>): boolean {
+  if (groups['m'] !== undefined) {
+    // Both the US order M/D/Y and D/M/Y are accepted when either reading is a real day.
+    return isDayAndMonth(groups['d'], groups['m']) || isDayAndMonth(groups['m'], groups['d']);
+  }
+  if (groups['im'] !== undefined) {
+    return isDayAndMonth(groups['id'], groups['im']);
+  }
+  return isDayAndMonth(groups['nd'] ?? groups['dn'], undefined);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -429,18 +453,19 @@ function findDatesOfBirth(text: string, sink: SpanSink): void {
 // an MRN, MR#, medical record number, chart number, account number or patient ID label.
 // Accession and order numbers are not labels here, and a value of one repeated character
 // (0000000) is a template placeholder.
-const MRN_PATTERN = new RegExp(
-  String.raw`\b(?:MRN|MR\s?#|MR\s?(?:no\b\.?|number\b)|med(?:ical)?\.?\s{1,3}rec(?:ord)?s?\.?` +
-    String.raw`(?=\s{0,3}(?:number|no\b|num\b|#))|chart(?=\s{0,3}(?:number|no\b|num\b|#))` +
-    String.raw`|acc(?:oun)?t\.?(?=\s{0,3}(?:number|no\b|num\b|#))|patient\s{1,3}id\b)` +
-    LABEL_GAP +
-    String.raw`(?<value>(?=[A-Z0-9-]{0,19}\d)[A-Z0-9][A-Z0-9-]{3,19})(?![A-Z0-9])`,
-  'gi',
-);
-
-function findMrns(text: string, sink: SpanSink): void {
-  scan(text, MRN_PATTERN, 'mrn', sink, (groups) => !isPlaceholder(groups['value'] ?? ''));
-}
+const MRN: AnchoredPattern = {
+  kind: 'mrn',
+  slot: 7,
+  pattern: new RegExp(
+    String.raw`\b(?:MRN|MR\s?#|MR\s?(?:no\b\.?|number\b)|med(?:ical)?\.?\s{1,3}rec(?:ord)?s?\.?` +
+      String.raw`(?=\s{0,3}(?:number|no\b|num\b|#))|chart(?=\s{0,3}(?:number|no\b|num\b|#))` +
+      String.raw`|acc(?:oun)?t\.?(?=\s{0,3}(?:number|no\b|num\b|#))|patient\s{1,3}id\b)` +
+      LABEL_GAP +
+      String.raw`(?<value>(?=[A-Z0-9-]{0,19}\d)[A-Z0-9][A-Z0-9-]{3,19})(?![A-Z0-9])`,
+    'iy',
+  ),
+  accept: (groups) => !isPlaceholder(groups['value'] ?? ''),
+};
 
 /** Detects masks such as 0000000 or XXXX-XXXX that templates put where an identifier goes. */
 function isPlaceholder(value: string): boolean {
@@ -453,14 +478,14 @@ function isPlaceholder(value: string): boolean {
 
 // Four dotted octets of 0-255 without leading zeros and with a non-zero first octet.
 const OCTET = String.raw`(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)`;
-const IPV4_PATTERN = new RegExp(
-  String.raw`(?<![\d.])(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d?)(?:\.${OCTET}){3}(?![\d]|\.\d)`,
-  'g',
-);
-
-function findIpAddresses(text: string, sink: SpanSink): void {
-  scan(text, IPV4_PATTERN, 'ip_address', sink);
-}
+const IP_ADDRESS: AnchoredPattern = {
+  kind: 'ip_address',
+  slot: 8,
+  pattern: new RegExp(
+    String.raw`(?<![\d.])(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d?)(?:\.${OCTET}){3}(?![\d]|\.\d)`,
+    'y',
+  ),
+};
 
 // ---------------------------------------------------------------------------------------
 // Street addresses
@@ -471,23 +496,225 @@ function findIpAddresses(text: string, sink: SpanSink): void {
 const STREET_SUFFIX =
   '(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|' +
   'Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Way)';
-const STREET_PATTERN = new RegExp(
-  String.raw`(?<![\w.,/-])\d{1,6}[A-Z]?\s{1,3}(?:(?:[NSEW]|North|South|East|West)\.?\s{1,3})?` +
-    String.raw`(?:[A-Z][a-z]{1,20}\s{1,3}){1,3}${STREET_SUFFIX}\b`,
-  'g',
-);
-
-function findStreetAddresses(text: string, sink: SpanSink): void {
-  scan(text, STREET_PATTERN, 'street_address', sink);
-}
+const STREET_ADDRESS: AnchoredPattern = {
+  kind: 'street_address',
+  slot: 9,
+  pattern: new RegExp(
+    String.raw`(?<![\w.,/-])\d{1,6}[A-Z]?\s{1,3}(?:(?:[NSEW]|North|South|East|West)\.?\s{1,3})?` +
+      String.raw`(?:[A-Z][a-z]{1,20}\s{1,3}){1,3}${STREET_SUFFIX}\b`,
+    'y',
+  ),
+};
 
 // ---------------------------------------------------------------------------------------
 // ZIP+4 codes
 
 // NNNNN-NNNN with nothing digit-like around it, so an 11-digit NDC code (5-4-2) does not
 // count.
-const ZIP4_PATTERN = /(?<![\d-]|\d\.)\d{5}-\d{4}(?![\d]|-\d|\.\d)/g;
+const ZIP_PLUS4: AnchoredPattern = {
+  kind: 'zip_plus4',
+  slot: 10,
+  pattern: /(?<![\d-]|\d\.)\d{5}-\d{4}(?![\d]|-\d|\.\d)/y,
+};
 
-function findZipPlus4(text: string, sink: SpanSink): void {
-  scan(text, ZIP4_PATTERN, 'zip_plus4', sink);
+// ---------------------------------------------------------------------------------------
+// Candidate positions
+//
+// A sticky regex tried at a set of positions in increasing order, skipping positions inside
+// its previous match, finds the same matches as a global scan, provided that the set contains
+// every position where the regex can match. Both sets below are built from conditions that
+// every match meets:
+//
+// - An unlabelled match starts at the '(' or '+' of a phone number or at a digit that does not
+//   follow a digit, because each of those patterns has a lookbehind that rules out a digit
+//   before its first character. UNLABELLED_SHAPES and tryUnlabelledPatterns give further
+//   conditions on the text from that digit on.
+// - A labelled match starts at a label word. Labels and LABEL_GAP contain no digit, so the
+//   first digit of the match starts a digit run, which LABELLED_VALUE_SHAPES describes, and
+//   it lies at most LABEL_REACH characters after the start of the label.
+
+/** Three-letter start of a month name in any letter case, as `MONTH_NAME` matches under /i. */
+const MONTH_START =
+  '(?:[Jj][Aa][Nn]|[Ff][Ee][Bb]|[Mm][Aa][RrYy]|[Aa][Pp][Rr]|[Jj][Uu][NnLl]|[Aa][Uu][Gg]|' +
+  '[Ss][Ee][Pp]|[Oo][Cc][Tt]|[Nn][Oo][Vv]|[Dd][Ee][Cc])';
+
+// Text that an unlabelled match starting at a digit has from that digit on. Each entry is
+// looser than the pattern it stands for.
+const UNLABELLED_SHAPES = [
+  String.raw`\d[A-Z]`, // MBI
+  String.raw`\d{13}|\d{3,6}[ -]\d{3}`, // payment card, contiguous or grouped
+  String.raw`\d{3}-\d\d-\d{4}`, // SSN
+  String.raw`1[ .-]?\(|1[.-]\d{3}[.-]|\d{3}[.-]\d{3}[.-]\d{4}`, // phone
+  String.raw`\d{1,3}\.\d{1,3}\.\d{1,3}\.\d`, // IPv4
+  String.raw`\d{1,6}[A-Z]?\s{1,3}[A-Z]`, // street address
+  String.raw`\d{5}-\d{4}`, // ZIP+4
+];
+
+// Text that a labelled value has from its first digit on. Each entry is looser than the value
+// it stands for. Under the /i flag, [A-Z] matches ASCII letters of either case and nothing
+// else, and the labelled patterns use no other letter classes.
+const LABELLED_VALUE_SHAPES = [
+  String.raw`\d{3}[- ]?\d\d[- ]?\d{4}`, // SSN
+  String.raw`\d{10}|\d{3}[-. ]\d{4}`, // phone: the first digit follows any '+'
+  String.raw`\d{1,2}(?:/\d{1,2}/|\.\d{1,2}\.|-\d{1,2}-)\d\d|\d{4}-\d\d-\d\d`, // numeric date
+  String.raw`\d{1,2}[A-Za-z]{0,2},?\s{1,3}\d{4}`, // day and year of "March 4th, 1950"
+  String.raw`\d{1,2}[A-Za-z]{0,2}\s{1,3}${MONTH_START}`, // day and month of "4 March 1950"
+  // MRN: at least four letters, digits and hyphens, of which up to three come before the
+  // digit, since the first digit of an MRN may follow letters or hyphens in the same value.
+  String.raw`[A-Za-z0-9-]{4}|(?<=[A-Za-z-])[A-Za-z0-9-]{3}|(?<=[A-Za-z-]{2})[A-Za-z0-9-]{2}` +
+    String.raw`|(?<=[A-Za-z-]{3})[A-Za-z0-9-]`,
+];
+
+/** Matches one of `shapes` at a digit that does not follow a digit, consuming that digit. */
+function digitRunStart(shapes: string[]): string {
+  // The pattern starts by consuming a digit, so V8 can skip quickly to the next digit, which
+  // a leading lookahead or lookbehind prevents. The lookbehind then steps back over that digit
+  // and runs right to left, so the cheap test for a digit before it comes before the shapes.
+  return String.raw`\d(?<=(?=${shapes.join('|')})(?<!\d)\d)`;
+}
+
+// One match per candidate position, consuming one character. Group 1 is set when a labelled
+// value may start there, and then the label words before it are searched as well. The last
+// two alternatives are the '(' and '+' that can open a phone number.
+const CANDIDATE_PATTERN = new RegExp(
+  `${digitRunStart(LABELLED_VALUE_SHAPES)}()|${digitRunStart(UNLABELLED_SHAPES)}` +
+    String.raw`|\((?=[2-9]\d\d\))|\+(?=1)`,
+  'g',
+);
+
+// Upper bound on the distance from the start of a label to the first digit of its value. The
+// longest labels ("social.   security." and "medical.   records.") have 19 characters,
+// LABEL_GAP at most 18 (3 + "number" + 3 + "was" + 3), and the first digit of a value comes
+// at most 19 characters in (an MRN of letters and one digit). "September." and three spaces
+// before the day of a date of birth come to only 13.
+const LABEL_REACH = 19 + 18 + 19;
+
+// Words that each label of a labelled pattern starts with, in any letter case, grouped by
+// pattern in the order of LABELLED_PATTERNS. No word is a prefix of another, so at most one
+// group matches.
+const LABEL_WORD_PATTERN =
+  /\b(?:(ss|soc)|(ph|tel|cell|mobile|fax|pager)|(dob|d\.o|date|birth|born)|(mr|med|chart|acc|patient))/gi;
+
+const LABELLED_PATTERNS = [SSN_LABELED, PHONE_LABELED, DATE_OF_BIRTH, MRN];
+
+const DIGIT_ZERO = 0x30;
+const DIGIT_ONE = 0x31;
+const SPACE = 0x20;
+const HYPHEN = 0x2d;
+const DOT = 0x2e;
+const OPEN_PAREN = 0x28;
+
+function isDigit(code: number): boolean {
+  return code >= 0x30 && code <= 0x39;
+}
+
+function isUppercaseLetter(code: number): boolean {
+  return code >= 0x41 && code <= 0x5a;
+}
+
+/** True for every character that \s matches, and for every other character from U+00A0 on. */
+function mayBeWhitespace(code: number): boolean {
+  return code === SPACE || (code >= 0x09 && code <= 0x0d) || code >= 0xa0;
+}
+
+/** Finds all matches except emails, trying each pattern only at its candidate positions. */
+function findAnchoredMatches(text: string, sink: SpanSink): void {
+  const resumeAt: number[] = []; // by slot; a slot not yet set counts as 0
+  // Text before labelled-value candidates, merged where the ranges overlap. windowEnd is -1
+  // while no range is open.
+  let windowStart = 0;
+  let windowEnd = -1;
+
+  CANDIDATE_PATTERN.lastIndex = 0;
+  let candidate = CANDIDATE_PATTERN.exec(text);
+  while (candidate !== null) {
+    const at = candidate.index;
+    tryUnlabelledPatterns(text, at, resumeAt, sink);
+    if (candidate[1] !== undefined) {
+      const reachStart = Math.max(0, at - LABEL_REACH);
+      if (windowEnd >= 0 && reachStart <= windowEnd) {
+        windowEnd = at;
+      } else {
+        if (windowEnd >= 0) {
+          tryLabelledPatterns(text, windowStart, windowEnd, resumeAt, sink);
+        }
+        windowStart = reachStart;
+        windowEnd = at;
+      }
+    }
+    candidate = CANDIDATE_PATTERN.exec(text);
+  }
+  if (windowEnd >= 0) {
+    tryLabelledPatterns(text, windowStart, windowEnd, resumeAt, sink);
+  }
+}
+
+/**
+ * Tries the unlabelled patterns at a candidate position, each only when the length of the
+ * digit run there and the character after it fit that pattern.
+ */
+function tryUnlabelledPatterns(text: string, at: number, resumeAt: number[], sink: SpanSink): void {
+  const first = text.charCodeAt(at);
+  if (!isDigit(first)) {
+    // '(' or '+', which only a phone number starts with.
+    tryPatternAt(text, at, PHONE, resumeAt, sink);
+    return;
+  }
+  let runEnd = at + 1;
+  while (runEnd < text.length && isDigit(text.charCodeAt(runEnd))) {
+    runEnd += 1;
+  }
+  const length = runEnd - at;
+  const next = text.charCodeAt(runEnd); // NaN past the end, which fails every test below
+
+  if (length === 1 && first !== DIGIT_ZERO && isUppercaseLetter(next)) {
+    tryPatternAt(text, at, MEDICARE_ID, resumeAt, sink);
+  }
+  if (length >= 13 || (length >= 3 && length <= 6 && (next === SPACE || next === HYPHEN))) {
+    tryPatternAt(text, at, CREDIT_CARD, resumeAt, sink);
+  }
+  if (length === 3 && next === HYPHEN) {
+    tryPatternAt(text, at, SSN_DASHED, resumeAt, sink);
+  }
+  const phoneGroup = length === 3 && (next === HYPHEN || next === DOT);
+  const phonePrefix =
+    length === 1 &&
+    first === DIGIT_ONE &&
+    (next === SPACE || next === DOT || next === HYPHEN || next === OPEN_PAREN);
+  if (phoneGroup || phonePrefix) {
+    tryPatternAt(text, at, PHONE, resumeAt, sink);
+  }
+  if (length <= 3 && next === DOT) {
+    tryPatternAt(text, at, IP_ADDRESS, resumeAt, sink);
+  }
+  if (length <= 6 && (isUppercaseLetter(next) || mayBeWhitespace(next))) {
+    tryPatternAt(text, at, STREET_ADDRESS, resumeAt, sink);
+  }
+  if (length === 5 && next === HYPHEN) {
+    tryPatternAt(text, at, ZIP_PLUS4, resumeAt, sink);
+  }
+}
+
+/** Tries the labelled pattern of each label word that starts in `text[start, end)`. */
+function tryLabelledPatterns(
+  text: string,
+  start: number,
+  end: number,
+  resumeAt: number[],
+  sink: SpanSink,
+): void {
+  // A word inside the slice is found as in the full text. At the slice start \b may hold
+  // where the full text has none, which only adds a candidate that the sticky pattern rejects.
+  const window = text.slice(start, end);
+  LABEL_WORD_PATTERN.lastIndex = 0;
+  let word = LABEL_WORD_PATTERN.exec(window);
+  while (word !== null) {
+    for (let group = 1; group <= LABELLED_PATTERNS.length; group += 1) {
+      const entry = LABELLED_PATTERNS[group - 1];
+      if (word[group] !== undefined && entry !== undefined) {
+        tryPatternAt(text, start + word.index, entry, resumeAt, sink);
+      }
+    }
+    word = LABEL_WORD_PATTERN.exec(window);
+  }
 }

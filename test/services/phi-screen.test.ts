@@ -7,6 +7,7 @@ import { gunzipSync } from 'node:zlib';
 
 import { screenForPhi } from '../../src/services/phi-screen.ts';
 import type { PhiKind, PhiScreenResult } from '../../src/services/phi-screen.ts';
+import { screenForPhiReference } from '../helpers/phi-screen-reference.ts';
 
 function countOf(result: PhiScreenResult, kind: PhiKind): number {
   return result.findings.find((finding) => finding.kind === kind)?.count ?? 0;
@@ -581,6 +582,185 @@ void describe('screenForPhi on the MTSamples corpus', { skip: corpusMissing }, (
       console.log(`inserted ${kind}: detected in ${tally.detected}/${sampleSize} notes`);
       assert.deepEqual(tally.missed, [], `${kind} missed`);
       assert.equal(tally.detected, sampleSize, kind);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Agreement with the full-text reference. screenForPhi tries each pattern only at candidate
+// positions, and these tests check that it returns what a global scan over the whole text
+// returns.
+
+void describe('screenForPhi at the longest label reach', () => {
+  // The first digit of each value lies as far after the start of its label as the patterns
+  // allow: the longest label, the longest gap and the latest first digit of the value.
+  const cases: [PhiKind, string][] = [
+    ['mrn', 'Seen. Medical.   records.   number   was   ABCDEFGHIJKLMNOPQRS1 today.'],
+    ['ssn', 'Seen. Social.   security.   number   was   123-45-6789 today.'],
+    ['date_of_birth', 'Seen. Date   of   birth   number   was   September.   4, 1950 today.'],
+    ['date_of_birth', 'Seen. Date   of   birth   number   was   04th   September.,   1950.'],
+    ['phone', 'Seen. Cellphone   number   was   +16175550142 today.'],
+  ];
+  for (const [kind, text] of cases) {
+    void test(`${kind}: ${text}`, () => {
+      assertSingle(text, kind);
+      assert.deepEqual(screenForPhiReference(text), screenForPhi(text));
+    });
+  }
+});
+
+const LABELS = [
+  'SSN',
+  'SS#',
+  'SS No.',
+  'social security',
+  'Soc.   Sec.',
+  'phone',
+  'Tel.',
+  'ph',
+  'cellphone',
+  'fax',
+  'pager',
+  'DOB',
+  'D.O.B.',
+  'date of birth',
+  'birth date',
+  'born on',
+  'MRN',
+  'MR #',
+  'MR no.',
+  'medical records',
+  'Med. rec.',
+  'chart',
+  'Acct.',
+  'account',
+  'patient ID',
+  'accession',
+  'order',
+];
+
+const GAPS = ['', ' ', ': ', ' #', ' number ', ' no. ', '   number   was   ', ' is ', ' = ', '-'];
+
+const MONTH_FORMS = ['Jan', 'February', 'mar.', 'MAY', 'June', 'Sept', 'September.', 'Junk'];
+
+const FILLER = ['the', 'Patient', 'was', 'seen', 'mg', '1.5', '120/80', 'x', '(', '-', '#'];
+
+const SEPARATORS = [' ', '  ', ', ', '. ', '\n', '\t', '\u00a0', '/', '-', '('];
+
+function randomCase(random: Random, text: string): string {
+  let out = '';
+  for (const character of text) {
+    out += random() < 0.5 ? character.toLowerCase() : character.toUpperCase();
+  }
+  return out;
+}
+
+/** Values in and near the formats of every kind, including many that must not match. */
+function randomValue(random: Random): string {
+  const area = `${randomInt(random, 0, 9)}${digits(random, 2)}`;
+  const exchange = `${randomInt(random, 0, 9)}${digits(random, 2)}`;
+  const separator = (): string => pick(random, ['', ' ', '-', '.']);
+  const month = (): string => randomCase(random, pick(random, MONTH_FORMS));
+  const generators: (() => string)[] = [
+    () => digits(random, randomInt(random, 1, 20)),
+    () => `${area}${separator()}${digits(random, 2)}${separator()}${digits(random, 4)}`,
+    () => `${area}${separator()}${exchange}${separator()}${digits(random, 4)}`,
+    () =>
+      `${pick(random, ['+1', '+1 ', '1-', '1 ', '+'])}(${area}) ${exchange}-${digits(random, 4)}`,
+    () => `${exchange}${separator()}${digits(random, 4)}`,
+    () => `${randomInt(random, 0, 13)}/${randomInt(random, 0, 32)}/${digits(random, 2)}`,
+    () => `${randomInt(random, 1890, 2030)}-${digits(random, 2)}-${digits(random, 2)}`,
+    () =>
+      `${month()} ${randomInt(random, 0, 40)}${pick(random, ['', 'st', 'TH'])}, ${digits(random, 4)}`,
+    () => `${randomInt(random, 0, 40)}${pick(random, ['', 'nd'])} ${month()} ${digits(random, 4)}`,
+    () =>
+      `${pick(random, ['', 'A', 'PT-', 'ABCDEFGHIJKLMNOPQRS'])}${digits(random, randomInt(random, 1, 8))}`,
+    () => '0'.repeat(randomInt(random, 4, 9)),
+    () => `${randomInt(random, 1, 9)}EG4${separator()}TE5${separator()}MK${digits(random, 2)}`,
+    () => `${randomInt(random, 2, 6)}${digits(random, randomInt(random, 12, 18))}`,
+    () => `${digits(random, 4)} ${digits(random, 4)} ${digits(random, 4)} ${digits(random, 4)}`,
+    () =>
+      `${randomInt(random, 0, 300)}.${randomInt(random, 0, 300)}.${randomInt(random, 0, 300)}.${randomInt(random, 0, 300)}`,
+    () =>
+      `${randomInt(random, 1, 99999)} ${pick(random, ['N ', ''])}Oak Hill ${pick(random, ['St', 'Ave', 'Way', 'st'])}`,
+    () => `${digits(random, 5)}-${digits(random, 4)}${pick(random, ['', '-12'])}`,
+    () => `${pick(random, ['jane.doe', '.x'])}@${pick(random, ['example.org', 'x', 'a-b.co.'])}`,
+  ];
+  return pick(random, generators)();
+}
+
+/** Builds a text of label, gap and value triples, bare values and filler words. */
+function randomLabelledText(random: Random): string {
+  const parts: string[] = [];
+  const count = randomInt(random, 1, 30);
+  for (let i = 0; i < count; i += 1) {
+    const roll = random();
+    if (roll < 0.4) {
+      const label = randomCase(random, pick(random, LABELS));
+      parts.push(`${label}${pick(random, GAPS)}${randomValue(random)}`);
+    } else if (roll < 0.7) {
+      parts.push(randomValue(random));
+    } else {
+      parts.push(pick(random, FILLER));
+    }
+    parts.push(pick(random, SEPARATORS));
+  }
+  return parts.join('');
+}
+
+void describe('screenForPhi against the full-text reference', () => {
+  void test('agrees on generated labelled texts', () => {
+    const random = createRandom(4242);
+    let textsWithFindings = 0;
+    for (let i = 0; i < 20_000; i += 1) {
+      const text = randomLabelledText(random);
+      const expected = screenForPhiReference(text);
+      assert.deepEqual(screenForPhi(text), expected, `text ${JSON.stringify(text)}`);
+      if (expected.total > 0) {
+        textsWithFindings += 1;
+      }
+    }
+    // The generated texts must exercise the patterns, not only agree on finding nothing.
+    assert.ok(textsWithFindings > 10_000, `${textsWithFindings} texts with findings`);
+  });
+
+  void test('agrees on the adversarial inputs', () => {
+    const size = 10_000;
+    const inputs = [
+      '1'.repeat(size),
+      '1.'.repeat(size / 2),
+      '123 '.repeat(size / 4),
+      'DOB: 1/'.repeat(size / 7),
+      'MRN: A1'.repeat(size / 7),
+      '12 Elm Oak Pine Ash '.repeat(size / 20),
+      'Phone 617-555-0142 '.repeat(size / 19),
+    ];
+    for (const input of inputs) {
+      assert.deepEqual(screenForPhi(input), screenForPhiReference(input), input.slice(0, 20));
+    }
+  });
+});
+
+void describe('screenForPhi against the reference on the corpus', { skip: corpusMissing }, () => {
+  const notes = corpusMissing === false ? loadCorpus() : [];
+
+  void test('agrees on every corpus note', () => {
+    assert.ok(notes.length > 4000, `corpus has only ${notes.length} notes`);
+    for (const note of notes) {
+      const expected = screenForPhiReference(note.text);
+      assert.deepEqual(screenForPhi(note.text), expected, `note ${note.note_id}`);
+    }
+  });
+
+  void test('agrees on corpus notes with inserted values', () => {
+    const random = createRandom(1234);
+    for (const note of notes) {
+      let text = note.text;
+      for (let i = 0; i < 5; i += 1) {
+        text = insertSentence(random, text, randomLabelledText(random));
+      }
+      const expected = screenForPhiReference(text);
+      assert.deepEqual(screenForPhi(text), expected, `note ${note.note_id}`);
     }
   });
 });
