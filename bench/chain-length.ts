@@ -29,6 +29,7 @@ import {
   runLoadCell,
   startServerProcess,
   type IssuedCounts,
+  benchIssueRequest,
 } from './issuance.ts';
 
 const TENANT = 'bench-chain';
@@ -62,17 +63,7 @@ if (windowSize === 0 || concurrency === 0 || count < windowSize) {
   throw new Error('--window and --concurrency must be positive, and --count at least --window');
 }
 
-const requests: IssueRequest[] = readNotesFile(corpusPath()).map((note, index) => ({
-  model_name: 'bench-scribe',
-  model_version: '2026.11',
-  prompt_version: 'soap-v3',
-  governance_policy_version: 'policy-2026-10',
-  note_text: note.text,
-  human_reviewed: true,
-  human_reviewer_id: `reviewer-${index % 7}`,
-  encounter_id: `enc-${note.id}`,
-  patient_reference: `patient-${note.id}`,
-}));
+const requests: IssueRequest[] = readNotesFile(corpusPath()).map(benchIssueRequest);
 
 const dataDir = mkdtempSync(join(tmpdir(), 'cdil-bench-chain-'));
 const config = loadConfig(benchEnv(dataDir));

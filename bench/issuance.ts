@@ -20,7 +20,8 @@ import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from '../src/config/config.ts';
 import { sha256Hex } from '../src/core/certificate.ts';
 import { nodeCrypto } from '../src/core/crypto-node.ts';
-import { readNotesFile } from '../src/cli/notes-file.ts';
+import { readNotesFile, type NoteRecord } from '../src/cli/notes-file.ts';
+import type { IssueRequest } from '../src/services/issuance.ts';
 import { signToken } from '../src/server/auth.ts';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
@@ -108,22 +109,25 @@ export function corpusPath(): string {
   return path;
 }
 
+/** Builds the issue request the benchmarks send for one corpus note. */
+export function benchIssueRequest(note: NoteRecord, index: number): IssueRequest {
+  return {
+    model_name: 'bench-scribe',
+    model_version: '2026.11',
+    prompt_version: 'soap-v3',
+    governance_policy_version: 'policy-2026-10',
+    note_text: note.text,
+    human_reviewed: true,
+    human_reviewer_id: `reviewer-${index % 7}`,
+    encounter_id: `enc-${note.id}`,
+    patient_reference: `patient-${note.id}`,
+  };
+}
+
 /** Serializes one issue request per corpus note. Identifiers are derived from the note id. */
 export function prepareNotes(): PreparedNote[] {
   return readNotesFile(corpusPath()).map((note, index) => ({
-    body: Buffer.from(
-      JSON.stringify({
-        model_name: 'bench-scribe',
-        model_version: '2026.11',
-        prompt_version: 'soap-v3',
-        governance_policy_version: 'policy-2026-10',
-        note_text: note.text,
-        human_reviewed: true,
-        human_reviewer_id: `reviewer-${index % 7}`,
-        encounter_id: `enc-${note.id}`,
-        patient_reference: `patient-${note.id}`,
-      }),
-    ),
+    body: Buffer.from(JSON.stringify(benchIssueRequest(note, index))),
     noteHash: sha256Hex(nodeCrypto, note.text),
   }));
 }

@@ -18,7 +18,7 @@ import { verifyBundle, type BundleVerifyOptions } from '../src/core/bundle.ts';
 import { nodeCrypto } from '../src/core/crypto-node.ts';
 import type { Jwks } from '../src/core/key.ts';
 import { createServices } from '../src/services/container.ts';
-import { benchEnv, corpusPath, machineLine, percentile } from './issuance.ts';
+import { benchEnv, benchIssueRequest, corpusPath, machineLine, percentile } from './issuance.ts';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const TENANT = 'bench-verify';
@@ -46,19 +46,7 @@ async function buildBundles(
     await services.tenants.create(TENANT);
     const notes = readNotesFile(corpusPath()).slice(0, count);
     const outcomes = await Promise.all(
-      notes.map((note, index) =>
-        services.issuance.issue(TENANT, {
-          model_name: 'bench-scribe',
-          model_version: '2026.11',
-          prompt_version: 'soap-v3',
-          governance_policy_version: 'policy-2026-10',
-          note_text: note.text,
-          human_reviewed: true,
-          human_reviewer_id: `reviewer-${index % 7}`,
-          encounter_id: `enc-${note.id}`,
-          patient_reference: `patient-${note.id}`,
-        }),
-      ),
+      notes.map((note, index) => services.issuance.issue(TENANT, benchIssueRequest(note, index))),
     );
     const bundles: Bundle[] = [];
     for (const [index, outcome] of outcomes.entries()) {
