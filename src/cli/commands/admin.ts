@@ -2,14 +2,16 @@
 // create/list, and token issuance for local use.
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.ts';
-import { signToken } from '../../server/auth.ts';
 import { ROLES, type Role } from '../../server/route-table.ts';
-import { createServices } from '../../services/container.ts';
+import type { Services } from '../../services/container.ts';
 
-async function withServices<T>(
-  run: (services: Awaited<ReturnType<typeof createServices>>) => Promise<T>,
-): Promise<T> {
-  const services = await createServices(loadConfig());
+async function openServices(options: { migrate?: boolean } = {}): Promise<Services> {
+  const { createServices } = await import('../../services/container.ts');
+  return createServices(loadConfig(), options);
+}
+
+async function withServices<T>(run: (services: Services) => Promise<T>): Promise<T> {
+  const services = await openServices();
   try {
     return await run(services);
   } finally {
@@ -22,8 +24,7 @@ export function registerAdminCommands(program: Command): void {
     .command('migrate')
     .description('Apply pending database migrations (forward-only; safe to run again)')
     .action(async () => {
-      const config = loadConfig();
-      const services = await createServices(config, { migrate: true });
+      const services = await openServices({ migrate: true });
       const report = services.migration!;
       await services.close();
       console.log(
@@ -85,6 +86,7 @@ export function registerAdminCommands(program: Command): void {
         throw new Error('--tenant is required for clinician and auditor tokens');
       }
       const config = loadConfig();
+      const { signToken } = await import('../../server/auth.ts');
       const token = await signToken(
         { secret: config.jwtSecret, issuer: config.jwtIssuer, audience: config.jwtAudience },
         {

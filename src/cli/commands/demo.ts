@@ -9,9 +9,6 @@ import { loadConfig } from '../../config/config.ts';
 import { parseTrustedKeys, verifyBundle } from '../../core/bundle.ts';
 import { nodeCrypto } from '../../core/crypto-node.ts';
 import { readZipSafely, writeDeterministicZip } from '../../core/zip.ts';
-import { buildServer } from '../../server/app.ts';
-import { signToken } from '../../server/auth.ts';
-import { createServices } from '../../services/container.ts';
 import { readNotesFile } from '../notes-file.ts';
 
 const DEFAULT_NOTES = new URL('../../../samples/notes.jsonl', import.meta.url).pathname;
@@ -61,6 +58,9 @@ async function request(
 }
 
 export async function runDemo(options: DemoOptions): Promise<number> {
+  const { createServices } = await import('../../services/container.ts');
+  const { buildServer } = await import('../../server/app.ts');
+  const { signToken } = await import('../../server/auth.ts');
   const started = Date.now();
   const limit = Number(options.limit);
   if (!Number.isInteger(limit) || limit < 1) {

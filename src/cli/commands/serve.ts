@@ -1,13 +1,12 @@
 // `cdil serve`: runs the HTTP service until SIGTERM or SIGINT, then stops accepting
 // connections, lets in-flight requests finish and closes the database. With --workers N it
 // runs N processes that share the port (node:cluster); the database serializes their chain
-// appends, so they need no coordination in memory.
+// appends, so they need no coordination in memory. Heavy modules load inside the commands, so
+// `cdil --help` and `cdil verify` start without loading the server.
 import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../../config/config.ts';
-import { buildServer } from '../../server/app.ts';
-import { createServices } from '../../services/container.ts';
 
 export interface ServeOptions {
   host?: string;
@@ -57,6 +56,8 @@ export async function runServe(options: ServeOptions): Promise<void> {
 
 /** Runs one HTTP server process: the whole service, or one worker of a cluster. */
 async function runWorker(config: Config): Promise<void> {
+  const { createServices } = await import('../../services/container.ts');
+  const { buildServer } = await import('../../server/app.ts');
   const services = await createServices(config, cluster.isWorker ? { migrate: false } : {});
   const app = await buildServer(config, services);
   if (services.migration && services.migration.applied.length > 0) {
@@ -113,6 +114,7 @@ async function runWorker(config: Config): Promise<void> {
  */
 async function runPrimary(config: Config, workers: number): Promise<void> {
   const log = pino({ level: config.logLevel });
+  const { createServices } = await import('../../services/container.ts');
   const services = await createServices(config, { migrate: true });
   if (services.migration && services.migration.applied.length > 0) {
     log.info({ applied: services.migration.applied }, 'migrations applied');
