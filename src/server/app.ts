@@ -9,6 +9,7 @@ import { makeAuthHook, TokenVerifier } from './auth.ts';
 import { handleError, handleNotFound } from './errors.ts';
 import { registerCertificateRoutes } from './routes/certificates.ts';
 import { registerHealthRoutes } from './routes/health.ts';
+import { registerShadowRoutes } from './routes/shadow.ts';
 import { registerTenantRoutes } from './routes/tenants.ts';
 import { CertificateSchema, ErrorSchema, VerificationReportSchema } from './schemas.ts';
 
@@ -112,6 +113,7 @@ export async function buildServer(
   registerHealthRoutes(app, services);
   registerTenantRoutes(app, services);
   registerCertificateRoutes(app, services);
+  registerShadowRoutes(app, services);
   await app.ready();
   return app;
 }

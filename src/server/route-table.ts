@@ -1,11 +1,13 @@
 // Every route and the roles allowed to call it, in one table. The auth plugin enforces it and
 // the tests iterate it, so a route cannot be added without deciding who may call it.
 
-export const ROLES = ['clinician', 'auditor', 'admin'] as const;
+// `analyst` runs shadow-mode scoring and reads its dashboards. `auditor` may read the stored items
+// and dashboards too, because they report certificate verification outcomes, but not score notes.
+export const ROLES = ['clinician', 'auditor', 'admin', 'analyst'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface RouteAccess {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PUT';
   url: string;
   /** Roles allowed, or 'public' for routes that take no token. */
   roles: readonly Role[] | 'public';
@@ -64,6 +66,78 @@ export const ROUTES = {
     method: 'GET',
     url: '/v1/certificates/:certificate_id/evidence-bundle.json',
     roles: ['auditor'],
+    tenantScoped: true,
+  },
+  shadowEvidenceDeficit: {
+    method: 'POST',
+    url: '/v1/shadow/evidence-deficit',
+    roles: ['analyst'],
+    tenantScoped: true,
+  },
+  shadowAnalyze: {
+    method: 'POST',
+    url: '/v1/shadow/analyze',
+    roles: ['analyst'],
+    tenantScoped: true,
+  },
+  shadowLeakageReport: {
+    method: 'POST',
+    url: '/v1/shadow/leakage-report',
+    roles: ['analyst'],
+    tenantScoped: true,
+  },
+  shadowIntake: {
+    method: 'POST',
+    url: '/v1/shadow/intake',
+    roles: ['analyst'],
+    tenantScoped: true,
+  },
+  shadowItems: {
+    method: 'GET',
+    url: '/v1/shadow/items',
+    roles: ['analyst', 'auditor'],
+    tenantScoped: true,
+  },
+  shadowItem: {
+    method: 'GET',
+    url: '/v1/shadow/items/:item_id',
+    roles: ['analyst', 'auditor'],
+    tenantScoped: true,
+  },
+  shadowDashboard: {
+    method: 'GET',
+    url: '/v1/shadow/dashboard',
+    roles: ['analyst', 'auditor'],
+    tenantScoped: true,
+  },
+  riskQueue: {
+    method: 'GET',
+    url: '/v1/dashboard/risk-queue',
+    roles: ['analyst', 'auditor'],
+    tenantScoped: true,
+  },
+  executiveSummary: {
+    method: 'GET',
+    url: '/v1/dashboard/executive-summary',
+    roles: ['analyst', 'auditor'],
+    tenantScoped: true,
+  },
+  getShadowAssumptions: {
+    method: 'GET',
+    url: '/v1/shadow/assumptions',
+    roles: ['analyst', 'auditor', 'admin'],
+    tenantScoped: true,
+  },
+  putShadowAssumptions: {
+    method: 'PUT',
+    url: '/v1/shadow/assumptions',
+    roles: ['analyst', 'admin'],
+    tenantScoped: true,
+  },
+  roiProjection: {
+    method: 'POST',
+    url: '/v2/analytics/roi-projection',
+    roles: ['analyst'],
     tenantScoped: true,
   },
 } as const satisfies Record<string, RouteAccess>;

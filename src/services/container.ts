@@ -2,10 +2,14 @@
 import type { Config } from '../config/config.ts';
 import { openStore } from '../storage/open.ts';
 import type { MigrationReport, Store } from '../storage/store.ts';
+import { loadDefaultRuleset } from '../scoring/ruleset.ts';
 import { CertificateService } from './certificates.ts';
 import { systemClock, type Clock } from './clock.ts';
+import { DashboardService } from './dashboard.ts';
 import { IssuanceService } from './issuance.ts';
 import { Keyring } from './keyring.ts';
+import { ShadowAssumptions } from './shadow-assumptions.ts';
+import { ShadowService } from './shadow.ts';
 import { TenantService } from './tenants.ts';
 
 export interface Services {
@@ -14,6 +18,8 @@ export interface Services {
   tenants: TenantService;
   issuance: IssuanceService;
   certificates: CertificateService;
+  shadow: ShadowService;
+  dashboard: DashboardService;
   migration: MigrationReport | undefined;
   close(): Promise<void>;
 }
@@ -33,12 +39,24 @@ export async function createServices(
   const clock = options.clock ?? systemClock;
   const migration = (options.migrate ?? config.migrateOnStart) ? await store.migrate() : undefined;
   const keyring = new Keyring(store, config.kek);
+  const certificates = new CertificateService(store);
+  const ruleset = loadDefaultRuleset();
+  const shadow = new ShadowService({
+    store,
+    keyring,
+    certificates,
+    assumptions: new ShadowAssumptions(store, ruleset, clock),
+    ruleset,
+    clock,
+  });
   return {
     store,
     keyring,
     tenants: new TenantService(store, config.kek, clock),
     issuance: new IssuanceService(store, keyring, clock),
-    certificates: new CertificateService(store),
+    certificates,
+    shadow,
+    dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
     migration,
     close: () => store.close(),
   };

@@ -10,6 +10,7 @@ export const ErrorRegistry = {
   NOT_FOUND: { status: 404, title: 'No such resource' },
   TENANT_NOT_FOUND: { status: 404, title: 'No such tenant' },
   CERTIFICATE_NOT_FOUND: { status: 404, title: 'No such certificate' },
+  SHADOW_ITEM_NOT_FOUND: { status: 404, title: 'No such shadow item' },
   TENANT_EXISTS: { status: 409, title: 'The tenant already exists' },
   IDEMPOTENCY_KEY_REUSED: {
     status: 422,

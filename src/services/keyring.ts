@@ -19,7 +19,11 @@ export interface TenantKeys {
 }
 
 export type IdentifierKind =
-  'patient_reference' | 'encounter_id' | 'human_reviewer_id' | 'idempotency_request';
+  | 'patient_reference'
+  | 'encounter_id'
+  | 'human_reviewer_id'
+  | 'idempotency_request'
+  | 'shadow_note_ref';
 
 export function tenantHmacAad(tenantId: string): string {
   return `cdil:tenant-hmac:${tenantId}`;

@@ -61,6 +61,75 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    name: 'shadow-mode items and revenue assumptions',
+    statements: [
+      `CREATE TABLE shadow_assumptions (
+        tenant_id TEXT PRIMARY KEY REFERENCES tenants (tenant_id),
+        revision INTEGER NOT NULL,
+        assumptions_json TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      )`,
+      `CREATE TABLE shadow_items (
+        tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+        item_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('intake', 'analyze')),
+        batch_id TEXT,
+        note_hash TEXT NOT NULL,
+        note_ref_hash TEXT,
+        certificate_id TEXT,
+        certificate_note_match INTEGER,
+        ruleset_version TEXT NOT NULL,
+        context_rules_version TEXT NOT NULL,
+        assumptions_revision INTEGER NOT NULL,
+        conditions_counted INTEGER NOT NULL,
+        mean_completeness REAL,
+        estimated_value_at_risk_usd BIGINT NOT NULL,
+        has_deficit INTEGER NOT NULL,
+        result_json TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, item_id)
+      )`,
+      `CREATE INDEX shadow_items_created ON shadow_items (tenant_id, created_at, item_id)`,
+      `CREATE INDEX shadow_items_risk ON shadow_items (tenant_id, estimated_value_at_risk_usd, created_at, item_id)`,
+      `CREATE INDEX shadow_items_certificate ON shadow_items (tenant_id, certificate_id)`,
+      `CREATE TABLE shadow_item_conditions (
+        tenant_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        condition_id TEXT NOT NULL,
+        counted INTEGER NOT NULL,
+        mentioned INTEGER NOT NULL,
+        completeness REAL NOT NULL,
+        monitor_met INTEGER NOT NULL,
+        evaluate_met INTEGER NOT NULL,
+        assess_met INTEGER NOT NULL,
+        treat_met INTEGER NOT NULL,
+        estimated_value_at_risk_usd BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, item_id, condition_id),
+        FOREIGN KEY (tenant_id, item_id) REFERENCES shadow_items (tenant_id, item_id)
+      )`,
+      `CREATE INDEX shadow_item_conditions_condition ON shadow_item_conditions (tenant_id, condition_id)`,
+      `CREATE TABLE shadow_item_gaps (
+        tenant_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        condition_id TEXT NOT NULL,
+        element TEXT NOT NULL CHECK (element IN ('monitor', 'evaluate', 'assess', 'treat')),
+        attributed_cents BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, item_id, condition_id, element),
+        FOREIGN KEY (tenant_id, item_id) REFERENCES shadow_items (tenant_id, item_id)
+      )`,
+      `CREATE TABLE shadow_item_findings (
+        tenant_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        rule_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, item_id, position),
+        FOREIGN KEY (tenant_id, item_id) REFERENCES shadow_items (tenant_id, item_id)
+      )`,
+    ],
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -79,7 +79,7 @@ export class TenantExistsError extends Error {
   override readonly name = 'TenantExistsError';
 }
 
-export interface Store {
+export interface Store extends ShadowStore {
   readonly engine: 'sqlite' | 'postgres';
   migrate(): Promise<MigrationReport>;
   ping(): Promise<void>;
@@ -112,4 +112,165 @@ export interface Store {
     afterSequence: number,
     limit: number,
   ): Promise<CertificateRow[]>;
+}
+
+export type ShadowSource = 'intake' | 'analyze';
+export type ShadowElement = 'monitor' | 'evaluate' | 'assess' | 'treat';
+
+/** One scored note. Holds hashes and offsets only, never note text or a client reference. */
+export interface ShadowItemRow {
+  tenant_id: string;
+  item_id: string;
+  created_at: string;
+  source: ShadowSource;
+  batch_id: string | null;
+  /** SHA-256 of the note text, hex. */
+  note_hash: string;
+  /** Keyed hash of the client's note reference under the tenant secret. */
+  note_ref_hash: string | null;
+  certificate_id: string | null;
+  /** Whether the linked certificate's note_hash equals note_hash; null without a link. */
+  certificate_note_match: boolean | null;
+  ruleset_version: string;
+  context_rules_version: string;
+  assumptions_revision: number;
+  conditions_counted: number;
+  mean_completeness: number | null;
+  estimated_value_at_risk_usd: number;
+  has_deficit: boolean;
+  /** The scoring result without note text, as JSON. */
+  result_json: string;
+}
+
+export interface ShadowConditionRow {
+  condition_id: string;
+  counted: boolean;
+  /** Whether the note mentions the condition at all, counted or not. */
+  mentioned: boolean;
+  completeness: number;
+  met: Record<ShadowElement, boolean>;
+  estimated_value_at_risk_usd: number;
+}
+
+export interface ShadowGapRow {
+  condition_id: string;
+  element: ShadowElement;
+  /** The share of the condition's value at risk attributed to this missing element, in cents. */
+  attributed_cents: number;
+}
+
+export interface ShadowFindingRow {
+  rule_id: string;
+  kind: string;
+}
+
+export interface NewShadowItem {
+  item: ShadowItemRow;
+  conditions: ShadowConditionRow[];
+  gaps: ShadowGapRow[];
+  findings: ShadowFindingRow[];
+}
+
+export interface ShadowItemFilter {
+  /** Only items where this condition is counted. */
+  conditionId?: string | undefined;
+  hasDeficit?: boolean | undefined;
+  /** Inclusive lower bound of created_at (ISO 8601 UTC). */
+  createdFrom?: string | undefined;
+  /** Exclusive upper bound of created_at (ISO 8601 UTC). */
+  createdTo?: string | undefined;
+  source?: ShadowSource | undefined;
+  batchId?: string | undefined;
+  certificateId?: string | undefined;
+}
+
+/** Position after which a page starts, in the page's sort order. */
+export interface ShadowItemCursor {
+  createdAt: string;
+  itemId: string;
+  /** Set for the risk order only. */
+  valueAtRisk?: number | undefined;
+}
+
+/**
+ * `recent`: newest first (created_at, then item_id, descending). `risk`: largest estimated
+ * value at risk first, then newest first; items with no value at risk are left out.
+ */
+export type ShadowItemOrder = 'recent' | 'risk';
+
+export interface ShadowConditionAggregate {
+  condition_id: string;
+  items_mentioned: number;
+  items_counted: number;
+  completeness_sum: number;
+  met: Record<ShadowElement, number>;
+  fully_supported: number;
+  estimated_value_at_risk_usd: number;
+}
+
+export interface ShadowGapAggregate {
+  condition_id: string;
+  element: ShadowElement;
+  items: number;
+  attributed_cents: number;
+}
+
+export interface ShadowAggregate {
+  items: number;
+  items_by_source: Record<ShadowSource, number>;
+  items_with_counted_condition: number;
+  items_with_deficit: number;
+  counted_condition_instances: number;
+  completeness_sum: number;
+  met: Record<ShadowElement, number>;
+  estimated_value_at_risk_usd: number;
+  linked_items: number;
+  linked_certificates: number;
+  /** Linked items whose note hash equals the certificate's note hash. */
+  linked_note_matches: number;
+  conditions: ShadowConditionAggregate[];
+  gaps: ShadowGapAggregate[];
+  findings: { rule_id: string; kind: string; items: number }[];
+  /** Items per assumptions revision, to show which assumptions the stored values used. */
+  assumptions_revisions: { revision: number; items: number }[];
+}
+
+export interface ShadowAssumptionsRow {
+  tenant_id: string;
+  revision: number;
+  assumptions_json: string;
+  updated_at: string;
+}
+
+/** Shadow-mode storage; part of Store, listed separately for readability. */
+export interface ShadowStore {
+  /** Inserts items with their condition, gap and finding rows in one transaction. */
+  insertShadowItems(items: NewShadowItem[]): Promise<void>;
+  getShadowItem(tenantId: string, itemId: string): Promise<ShadowItemRow | undefined>;
+  /** Lists at most `limit` items in `order`, after `cursor` when given. */
+  listShadowItems(
+    tenantId: string,
+    filter: ShadowItemFilter,
+    order: ShadowItemOrder,
+    cursor: ShadowItemCursor | undefined,
+    limit: number,
+  ): Promise<ShadowItemRow[]>;
+  /** Counts and sums over the tenant's items in the created_at range of `filter`. */
+  aggregateShadowItems(tenantId: string, filter: ShadowItemFilter): Promise<ShadowAggregate>;
+  /**
+   * Lists distinct linked certificate ids, most recently linked first, at most `limit`, in the
+   * created_at range of `filter`.
+   */
+  listLinkedCertificateIds(
+    tenantId: string,
+    filter: ShadowItemFilter,
+    limit: number,
+  ): Promise<string[]>;
+  getShadowAssumptions(tenantId: string): Promise<ShadowAssumptionsRow | undefined>;
+  /** Stores new assumptions with the next revision number, in one transaction, and returns them. */
+  putShadowAssumptions(
+    tenantId: string,
+    assumptionsJson: string,
+    updatedAt: string,
+  ): Promise<ShadowAssumptionsRow>;
 }

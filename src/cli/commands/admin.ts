@@ -69,7 +69,7 @@ export function registerAdminCommands(program: Command): void {
     .description(
       'Print an HS256 bearer token signed with the configured secret (for local use and tests)',
     )
-    .option('--tenant <id>', 'tenant the token acts for (required for clinician and auditor)')
+    .option('--tenant <id>', 'tenant the token acts for (required for every role except admin)')
     .requiredOption('--role <role...>', `one or more of ${ROLES.join(', ')}`)
     .option('--subject <sub>', 'token subject (user or service id)', 'cdil-cli')
     .option('--ttl <seconds>', 'lifetime in seconds', '3600')
@@ -83,7 +83,7 @@ export function registerAdminCommands(program: Command): void {
         throw new Error('--ttl must be an integer number of seconds from 1 to 2678400 (31 days)');
       }
       if (options.role.some((role) => role !== 'admin') && options.tenant === undefined) {
-        throw new Error('--tenant is required for clinician and auditor tokens');
+        throw new Error('--tenant is required for clinician, auditor and analyst tokens');
       }
       const config = loadConfig();
       const { signToken } = await import('../../server/auth.ts');

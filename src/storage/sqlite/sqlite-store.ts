@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MIGRATIONS, type Migration } from '../migrations.ts';
+import { SqliteShadowTables } from './shadow-tables.ts';
 import {
   TenantExistsError,
   type AppendItem,
@@ -12,7 +13,14 @@ import {
   type CertificateFilter,
   type CertificateRow,
   type MigrationReport,
+  type NewShadowItem,
   type Sealer,
+  type ShadowAggregate,
+  type ShadowAssumptionsRow,
+  type ShadowItemCursor,
+  type ShadowItemFilter,
+  type ShadowItemOrder,
+  type ShadowItemRow,
   type SigningKeyRow,
   type Store,
   type TenantRow,
@@ -46,6 +54,7 @@ export class SqliteStore implements Store {
   readonly engine = 'sqlite';
   readonly #db: Database.Database;
   readonly #migrations: readonly Migration[];
+  readonly #shadow: SqliteShadowTables;
   #prepared: ReturnType<SqliteStore['prepareStatements']> | undefined;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
@@ -58,6 +67,7 @@ export class SqliteStore implements Store {
     this.#db.pragma('busy_timeout = 10000');
     this.#db.pragma('foreign_keys = ON');
     this.#migrations = options.migrations ?? MIGRATIONS;
+    this.#shadow = new SqliteShadowTables(this.#db);
   }
 
   private get sql(): ReturnType<SqliteStore['prepareStatements']> {
@@ -281,5 +291,47 @@ export class SqliteStore implements Store {
       )
       .all(...params) as RawCertificate[];
     return Promise.resolve(rows.map((row) => toCertificate(row)!));
+  }
+
+  insertShadowItems(items: NewShadowItem[]): Promise<void> {
+    return settle(() => this.#shadow.insert(items));
+  }
+
+  getShadowItem(tenantId: string, itemId: string): Promise<ShadowItemRow | undefined> {
+    return settle(() => this.#shadow.get(tenantId, itemId));
+  }
+
+  listShadowItems(
+    tenantId: string,
+    filter: ShadowItemFilter,
+    order: ShadowItemOrder,
+    cursor: ShadowItemCursor | undefined,
+    limit: number,
+  ): Promise<ShadowItemRow[]> {
+    return settle(() => this.#shadow.list(tenantId, filter, order, cursor, limit));
+  }
+
+  aggregateShadowItems(tenantId: string, filter: ShadowItemFilter): Promise<ShadowAggregate> {
+    return settle(() => this.#shadow.aggregate(tenantId, filter));
+  }
+
+  listLinkedCertificateIds(
+    tenantId: string,
+    filter: ShadowItemFilter,
+    limit: number,
+  ): Promise<string[]> {
+    return settle(() => this.#shadow.linkedCertificateIds(tenantId, filter, limit));
+  }
+
+  getShadowAssumptions(tenantId: string): Promise<ShadowAssumptionsRow | undefined> {
+    return settle(() => this.#shadow.getAssumptions(tenantId));
+  }
+
+  putShadowAssumptions(
+    tenantId: string,
+    assumptionsJson: string,
+    updatedAt: string,
+  ): Promise<ShadowAssumptionsRow> {
+    return settle(() => this.#shadow.putAssumptions(tenantId, assumptionsJson, updatedAt));
   }
 }
