@@ -5,7 +5,7 @@ import { sha256Hex, type Certificate } from './certificate.ts';
 import type { CryptoProvider } from './crypto.ts';
 import { bytesEqual, fromBase64, utf8Decode, utf8Encode } from './encoding.ts';
 import { BundleError } from './errors.ts';
-import type { Jwks, KeyDescriptor } from './key.ts';
+import { p256PublicKeyPem, type Jwks, type KeyDescriptor } from './key.ts';
 import { renderBundleReadme } from './bundle-readme.ts';
 import { verifyEvidence, type VerificationReport } from './verify/verify.ts';
 import { DEFAULT_ZIP_LIMITS, readZipSafely, writeDeterministicZip, type ZipLimits } from './zip.ts';
@@ -105,17 +105,99 @@ function asObject(value: unknown, name: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-/** Checks the manifest against the files: same set of names, same SHA-256 and sizes. */
-function checkManifest(
+const V1_FILES: ReadonlySet<string> = new Set(Object.values(BundleFile));
+
+/** Files whose exact bytes are pretty JSON as written by buildBundleFiles. */
+const PRETTY_JSON_FILES = [
+  BundleFile.certificate,
+  BundleFile.key,
+  BundleFile.manifest,
+  BundleFile.verificationReport,
+];
+
+/**
+ * Checks the files that are not covered by the signature. The manifest only detects accidental
+ * damage, because anyone can recompute it, so every unsigned file is also checked against what
+ * the signed content determines: the exact JSON layout (which rules out duplicate keys and
+ * reordering), the README text generated for this certificate, the PEM of the named key and
+ * the DER of the signature. Only verification_report.json carries content that cannot be
+ * rebuilt offline; it is informational, and the verifier recomputes every check itself.
+ */
+function checkBundleFiles(
   crypto: CryptoProvider,
   files: Map<string, Uint8Array>,
   certificate: Record<string, unknown>,
+  publicKeyPem: string,
 ): { ok: boolean; detail: string } {
-  const manifest = asObject(parseJsonFile(files, BundleFile.manifest), BundleFile.manifest);
-  if (manifest.format !== BUNDLE_FORMAT_VERSION || !Array.isArray(manifest.files)) {
-    return { ok: false, detail: `manifest is not a ${BUNDLE_FORMAT_VERSION} manifest` };
-  }
   const problems: string[] = [];
+  for (const name of V1_FILES) {
+    if (!files.has(name)) {
+      problems.push(`${name} is missing`);
+    }
+  }
+  for (const name of files.keys()) {
+    if (!V1_FILES.has(name)) {
+      problems.push(`${name} is not part of a ${BUNDLE_FORMAT_VERSION} bundle`);
+    }
+  }
+  for (const name of PRETTY_JSON_FILES) {
+    const bytes = files.get(name);
+    if (bytes && !bytesEqual(bytes, prettyJson(JSON.parse(utf8Decode(bytes))))) {
+      problems.push(
+        `${name} is not in its exported form (reformatted, reordered or duplicate keys)`,
+      );
+    }
+  }
+  const manifest = asObject(parseJsonFile(files, BundleFile.manifest), BundleFile.manifest);
+  checkManifestEntries(crypto, files, manifest, certificate, problems);
+
+  const der = files.get(BundleFile.signature);
+  const signature =
+    typeof certificate.signature === 'string' ? fromBase64(certificate.signature) : undefined;
+  if (der && (!signature || !bytesEqual(der, signature))) {
+    problems.push(`${BundleFile.signature} differs from the certificate signature`);
+  }
+  const readme = files.get(BundleFile.readme);
+  if (readme && utf8Decode(readme) !== renderBundleReadme(certificate as unknown as Certificate)) {
+    problems.push(`${BundleFile.readme} differs from the text generated for this certificate`);
+  }
+  const report = files.has(BundleFile.verificationReport)
+    ? asObject(parseJsonFile(files, BundleFile.verificationReport), BundleFile.verificationReport)
+    : undefined;
+  if (report && report.certificate_id !== certificate.certificate_id) {
+    problems.push(`${BundleFile.verificationReport} is about another certificate`);
+  }
+  let canonicalPem: string | undefined;
+  try {
+    canonicalPem = p256PublicKeyPem(crypto.importPublicKeyPem(publicKeyPem).jwk);
+  } catch {
+    // An unreadable key is reported by the key_binding check.
+    canonicalPem = publicKeyPem;
+  }
+  if (canonicalPem !== publicKeyPem) {
+    problems.push(`${BundleFile.publicKey} holds more than the PEM of one P-256 public key`);
+  }
+  if (problems.length > 0) {
+    return { ok: false, detail: `bundle files were altered: ${problems.join('; ')}` };
+  }
+  return {
+    ok: true,
+    detail: `all ${V1_FILES.size} files are present, match the manifest and agree with the signed content`,
+  };
+}
+
+/** Adds a problem for every difference between the manifest and the files. */
+function checkManifestEntries(
+  crypto: CryptoProvider,
+  files: Map<string, Uint8Array>,
+  manifest: Record<string, unknown>,
+  certificate: Record<string, unknown>,
+  problems: string[],
+): void {
+  if (manifest.format !== BUNDLE_FORMAT_VERSION || !Array.isArray(manifest.files)) {
+    problems.push(`manifest is not a ${BUNDLE_FORMAT_VERSION} manifest`);
+    return;
+  }
   const listed = new Map<string, ManifestEntry>();
   for (const entry of manifest.files as ManifestEntry[]) {
     if (typeof entry?.name !== 'string') {
@@ -129,35 +211,22 @@ function checkManifest(
   if (manifest.certificate_id !== certificate.certificate_id) {
     problems.push('manifest names a different certificate');
   }
-  for (const name of files.keys()) {
+  for (const [name, bytes] of files) {
     if (name === BundleFile.manifest) {
       continue;
     }
     const entry = listed.get(name);
     if (!entry) {
-      problems.push(`${name} is not listed`);
-    } else if (
-      entry.sha256 !== sha256Hex(crypto, files.get(name)!) ||
-      entry.size !== files.get(name)!.length
-    ) {
-      problems.push(`${name} was modified`);
+      problems.push(`${name} is not listed in the manifest`);
+    } else if (entry.sha256 !== sha256Hex(crypto, bytes) || entry.size !== bytes.length) {
+      problems.push(`${name} does not match its manifest hash`);
     }
   }
   for (const name of listed.keys()) {
     if (!files.has(name)) {
-      problems.push(`${name} is missing`);
+      problems.push(`${name} is listed but missing`);
     }
   }
-  const der = files.get(BundleFile.signature);
-  const signature =
-    typeof certificate.signature === 'string' ? fromBase64(certificate.signature) : undefined;
-  if (der && (!signature || !bytesEqual(der, signature))) {
-    problems.push(`${BundleFile.signature} differs from the certificate signature`);
-  }
-  if (problems.length > 0) {
-    return { ok: false, detail: `manifest check failed: ${problems.join('; ')}` };
-  }
-  return { ok: true, detail: `all ${listed.size} files match the manifest hashes` };
 }
 
 export interface BundleVerifyOptions {
@@ -196,7 +265,7 @@ export function verifyBundle(
   const key = files.has(BundleFile.key)
     ? (asObject(parseJsonFile(files, BundleFile.key), BundleFile.key) as unknown as KeyDescriptor)
     : undefined;
-  const manifest = checkManifest(crypto, files, certificate);
+  const manifest = checkBundleFiles(crypto, files, certificate, publicKeyPem);
   return verifyEvidence(crypto, {
     certificate,
     signedBytes: files.get(BundleFile.canonicalMessage)!,

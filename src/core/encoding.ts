@@ -76,3 +76,12 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 export function toBase64Url(bytes: Uint8Array): string {
   return toBase64(bytes).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
+
+/** Decodes unpadded base64url; returns undefined for any other input. */
+export function fromBase64Url(text: string): Uint8Array | undefined {
+  if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) {
+    return undefined;
+  }
+  const standard = text.replace(/-/g, '+').replace(/_/g, '/');
+  return fromBase64(standard + '='.repeat((4 - (standard.length % 4)) % 4));
+}

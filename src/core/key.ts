@@ -1,5 +1,6 @@
 // Public description of a tenant signing key, as served in JWKS and carried in bundles.
 import type { EcPublicJwk } from './crypto.ts';
+import { fromBase64Url, toBase64 } from './encoding.ts';
 
 export const KEY_STATUSES = ['active', 'retired', 'revoked'] as const;
 export type KeyStatus = (typeof KEY_STATUSES)[number];
@@ -64,4 +65,26 @@ export function keyValidAt(
     return false;
   }
   return from <= at && at < until;
+}
+
+// DER prefix of a SubjectPublicKeyInfo for an uncompressed P-256 point (RFC 5480): the
+// algorithm identifier id-ecPublicKey with namedCurve prime256v1, then a 66-byte BIT STRING.
+const P256_SPKI_PREFIX = [
+  0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+  0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+];
+
+/**
+ * Renders the SPKI PEM of a P-256 public key the way OpenSSL and Node write it (64-character
+ * lines, final newline), so a bundle's public_key.pem can be compared byte for byte.
+ */
+export function p256PublicKeyPem(jwk: EcPublicJwk): string | undefined {
+  const x = fromBase64Url(jwk.x);
+  const y = fromBase64Url(jwk.y);
+  if (!x || !y || x.length !== 32 || y.length !== 32) {
+    return undefined;
+  }
+  const body = toBase64(Uint8Array.from([...P256_SPKI_PREFIX, ...x, ...y]));
+  const lines = body.match(/.{1,64}/g) ?? [];
+  return `-----BEGIN PUBLIC KEY-----\n${lines.join('\n')}\n-----END PUBLIC KEY-----\n`;
 }

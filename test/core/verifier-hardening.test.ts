@@ -2,6 +2,8 @@
 // proves: a second valid signature, a key record that disagrees with the key, unreadable
 // validity dates and an ambiguous manifest.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BundleFile, prettyJson } from '../../src/core/bundle.ts';
 import { isLowS, parseDerSignature, toLowS } from '../../src/core/ecdsa-der.ts';
@@ -125,5 +127,151 @@ describe('verifier hardening', () => {
     const outcome = verifyZip(fixture.dir, packBundle(files));
     assert.equal(outcome.exitCode, 1);
     assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['bundle_manifest']);
+  });
+
+  const editedBundle = (edit: (files: Map<string, Uint8Array>) => void, trusted = false) => {
+    const files = unpackBundle(fixture.zip);
+    edit(files);
+    refreshManifest(files);
+    return verifyZip(fixture.dir, packBundle(files), trusted ? { trustedKeys: jwksFile() } : {});
+  };
+  const jwksFile = () => {
+    const path = join(fixture.dir, 'jwks.json');
+    writeFileSync(path, JSON.stringify(fixture.jwks));
+    return path;
+  };
+  const text = (files: Map<string, Uint8Array>, name: string) =>
+    Buffer.from(files.get(name)!).toString('utf8');
+
+  test('forged unsigned content fails even with a recomputed manifest', () => {
+    const outcome = editedBundle((files) => {
+      const certificate = readJsonFile(files, BundleFile.certificate);
+      certificate.patient_name = 'John Doe';
+      certificate.signature_algorithm = 'none';
+      const forged = JSON.stringify(certificate, null, 2).replace(
+        '{\n',
+        '{\n  "model_version": "FORGED-9.9",\n',
+      );
+      files.set(BundleFile.certificate, Buffer.from(forged + '\n'));
+      files.set(BundleFile.readme, Buffer.from('forged'));
+      files.set('note.txt', Buffer.from('a different note'));
+      files.delete(BundleFile.signature);
+      files.delete(BundleFile.key);
+    }, true);
+    assert.equal(outcome.exitCode, 1);
+    const failed = checksWithStatus(outcome.report, 'fail');
+    assert.ok(failed.includes('bundle_manifest'));
+    assert.ok(failed.includes('certificate_fields'));
+    const detail = outcome.report!.checks.find(
+      (check) => check.check === 'bundle_manifest',
+    )!.detail;
+    for (const problem of [
+      'signature.der is missing',
+      'key.json is missing',
+      'note.txt is not part',
+      'README.txt differs',
+      'certificate.json is not in its exported form',
+    ]) {
+      assert.ok(detail.includes(problem), problem);
+    }
+  });
+
+  for (const [name, edit] of [
+    [
+      'README.txt with another model',
+      (files: Map<string, Uint8Array>) =>
+        files.set(
+          BundleFile.readme,
+          Buffer.from(text(files, BundleFile.readme).replace('2026', '2025')),
+        ),
+    ],
+    [
+      'public_key.pem with extra text',
+      (files: Map<string, Uint8Array>) =>
+        files.set(BundleFile.publicKey, Buffer.from('junk\n' + text(files, BundleFile.publicKey))),
+    ],
+    [
+      're-indented certificate.json',
+      (files: Map<string, Uint8Array>) =>
+        files.set(
+          BundleFile.certificate,
+          Buffer.from(JSON.stringify(readJsonFile(files, BundleFile.certificate), null, 4) + '\n'),
+        ),
+    ],
+    [
+      'certificate.json with a duplicate key',
+      (files: Map<string, Uint8Array>) =>
+        files.set(
+          BundleFile.certificate,
+          Buffer.from(
+            text(files, BundleFile.certificate).replace('{\n', '{\n  "model_name": "forged",\n'),
+          ),
+        ),
+    ],
+    [
+      'an extra listed file',
+      (files: Map<string, Uint8Array>) => files.set('note.txt', Buffer.from('x')),
+    ],
+    ['key.json removed', (files: Map<string, Uint8Array>) => files.delete(BundleFile.key)],
+    [
+      'report about another certificate',
+      (files: Map<string, Uint8Array>) => {
+        const report = readJsonFile(files, BundleFile.verificationReport);
+        report.certificate_id = 'other';
+        files.set(BundleFile.verificationReport, prettyJson(report));
+      },
+    ],
+  ] as const) {
+    test(`${name} fails the bundle check`, () => {
+      const outcome = editedBundle(edit);
+      assert.equal(outcome.exitCode, 1);
+      assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['bundle_manifest']);
+    });
+  }
+
+  test('unknown certificate field fails the field check', () => {
+    const outcome = editedBundle((files) => {
+      const certificate = readJsonFile(files, BundleFile.certificate);
+      certificate.patient_name = 'John Doe';
+      files.set(BundleFile.certificate, prettyJson(certificate));
+    });
+    assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['certificate_fields']);
+  });
+
+  test('signature algorithm none fails the field check', () => {
+    const outcome = editedBundle((files) => {
+      const certificate = readJsonFile(files, BundleFile.certificate);
+      certificate.signature_algorithm = 'none';
+      files.set(BundleFile.certificate, prettyJson(certificate));
+    });
+    assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['certificate_fields']);
+  });
+
+  test('non-canonical base64 signature fails the signature check', () => {
+    const outcome = editedBundle((files) => {
+      const certificate = readJsonFile(files, BundleFile.certificate);
+      const signature = certificate.signature as string;
+      // A DER P-256 signature is 70-72 bytes, so its base64 ends in padding with unused bits.
+      const last = signature.replace(/=+$/, '').at(-1)!;
+      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+      const bumped = alphabet[alphabet.indexOf(last) + 1]!;
+      const index = signature.replace(/=+$/, '').length - 1;
+      certificate.signature = signature.slice(0, index) + bumped + signature.slice(index + 1);
+      assert.deepEqual(
+        Buffer.from(certificate.signature as string, 'base64'),
+        Buffer.from(signature, 'base64'),
+      );
+      files.set(BundleFile.certificate, prettyJson(certificate));
+    });
+    assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['signature']);
+  });
+
+  test('key record validity start differing from the pinned set fails trust', () => {
+    const outcome = editedBundle((files) => {
+      const key = readJsonFile(files, BundleFile.key);
+      key.valid_from = '2000-01-01T00:00:00.000Z';
+      files.set(BundleFile.key, prettyJson(key));
+    }, true);
+    assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['trusted_key']);
   });
 });

@@ -1,5 +1,6 @@
 // Real defense bundles made through the service stack, plus the file surgery that tamper
 // tests need: edit one file, recompute the manifest, or re-sign everything with a new key.
+import { renderBundleReadme } from '../../src/core/bundle-readme.ts';
 import { toLowS } from '../../src/core/ecdsa-der.ts';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -126,7 +127,23 @@ export function refreshManifest(files: Map<string, Uint8Array>): void {
   files.set(BundleFile.manifest, prettyJson(manifest));
 }
 
-/** Returns a copy of the bundle files with one file replaced and the manifest recomputed. */
+/**
+ * Regenerates README.txt and the report's certificate id from certificate.json, as a forger
+ * who edits the certificate would.
+ */
+export function refreshReadme(files: Map<string, Uint8Array>): void {
+  const certificate = readJsonFile(files, BundleFile.certificate) as unknown as Certificate;
+  files.set(BundleFile.readme, Buffer.from(renderBundleReadme(certificate), 'utf8'));
+  const report = readJsonFile(files, BundleFile.verificationReport);
+  report.certificate_id = certificate.certificate_id;
+  files.set(BundleFile.verificationReport, prettyJson(report));
+}
+
+/**
+ * Returns a copy of the bundle files with one file replaced and the manifest recomputed. A
+ * replaced certificate.json also gets a matching README.txt, so the change under test is the
+ * only inconsistency left.
+ */
 export function withFile(
   files: ReadonlyMap<string, Uint8Array>,
   name: string,
@@ -134,6 +151,9 @@ export function withFile(
 ): Map<string, Uint8Array> {
   const copy = new Map(files);
   copy.set(name, typeof content === 'string' ? Buffer.from(content, 'utf8') : content);
+  if (name === BundleFile.certificate) {
+    refreshReadme(copy);
+  }
   refreshManifest(copy);
   return copy;
 }
@@ -180,6 +200,7 @@ export function resignBundle(
   copy.set(BundleFile.signature, signature);
   copy.set(BundleFile.publicKey, Buffer.from(publicKeyPem, 'utf8'));
   copy.set(BundleFile.key, prettyJson(key));
+  refreshReadme(copy);
   refreshManifest(copy);
   return copy;
 }

@@ -4,17 +4,24 @@ import {
   chainHashInputOf,
   computeChainHash,
   jwkThumbprint,
+  SIGNATURE_ALGORITHM,
   SIGNED_FIELDS,
   sha256Hex,
   type SignedMessage,
 } from '../certificate.ts';
 import type { CryptoProvider, PublicKeyHandle } from '../crypto.ts';
 import { isLowS } from '../ecdsa-der.ts';
-import { fromBase64, utf8Encode } from '../encoding.ts';
+import { fromBase64, toBase64, utf8Encode } from '../encoding.ts';
 import { VerificationError } from '../errors.ts';
 import { keyValidAt, type Jwks, type KeyDescriptor } from '../key.ts';
 
-/** Checks that every signed field in the certificate equals its counterpart in the signed message. */
+const CERTIFICATE_EXTRA_FIELDS = ['signature', 'signature_algorithm'];
+
+/**
+ * Checks that the certificate holds exactly the signed fields, each equal to its counterpart in
+ * the signed message, plus the signature and its algorithm, so an unsigned field cannot be
+ * slipped in beside the signed ones.
+ */
 export function verifyCertificateFields(
   certificate: Record<string, unknown>,
   message: SignedMessage,
@@ -24,6 +31,20 @@ export function verifyCertificateFields(
     throw new VerificationError(
       'FIELD_MISMATCH',
       `certificate fields differ from the signed message: ${differing.join(', ')}`,
+    );
+  }
+  const known = new Set<string>([...SIGNED_FIELDS, ...CERTIFICATE_EXTRA_FIELDS]);
+  const unknown = Object.keys(certificate).filter((field) => !known.has(field));
+  if (unknown.length > 0) {
+    throw new VerificationError(
+      'FIELD_MISMATCH',
+      `certificate has fields that are not signed: ${unknown.join(', ')}`,
+    );
+  }
+  if (certificate.signature_algorithm !== SIGNATURE_ALGORITHM) {
+    throw new VerificationError(
+      'FIELD_MISMATCH',
+      `signature_algorithm must be ${SIGNATURE_ALGORITHM}`,
     );
   }
   return `all ${SIGNED_FIELDS.length} certificate fields equal the signed message`;
@@ -39,6 +60,10 @@ export function verifySignature(
   const der = typeof signatureBase64 === 'string' ? fromBase64(signatureBase64) : undefined;
   if (!der || der.length === 0) {
     throw new VerificationError('SIGNATURE_INVALID', 'signature is missing or not base64');
+  }
+  if (toBase64(der) !== signatureBase64) {
+    // Unused trailing bits in the last character would give a second spelling of one signature.
+    throw new VerificationError('SIGNATURE_INVALID', 'signature is not in canonical base64');
   }
   if (!crypto.verifyEcdsaP256(key, signedBytes, der)) {
     throw new VerificationError(
@@ -109,6 +134,7 @@ export function verifyTrustedKey(
   key: PublicKeyHandle,
   message: SignedMessage,
   trusted: Jwks,
+  record?: KeyDescriptor,
 ): string {
   const pinned = trusted.keys.find((candidate) => candidate.kid === message.key_id);
   if (!pinned) {
@@ -138,6 +164,14 @@ export function verifyTrustedKey(
     throw new VerificationError(
       'KEY_NOT_TRUSTED',
       `trusted key ${message.key_id} was not valid at ${message.issued_at_utc}`,
+    );
+  }
+  // The key record inside a bundle is self-asserted; its validity start must agree with the
+  // pinned set, which is authoritative (status and end may legitimately change after export).
+  if (record && pinned.valid_from !== undefined && record.valid_from !== pinned.valid_from) {
+    throw new VerificationError(
+      'KEY_NOT_TRUSTED',
+      `key record says valid from ${record.valid_from}, the trusted key set says ${pinned.valid_from}`,
     );
   }
   return `key ${message.key_id} is in the trusted key set and was valid at issuance`;

@@ -166,7 +166,7 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
     const trusted = input.trustedKeys;
     checks.push(
       key
-        ? run('trusted_key', () => verifyTrustedKey(key, signed, trusted))
+        ? run('trusted_key', () => verifyTrustedKey(key, signed, trusted, input.key))
         : {
             check: 'trusted_key',
             status: 'fail',
