@@ -5,6 +5,7 @@ import { AppError } from '../services/errors.ts';
 import { registerAdminCommands } from './commands/admin.ts';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerServeCommand } from './commands/serve.ts';
+import { registerShadowCommand } from './commands/shadow.ts';
 import { registerVerifyCommand } from './commands/verify.ts';
 
 const program = new Command('cdil')
@@ -19,6 +20,7 @@ registerServeCommand(program);
 registerAdminCommands(program);
 registerVerifyCommand(program);
 registerDemoCommand(program);
+registerShadowCommand(program);
 
 try {
   await program.parseAsync(process.argv);

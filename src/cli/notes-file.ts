@@ -1,11 +1,13 @@
 // Reads clinical notes from a JSON Lines file, optionally gzip-compressed. Each line is an
-// object with a `text` field; `note_id` is used for display when present.
+// object with a `text` field; `note_id` is used for display when present, and an object
+// `context` (structured encounter context for shadow-mode scoring) is passed through unchecked.
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
 export interface NoteRecord {
   id: string;
   text: string;
+  context?: unknown;
 }
 
 export function readNotesFile(path: string): NoteRecord[] {
@@ -17,7 +19,7 @@ export function readNotesFile(path: string): NoteRecord[] {
     if (line.trim() === '') {
       return;
     }
-    let parsed: { text?: unknown; note_id?: string | number };
+    let parsed: { text?: unknown; note_id?: string | number; context?: unknown };
     try {
       parsed = JSON.parse(line) as typeof parsed;
     } catch {
@@ -26,7 +28,11 @@ export function readNotesFile(path: string): NoteRecord[] {
     if (typeof parsed.text !== 'string' || parsed.text.length === 0) {
       throw new Error(`${path} line ${index + 1} has no non-empty "text" field`);
     }
-    notes.push({ id: String(parsed.note_id ?? index + 1), text: parsed.text });
+    const note: NoteRecord = { id: String(parsed.note_id ?? index + 1), text: parsed.text };
+    if (typeof parsed.context === 'object' && parsed.context !== null) {
+      note.context = parsed.context;
+    }
+    notes.push(note);
   });
   return notes;
 }
