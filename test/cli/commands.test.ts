@@ -16,6 +16,8 @@ const COMMANDS = [
   ['token'],
   ['verify'],
   ['demo'],
+  ['shadow'],
+  ['shadow', 'analyze'],
 ];
 
 describe('cdil command line', () => {

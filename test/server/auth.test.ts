@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { SignJWT } from 'jose';
 import { ROLES, ROUTES, type RouteAccess } from '../../src/server/route-table.ts';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
+import { ROI_INPUTS } from '../helpers/shadow.ts';
 
 const FAKE_ID = '00000000-0000-4000-8000-000000000000';
 
@@ -11,16 +12,25 @@ function urlOf(route: RouteAccess, tenantId: string, certificateId: string): str
 }
 
 function bodyOf(route: RouteAccess): Record<string, unknown> | undefined {
-  if (route.method !== 'POST') {
+  if (route.method === 'GET') {
     return undefined;
   }
-  if (route === ROUTES.issue) {
-    return issueBody();
+  switch (route) {
+    case ROUTES.issue:
+      return issueBody();
+    case ROUTES.createTenant:
+      return { tenant_id: 'created-by-test' };
+    case ROUTES.shadowEvidenceDeficit:
+    case ROUTES.shadowIntake:
+      return { note_text: 'ASSESSMENT: COPD, stable.' };
+    case ROUTES.shadowAnalyze:
+    case ROUTES.shadowLeakageReport:
+      return { notes: [{ note_text: 'ASSESSMENT: COPD, stable.', note_ref: 'ref-1' }] };
+    case ROUTES.roiProjection:
+      return ROI_INPUTS;
+    default:
+      return {};
   }
-  if (route === ROUTES.createTenant) {
-    return { tenant_id: 'created-by-test' };
-  }
-  return {};
 }
 
 describe('auth and roles', () => {
