@@ -29,7 +29,7 @@ Files
   signature.der             the same signature as raw ASN.1 DER, for OpenSSL
   public_key.pem            the tenant's public key (EC P-256)
   key.json                  the key's id, tenant, status and validity window
-  verification_report.json  the result of CDIL's checks when the bundle was exported
+  verification_report.json  CDIL's checks at export, for information; verifiers redo them
   manifest.json             SHA-256 and size of every other file
 
 Verify with the CDIL command line tool
@@ -48,8 +48,9 @@ Unpack the archive into an empty folder and run these commands there.
 
   $ openssl dgst -sha256 -verify public_key.pem -signature signature.der canonical_message.json
 
-2. No file was changed after export. Compare each hash printed here with the "sha256" of the
-   same file in manifest.json.
+2. No file was damaged after export. Compare each hash printed here with the "sha256" of the
+   same file in manifest.json. The manifest itself is not signed, so it shows accidental
+   damage only; "cdil verify" also checks every file against the signed message.
 
   $ openssl dgst -sha256 -r canonical_message.json certificate.json key.json public_key.pem signature.der verification_report.json README.txt
 

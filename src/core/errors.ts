@@ -32,6 +32,7 @@ export const BundleErrorCode = {
   MISSING_FILE: 'BUNDLE_MISSING_FILE',
   MALFORMED_FILE: 'BUNDLE_MALFORMED_FILE',
   MALFORMED_TRUST: 'BUNDLE_MALFORMED_TRUSTED_KEYS',
+  INPUT_UNREADABLE: 'INPUT_UNREADABLE',
 } as const;
 export type BundleErrorCode = (typeof BundleErrorCode)[keyof typeof BundleErrorCode];
 

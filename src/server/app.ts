@@ -1,10 +1,12 @@
 // Builds the HTTP server: logging, request ids, auth, schemas, OpenAPI and routes.
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Config } from '../config/config.ts';
 import type { Services } from '../services/container.ts';
+import { AppError } from '../services/errors.ts';
 import { makeAuthHook, TokenVerifier } from './auth.ts';
 import { handleError, handleNotFound } from './errors.ts';
 import { registerCertificateRoutes } from './routes/certificates.ts';
@@ -30,6 +32,51 @@ export const LOG_REDACT_PATHS = [
   'note_text',
   '*.note_text',
 ];
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Accepts only JSON bodies, decoded as strict UTF-8. The default parser would turn invalid
+ * bytes into U+FFFD, so the hash certified would not be the hash of the bytes sent; and the
+ * default text/plain parser would let a string body reach schema validation.
+ */
+function installBodyParsers(app: FastifyInstance): void {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string;
+    try {
+      text = utf8.decode(body as Buffer);
+    } catch {
+      done(new AppError('BODY_NOT_JSON', 'request body is not valid UTF-8'), undefined);
+      return;
+    }
+    void parseJson(request, text, done);
+  });
+}
+
+/**
+ * Answers connection-level errors (oversized headers, malformed requests) with the same JSON
+ * error body as every other error, when the socket can still be written.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const body = JSON.stringify({
+    error: {
+      code: 'VALIDATION_FAILED',
+      message: status === 431 ? 'request headers are too large' : 'request is malformed HTTP',
+      request_id: randomUUID(),
+    },
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
 
 export async function buildServer(
   config: Config,
@@ -59,8 +106,10 @@ export async function buildServer(
     disableRequestLogging: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
     return503OnClosing: true,
+    clientErrorHandler: answerClientError,
   });
 
+  installBodyParsers(app);
   app.addSchema(CertificateSchema);
   app.addSchema(VerificationReportSchema);
   app.addSchema(ErrorSchema);

@@ -29,6 +29,12 @@ export interface AuthOptions {
 
 const MAX_CACHED_TOKENS = 10_000;
 
+/**
+ * Longest remaining lifetime a token may claim. A token that practically never expires cannot
+ * be withdrawn by waiting, so it is rejected; `cdil token` issues at most this lifetime.
+ */
+export const MAX_TOKEN_LIFETIME_MS = 31 * 24 * 3600 * 1000;
+
 function parseClaims(payload: Record<string, unknown>): AuthContext {
   const roles = payload.roles;
   if (
@@ -79,9 +85,12 @@ export class TokenVerifier {
         error instanceof joseErrors.JWTExpired
           ? 'token has expired'
           : error instanceof joseErrors.JWTClaimValidationFailed
-            ? `token claim ${error.claim} is invalid`
+            ? `token claim ${error.claim} is ${error.reason === 'missing' ? 'missing' : 'invalid'}`
             : 'token is malformed or its signature is invalid';
       throw new AppError('UNAUTHENTICATED', reason);
+    }
+    if (Number(payload.exp) * 1000 - Date.now() > MAX_TOKEN_LIFETIME_MS) {
+      throw new AppError('UNAUTHENTICATED', 'token claim exp is more than 31 days ahead');
     }
     const context = parseClaims(payload);
     if (this.#cache.size >= MAX_CACHED_TOKENS) {

@@ -3,6 +3,7 @@
 // a log line: JSON parse errors in Node quote the input, so their text is replaced.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ErrorRegistry, type ErrorCode, type FieldProblem } from '../services/errors.ts';
+import { PRINTABLE_PATTERN } from './schemas.ts';
 
 export interface ErrorBody {
   error: {
@@ -33,6 +34,12 @@ function fieldOf(issue: AjvIssue): string {
 }
 
 function describe(issue: AjvIssue): string {
+  if (issue.keyword === 'pattern' && issue.params.pattern === PRINTABLE_PATTERN) {
+    return 'must not contain control characters, bidirectional overrides or lone surrogates';
+  }
+  if (issue.keyword === 'enum' && Array.isArray(issue.params.allowedValues)) {
+    return `must be one of ${issue.params.allowedValues.join(', ')}`;
+  }
   if (issue.keyword === 'additionalProperties') {
     return 'is not a known field';
   }
@@ -42,16 +49,22 @@ function describe(issue: AjvIssue): string {
   return issue.message ?? `fails rule ${issue.keyword}`;
 }
 
+const MAX_DETAILS = 20;
+
 function fromValidation(error: FastifyError): AppError {
   const issues = (error.validation ?? []) as unknown as AjvIssue[];
-  const details = issues.map((issue) => ({
+  // A body with thousands of bad fields would otherwise get an error body many times its size.
+  const details = issues.slice(0, MAX_DETAILS).map((issue) => ({
     field: fieldOf(issue),
     rule: issue.keyword,
     message: describe(issue),
   }));
   const where = error.validationContext ?? 'body';
   const first = details[0];
-  const message = first ? `${where} field ${first.field} ${first.message}` : `${where} is invalid`;
+  const more = issues.length > details.length ? ` (and ${issues.length - 1} more problems)` : '';
+  const message = first
+    ? `${where} field ${first.field} ${first.message}${more}`
+    : `${where} is invalid`;
   return new AppError('VALIDATION_FAILED', message, { details });
 }
 
@@ -128,7 +141,8 @@ export function handleError(error: unknown, request: FastifyRequest, reply: Fast
 
 export function handleNotFound(request: FastifyRequest, reply: FastifyReply): void {
   handleError(
-    new AppError('NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`),
+    // The path is not repeated: a mistyped URL may carry an identifier.
+    new AppError('NOT_FOUND', `no ${request.method} route matches this path; see /docs`),
     request,
     reply,
   );

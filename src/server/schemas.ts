@@ -20,28 +20,39 @@ export const FIELD_LIMITS = {
 const text = (max: number, description: string) =>
   Type.String({ minLength: 1, maxLength: max, description });
 
+/**
+ * Short fields are shown to people (reports, bundle READMEs, terminals), so they may not hold
+ * control characters, bidirectional overrides or lone surrogates, which could hide or reorder
+ * what a reader sees.
+ */
+export const PRINTABLE_PATTERN =
+  '^[^\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ud800-\\udfff]+$';
+
+const label = (max: number, description: string) =>
+  Type.String({ minLength: 1, maxLength: max, pattern: PRINTABLE_PATTERN, description });
+
 export const IssueBody = Type.Object(
   {
-    model_name: text(FIELD_LIMITS.model_name, 'Name of the AI model that wrote the note'),
-    model_version: text(FIELD_LIMITS.model_version, 'Version of that model'),
-    prompt_version: text(FIELD_LIMITS.prompt_version, 'Version of the prompt template'),
-    governance_policy_version: text(
+    model_name: label(FIELD_LIMITS.model_name, 'Name of the AI model that wrote the note'),
+    model_version: label(FIELD_LIMITS.model_version, 'Version of that model'),
+    prompt_version: label(FIELD_LIMITS.prompt_version, 'Version of the prompt template'),
+    governance_policy_version: label(
       FIELD_LIMITS.governance_policy_version,
       'Governance policy in force',
     ),
     note_text: text(FIELD_LIMITS.note_text, 'Final note text; hashed, never stored'),
     human_reviewed: Type.Boolean({ description: 'Whether a clinician reviewed the note' }),
     human_reviewer_id: Type.Optional(
-      text(
+      label(
         FIELD_LIMITS.human_reviewer_id,
         'Reviewer identifier; required when human_reviewed is true; stored only as a keyed hash',
       ),
     ),
-    encounter_id: text(
+    encounter_id: label(
       FIELD_LIMITS.encounter_id,
       'Encounter identifier; stored only as a keyed hash',
     ),
-    patient_reference: text(
+    patient_reference: label(
       FIELD_LIMITS.patient_reference,
       'Patient reference; stored only as a keyed hash',
     ),

@@ -9,7 +9,7 @@ import { verifyEvidence, type VerificationReport } from '../core/verify/verify.t
 import { writeDeterministicZip } from '../core/zip.ts';
 import type { CertificateFilter, CertificateRow, Store } from '../storage/store.ts';
 import { AppError } from './errors.ts';
-import { certificateFromRow } from './issuance.ts';
+import { certificateFromRow, checkWellFormed } from './issuance.ts';
 import { toKeyDescriptor } from './keyring.ts';
 
 export const MAX_QUERY_LIMIT = 500;
@@ -102,6 +102,7 @@ export class CertificateService {
     certificateId: string,
     noteText?: string,
   ): Promise<VerificationReport> {
+    checkWellFormed({ note_text: noteText });
     const row = await this.#row(tenantId, certificateId);
     return (await this.#evidence(tenantId, row, noteText)).report;
   }

@@ -89,12 +89,13 @@ export class IssuanceService {
     idempotencyKey?: string,
   ): Promise<IssueOutcome> {
     checkReviewer(request);
+    checkWellFormed(request as unknown as Record<string, unknown>);
     const keys = await this.#keyring.get(tenantId);
     if (!keys) {
       throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
     }
     screenStoredFields(request);
-    const screening = screenForPhi(request.note_text);
+    const screening = screenForPhi(foldForScreening(request.note_text));
     const phiScreening: PhiScreening = {
       policy: keys.tenant.phi_policy,
       findings: screening.findings,
@@ -138,7 +139,18 @@ export class IssuanceService {
         : keys.hashIdentifier('idempotency_request', canonicalJson(request));
     const { row, replayed } = await new Promise<{ row: CertificateRow; replayed: boolean }>(
       (resolve, reject) => {
-        this.#enqueue(tenantId, { idempotencyKey, requestHash, message, keys, resolve, reject });
+        this.#enqueue(tenantId, {
+          // Clients often build idempotency keys from encounter ids, so only a keyed hash is stored.
+          idempotencyKey:
+            idempotencyKey === undefined
+              ? undefined
+              : keys.hashIdentifier('idempotency_key', idempotencyKey),
+          requestHash,
+          message,
+          keys,
+          resolve,
+          reject,
+        });
       },
     );
     return { certificate: certificateFromRow(row), replayed, phiScreening };
@@ -220,6 +232,30 @@ export class IssuanceService {
   }
 }
 
+// A lone UTF-16 surrogate has no UTF-8 encoding: it would be hashed as U+FFFD, so two
+// different texts would certify to one hash, and other languages could not rebuild the bytes.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** Rejects text fields holding a lone surrogate, naming each field. */
+export function checkWellFormed(fields: Readonly<Record<string, unknown>>): void {
+  const broken = Object.entries(fields)
+    .filter(([, value]) => typeof value === 'string' && LONE_SURROGATE.test(value))
+    .map(([field]) => field);
+  if (broken.length > 0) {
+    throw new AppError(
+      'VALIDATION_FAILED',
+      `${broken.join(', ')} must be well-formed Unicode text`,
+      {
+        details: broken.map((field) => ({
+          field,
+          rule: 'unicode',
+          message: 'contains a lone UTF-16 surrogate',
+        })),
+      },
+    );
+  }
+}
+
 function checkReviewer(request: IssueRequest): void {
   if (
     request.human_reviewed &&
@@ -249,11 +285,19 @@ function checkReviewer(request: IssueRequest): void {
 const screenedCleanValues = new Set<string>();
 const MAX_SCREENED_CLEAN_VALUES = 1_000;
 
+/**
+ * Folds compatibility characters (full-width digits, ligatures) to their plain forms, so a
+ * value such as an SSN written in full-width digits is screened like its ASCII spelling.
+ */
+function foldForScreening(text: string): string {
+  return text.normalize('NFKC');
+}
+
 function looksLikePhi(value: string): boolean {
   if (screenedCleanValues.has(value)) {
     return false;
   }
-  if (screenForPhi(value).total > 0) {
+  if (screenForPhi(foldForScreening(value)).total > 0) {
     return true;
   }
   if (screenedCleanValues.size >= MAX_SCREENED_CLEAN_VALUES) {

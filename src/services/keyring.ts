@@ -22,6 +22,7 @@ export type IdentifierKind =
   | 'patient_reference'
   | 'encounter_id'
   | 'human_reviewer_id'
+  | 'idempotency_key'
   | 'idempotency_request'
   | 'shadow_note_ref';
 

@@ -22,7 +22,7 @@ function readInput(path: string, what: string, maxBytes: number): Buffer {
   try {
     const stat = statSync(path);
     if (!stat.isFile()) {
-      throw new BundleError('BUNDLE_NOT_A_ZIP', `${what} ${path} is not a regular file`);
+      throw new BundleError('INPUT_UNREADABLE', `${what} ${path} is not a regular file`);
     }
     size = stat.size;
   } catch (error) {
@@ -30,7 +30,7 @@ function readInput(path: string, what: string, maxBytes: number): Buffer {
       throw error;
     }
     throw new BundleError(
-      'BUNDLE_NOT_A_ZIP',
+      'INPUT_UNREADABLE',
       `cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
     );
   }
@@ -41,6 +41,18 @@ function readInput(path: string, what: string, maxBytes: number): Buffer {
     );
   }
   return readFileSync(path);
+}
+
+// C0 and C1 controls and bidirectional formatting characters from a bundle could clear the
+// terminal or reorder the verdict on screen, so text output shows them as \u escapes.
+// eslint-disable-next-line no-control-regex -- control characters are what this escapes
+const UNSAFE_FOR_TERMINAL = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+function printable(text: string): string {
+  return text.replace(
+    UNSAFE_FOR_TERMINAL,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 export function formatReport(report: VerificationReport): string {
@@ -54,7 +66,7 @@ export function formatReport(report: VerificationReport): string {
     );
   }
   lines.push('', report.summary);
-  return lines.join('\n');
+  return lines.map(printable).join('\n');
 }
 
 /** Runs the verification and returns the exit status; output goes to the given writers. */

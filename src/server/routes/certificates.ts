@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Services } from '../../services/container.ts';
+import { AppError } from '../../services/errors.ts';
 import { tenantOf } from '../auth.ts';
 import { ROUTES } from '../route-table.ts';
 import {
@@ -15,6 +16,25 @@ import {
 } from '../schemas.ts';
 
 const security = [{ bearer: [] }];
+
+/**
+ * Normalizes an RFC 3339 date-time to the stored UTC form. Some values the schema accepts,
+ * such as a leap second (23:59:60), have no JavaScript Date, so they are rejected here.
+ */
+function toUtcInstant(field: string, value: string | undefined): string | undefined {
+  if (value === undefined) {
+    return undefined;
+  }
+  const instant = new Date(value);
+  if (Number.isNaN(instant.getTime())) {
+    throw new AppError('VALIDATION_FAILED', `${field} is not a date-time CDIL can compare`, {
+      details: [
+        { field, rule: 'format', message: 'must be an ISO 8601 date-time without leap seconds' },
+      ],
+    });
+  }
+  return instant.toISOString();
+}
 
 interface IdParams {
   Params: { certificate_id: string };
@@ -81,10 +101,8 @@ export function registerCertificateRoutes(app: FastifyInstance, services: Servic
       return services.certificates.query(
         tenantOf(request),
         {
-          issuedFrom:
-            body.issued_from === undefined ? undefined : new Date(body.issued_from).toISOString(),
-          issuedTo:
-            body.issued_to === undefined ? undefined : new Date(body.issued_to).toISOString(),
+          issuedFrom: toUtcInstant('issued_from', body.issued_from),
+          issuedTo: toUtcInstant('issued_to', body.issued_to),
           modelVersion: body.model_version,
           governancePolicyVersion: body.governance_policy_version,
           humanReviewed: body.human_reviewed,

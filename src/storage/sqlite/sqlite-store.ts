@@ -2,7 +2,7 @@
 // runs to completion without interleaving inside this process, and BEGIN IMMEDIATE takes
 // the database write lock, which serializes chain appends across processes too.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MIGRATIONS, type Migration } from '../migrations.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
@@ -59,7 +59,10 @@ export class SqliteStore implements Store {
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     if (path !== ':memory:') {
-      mkdirSync(dirname(path), { recursive: true });
+      // The database holds sealed keys and keyed hashes: readable by its owner only. SQLite
+      // gives its -wal and -shm files the permissions of the database file.
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      closeSync(openSync(path, 'a', 0o600));
     }
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
