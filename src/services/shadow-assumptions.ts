@@ -1,6 +1,11 @@
 // Per-tenant revenue assumptions for shadow-mode estimates. A tenant without stored assumptions
 // uses the ruleset defaults (revision 0). Each update stores the whole set under the next
 // revision, and every stored item records the revision it was scored with.
+//
+// Reads are cached per tenant for ASSUMPTIONS_TTL_MS because stateless scoring reads them on
+// every request. An update clears this process's entry at once; other server processes
+// (`cdil serve --workers`) use the new set within the TTL. Results always report the revision
+// they were computed with.
 import {
   VALUE_FORMULA,
   defaultValueAssumptions,
@@ -24,6 +29,8 @@ export interface AssumptionsUpdate {
   basis?: string | undefined;
 }
 
+export const ASSUMPTIONS_TTL_MS = 5_000;
+
 interface StoredAssumptions {
   basis: string;
   condition_values_usd: Record<string, number>;
@@ -34,6 +41,7 @@ export class ShadowAssumptions {
   readonly #ruleset: CompiledRuleset;
   readonly #clock: Clock;
   readonly #defaults: ValueAssumptions;
+  readonly #cache = new Map<string, { loadedAt: number; value: Promise<EffectiveAssumptions> }>();
 
   constructor(store: Store, ruleset: CompiledRuleset, clock: Clock) {
     this.#store = store;
@@ -43,7 +51,19 @@ export class ShadowAssumptions {
   }
 
   /** Returns the tenant's assumptions, with ruleset defaults for conditions it did not set. */
-  async get(tenantId: string): Promise<EffectiveAssumptions> {
+  get(tenantId: string): Promise<EffectiveAssumptions> {
+    const now = Date.now();
+    const cached = this.#cache.get(tenantId);
+    if (cached && now - cached.loadedAt < ASSUMPTIONS_TTL_MS) {
+      return cached.value;
+    }
+    const value = this.#load(tenantId);
+    this.#cache.set(tenantId, { loadedAt: now, value });
+    value.catch(() => this.#cache.delete(tenantId));
+    return value;
+  }
+
+  async #load(tenantId: string): Promise<EffectiveAssumptions> {
     const row = await this.#store.getShadowAssumptions(tenantId);
     if (row === undefined) {
       return {
@@ -92,6 +112,7 @@ export class ShadowAssumptions {
       JSON.stringify(stored),
       this.#clock.now().toISOString(),
     );
+    this.#cache.delete(tenantId);
     return this.get(tenantId);
   }
 }
