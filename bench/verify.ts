@@ -4,7 +4,7 @@
 // Part (b) runs the `cdil verify` command as a new process per call. Bare `node -e 0` and
 // `cdil --help` runs are timed next to it, so the process start cost can be read off.
 //
-// Run: node --import tsx bench/verify.ts [--bundles 200] [--seconds 5] [--cli-runs 20]
+// Run: node --import tsx bench/verify.ts [--bundles 200] [--seconds 5] [--cli-runs 20] [--threads N]
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,7 @@ import { verifyBundle, type BundleVerifyOptions } from '../src/core/bundle.ts';
 import { nodeCrypto } from '../src/core/crypto-node.ts';
 import type { Jwks } from '../src/core/key.ts';
 import { createServices } from '../src/services/container.ts';
+import { BundleVerifierPool, defaultThreadCount } from '../src/services/verify-pool.ts';
 import { benchEnv, benchIssueRequest, corpusPath, machineLine, percentile } from './issuance.ts';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
@@ -106,6 +107,7 @@ const { values } = parseArgs({
     bundles: { type: 'string', default: '200' },
     seconds: { type: 'string', default: '5' },
     'cli-runs': { type: 'string', default: '20' },
+    threads: { type: 'string', default: String(defaultThreadCount()) },
   },
 });
 const bundleCount = parsePositive(values.bundles, '--bundles');
@@ -140,6 +142,29 @@ try {
     console.log(
       `| ${name} | ${result.perSecond.toFixed(0)} | ${result.microseconds.toFixed(0)} | ${result.count} | ${result.invalid} |`,
     );
+  }
+
+  // Worker-thread pool: the same verifier on every core, as `cdil verify A.zip B.zip ...` uses.
+  const threads = parsePositive(values.threads, '--threads');
+  const pool = new BundleVerifierPool(threads);
+  try {
+    const zips = bundles.map((bundle) => bundle.zip);
+    await pool.verifyMany(zips, { trustedKeys: jwks });
+    let count = 0;
+    let invalid = 0;
+    const started = performance.now();
+    while (performance.now() - started < seconds * 1000) {
+      const outcomes = await pool.verifyMany(zips, { trustedKeys: jwks });
+      invalid += outcomes.filter((outcome) => !outcome.report?.valid).length;
+      count += zips.length;
+    }
+    const elapsed = (performance.now() - started) / 1000;
+    anyInvalid ||= invalid > 0;
+    console.log(
+      `| pinned key set, pool of ${threads} worker threads | ${(count / elapsed).toFixed(0)} | ${((elapsed * 1e6) / count).toFixed(0)} | ${count} | ${invalid} |`,
+    );
+  } finally {
+    await pool.close();
   }
 
   const zipPath = join(dataDir, 'bundle.zip');

@@ -105,25 +105,123 @@ export function runVerify(
   }
 }
 
+export interface VerifyManyCliOptions {
+  trustedKeys?: string;
+  json?: boolean;
+  jobs?: string;
+}
+
+/**
+ * Verifies several bundles on worker threads and prints one verdict line per bundle (or a JSON
+ * array). The exit status is 2 when any input is unusable, else 1 when any bundle is invalid.
+ */
+export async function runVerifyMany(
+  paths: string[],
+  options: VerifyManyCliOptions,
+  out: (text: string) => void,
+  err: (text: string) => void,
+): Promise<number> {
+  const { BundleVerifierPool, defaultThreadCount } = await import('../../services/verify-pool.ts');
+  const jobs =
+    options.jobs === undefined
+      ? Math.min(defaultThreadCount(), paths.length)
+      : Number(options.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) {
+    err('error: --jobs must be an integer from 1 to 64');
+    return EXIT_UNUSABLE;
+  }
+  let trustedKeys;
+  try {
+    trustedKeys = options.trustedKeys
+      ? parseTrustedKeys(
+          readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'),
+        )
+      : undefined;
+  } catch (error) {
+    if (error instanceof BundleError) {
+      err(`error: ${error.message} [${error.code}]`);
+      return EXIT_UNUSABLE;
+    }
+    throw error;
+  }
+  const inputs = paths.map((path) => {
+    try {
+      return { path, zip: readInput(path, 'bundle', DEFAULT_ZIP_LIMITS.maxArchiveBytes) };
+    } catch (error) {
+      if (error instanceof BundleError) {
+        return { path, error: { code: error.code, message: error.message } };
+      }
+      throw error;
+    }
+  });
+  const readable = inputs.filter((input) => input.zip !== undefined);
+  const pool = new BundleVerifierPool(jobs);
+  let outcomes;
+  try {
+    outcomes = await pool.verifyMany(
+      readable.map((input) => new Uint8Array(input.zip)),
+      { trustedKeys },
+    );
+  } finally {
+    await pool.close();
+  }
+  const byPath = new Map(readable.map((input, i) => [input.path, outcomes[i]!]));
+  const results = inputs.map((input) => ({
+    path: input.path,
+    ...(byPath.get(input.path) ?? { error: input.error! }),
+  }));
+  let status = EXIT_VALID;
+  for (const result of results) {
+    if (result.error) {
+      status = EXIT_UNUSABLE;
+    } else if (!result.report.valid && status !== EXIT_UNUSABLE) {
+      status = EXIT_INVALID;
+    }
+  }
+  if (options.json) {
+    out(JSON.stringify(results, null, 2));
+  } else {
+    for (const result of results) {
+      const failed = result.report?.checks
+        .filter((check) => check.status === 'fail')
+        .map((check) => check.check);
+      const verdict = result.error
+        ? `ERROR    ${result.path}: ${result.error.message} [${result.error.code}]`
+        : `${result.report.valid ? 'VALID  ' : 'INVALID'}  ${result.path}${failed && failed.length > 0 ? `: failed ${failed.join(', ')}` : ''}`;
+      out(printable(verdict));
+    }
+    const valid = results.filter((result) => result.report?.valid).length;
+    out(`${valid} of ${results.length} bundles valid (${jobs} worker threads)`);
+  }
+  return status;
+}
+
 export function registerVerifyCommand(program: Command): void {
   program
     .command('verify')
     .description(
       'Verify a defense bundle offline. Exit status: 0 valid, 1 invalid, 2 unusable input.',
     )
-    .argument('<bundle>', 'path of the defense bundle ZIP')
+    .argument('<bundles...>', 'path of one or more defense bundle ZIPs')
     .option(
       '--trusted-keys <file>',
       "pin the tenant's JWKS instead of trusting the key inside the bundle",
     )
     .option('--note <file>', 'also check that this file holds exactly the certified note text')
     .option('--json', 'print the full report as JSON')
-    .action((bundle: string, options: VerifyCliOptions) => {
-      process.exitCode = runVerify(
-        bundle,
-        options,
-        (text) => process.stdout.write(text + '\n'),
-        (text) => process.stderr.write(text + '\n'),
-      );
+    .option('--jobs <n>', 'worker threads when several bundles are given (default: CPU count)')
+    .action(async (bundles: string[], options: VerifyCliOptions & VerifyManyCliOptions) => {
+      const out = (text: string) => process.stdout.write(text + '\n');
+      const err = (text: string) => process.stderr.write(text + '\n');
+      if (bundles.length === 1) {
+        process.exitCode = runVerify(bundles[0]!, options, out, err);
+        return;
+      }
+      if (options.note) {
+        err('error: --note checks one bundle; give a single bundle with it');
+        process.exitCode = EXIT_UNUSABLE;
+        return;
+      }
+      process.exitCode = await runVerifyMany(bundles, options, out, err);
     });
 }

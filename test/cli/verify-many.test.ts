@@ -1,0 +1,89 @@
+// Several bundles verified at once on worker threads: verdicts per bundle in input order and
+// an exit status that reports the worst outcome.
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { BundleFile } from '../../src/core/bundle.ts';
+import {
+  EXIT_INVALID,
+  EXIT_UNUSABLE,
+  EXIT_VALID,
+  runVerifyMany,
+} from '../../src/cli/commands/verify.ts';
+import { BundleVerifierPool } from '../../src/services/verify-pool.ts';
+import {
+  createBundleFixture,
+  packBundle,
+  unpackBundle,
+  withFile,
+  type BundleFixture,
+} from '../helpers/bundle.ts';
+
+let fixture: BundleFixture;
+let genuine: string;
+let tampered: string;
+let junk: string;
+let jwks: string;
+
+before(async () => {
+  fixture = await createBundleFixture();
+  genuine = join(fixture.dir, 'genuine.zip');
+  tampered = join(fixture.dir, 'tampered.zip');
+  junk = join(fixture.dir, 'junk.zip');
+  jwks = join(fixture.dir, 'jwks.json');
+  writeFileSync(genuine, fixture.zip);
+  const files = unpackBundle(fixture.zip);
+  writeFileSync(tampered, packBundle(withFile(files, BundleFile.readme, 'forged readme')));
+  writeFileSync(junk, 'not a zip');
+  writeFileSync(jwks, JSON.stringify(fixture.jwks));
+});
+after(() => fixture.close());
+
+async function run(paths: string[]) {
+  const lines: string[] = [];
+  const status = await runVerifyMany(
+    paths,
+    { trustedKeys: jwks, jobs: '2' },
+    (text) => lines.push(text),
+    () => undefined,
+  );
+  return { status, lines };
+}
+
+test('all genuine bundles give exit 0', async () => {
+  const { status, lines } = await run([genuine, genuine, genuine]);
+  assert.equal(status, EXIT_VALID);
+  assert.equal(lines.filter((line) => line.startsWith('VALID')).length, 3);
+});
+
+test('one tampered bundle gives exit 1 and is named', async () => {
+  const { status, lines } = await run([genuine, tampered, genuine]);
+  assert.equal(status, EXIT_INVALID);
+  assert.match(lines[1]!, /^INVALID\s+.*tampered\.zip: failed bundle_manifest/);
+  assert.match(lines[0]!, /^VALID/);
+});
+
+test('an unusable input gives exit 2', async () => {
+  const { status, lines } = await run([genuine, tampered, junk]);
+  assert.equal(status, EXIT_UNUSABLE);
+  assert.match(lines[2]!, /^ERROR\s+.*junk\.zip/);
+});
+
+test('pool verdicts equal single-thread verdicts in order', async () => {
+  const pool = new BundleVerifierPool(2);
+  try {
+    const zips = Array.from({ length: 50 }, (_, i) =>
+      i % 7 === 3
+        ? packBundle(withFile(unpackBundle(fixture.zip), BundleFile.readme, 'x'))
+        : fixture.zip,
+    );
+    const outcomes = await pool.verifyMany(zips, { batchSize: 8 });
+    assert.equal(outcomes.length, 50);
+    outcomes.forEach((outcome, i) =>
+      assert.equal(outcome.report?.valid, i % 7 !== 3, `bundle ${i}`),
+    );
+  } finally {
+    await pool.close();
+  }
+});
