@@ -2,8 +2,8 @@
 // untrusted parties, so the reader walks the central directory itself (fflate's reader keys
 // entries by name and would hide duplicates), enforces entry-count and size limits before
 // inflating anything, and stops inflating as soon as an entry grows past its limit. It also
-// rejects every archive that another ZIP tool could read differently: bytes outside the
-// listed entries, local headers that disagree with the central directory, CRC-32 mismatches,
+// rejects archive features that other ZIP tools read differently: bytes outside the listed
+// entries, local headers that disagree with the central directory, CRC-32 mismatches,
 // entries that are not regular files, and names that collide on case-insensitive file systems.
 import { Inflate, zipSync, type Zippable } from 'fflate';
 import { BundleError } from './errors.ts';
@@ -98,11 +98,12 @@ function buildCrcTables(): Int32Array {
 /** Computes the CRC-32 that ZIP stores for `data`, as an unsigned 32-bit integer. */
 export function crc32(data: Uint8Array): number {
   const t = CRC_TABLES;
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   let crc = -1;
   let i = 0;
   const wordsEnd = data.length - (data.length % 4);
   for (; i < wordsEnd; i += 4) {
-    crc ^= data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24);
+    crc ^= view.getInt32(i, true);
     crc =
       t[768 + (crc & 0xff)]! ^
       t[512 + ((crc >>> 8) & 0xff)]! ^
@@ -131,9 +132,9 @@ function checkEntryName(name: string): void {
 
 /**
  * Rejects entries that an extractor would create as something other than a regular file.
- * The Unix file type is checked whatever the "version made by" host says, because Info-ZIP
- * UnZip's Unix port (unix/unix.c, mapattr) also reads the upper 16 bits as a Unix mode, and
- * creates symbolic links from them, for entries made by MS-DOS (host 0).
+ * The Unix file type is checked for every "version made by" host, not only Unix (3). Info-ZIP
+ * UnZip's Unix port (unix/unix.c, mapattr) also reads the upper 16 bits as a Unix mode for
+ * entries made by MS-DOS (host 0), and creates symbolic links from them.
  */
 function checkEntryType(name: string, externalAttributes: number): void {
   const fileType = (externalAttributes >>> 16) & UNIX_FILE_TYPE_MASK;
@@ -147,11 +148,31 @@ function checkEntryType(name: string, externalAttributes: number): void {
 }
 
 /**
- * Returns the form of a name that case-insensitive file systems (NTFS, APFS, HFS+ by default)
- * treat as the same file. NFC also folds the decomposed accents that macOS writes.
+ * Returns the form of a name under which case-insensitive file systems (NTFS, APFS, HFS+ by
+ * default) store one file. NFC merges precomposed and decomposed accents, as APFS and HFS+ do.
  */
 function fileSystemKey(name: string): string {
   return name.normalize('NFC').toLowerCase();
+}
+
+/**
+ * Adds `name` to `names`, which maps the file-system key of each earlier name to the name.
+ * Rejects exact duplicates and names that would overwrite an earlier one when extracted.
+ */
+function addUniqueName(names: Map<string, string>, name: string): void {
+  const key = fileSystemKey(name);
+  const earlier = names.get(key);
+  if (earlier === name) {
+    throw unsafe(`entry name ${JSON.stringify(name)} appears more than once`);
+  }
+  if (earlier !== undefined) {
+    throw unsafe(
+      `entry names ${JSON.stringify(earlier)} and ${JSON.stringify(name)} differ only in ` +
+        'letter case or Unicode normalization, so one would overwrite the other on ' +
+        'case-insensitive file systems',
+    );
+  }
+  names.set(key, name);
 }
 
 interface CentralEntry {
@@ -180,8 +201,16 @@ function findEndOfCentralDirectory(view: DataView): number {
   throw notZip('no ZIP end-of-central-directory record found');
 }
 
-function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralDirectory {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+interface EndRecord {
+  /** Offset of the end-of-central-directory record itself. */
+  eocd: number;
+  count: number;
+  directorySize: number;
+  directoryOffset: number;
+}
+
+/** Finds and checks the end-of-central-directory record of `bytes`. */
+function readEndRecord(bytes: Uint8Array, view: DataView, limits: ZipLimits): EndRecord {
   if (bytes.length < 22) {
     throw notZip('input is too short to be a ZIP archive');
   }
@@ -216,8 +245,14 @@ function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralDire
   if (directoryOffset + directorySize > eocd) {
     throw notZip('central directory lies outside the archive');
   }
+  return { eocd, count, directorySize, directoryOffset };
+}
+
+function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralDirectory {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const { eocd, count, directorySize, directoryOffset } = readEndRecord(bytes, view, limits);
+
   const entries: CentralEntry[] = [];
-  // Maps the file-system key of each name to the name itself.
   const names = new Map<string, string>();
   let offset = directoryOffset;
   let total = 0;
@@ -245,19 +280,7 @@ function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralDire
       throw unsafe(`entry ${i} has a name that is not UTF-8`);
     }
     checkEntryName(name);
-    const key = fileSystemKey(name);
-    const earlier = names.get(key);
-    if (earlier === name) {
-      throw unsafe(`entry name ${JSON.stringify(name)} appears more than once`);
-    }
-    if (earlier !== undefined) {
-      throw unsafe(
-        `entry names ${JSON.stringify(earlier)} and ${JSON.stringify(name)} differ only in ` +
-          'letter case or Unicode normalization, so one would overwrite the other on ' +
-          'case-insensitive file systems',
-      );
-    }
-    names.set(key, name);
+    addUniqueName(names, name);
     checkEntryType(name, externalAttributes);
     if (flags & FLAG_ENCRYPTED) {
       throw unsafe(`entry ${name} is encrypted`);
@@ -308,21 +331,32 @@ function readLocalHeader(bytes: Uint8Array, view: DataView, entry: CentralEntry)
   const size = view.getUint32(at + 22, true);
   const nameLength = view.getUint16(at + 26, true);
   const extraLength = view.getUint16(at + 28, true);
+
   if (!bytesEqual(bytes.subarray(at + 30, at + 30 + nameLength), utf8Encode(entry.name))) {
     throw unsafe(`local header of ${entry.name} names a different file`);
   }
-  if ((flags & (FLAG_ENCRYPTED | FLAG_DATA_DESCRIPTOR)) !== (entry.flags & FLAG_DATA_DESCRIPTOR)) {
+  const layoutFlags = FLAG_ENCRYPTED | FLAG_DATA_DESCRIPTOR;
+  if ((flags & layoutFlags) !== (entry.flags & layoutFlags)) {
     throw unsafe(`local header of ${entry.name} has flags that differ from the central directory`);
   }
   if (method !== entry.method) {
     throw unsafe(`local header of ${entry.name} names a different compression method`);
   }
-  // With a data descriptor the local fields are normally zero, though some writers fill them in.
-  const deferred = (flags & FLAG_DATA_DESCRIPTOR) !== 0 && crc === 0 && compressedSize === 0;
-  const matches = crc === entry.crc && compressedSize === entry.compressedSize;
-  if (!(deferred && size === 0) && !(matches && size === entry.size)) {
+
+  // With a data descriptor, a local field may be zero for "not known yet": Python's zipfile
+  // zeroes all three, and Info-ZIP Zip 3.0 writing to a pipe zeroes only the CRC-32 and the
+  // compressed size.
+  const zeroAllowed = (flags & FLAG_DATA_DESCRIPTOR) !== 0;
+  const agrees = (local: number, central: number): boolean =>
+    local === central || (zeroAllowed && local === 0);
+  if (
+    !agrees(crc, entry.crc) ||
+    !agrees(compressedSize, entry.compressedSize) ||
+    !agrees(size, entry.size)
+  ) {
     throw unsafe(`local header of ${entry.name} declares a different CRC-32 or size`);
   }
+
   return at + 30 + nameLength + extraLength;
 }
 
