@@ -1,6 +1,6 @@
 // Reads clinical notes from a JSON Lines file, optionally gzip-compressed. Each line is an
-// object with a `text` field; `note_id` is used for display when present, and an object
-// `context` (structured encounter context for shadow-mode scoring) is passed through unchecked.
+// object with a `text` field; `note_id` is used for display when present. An object `context`
+// (structured encounter context for shadow-mode scoring) is passed through unchecked.
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 

@@ -214,7 +214,7 @@ export class DashboardService {
     };
   }
 
-  /** A one-page summary for leadership: volumes, completeness, top gaps, leakage, certificates. */
+  /** Builds a one-page summary for leadership: volumes, completeness, top gaps, leakage, certificates. */
   async executiveSummary(tenantId: string, range: DateRange, verificationSample: number) {
     if (verificationSample < 1 || verificationSample > MAX_VERIFICATION_SAMPLE) {
       throw new AppError(

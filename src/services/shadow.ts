@@ -54,7 +54,7 @@ export interface GapAmount {
   attributed_usd: number;
 }
 
-/** Where a note's value at risk comes from: one entry per counted condition and missing element. */
+/** The split of a note's value at risk, with one entry per counted condition and missing element. */
 export interface NoteLeakage {
   estimated_value_at_risk_usd: number;
   gaps: GapAmount[];

@@ -1,6 +1,6 @@
-// Shadow items at rest: they survive a new app instance on the same data folder, the database
-// files and logs hold no note text or client references, and the executive summary reports
-// real verification outcomes, including a certificate altered in the database.
+// Shadow items at rest. They survive a new app instance on the same data folder, and the
+// database files and logs contain no note text or client references. The executive summary
+// reports real verification outcomes, including a certificate altered in the database.
 import Database from 'better-sqlite3';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';

@@ -84,6 +84,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
     },
     (request) => services.shadow.evidenceDeficit(tenantOf(request), request.body),
   );
+
   app.post<{ Body: Batch }>(
     ROUTES.shadowAnalyze.url,
     {
@@ -98,6 +99,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
     async (request, reply) =>
       reply.code(201).send(await services.shadow.analyze(tenantOf(request), request.body.notes)),
   );
+
   app.post<{ Body: Batch }>(
     ROUTES.shadowLeakageReport.url,
     {
@@ -111,6 +113,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
     },
     (request) => services.shadow.leakageReport(tenantOf(request), request.body.notes),
   );
+
   app.post<{ Body: Intake }>(
     ROUTES.shadowIntake.url,
     {
@@ -125,6 +128,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
     async (request, reply) =>
       reply.code(201).send(await services.shadow.intake(tenantOf(request), request.body)),
   );
+
   app.get<{ Querystring: Items }>(
     ROUTES.shadowItems.url,
     {
@@ -142,6 +146,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
         limit: numberOrUndefined(request.query.limit),
       }),
   );
+
   app.get<{ Params: { item_id: string } }>(
     ROUTES.shadowItem.url,
     {
@@ -155,6 +160,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
     },
     (request) => services.shadow.getItem(tenantOf(request), request.params.item_id),
   );
+
   app.get<{ Querystring: Range }>(
     ROUTES.shadowDashboard.url,
     {
@@ -168,6 +174,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
     },
     (request) => services.dashboard.shadowDashboard(tenantOf(request), rangeOf(request.query)),
   );
+
   app.get<{ Querystring: RiskQuery }>(
     ROUTES.riskQueue.url,
     {
@@ -185,6 +192,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
         limit: numberOrUndefined(request.query.limit),
       }),
   );
+
   app.get<{ Querystring: ExecutiveQuery }>(
     ROUTES.executiveSummary.url,
     {
@@ -203,6 +211,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
         numberOrUndefined(request.query.verification_sample) ?? DEFAULT_VERIFICATION_SAMPLE,
       ),
   );
+
   app.get(
     ROUTES.getShadowAssumptions.url,
     {
@@ -211,6 +220,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
     },
     (request) => services.shadow.getAssumptions(tenantOf(request)),
   );
+
   app.put<{ Body: Assumptions }>(
     ROUTES.putShadowAssumptions.url,
     {
@@ -224,6 +234,7 @@ export function registerShadowRoutes(app: FastifyInstance, services: Services): 
     },
     (request) => services.shadow.putAssumptions(tenantOf(request), request.body),
   );
+
   app.post<{ Body: Roi }>(
     ROUTES.roiProjection.url,
     {

@@ -33,6 +33,13 @@ function toItem(raw: RawItem): ShadowItemRow {
   };
 }
 
+function toFlag(value: boolean | null): number | null {
+  if (value === null) {
+    return null;
+  }
+  return value ? 1 : 0;
+}
+
 /** Builds the WHERE clauses of a filter on shadow_items aliased as `i`. */
 function filterClauses(
   tenantId: string,
@@ -106,8 +113,7 @@ export class SqliteShadowTables {
       for (const { item, conditions, gaps, findings } of items) {
         insertItem.run({
           ...item,
-          certificate_note_match:
-            item.certificate_note_match === null ? null : item.certificate_note_match ? 1 : 0,
+          certificate_note_match: toFlag(item.certificate_note_match),
           has_deficit: item.has_deficit ? 1 : 0,
         });
         for (const condition of conditions) {
