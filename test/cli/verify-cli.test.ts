@@ -88,7 +88,7 @@ void describe('cdil verify', () => {
     assert.equal(result.status, 2);
     assert.equal(result.stdout, '');
     assert.match(result.stderr, /cannot read bundle .*no-such-bundle\.zip: ENOENT/);
-    assert.match(result.stderr, /\[BUNDLE_NOT_A_ZIP\]/);
+    assert.match(result.stderr, /\[INPUT_UNREADABLE\]/);
   });
 
   test('folder as bundle exits 2', () => {
@@ -108,7 +108,7 @@ void describe('cdil verify', () => {
   test('missing bundle argument is a usage error', () => {
     const result = runCli(['verify']);
     assert.equal(result.status, 2);
-    assert.match(result.stderr, /missing required argument 'bundle'/);
+    assert.match(result.stderr, /missing required argument 'bundles'/);
   });
 });
 
@@ -145,7 +145,7 @@ void describe('cdil verify --json', () => {
     assert.equal(result.status, 2);
     const output = JSON.parse(result.stdout) as { valid: boolean; error: { code: string } };
     assert.equal(output.valid, false);
-    assert.equal(output.error.code, 'BUNDLE_NOT_A_ZIP');
+    assert.equal(output.error.code, 'INPUT_UNREADABLE');
   });
 });
 
@@ -153,7 +153,7 @@ void describe('cdil verify --help', () => {
   test('exits 0 and documents the options', () => {
     const result = runCli(['verify', '--help']);
     assert.equal(result.status, 0, result.stderr);
-    assert.match(result.stdout, /Usage: cdil verify \[options\] <bundle>/);
+    assert.match(result.stdout, /Usage: cdil verify \[options\] <bundles\.\.\.>/);
     assert.match(result.stdout, /Exit status: 0 valid, 1 invalid, 2 unusable\s+input/);
     assert.match(result.stdout, /--trusted-keys <file>/);
     assert.match(result.stdout, /--note <file>/);
