@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.cdil-data/', '.tmp/', 'bin/', 'scripts/*.mjs'] },
+  { ignores: ['node_modules/', '.cdil-data/', '.tmp/', 'bin/', 'scripts/*.mjs', 'src/**/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
