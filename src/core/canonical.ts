@@ -51,10 +51,11 @@ export function canonicalSignedJson(record: SignedRecord): string {
 export function flatCanonicalJson(record: SignedRecord): string {
   // Keys that are not array indices keep insertion order in JSON.stringify, so copying them
   // in sorted order and serializing once gives the canonical text in one native call.
-  const sorted = Object.create(null) as Record<string, SignedValue>;
+  const sorted: Record<string, SignedValue> = {};
   for (const key of Object.keys(record).sort()) {
-    if (/^(?:0|[1-9]\d*)$/.test(key)) {
-      // Array-index keys would be moved to the front by JSON.stringify; take the general path.
+    // Array-index keys would be moved to the front by JSON.stringify, and assigning __proto__
+    // would set the prototype instead of a property; both take the general path.
+    if (key === '__proto__' || /^(?:0|[1-9]\d*)$/.test(key)) {
       return canonicalJson(record);
     }
     sorted[key] = record[key]!;
