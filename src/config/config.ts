@@ -14,6 +14,8 @@ export interface Config {
   /** SQLite file used when no PostgreSQL URL is configured. */
   sqlitePath: string;
   databaseUrl: string | undefined;
+  /** Maximum PostgreSQL connections per process; unused with SQLite. */
+  databasePoolSize: number;
   host: string;
   port: number;
   logLevel: string;
@@ -116,7 +118,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  * Reads and validates the configuration. Throws ConfigError listing every problem at once.
  *
  * Variables: CDIL_ENV (development|production), CDIL_DATA_DIR, CDIL_SQLITE_PATH, DATABASE_URL,
- * CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
+ * CDIL_DATABASE_POOL_SIZE, CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
  * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_WORKERS, CDIL_BODY_LIMIT_BYTES.
  */
 export function loadConfig(env: Env = process.env): Config {
@@ -136,6 +138,12 @@ export function loadConfig(env: Env = process.env): Config {
   const databaseUrl = env.DATABASE_URL || undefined;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+  const databasePoolSize = Number(env.CDIL_DATABASE_POOL_SIZE || 10);
+  if (!Number.isInteger(databasePoolSize) || databasePoolSize < 1 || databasePoolSize > 1000) {
+    problems.push(
+      `CDIL_DATABASE_POOL_SIZE must be an integer from 1 to 1000, got ${JSON.stringify(env.CDIL_DATABASE_POOL_SIZE)}`,
+    );
   }
 
   let jwtSecretText = env.CDIL_JWT_SECRET;
@@ -191,6 +199,7 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir,
     sqlitePath: resolve(env.CDIL_SQLITE_PATH || join(dataDir, 'cdil.sqlite')),
     databaseUrl,
+    databasePoolSize,
     host: env.CDIL_HOST || '127.0.0.1',
     port,
     logLevel,

@@ -1,10 +1,22 @@
-// Forward-only schema migrations. The SQL is written to run unchanged on SQLite and
-// PostgreSQL. Never edit a released migration: add a new one.
+// Forward-only schema migrations, one numbered sequence for both engines. Most SQL runs
+// unchanged on SQLite and PostgreSQL: booleans are INTEGER 0/1 on both, and text is TEXT. A
+// statement that cannot be portable gives one text per engine. Never edit a released
+// migration: add a new one.
+
+export type StorageEngine = 'sqlite' | 'postgres';
+
+/** One SQL statement, or one text per engine where the dialects differ. */
+export type MigrationStatement = string | Readonly<Record<StorageEngine, string>>;
 
 export interface Migration {
   version: number;
   name: string;
-  statements: string[];
+  statements: MigrationStatement[];
+}
+
+/** Returns the text of a migration statement for one engine. */
+export function statementFor(statement: MigrationStatement, engine: StorageEngine): string {
+  return typeof statement === 'string' ? statement : statement[engine];
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -71,7 +83,10 @@ export const MIGRATIONS: readonly Migration[] = [
         assumptions_json TEXT NOT NULL,
         updated_at TEXT NOT NULL
       )`,
-      `CREATE TABLE shadow_items (
+      // PostgreSQL REAL is a 4-byte float and SQLite REAL an 8-byte one, so PostgreSQL gets
+      // DOUBLE PRECISION for the same values. The SQLite text is the released one.
+      {
+        sqlite: `CREATE TABLE shadow_items (
         tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
         item_id TEXT NOT NULL,
         created_at TEXT NOT NULL,
@@ -91,10 +106,32 @@ export const MIGRATIONS: readonly Migration[] = [
         result_json TEXT NOT NULL,
         PRIMARY KEY (tenant_id, item_id)
       )`,
+        postgres: `CREATE TABLE shadow_items (
+        tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+        item_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('intake', 'analyze')),
+        batch_id TEXT,
+        note_hash TEXT NOT NULL,
+        note_ref_hash TEXT,
+        certificate_id TEXT,
+        certificate_note_match INTEGER,
+        ruleset_version TEXT NOT NULL,
+        context_rules_version TEXT NOT NULL,
+        assumptions_revision INTEGER NOT NULL,
+        conditions_counted INTEGER NOT NULL,
+        mean_completeness DOUBLE PRECISION,
+        estimated_value_at_risk_usd BIGINT NOT NULL,
+        has_deficit INTEGER NOT NULL,
+        result_json TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, item_id)
+      )`,
+      },
       `CREATE INDEX shadow_items_created ON shadow_items (tenant_id, created_at, item_id)`,
       `CREATE INDEX shadow_items_risk ON shadow_items (tenant_id, estimated_value_at_risk_usd, created_at, item_id)`,
       `CREATE INDEX shadow_items_certificate ON shadow_items (tenant_id, certificate_id)`,
-      `CREATE TABLE shadow_item_conditions (
+      {
+        sqlite: `CREATE TABLE shadow_item_conditions (
         tenant_id TEXT NOT NULL,
         item_id TEXT NOT NULL,
         condition_id TEXT NOT NULL,
@@ -109,6 +146,22 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (tenant_id, item_id, condition_id),
         FOREIGN KEY (tenant_id, item_id) REFERENCES shadow_items (tenant_id, item_id)
       )`,
+        postgres: `CREATE TABLE shadow_item_conditions (
+        tenant_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        condition_id TEXT NOT NULL,
+        counted INTEGER NOT NULL,
+        mentioned INTEGER NOT NULL,
+        completeness DOUBLE PRECISION NOT NULL,
+        monitor_met INTEGER NOT NULL,
+        evaluate_met INTEGER NOT NULL,
+        assess_met INTEGER NOT NULL,
+        treat_met INTEGER NOT NULL,
+        estimated_value_at_risk_usd BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, item_id, condition_id),
+        FOREIGN KEY (tenant_id, item_id) REFERENCES shadow_items (tenant_id, item_id)
+      )`,
+      },
       `CREATE INDEX shadow_item_conditions_condition ON shadow_item_conditions (tenant_id, condition_id)`,
       `CREATE TABLE shadow_item_gaps (
         tenant_id TEXT NOT NULL,

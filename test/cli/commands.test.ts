@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { runCli } from '../helpers/cli.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
 const COMMANDS = [
   [],
@@ -23,12 +24,22 @@ const COMMANDS = [
 describe('cdil command line', () => {
   let dir: string;
   let env: Record<string, string>;
+  let database: TestDatabase;
 
-  before(() => {
+  before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cdil-cli-'));
-    env = { CDIL_DATA_DIR: dir, CDIL_ENV: 'development', CDIL_LOG_LEVEL: 'warn' };
+    database = await createTestDatabase();
+    env = {
+      CDIL_DATA_DIR: dir,
+      CDIL_ENV: 'development',
+      CDIL_LOG_LEVEL: 'warn',
+      ...database.env,
+    };
   });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(async () => {
+    await database.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   for (const command of COMMANDS) {
     test(`cdil ${command.join(' ')} --help describes itself`, () => {

@@ -7,16 +7,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CLI, startServerProcess, type ServerProcess } from '../helpers/cli.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
 let dir: string;
 let server: ServerProcess;
+let database: TestDatabase;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cdil-readme-'));
-  server = await startServerProcess({ CDIL_DATA_DIR: join(dir, 'data'), CDIL_LOG_LEVEL: 'info' });
+  database = await createTestDatabase();
+  server = await startServerProcess({
+    CDIL_DATA_DIR: join(dir, 'data'),
+    CDIL_LOG_LEVEL: 'info',
+    ...database.env,
+  });
 });
-after(() => {
+after(async () => {
   server.child.kill('SIGKILL');
+  await server.exited;
+  await database.drop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -34,7 +43,7 @@ test('README first-certificate steps work as written', () => {
   const script = `npx() { shift; node ${JSON.stringify(CLI)} "$@"; }\n${steps}`;
   const result = spawnSync('bash', ['-c', script], {
     cwd: dir,
-    env: { ...process.env, CDIL_DATA_DIR: join(dir, 'data') },
+    env: { ...process.env, CDIL_DATA_DIR: join(dir, 'data'), ...database.env },
     encoding: 'utf8',
     timeout: 120_000,
   });

@@ -5,19 +5,28 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import { loadConfig } from '../../src/config/config.ts';
+import { openStore } from '../../src/storage/open.ts';
 import { issueBody } from '../helpers/app.ts';
 import { runCli, startServerProcess, type ServerProcess } from '../helpers/cli.ts';
+import { TEST_ENGINE, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
 describe('cdil serve process', () => {
   let dir: string;
   let env: Record<string, string>;
   let server: ServerProcess;
   let clinician: string;
+  let database: TestDatabase;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cdil-serve-'));
-    env = { CDIL_DATA_DIR: dir, CDIL_ENV: 'development', CDIL_LOG_LEVEL: 'info' };
+    database = await createTestDatabase();
+    env = {
+      CDIL_DATA_DIR: dir,
+      CDIL_ENV: 'development',
+      CDIL_LOG_LEVEL: 'info',
+      ...database.env,
+    };
     assert.equal(runCli(['tenant', 'create', 'north-clinic'], env).status, 0);
     clinician = runCli(
       ['token', '--tenant', 'north-clinic', '--role', 'clinician'],
@@ -25,8 +34,10 @@ describe('cdil serve process', () => {
     ).stdout.trim();
     server = await startServerProcess(env);
   });
-  after(() => {
+  after(async () => {
     server.child.kill('SIGKILL');
+    await server.exited;
+    await database.drop();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -35,7 +46,7 @@ describe('cdil serve process', () => {
     assert.equal(health.status, 200);
     const ready = await fetch(`${server.base}/readyz`);
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { status: 'ready', database: 'sqlite' });
+    assert.deepEqual(await ready.json(), { status: 'ready', database: TEST_ENGINE });
   });
 
   test('OpenAPI 3.1 document lists every route', async () => {
@@ -91,7 +102,7 @@ describe('cdil serve process', () => {
       assert.ok([201, 503, 0].includes(outcome.status), `unexpected status ${outcome.status}`);
     }
     assert.ok(server.stdout.some((line) => line.includes('shutdown complete')));
-    const store = new SqliteStore(join(dir, 'cdil.sqlite'));
+    const store = openStore(loadConfig({ ...env, CDIL_LOG_LEVEL: 'silent' }));
     try {
       for (const outcome of acknowledged) {
         const row = await store.getCertificate(

@@ -1,5 +1,6 @@
-// Several server processes on one SQLite database: concurrent clients issue for the same
-// tenants, then every chain is walked and every acknowledged certificate verified.
+// Several server processes on one database (SQLite, or PostgreSQL when DATABASE_URL is set):
+// concurrent clients issue for the same tenants, then every chain is walked and every
+// acknowledged certificate verified.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,17 +10,20 @@ import { loadConfig } from '../../src/config/config.ts';
 import { createServices, type Services } from '../../src/services/container.ts';
 import { issueBody } from '../helpers/app.ts';
 import { runCli, startServerProcess, type ServerProcess } from '../helpers/cli.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
 const TENANTS = ['ward-a', 'ward-b'];
 const REQUESTS_PER_TENANT = 150;
 
 let dir: string;
 let server: ServerProcess;
+let database: TestDatabase;
 const tokens = new Map<string, string>();
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cdil-workers-'));
-  const env = { CDIL_DATA_DIR: dir, CDIL_LOG_LEVEL: 'info' };
+  database = await createTestDatabase();
+  const env = { CDIL_DATA_DIR: dir, CDIL_LOG_LEVEL: 'info', ...database.env };
   for (const tenant of TENANTS) {
     assert.equal(runCli(['tenant', 'create', tenant], env).status, 0);
     tokens.set(
@@ -29,8 +33,10 @@ before(async () => {
   }
   server = await startServerProcess({ ...env, CDIL_WORKERS: '3' });
 });
-after(() => {
+after(async () => {
   server.child.kill('SIGKILL');
+  await server.exited;
+  await database.drop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -60,7 +66,7 @@ test('three workers keep every tenant chain unbroken', async () => {
   assert.equal(await server.exited, 0);
 
   const services: Services = await createServices(
-    loadConfig({ CDIL_DATA_DIR: dir, CDIL_LOG_LEVEL: 'silent' }),
+    loadConfig({ CDIL_DATA_DIR: dir, CDIL_LOG_LEVEL: 'silent', ...database.env }),
   );
   try {
     for (const tenant of TENANTS) {

@@ -1,5 +1,6 @@
-// Builds a real service stack on a temporary SQLite file with captured JSON logs, for tests
-// that call the HTTP API through app.inject().
+// Builds a real service stack with captured JSON logs, for tests that call the HTTP API through
+// app.inject(). It stores data in a temporary SQLite file, or in a new PostgreSQL database
+// when DATABASE_URL is set (see database.ts).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,26 +11,46 @@ import { buildServer } from '../../src/server/app.ts';
 import { signToken } from '../../src/server/auth.ts';
 import type { Role } from '../../src/server/route-table.ts';
 import { createServices, type Services } from '../../src/services/container.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
 
 export interface TestApp {
   app: FastifyInstance;
   services: Services;
   config: Config;
   dir: string;
+  /** The PostgreSQL database in use, or an empty environment under SQLite. */
+  database: TestDatabase;
   logs: string[];
   token(roles: Role | Role[], tenantId?: string, extra?: { ttlSeconds?: number }): Promise<string>;
   close(): Promise<void>;
 }
 
-export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+/**
+ * Starts an app on a new data folder and database. To reopen existing data, pass the earlier
+ * app's CDIL_DATA_DIR and `database`; close() then leaves that database in place.
+ */
+export async function startTestApp(
+  env: Record<string, string> = {},
+  existing?: TestDatabase,
+): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), 'cdil-test-'));
+  const database = existing ?? (await createTestDatabase());
   const config = loadConfig({
     CDIL_ENV: 'development',
     CDIL_DATA_DIR: dir,
     CDIL_LOG_LEVEL: 'info',
+    ...database.env,
     ...env,
   });
-  const services = await createServices(config);
+  let services: Services;
+  try {
+    services = await createServices(config);
+  } catch (error) {
+    if (existing === undefined) {
+      await database.drop();
+    }
+    throw error;
+  }
   const logs: string[] = [];
   const logStream = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -43,6 +64,7 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     services,
     config,
     dir,
+    database,
     logs,
     token: (roles, tenantId, extra = {}) =>
       signToken(
@@ -57,6 +79,9 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     close: async () => {
       await app.close();
       await services.close();
+      if (existing === undefined) {
+        await database.drop();
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -17,6 +17,7 @@ import { readZipSafely, writeDeterministicZip } from '../../src/core/zip.ts';
 import { runVerify, type VerifyCliOptions } from '../../src/cli/commands/verify.ts';
 import type { IssueRequest } from '../../src/services/issuance.ts';
 import { createServices, type Services } from '../../src/services/container.ts';
+import { createTestDatabase } from './database.ts';
 
 export const TENANT_ID = 't1';
 
@@ -42,7 +43,7 @@ export function issueRequest(overrides: Partial<IssueRequest> = {}): IssueReques
 }
 
 export interface BundleFixture {
-  /** Temporary folder with the database, removed by close(). */
+  /** Temporary folder with the SQLite database (if used), removed by close(). */
   dir: string;
   services: Services;
   jwks: Jwks;
@@ -58,10 +59,12 @@ export async function createBundleFixture(
   overrides: Partial<IssueRequest> = {},
 ): Promise<BundleFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'cdil-bundle-test-'));
+  const database = await createTestDatabase();
   const config = loadConfig({
     CDIL_ENV: 'development',
     CDIL_DATA_DIR: dir,
     CDIL_LOG_LEVEL: 'silent',
+    ...database.env,
   });
   const services = await createServices(config);
   try {
@@ -83,11 +86,13 @@ export async function createBundleFixture(
       zip,
       close: async () => {
         await services.close();
+        await database.drop();
         rmSync(dir, { recursive: true, force: true });
       },
     };
   } catch (error) {
     await services.close();
+    await database.drop();
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }

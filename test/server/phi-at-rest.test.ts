@@ -1,10 +1,10 @@
 // Issues certificates with distinctive note text and identifiers, including requests that
-// fail, then scans every byte of the database files and every captured log line for them.
+// fail, then scans everything stored (every byte of the SQLite files, or every row of every
+// PostgreSQL table) and every captured log line for them.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
+import { readStoredData } from '../helpers/database.ts';
 
 const MARKERS = {
   note_text: 'ZEBRA-NOTE-MARKER-7731 patient with unusual xylophone symptoms',
@@ -62,11 +62,10 @@ describe('no PHI at rest or in logs', () => {
   });
   after(() => t.close());
 
-  test('database files hold no note text or identifiers', () => {
-    const files = readdirSync(t.dir).filter((name) => name.startsWith('cdil.sqlite'));
-    assert.ok(files.length >= 1);
-    for (const name of files) {
-      const bytes = readFileSync(join(t.dir, name));
+  test('stored data holds no note text or identifiers', async () => {
+    const stored = await readStoredData(t);
+    assert.ok(stored.length >= 1);
+    for (const { name, bytes } of stored) {
       for (const [field, marker] of Object.entries(MARKERS)) {
         for (const fragment of [marker, marker.slice(0, 12)]) {
           assert.equal(bytes.indexOf(Buffer.from(fragment)), -1, `${field} found in ${name}`);
@@ -86,8 +85,11 @@ describe('no PHI at rest or in logs', () => {
     assert.ok(!/Bearer [A-Za-z0-9]/.test(text), 'bearer token found in logs');
   });
 
-  test('private keys are not stored in plaintext', () => {
-    const bytes = readFileSync(join(t.dir, 'cdil.sqlite'));
-    assert.equal(bytes.indexOf(Buffer.from('PRIVATE KEY')), -1);
+  test('private keys are not stored in plaintext', async () => {
+    const stored = await readStoredData(t);
+    assert.ok(stored.some(({ bytes }) => bytes.indexOf('PUBLIC KEY') >= 0));
+    for (const { name, bytes } of stored) {
+      assert.equal(bytes.indexOf(Buffer.from('PRIVATE KEY')), -1, name);
+    }
   });
 });

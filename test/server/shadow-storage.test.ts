@@ -1,12 +1,12 @@
-// Shadow items at rest. They survive a new app instance on the same data folder, and the
-// database files and logs contain no note text or client references. The executive summary
-// reports real verification outcomes, including a certificate altered in the database.
-import Database from 'better-sqlite3';
+// Shadow items at rest. They survive a new app instance on the same data folder and database,
+// and the stored data and logs contain no note text or client references. The executive
+// summary reports real verification outcomes, including a certificate altered in the database.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
+import { readStoredData, runSql } from '../helpers/database.ts';
 import { GAP_NOTES } from '../helpers/shadow.ts';
 
 const NOTE_MARKER = 'QUOKKA-SHADOW-MARKER-6617';
@@ -70,21 +70,19 @@ describe('shadow items at rest', () => {
   });
   after(() => t.close());
 
-  test('database files hold no note text or note_ref', async () => {
-    // Checkpoint the WAL by closing, then scan every SQLite file byte by byte.
+  test('stored data holds no note text or note_ref', async () => {
+    // Closing checkpoints the SQLite WAL. Then every SQLite file is scanned byte by byte, or
+    // every row of every PostgreSQL table as text.
     await t.services.store.close();
-    const files = readdirSync(t.dir).filter((name) => name.startsWith('cdil.sqlite'));
-    assert.ok(files.length >= 1);
-    for (const name of files) {
-      const bytes = readFileSync(join(t.dir, name));
+    const stored = await readStoredData(t);
+    assert.ok(stored.length >= 1);
+    for (const { name, bytes } of stored) {
       for (const marker of [NOTE_MARKER, REF_MARKER, 'QUOKKA', 'metformin', 'fatigue']) {
         assert.equal(bytes.indexOf(Buffer.from(marker)), -1, `${marker} found in ${name}`);
       }
     }
-    const db = new Database(join(t.dir, 'cdil.sqlite'), { readonly: true });
-    const rows = db.prepare('SELECT COUNT(*) AS n FROM shadow_items').get() as { n: number };
-    db.close();
-    assert.equal(rows.n, 3);
+    const [rows] = await runSql(t, 'SELECT COUNT(*) AS n FROM shadow_items');
+    assert.equal(Number(rows?.n), 3);
   });
 
   test('logs hold no note text or note_ref', () => {
@@ -95,7 +93,7 @@ describe('shadow items at rest', () => {
 
   test('items survive a new app instance on the same data folder', async () => {
     await t.app.close();
-    const second = await startTestApp({ CDIL_DATA_DIR: t.dir });
+    const second = await startTestApp({ CDIL_DATA_DIR: t.dir }, t.database);
     try {
       const analyst = await second.token('analyst', 'alice');
       const item = await second.app.inject({
@@ -140,20 +138,19 @@ describe('shadow items at rest', () => {
     assert.ok(clean.estimated_leakage.total_usd > 0);
     assert.ok(clean.top_gaps.length > 0);
 
-    const db = new Database(app.config.sqlitePath);
-    const row = db
-      .prepare('SELECT signed_message FROM certificates WHERE certificate_id = ?')
-      .get(certificates[1]) as { signed_message: string };
-    const altered = row.signed_message.replace(
-      '"model_version":"2026.11"',
-      '"model_version":"2026.12"',
+    const location = { dir: dirname(app.config.sqlitePath), database: app.database };
+    const [row] = await runSql(
+      location,
+      'SELECT signed_message FROM certificates WHERE certificate_id = ?',
+      [certificates[1]!],
     );
-    assert.notEqual(altered, row.signed_message);
-    db.prepare('UPDATE certificates SET signed_message = ? WHERE certificate_id = ?').run(
+    const signedMessage = String(row?.signed_message);
+    const altered = signedMessage.replace('"model_version":"2026.11"', '"model_version":"2026.12"');
+    assert.notEqual(altered, signedMessage);
+    await runSql(location, 'UPDATE certificates SET signed_message = ? WHERE certificate_id = ?', [
       altered,
-      certificates[1],
-    );
-    db.close();
+      certificates[1]!,
+    ]);
 
     const tampered = await summary();
     assert.equal(tampered.certificates.verification.verified, 2);

@@ -4,7 +4,7 @@
 import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { MIGRATIONS, type Migration } from '../migrations.ts';
+import { MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
 import {
   TenantExistsError,
@@ -135,7 +135,7 @@ export class SqliteStore implements Store {
         return;
       }
       for (const statement of migration.statements) {
-        db.exec(statement);
+        db.exec(statementFor(statement, 'sqlite'));
       }
       db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
         migration.version,

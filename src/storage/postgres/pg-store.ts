@@ -1,0 +1,537 @@
+// PostgreSQL engine (node-postgres pool). Chain appends are serialized by the database: each
+// append transaction locks the tenant's chain_heads row with SELECT ... FOR UPDATE, so appends
+// from any number of processes queue on that row and never fork a chain.
+import pg from 'pg';
+import { MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
+import {
+  INSERT_CONDITION_SQL,
+  INSERT_FINDING_SQL,
+  INSERT_GAP_SQL,
+  INSERT_ITEM_SQL,
+  aggregateQueries,
+  assembleAggregate,
+  conditionParams,
+  itemParams,
+  linkedCertificateIdsQuery,
+  listItemsQuery,
+  toItem,
+  type AggregateRows,
+  type Query,
+  type RawItem,
+  type SqlParam,
+} from '../shadow-sql.ts';
+import {
+  TenantExistsError,
+  type AppendItem,
+  type AppendResult,
+  type CertificateFilter,
+  type CertificateRow,
+  type MigrationReport,
+  type NewShadowItem,
+  type Sealer,
+  type ShadowAggregate,
+  type ShadowAssumptionsRow,
+  type ShadowItemCursor,
+  type ShadowItemFilter,
+  type ShadowItemOrder,
+  type ShadowItemRow,
+  type SigningKeyRow,
+  type Store,
+  type TenantRow,
+} from '../store.ts';
+
+export const DEFAULT_POOL_SIZE = 10;
+
+/** Key of the session advisory lock held while migrating, so concurrent starts take turns. */
+const MIGRATION_LOCK_KEY = 0x4344_494c; // "CDIL" in ASCII
+
+const UNIQUE_VIOLATION = '23505';
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+// BIGINT (int8) and NUMERIC (the type of SUM over BIGINT) arrive as strings by default. Every
+// such value here is a count, sequence number or amount in cents or dollars, far below 2^53,
+// so reading them as numbers is exact and matches what the SQLite engine returns.
+function parseNumber(text: string): number {
+  return Number(text);
+}
+
+const typeParsers: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary'): unknown =>
+    oid === INT8_OID || oid === NUMERIC_OID
+      ? parseNumber
+      : (pg.types.getTypeParser(oid, format) as unknown)) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** Rewrites `?` placeholders as PostgreSQL's `$1`, `$2`, ... The SQL must contain no other `?`. */
+export function numberPlaceholders(sql: string): string {
+  let index = 0;
+  return sql.replace(/\?/g, () => `$${++index}`);
+}
+
+interface RawCertificate extends Omit<CertificateRow, 'human_reviewed'> {
+  human_reviewed: number;
+}
+
+function toCertificate(raw: RawCertificate | undefined): CertificateRow | undefined {
+  return raw
+    ? {
+        ...raw,
+        chain_sequence: Number(raw.chain_sequence),
+        human_reviewed: raw.human_reviewed === 1,
+      }
+    : undefined;
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === UNIQUE_VIOLATION;
+}
+
+type Queryable = Pick<pg.PoolClient, 'query'>;
+
+export interface PgStoreOptions {
+  /** Migrations to apply; defaults to all. Tests pass a prefix to build an older schema. */
+  migrations?: readonly Migration[];
+  /** Maximum number of pooled connections. */
+  poolSize?: number;
+}
+
+export class PgStore implements Store {
+  readonly engine = 'postgres';
+  readonly #pool: pg.Pool;
+  readonly #migrations: readonly Migration[];
+  #closed = false;
+
+  constructor(connectionString: string, options: PgStoreOptions = {}) {
+    this.#migrations = options.migrations ?? MIGRATIONS;
+    this.#pool = new pg.Pool({
+      connectionString,
+      max: options.poolSize ?? DEFAULT_POOL_SIZE,
+      types: typeParsers,
+      application_name: 'cdil',
+    });
+    // An idle pooled connection can fail, for example when the server restarts. The pool drops
+    // it and opens a new one on demand. Without a listener the error would end the process.
+    this.#pool.on('error', (error) => {
+      process.emitWarning(`idle PostgreSQL connection failed and was dropped: ${error.message}`);
+    });
+  }
+
+  async #rows<R>(sql: string, params: SqlParam[] = [], client: Queryable = this.#pool) {
+    const result = await client.query(numberPlaceholders(sql), params);
+    return result.rows as R[];
+  }
+
+  /**
+   * Runs `work` in one transaction on one pooled connection and commits before returning. A
+   * connection whose rollback failed is closed instead of returned to the pool.
+   */
+  async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+    const client = await this.#pool.connect();
+    let broken = false;
+    try {
+      await client.query(begin);
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        broken = true;
+      }
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async migrate(): Promise<MigrationReport> {
+    const client = await this.#pool.connect();
+    let broken = false;
+    try {
+      // A session lock, held across the per-migration transactions below. If this process dies
+      // while it holds the lock, the server releases it with the connection.
+      await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      try {
+        return await this.#migrateLocked(client);
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+      }
+    } catch (error) {
+      broken = true;
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async #migrateLocked(client: pg.PoolClient): Promise<MigrationReport> {
+    await client.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
+    );
+    const applied: string[] = [];
+    for (const migration of this.#migrations) {
+      await client.query('BEGIN');
+      try {
+        const done = await client.query('SELECT 1 FROM schema_migrations WHERE version = $1', [
+          migration.version,
+        ]);
+        if (done.rowCount === 0) {
+          for (const statement of migration.statements) {
+            await client.query(statementFor(statement, 'postgres'));
+          }
+          await client.query(
+            'INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)',
+            [migration.version, migration.name, new Date().toISOString()],
+          );
+          applied.push(`${migration.version} ${migration.name}`);
+        }
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK');
+        throw error;
+      }
+    }
+    const [row] = await this.#rows<{ version: number | null }>(
+      'SELECT MAX(version) AS version FROM schema_migrations',
+      [],
+      client,
+    );
+    return { applied, current: row?.version ?? 0 };
+  }
+
+  async ping(): Promise<void> {
+    await this.#pool.query('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      await this.#pool.end();
+    }
+  }
+
+  async createTenant(tenant: TenantRow, key: SigningKeyRow): Promise<void> {
+    try {
+      await this.#transaction(async (client) => {
+        const existing = await client.query('SELECT 1 FROM tenants WHERE tenant_id = $1', [
+          tenant.tenant_id,
+        ]);
+        if (existing.rowCount !== 0) {
+          throw new TenantExistsError(`tenant ${tenant.tenant_id} already exists`);
+        }
+        await client.query(
+          'INSERT INTO tenants (tenant_id, created_at, phi_policy, hmac_secret_sealed) VALUES ($1, $2, $3, $4)',
+          [tenant.tenant_id, tenant.created_at, tenant.phi_policy, tenant.hmac_secret_sealed],
+        );
+        await client.query(
+          `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, valid_until, public_key_pem, private_key_sealed, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+          [
+            key.tenant_id,
+            key.key_id,
+            key.algorithm,
+            key.status,
+            key.valid_from,
+            key.valid_until,
+            key.public_key_pem,
+            key.private_key_sealed,
+            key.created_at,
+          ],
+        );
+        await client.query(
+          'INSERT INTO chain_heads (tenant_id, chain_sequence, chain_hash) VALUES ($1, 0, NULL)',
+          [tenant.tenant_id],
+        );
+      });
+    } catch (error) {
+      // Another process created the same tenant between the check and the insert.
+      if (isUniqueViolation(error) && (error as pg.DatabaseError).table === 'tenants') {
+        throw new TenantExistsError(`tenant ${tenant.tenant_id} already exists`);
+      }
+      throw error;
+    }
+  }
+
+  async getTenant(tenantId: string): Promise<TenantRow | undefined> {
+    const [row] = await this.#rows<TenantRow>('SELECT * FROM tenants WHERE tenant_id = ?', [
+      tenantId,
+    ]);
+    return row;
+  }
+
+  listTenants(): Promise<TenantRow[]> {
+    return this.#rows<TenantRow>('SELECT * FROM tenants ORDER BY tenant_id');
+  }
+
+  listKeys(tenantId: string): Promise<SigningKeyRow[]> {
+    return this.#rows<SigningKeyRow>(
+      'SELECT * FROM signing_keys WHERE tenant_id = ? ORDER BY valid_from, key_id',
+      [tenantId],
+    );
+  }
+
+  appendCertificates<T extends AppendItem>(
+    tenantId: string,
+    items: T[],
+    seal: Sealer<T>,
+  ): Promise<AppendResult[]> {
+    return this.#transaction(async (client) => {
+      const [head] = await this.#rows<{ chain_sequence: number; chain_hash: string | null }>(
+        'SELECT chain_sequence, chain_hash FROM chain_heads WHERE tenant_id = ? FOR UPDATE',
+        [tenantId],
+        client,
+      );
+      if (!head) {
+        throw new Error(`tenant ${tenantId} has no chain head`);
+      }
+      let sequence = head.chain_sequence;
+      let previousHash = head.chain_hash;
+      const results: AppendResult[] = [];
+      const now = new Date().toISOString();
+      for (const item of items) {
+        if (item.idempotencyKey !== undefined) {
+          const seen = await this.#replay(client, tenantId, item);
+          if (seen) {
+            results.push(seen);
+            continue;
+          }
+        }
+        const row = seal(item, { sequence: sequence + 1, previousHash });
+        if (item.idempotencyKey !== undefined) {
+          // The key is claimed before the certificate is written. Appends hold the chain head
+          // lock, so the key can only be taken here by a writer that bypassed that lock. In that
+          // case the sealed row is dropped and the stored outcome returned instead.
+          const claimed = await client.query(
+            `INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, idempotency_key) DO NOTHING`,
+            [tenantId, item.idempotencyKey, item.requestHash ?? '', row.certificate_id, now],
+          );
+          if (claimed.rowCount === 0) {
+            results.push((await this.#replay(client, tenantId, item)) ?? { kind: 'conflict' });
+            continue;
+          }
+        }
+        await client.query(
+          `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version, governance_policy_version,
+             human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+          [
+            row.tenant_id,
+            row.chain_sequence,
+            row.certificate_id,
+            row.issued_at_utc,
+            row.model_version,
+            row.governance_policy_version,
+            row.human_reviewed ? 1 : 0,
+            row.chain_hash,
+            row.previous_hash,
+            row.key_id,
+            row.signed_message,
+            row.signature,
+          ],
+        );
+        sequence = row.chain_sequence;
+        previousHash = row.chain_hash;
+        results.push({ kind: 'created', row });
+      }
+      await client.query(
+        'UPDATE chain_heads SET chain_sequence = $1, chain_hash = $2 WHERE tenant_id = $3',
+        [sequence, previousHash, tenantId],
+      );
+      return results;
+    });
+  }
+
+  /** Returns the stored outcome of an item whose idempotency key exists, or undefined. */
+  async #replay(
+    client: Queryable,
+    tenantId: string,
+    item: AppendItem,
+  ): Promise<AppendResult | undefined> {
+    const [seen] = await this.#rows<{ request_hash: string; certificate_id: string }>(
+      'SELECT request_hash, certificate_id FROM idempotency_keys WHERE tenant_id = ? AND idempotency_key = ?',
+      [tenantId, item.idempotencyKey!],
+      client,
+    );
+    if (!seen) {
+      return undefined;
+    }
+    if (seen.request_hash !== item.requestHash) {
+      return { kind: 'conflict' };
+    }
+    const [raw] = await this.#rows<RawCertificate>(
+      'SELECT * FROM certificates WHERE tenant_id = ? AND certificate_id = ?',
+      [tenantId, seen.certificate_id],
+      client,
+    );
+    const row = toCertificate(raw);
+    return row ? { kind: 'replayed', row } : { kind: 'conflict' };
+  }
+
+  async getCertificate(
+    tenantId: string,
+    certificateId: string,
+  ): Promise<CertificateRow | undefined> {
+    const [raw] = await this.#rows<RawCertificate>(
+      'SELECT * FROM certificates WHERE tenant_id = ? AND certificate_id = ?',
+      [tenantId, certificateId],
+    );
+    return toCertificate(raw);
+  }
+
+  async getCertificateBySequence(
+    tenantId: string,
+    sequence: number,
+  ): Promise<CertificateRow | undefined> {
+    const [raw] = await this.#rows<RawCertificate>(
+      'SELECT * FROM certificates WHERE tenant_id = ? AND chain_sequence = ?',
+      [tenantId, sequence],
+    );
+    return toCertificate(raw);
+  }
+
+  async queryCertificates(
+    tenantId: string,
+    filter: CertificateFilter,
+    afterSequence: number,
+    limit: number,
+  ): Promise<CertificateRow[]> {
+    const clauses = ['tenant_id = ?', 'chain_sequence > ?'];
+    const params: SqlParam[] = [tenantId, afterSequence];
+    if (filter.issuedFrom !== undefined) {
+      clauses.push('issued_at_utc >= ?');
+      params.push(filter.issuedFrom);
+    }
+    if (filter.issuedTo !== undefined) {
+      clauses.push('issued_at_utc < ?');
+      params.push(filter.issuedTo);
+    }
+    if (filter.modelVersion !== undefined) {
+      clauses.push('model_version = ?');
+      params.push(filter.modelVersion);
+    }
+    if (filter.governancePolicyVersion !== undefined) {
+      clauses.push('governance_policy_version = ?');
+      params.push(filter.governancePolicyVersion);
+    }
+    if (filter.humanReviewed !== undefined) {
+      clauses.push('human_reviewed = ?');
+      params.push(filter.humanReviewed ? 1 : 0);
+    }
+    params.push(limit);
+    const rows = await this.#rows<RawCertificate>(
+      `SELECT * FROM certificates WHERE ${clauses.join(' AND ')} ORDER BY chain_sequence LIMIT ?`,
+      params,
+    );
+    return rows.map((row) => toCertificate(row)!);
+  }
+
+  insertShadowItems(items: NewShadowItem[]): Promise<void> {
+    const insertItem = numberPlaceholders(INSERT_ITEM_SQL);
+    const insertCondition = numberPlaceholders(INSERT_CONDITION_SQL);
+    const insertGap = numberPlaceholders(INSERT_GAP_SQL);
+    const insertFinding = numberPlaceholders(INSERT_FINDING_SQL);
+    return this.#transaction(async (client) => {
+      for (const { item, conditions, gaps, findings } of items) {
+        await client.query(insertItem, itemParams(item));
+        for (const condition of conditions) {
+          await client.query(
+            insertCondition,
+            conditionParams(item.tenant_id, item.item_id, condition),
+          );
+        }
+        for (const gap of gaps) {
+          await client.query(insertGap, [
+            item.tenant_id,
+            item.item_id,
+            gap.condition_id,
+            gap.element,
+            gap.attributed_cents,
+          ]);
+        }
+        for (const [position, finding] of findings.entries()) {
+          await client.query(insertFinding, [
+            item.tenant_id,
+            item.item_id,
+            position,
+            finding.rule_id,
+            finding.kind,
+          ]);
+        }
+      }
+    });
+  }
+
+  async getShadowItem(tenantId: string, itemId: string): Promise<ShadowItemRow | undefined> {
+    const [raw] = await this.#rows<RawItem>(
+      'SELECT * FROM shadow_items WHERE tenant_id = ? AND item_id = ?',
+      [tenantId, itemId],
+    );
+    return raw ? toItem(raw) : undefined;
+  }
+
+  async listShadowItems(
+    tenantId: string,
+    filter: ShadowItemFilter,
+    order: ShadowItemOrder,
+    cursor: ShadowItemCursor | undefined,
+    limit: number,
+  ): Promise<ShadowItemRow[]> {
+    const { sql, params } = listItemsQuery(tenantId, filter, order, cursor, limit);
+    const rows = await this.#rows<RawItem>(sql, params);
+    return rows.map(toItem);
+  }
+
+  aggregateShadowItems(tenantId: string, filter: ShadowItemFilter): Promise<ShadowAggregate> {
+    const queries = aggregateQueries(tenantId, filter);
+    // One snapshot for all six queries, so the totals and breakdowns count the same items.
+    return this.#transaction(async (client) => {
+      const all = (query: Query) => this.#rows(query.sql, query.params, client);
+      const rows = {
+        totals: (await all(queries.totals))[0],
+        sources: await all(queries.sources),
+        conditions: await all(queries.conditions),
+        gaps: await all(queries.gaps),
+        findings: await all(queries.findings),
+        revisions: await all(queries.revisions),
+      } as AggregateRows;
+      return assembleAggregate(rows);
+    }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  }
+
+  async listLinkedCertificateIds(
+    tenantId: string,
+    filter: ShadowItemFilter,
+    limit: number,
+  ): Promise<string[]> {
+    const { sql, params } = linkedCertificateIdsQuery(tenantId, filter, limit);
+    const rows = await this.#rows<{ certificate_id: string }>(sql, params);
+    return rows.map((row) => row.certificate_id);
+  }
+
+  async getShadowAssumptions(tenantId: string): Promise<ShadowAssumptionsRow | undefined> {
+    const [row] = await this.#rows<ShadowAssumptionsRow>(
+      'SELECT * FROM shadow_assumptions WHERE tenant_id = ?',
+      [tenantId],
+    );
+    return row;
+  }
+
+  async putShadowAssumptions(
+    tenantId: string,
+    assumptionsJson: string,
+    updatedAt: string,
+  ): Promise<ShadowAssumptionsRow> {
+    // One statement, so concurrent writers each get their own next revision.
+    const [row] = await this.#rows<ShadowAssumptionsRow>(
+      `INSERT INTO shadow_assumptions (tenant_id, revision, assumptions_json, updated_at) VALUES (?, 1, ?, ?)
+       ON CONFLICT (tenant_id) DO UPDATE SET revision = shadow_assumptions.revision + 1,
+         assumptions_json = excluded.assumptions_json, updated_at = excluded.updated_at
+       RETURNING tenant_id, revision, assumptions_json, updated_at`,
+      [tenantId, assumptionsJson, updatedAt],
+    );
+    return row!;
+  }
+}

@@ -1,0 +1,451 @@
+// Storage contract on the engine under test (SQLite, or PostgreSQL when DATABASE_URL is set):
+// schema upgrades from version 1, chains appended by several stores at once, idempotency and
+// tenant races, and concurrent migrations.
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../../src/storage/migrations.ts';
+import { PgStore } from '../../src/storage/postgres/pg-store.ts';
+import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import {
+  TenantExistsError,
+  type AppendItem,
+  type AppendResult,
+  type CertificateRow,
+  type ChainLink,
+  type NewShadowItem,
+  type Store,
+} from '../../src/storage/store.ts';
+import {
+  TEST_ENGINE,
+  createTestDatabase,
+  runSql,
+  type StorageLocation,
+} from '../helpers/database.ts';
+
+interface TestItem extends AppendItem {
+  certificateId: string;
+}
+
+/** Creates a data folder and database that several stores can open at once. */
+async function createLocation(): Promise<StorageLocation & { remove(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'cdil-store-test-'));
+  const database = await createTestDatabase();
+  return {
+    dir,
+    database,
+    remove: async () => {
+      await database.drop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function openStore(location: StorageLocation, migrations?: readonly Migration[]): Store {
+  const options = migrations === undefined ? {} : { migrations };
+  return location.database.url === undefined
+    ? new SqliteStore(join(location.dir, 'cdil.sqlite'), options)
+    : new PgStore(location.database.url, { ...options, poolSize: 4 });
+}
+
+async function createTenant(store: Store, tenantId: string): Promise<void> {
+  const now = new Date().toISOString();
+  await store.createTenant(
+    { tenant_id: tenantId, created_at: now, phi_policy: 'flag', hmac_secret_sealed: 'sealed' },
+    {
+      tenant_id: tenantId,
+      key_id: `${tenantId}-key`,
+      algorithm: 'ES256',
+      status: 'active',
+      valid_from: now,
+      valid_until: null,
+      public_key_pem: 'public',
+      private_key_sealed: 'sealed',
+      created_at: now,
+    },
+  );
+}
+
+/** Seals a stand-in certificate whose chain hash commits to its id and predecessor. */
+function seal(tenantId: string) {
+  return (item: TestItem, link: ChainLink): CertificateRow => ({
+    tenant_id: tenantId,
+    chain_sequence: link.sequence,
+    certificate_id: item.certificateId,
+    issued_at_utc: new Date().toISOString(),
+    model_version: 'model-1',
+    governance_policy_version: 'policy-1',
+    human_reviewed: link.sequence % 2 === 0,
+    chain_hash: createHash('sha256')
+      .update(`${link.previousHash ?? ''}|${item.certificateId}`)
+      .digest('hex'),
+    previous_hash: link.previousHash,
+    key_id: `${tenantId}-key`,
+    signed_message: `{"certificate_id":"${item.certificateId}"}`,
+    signature: 'signature',
+  });
+}
+
+function newItem(extra: Partial<TestItem> = {}): TestItem {
+  return { certificateId: randomUUID(), ...extra };
+}
+
+/** Walks a chain from sequence 1 and returns its certificate ids in order. */
+async function walkChain(store: Store, tenantId: string): Promise<string[]> {
+  const ids: string[] = [];
+  let previous: string | null = null;
+  for (let sequence = 1; ; sequence++) {
+    const row = await store.getCertificateBySequence(tenantId, sequence);
+    if (!row) {
+      return ids;
+    }
+    assert.equal(row.chain_sequence, sequence);
+    assert.equal(row.previous_hash, previous, `link at sequence ${sequence}`);
+    assert.equal(
+      row.chain_hash,
+      createHash('sha256')
+        .update(`${previous ?? ''}|${row.certificate_id}`)
+        .digest('hex'),
+    );
+    previous = row.chain_hash;
+    ids.push(row.certificate_id);
+  }
+}
+
+function shadowItem(tenantId: string, itemId: string, certificateId: string): NewShadowItem {
+  return {
+    item: {
+      tenant_id: tenantId,
+      item_id: itemId,
+      created_at: '2026-03-01T10:00:00.000Z',
+      source: 'analyze',
+      batch_id: null,
+      note_hash: 'a'.repeat(64),
+      note_ref_hash: null,
+      certificate_id: certificateId,
+      certificate_note_match: true,
+      ruleset_version: 'rules-1',
+      context_rules_version: 'context-1',
+      assumptions_revision: 1,
+      conditions_counted: 1,
+      mean_completeness: 1 / 3,
+      estimated_value_at_risk_usd: 4200,
+      has_deficit: true,
+      result_json: '{}',
+    },
+    conditions: [
+      {
+        condition_id: 'copd',
+        counted: true,
+        mentioned: true,
+        completeness: 1 / 3,
+        met: { monitor: true, evaluate: false, assess: false, treat: true },
+        estimated_value_at_risk_usd: 4200,
+      },
+    ],
+    gaps: [{ condition_id: 'copd', element: 'evaluate', attributed_cents: 210_000 }],
+    findings: [{ rule_id: 'rule-1', kind: 'missing' }],
+  };
+}
+
+describe(`storage on ${TEST_ENGINE}`, () => {
+  let location: Awaited<ReturnType<typeof createLocation>>;
+  let stores: Store[];
+
+  before(async () => {
+    location = await createLocation();
+    const first = openStore(location);
+    await first.migrate();
+    stores = [first, openStore(location), openStore(location)];
+  });
+  after(async () => {
+    for (const store of stores) {
+      await store.close();
+    }
+    await location.remove();
+  });
+
+  test('store reports its engine and answers ping', async () => {
+    assert.equal(stores[0]!.engine, TEST_ENGINE);
+    await stores[0]!.ping();
+  });
+
+  test('concurrent appends from three stores form one chain', async () => {
+    const tenantId = 'chain-race';
+    await createTenant(stores[0]!, tenantId);
+    const appends = [];
+    for (let round = 0; round < 15; round++) {
+      for (const store of stores) {
+        const batch = [newItem(), newItem(), newItem()];
+        appends.push(
+          store.appendCertificates(tenantId, batch, seal(tenantId)).then((results) => {
+            assert.deepEqual(
+              results.map((result) => result.kind),
+              ['created', 'created', 'created'],
+            );
+            return batch.map((item) => item.certificateId);
+          }),
+        );
+      }
+    }
+    const acknowledged = (await Promise.all(appends)).flat();
+    const chain = await walkChain(stores[1]!, tenantId);
+    assert.equal(chain.length, 135);
+    assert.equal(new Set(chain).size, chain.length, 'duplicate certificate in chain');
+    assert.deepEqual([...chain].sort(), [...acknowledged].sort());
+    for (const batchStart of [0, 3, 6]) {
+      // Each batch is appended in item order, so its three ids stay adjacent in the chain.
+      const ids = acknowledged.slice(batchStart, batchStart + 3);
+      const at = chain.indexOf(ids[0]!);
+      assert.deepEqual(chain.slice(at, at + 3), ids);
+    }
+  });
+
+  test('one idempotency key sent to three stores creates one certificate', async () => {
+    const tenantId = 'idem-race';
+    await createTenant(stores[0]!, tenantId);
+    const outcomes = await Promise.all(
+      stores.map((store) =>
+        store.appendCertificates(
+          tenantId,
+          [newItem({ idempotencyKey: 'key-1', requestHash: 'hash-1' })],
+          seal(tenantId),
+        ),
+      ),
+    );
+    const kinds = outcomes.map((results) => results[0]!.kind).sort();
+    assert.deepEqual(kinds, ['created', 'replayed', 'replayed']);
+    const ids = new Set(
+      outcomes.map((results) => {
+        const result = results[0]!;
+        return result.kind === 'conflict' ? undefined : result.row.certificate_id;
+      }),
+    );
+    assert.equal(ids.size, 1);
+    const conflict = await stores[2]!.appendCertificates(
+      tenantId,
+      [newItem({ idempotencyKey: 'key-1', requestHash: 'other-hash' })],
+      seal(tenantId),
+    );
+    assert.deepEqual(conflict, [{ kind: 'conflict' }]);
+    assert.equal((await walkChain(stores[0]!, tenantId)).length, 1);
+  });
+
+  test('repeated key within one batch is replayed', async () => {
+    const tenantId = 'idem-batch';
+    await createTenant(stores[0]!, tenantId);
+    const results = await stores[1]!.appendCertificates(
+      tenantId,
+      [
+        newItem({ idempotencyKey: 'k', requestHash: 'h' }),
+        newItem({ idempotencyKey: 'k', requestHash: 'h' }),
+        newItem({ idempotencyKey: 'k', requestHash: 'x' }),
+      ],
+      seal(tenantId),
+    );
+    assert.deepEqual(
+      results.map((result) => result.kind),
+      ['created', 'replayed', 'conflict'],
+    );
+    assert.equal((await walkChain(stores[0]!, tenantId)).length, 1);
+  });
+
+  test('concurrent tenant creation raises TenantExistsError once', async () => {
+    const outcomes = await Promise.allSettled(
+      stores.map((store) => createTenant(store, 'same-tenant')),
+    );
+    const fulfilled = outcomes.filter((outcome) => outcome.status === 'fulfilled');
+    const rejected = outcomes.filter((outcome) => outcome.status === 'rejected');
+    assert.equal(fulfilled.length, 1);
+    assert.equal(rejected.length, 2);
+    for (const outcome of rejected) {
+      assert.ok(outcome.reason instanceof TenantExistsError, String(outcome.reason));
+    }
+    assert.equal((await stores[0]!.listKeys('same-tenant')).length, 1);
+  });
+
+  test('query filters on human review and keeps chain order', async () => {
+    const tenantId = 'query';
+    await createTenant(stores[0]!, tenantId);
+    await stores[0]!.appendCertificates(
+      tenantId,
+      Array.from({ length: 6 }, () => newItem()),
+      seal(tenantId),
+    );
+    const reviewed = await stores[1]!.queryCertificates(tenantId, { humanReviewed: true }, 0, 10);
+    assert.deepEqual(
+      reviewed.map((row) => row.chain_sequence),
+      [2, 4, 6],
+    );
+    assert.ok(reviewed.every((row) => row.human_reviewed === true));
+    const page = await stores[1]!.queryCertificates(tenantId, {}, 2, 3);
+    assert.deepEqual(
+      page.map((row) => row.chain_sequence),
+      [3, 4, 5],
+    );
+  });
+
+  test('concurrent assumption writes get distinct revisions', async () => {
+    const tenantId = 'assumptions';
+    await createTenant(stores[0]!, tenantId);
+    const written = await Promise.all(
+      stores.map((store, i) =>
+        store.putShadowAssumptions(tenantId, `{"n":${i}}`, '2026-03-01T00:00:00.000Z'),
+      ),
+    );
+    assert.deepEqual(written.map((row) => row.revision).sort(), [1, 2, 3]);
+    const current = await stores[0]!.getShadowAssumptions(tenantId);
+    assert.equal(current?.revision, 3);
+  });
+});
+
+describe(`schema upgrade on ${TEST_ENGINE}`, () => {
+  test('version 1 data survives migration to latest', async () => {
+    const location = await createLocation();
+    try {
+      const old = openStore(location, MIGRATIONS.slice(0, 1));
+      const first = await old.migrate();
+      assert.equal(first.current, 1);
+      await createTenant(old, 'legacy');
+      const [created] = await old.appendCertificates(
+        'legacy',
+        [newItem({ idempotencyKey: 'legacy-key', requestHash: 'legacy-hash' })],
+        seal('legacy'),
+      );
+      assert.equal(created?.kind, 'created');
+      const shadowTables = await runSql(
+        location,
+        'SELECT 1 AS found FROM schema_migrations WHERE version = 2',
+      );
+      assert.equal(shadowTables.length, 0);
+      await old.close();
+
+      const store = openStore(location);
+      try {
+        const report = await store.migrate();
+        assert.equal(report.current, LATEST_SCHEMA_VERSION);
+        assert.deepEqual(
+          report.applied,
+          MIGRATIONS.slice(1).map((migration) => `${migration.version} ${migration.name}`),
+        );
+        assert.deepEqual((await store.migrate()).applied, []);
+
+        assert.equal((await store.getTenant('legacy'))?.phi_policy, 'flag');
+        const chain = await walkChain(store, 'legacy');
+        assert.equal(chain.length, 1);
+        const replay = await store.appendCertificates(
+          'legacy',
+          [newItem({ idempotencyKey: 'legacy-key', requestHash: 'legacy-hash' })],
+          seal('legacy'),
+        );
+        assert.equal(replay[0]?.kind, 'replayed');
+        await store.appendCertificates('legacy', [newItem()], seal('legacy'));
+        assert.equal((await walkChain(store, 'legacy')).length, 2);
+
+        await store.insertShadowItems([shadowItem('legacy', 'item-1', chain[0]!)]);
+        const item = await store.getShadowItem('legacy', 'item-1');
+        assert.equal(item?.mean_completeness, 1 / 3);
+        assert.equal(item?.certificate_note_match, true);
+        assert.equal(item?.has_deficit, true);
+        const aggregate = await store.aggregateShadowItems('legacy', {});
+        assert.equal(aggregate.items, 1);
+        assert.equal(aggregate.completeness_sum, 1 / 3);
+        assert.deepEqual(aggregate.met, { monitor: 1, evaluate: 0, assess: 0, treat: 1 });
+        assert.deepEqual(aggregate.gaps, [
+          { condition_id: 'copd', element: 'evaluate', items: 1, attributed_cents: 210_000 },
+        ]);
+        assert.deepEqual(await store.listLinkedCertificateIds('legacy', {}, 10), [chain[0]]);
+        const assumptions = await store.putShadowAssumptions('legacy', '{}', 'now');
+        assert.equal(assumptions.revision, 1);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await location.remove();
+    }
+  });
+
+  test('concurrent migrations apply each version once', async () => {
+    const location = await createLocation();
+    const stores = [openStore(location), openStore(location), openStore(location)];
+    try {
+      const reports = await Promise.all(stores.map((store) => store.migrate()));
+      const applied = reports.flatMap((report) => report.applied);
+      assert.equal(applied.length, MIGRATIONS.length);
+      assert.ok(reports.every((report) => report.current === LATEST_SCHEMA_VERSION));
+      const versions = await runSql(location, 'SELECT version FROM schema_migrations');
+      assert.equal(versions.length, MIGRATIONS.length);
+    } finally {
+      for (const store of stores) {
+        await store.close();
+      }
+      await location.remove();
+    }
+  });
+});
+
+/** Waits until some session of the test database waits for a row or table lock. */
+async function waitForLockWait(location: StorageLocation): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const waiting = await runSql(
+      location,
+      "SELECT 1 AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    );
+    if (waiting.length > 0) {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error('no session started waiting for a lock within 5 s');
+}
+
+describe(
+  'PostgreSQL idempotency',
+  { skip: TEST_ENGINE !== 'postgres' && 'needs DATABASE_URL' },
+  () => {
+    test('key taken during an append is replayed', async () => {
+      const location = await createLocation();
+      const store = openStore(location);
+      try {
+        await store.migrate();
+        await createTenant(store, 'bypass');
+        const [first] = await store.appendCertificates('bypass', [newItem()], seal('bypass'));
+        assert.equal(first?.kind, 'created');
+        const storedId = first.kind === 'created' ? first.row.certificate_id : '';
+        let results: AppendResult[];
+        // Another connection claims the key in an open transaction, standing in for a writer that
+        // ignores the chain head lock. The store cannot see the uncommitted key when it looks it
+        // up, so its own insert waits on that row until the other transaction commits.
+        const rival = new pg.Client({ connectionString: location.database.url });
+        await rival.connect();
+        try {
+          await rival.query('BEGIN');
+          await rival.query(
+            'INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at) VALUES ($1, $2, $3, $4, $5)',
+            ['bypass', 'late', 'same', storedId, 'now'],
+          );
+          const pending = store.appendCertificates(
+            'bypass',
+            [newItem({ idempotencyKey: 'late', requestHash: 'same' })],
+            seal('bypass'),
+          );
+          await waitForLockWait(location);
+          await rival.query('COMMIT');
+          results = await pending;
+        } finally {
+          await rival.end();
+        }
+        assert.equal(results[0]?.kind, 'replayed');
+        assert.equal(results[0]?.kind === 'replayed' && results[0].row.certificate_id, storedId);
+        assert.equal((await walkChain(store, 'bypass')).length, 1);
+      } finally {
+        await store.close();
+        await location.remove();
+      }
+    });
+  },
+);
