@@ -4,8 +4,9 @@
 # DATABASE_URL for a fresh database. It stops the cluster on exit, also when the command fails.
 #
 # Usage: scripts/with-postgres.sh CMD [ARG...]
-# PG_BIN selects the PostgreSQL binaries (default /usr/lib/postgresql/15/bin). Run as root,
-# the server runs as the postgres user, because PostgreSQL refuses to run as root.
+# PG_BIN selects the PostgreSQL binaries. By default it is /usr/lib/postgresql/15/bin, or the
+# newest version under /usr/lib/postgresql when 15 is not installed. Run as root, the server
+# runs as the postgres user, because PostgreSQL refuses to run as root.
 set -euo pipefail
 
 if [ "$#" -eq 0 ]; then
@@ -13,7 +14,13 @@ if [ "$#" -eq 0 ]; then
   exit 2
 fi
 
-PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+if [ -z "${PG_BIN:-}" ]; then
+  PG_BIN=/usr/lib/postgresql/15/bin
+  if [ ! -x "$PG_BIN/initdb" ]; then
+    newest="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    PG_BIN="${newest:-$PG_BIN}"
+  fi
+fi
 if [ ! -x "$PG_BIN/initdb" ]; then
   echo "with-postgres: $PG_BIN/initdb not found; install PostgreSQL or set PG_BIN" >&2
   exit 2
