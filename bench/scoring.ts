@@ -1,6 +1,7 @@
 // Throughput of shadow-mode scoring on one core, in process. It measures notes per second over
-// the real corpus, and time per note for synthetic notes of 1, 10 and 100 KB built by repeating
-// real note text, which shows whether time grows linearly with note length.
+// the real corpus, time per note for synthetic notes of 1, 10 and 100 KB built by repeating real
+// note text, which shows whether time grows linearly with note length, and the time of one
+// 200 KB sentence dense with mentions and triggers.
 //
 //   node --import tsx bench/scoring.ts [--rounds N]
 //
@@ -113,3 +114,13 @@ for (const [index, size] of sizes.entries()) {
       `${(ms / base).toFixed(1)}x the 1 KB time for ${size / (sizes[0] ?? 1)}x the length`,
   );
 }
+
+// One long sentence with a mention or a negation trigger in every word: the shape where each
+// mention once rescanned its whole sentence, so time grew with the square of the length.
+const denseText = 'hypertension diabetes sepsis no '.repeat(8000).slice(0, 200_000);
+const dense = best(
+  Array.from({ length: rounds }, () => measure(() => scoreNote({ text: denseText }, ruleset))),
+);
+console.log(
+  `dense 200 KB sentence: ${dense.wallMs.toFixed(1)} ms wall, ${dense.cpuMs.toFixed(1)} ms CPU`,
+);

@@ -73,6 +73,12 @@ export interface CompiledContextRules {
   readonly version: string;
   readonly dictionary: PhraseDictionary<ContextTerm>;
   readonly sectionDefaults: ReadonlyMap<SectionKind, SectionDefault>;
+  /** Largest max_words of any trigger role: no scope reaches further than this. */
+  readonly maxScopeWords: number;
+  /** Word count of the longest phrase. */
+  readonly maxPhraseWords: number;
+  /** Words on each side of a target that classification looks at: maxScopeWords + maxPhraseWords. */
+  readonly windowWords: number;
 }
 
 const TOP_LEVEL_FIELDS = [
@@ -175,14 +181,26 @@ export function compileContextRules(raw: unknown, field = 'context'): CompiledCo
   }
 
   const dictionary = new PhraseDictionary<ContextTerm>();
+  let maxScopeWords = 0;
   for (const term of terms.values()) {
     try {
       dictionary.add(term.phrase, term);
     } catch (error) {
       fail(`${field}.terms`, (error as Error).message);
     }
+    for (const role of term.triggers) {
+      maxScopeWords = Math.max(maxScopeWords, role.maxWords);
+    }
   }
-  return { version, dictionary, sectionDefaults };
+  const maxPhraseWords = dictionary.maxPhraseWords;
+  return {
+    version,
+    dictionary,
+    sectionDefaults,
+    maxScopeWords,
+    maxPhraseWords,
+    windowWords: maxScopeWords + maxPhraseWords,
+  };
 }
 
 /** A context phrase in a sentence, with the categories that an overlapping pseudo-trigger blocks. */
@@ -190,23 +208,46 @@ export interface ContextHit extends PhraseHit<ContextTerm> {
   readonly blocked?: ReadonlySet<ContextCategory>;
 }
 
+/** Index of the first element of the ascending `values` that is at least `key`. */
+function lowerBound(values: ArrayLike<number>, key: number): number {
+  let low = 0;
+  let high = values.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((values[middle] ?? 0) < key) {
+      low = middle + 1;
+    } else {
+      high = middle;
+    }
+  }
+  return low;
+}
+
 /**
  * Blocks each trigger role that overlaps a pseudo-trigger of its category. Phrases are found
  * with overlaps, so "there is no increase" yields the trigger "there is no" and the
  * pseudo-trigger "no increase", and the pseudo-trigger wins wherever the two share words.
+ * Hits must be sorted by first token. Only pseudo-triggers that start within one phrase length
+ * before a trigger can overlap it, so the cost is linear in the number of hits.
  */
-function applyPseudoTriggers(hits: PhraseHit<ContextTerm>[]): ContextHit[] {
+function applyPseudoTriggers(hits: PhraseHit<ContextTerm>[], maxPhraseWords: number): ContextHit[] {
   const pseudo = hits.filter((hit) => hit.value.pseudoFor.size > 0);
   if (pseudo.length === 0) {
     return hits;
   }
+  const pseudoFirsts = pseudo.map((hit) => hit.first);
   return hits.map((hit) => {
     if (hit.value.triggers.length === 0) {
       return hit;
     }
     let blocked: Set<ContextCategory> | undefined;
-    for (const other of pseudo) {
-      if (other === hit || other.first >= hit.last || other.last <= hit.first) {
+    for (
+      let i = lowerBound(pseudoFirsts, hit.first - maxPhraseWords);
+      i < pseudo.length && (pseudo[i]?.first ?? 0) < hit.last;
+      i++
+    ) {
+      const other = pseudo[i];
+      if (other === undefined || other === hit || other.last <= hit.first) {
         continue;
       }
       for (const category of other.value.pseudoFor) {
@@ -218,20 +259,62 @@ function applyPseudoTriggers(hits: PhraseHit<ContextTerm>[]): ContextHit[] {
   });
 }
 
+/** Terminators of one category, sorted by first token, for gap queries in logarithmic time. */
+interface TerminatorIndex {
+  readonly firsts: Int32Array;
+  /** suffixMinLast[i] is the smallest `last` among terminators i and after. */
+  readonly suffixMinLast: Int32Array;
+}
+
+/**
+ * The context phrases of one sentence (or of a window of it), sorted by first token, with an
+ * index of terminators per category. Build it with indexContextHits.
+ */
+export interface SentenceContext {
+  readonly hits: readonly ContextHit[];
+  readonly hitFirsts: Int32Array;
+  readonly terminators: ReadonlyMap<ContextCategory, TerminatorIndex>;
+}
+
+/** Sorts context hits and indexes their terminators. Runs in O(h log h) for h hits. */
+export function indexContextHits(hits: readonly ContextHit[]): SentenceContext {
+  const sorted = [...hits].sort((a, b) => a.first - b.first || a.last - b.last);
+  const terminators = new Map<ContextCategory, TerminatorIndex>();
+  for (const category of CONTEXT_CATEGORIES) {
+    const ofCategory = sorted.filter((hit) => hit.value.terminates.has(category));
+    if (ofCategory.length === 0) {
+      continue;
+    }
+    const firsts = Int32Array.from(ofCategory, (hit) => hit.first);
+    const suffixMinLast = new Int32Array(ofCategory.length);
+    let minimum = Number.MAX_SAFE_INTEGER;
+    for (let i = ofCategory.length - 1; i >= 0; i--) {
+      minimum = Math.min(minimum, ofCategory[i]?.last ?? minimum);
+      suffixMinLast[i] = minimum;
+    }
+    terminators.set(category, { firsts, suffixMinLast });
+  }
+  return { hits: sorted, hitFirsts: Int32Array.from(sorted, (hit) => hit.first), terminators };
+}
+
 /** Finds the context phrases of one sentence, given as a token range. */
 export function findContextTerms(
   rules: CompiledContextRules,
   tokens: TokenList,
   first: number,
   last: number,
-): ContextHit[] {
-  return applyPseudoTriggers(rules.dictionary.findEvery(tokens, first, last));
+): SentenceContext {
+  return indexContextHits(
+    applyPseudoTriggers(rules.dictionary.findEvery(tokens, first, last), rules.maxPhraseWords),
+  );
 }
 
 /**
- * Finds the context phrases of a sentence outside a target range. The target's own words must
- * not take part in a phrase: in "no acute distress" with the target "acute distress", the
- * phrase "no acute" would otherwise be a trigger that overlaps the target.
+ * Finds the context phrases around a target range, within the scan window of the rules and
+ * inside the sentence [sentenceFirst, sentenceLast). The target's own words must not take part
+ * in a phrase: in "no acute distress" with the target "acute distress", the phrase "no acute"
+ * would otherwise be a trigger that overlaps the target. The window keeps the cost per target
+ * constant however long the sentence is.
  */
 export function findContextTermsAround(
   rules: CompiledContextRules,
@@ -240,35 +323,57 @@ export function findContextTermsAround(
   sentenceLast: number,
   targetFirst: number,
   targetLast: number,
-): ContextHit[] {
-  return applyPseudoTriggers([
-    ...rules.dictionary.findEvery(tokens, sentenceFirst, targetFirst),
-    ...rules.dictionary.findEvery(tokens, targetLast, sentenceLast),
-  ]);
+): SentenceContext {
+  const from = Math.max(sentenceFirst, targetFirst - rules.windowWords);
+  const to = Math.min(sentenceLast, targetLast + rules.windowWords);
+  return indexContextHits(
+    applyPseudoTriggers(
+      [
+        ...rules.dictionary.findEvery(tokens, from, targetFirst),
+        ...rules.dictionary.findEvery(tokens, targetLast, to),
+      ],
+      rules.maxPhraseWords,
+    ),
+  );
 }
 
+/** Tells whether a terminator of `category` lies wholly inside the token gap [gapFirst, gapLast). */
 function isTerminated(
-  hits: readonly ContextHit[],
+  context: SentenceContext,
   category: ContextCategory,
   gapFirst: number,
   gapLast: number,
 ): boolean {
-  for (const hit of hits) {
-    if (hit.first >= gapFirst && hit.last <= gapLast && hit.value.terminates.has(category)) {
-      return true;
-    }
+  const index = context.terminators.get(category);
+  if (index === undefined) {
+    return false;
   }
-  return false;
+  const i = lowerBound(index.firsts, gapFirst);
+  return i < index.firsts.length && (index.suffixMinLast[i] ?? gapLast + 1) <= gapLast;
 }
 
-/** Tells whether a trigger of `category` in the sentence has the target token range in scope. */
+/**
+ * Tells whether a trigger of `category` in the sentence has the target token range in scope.
+ * Only hits within the scan window of the target are visited, because no trigger reaches
+ * further than `rules.maxScopeWords`.
+ */
 function inScope(
-  hits: readonly ContextHit[],
+  rules: CompiledContextRules,
+  context: SentenceContext,
   category: ContextCategory,
   targetFirst: number,
   targetLast: number,
 ): boolean {
-  for (const hit of hits) {
+  const { hits, hitFirsts } = context;
+  for (
+    let i = lowerBound(hitFirsts, targetFirst - rules.windowWords);
+    i < hits.length && (hitFirsts[i] ?? 0) <= targetLast + rules.maxScopeWords;
+    i++
+  ) {
+    const hit = hits[i];
+    if (hit === undefined) {
+      continue;
+    }
     if (hit.value.pseudoFor.has(category) || hit.blocked?.has(category) === true) {
       continue;
     }
@@ -280,13 +385,13 @@ function inScope(
       const after = hit.first >= targetLast;
       if (before && role.direction !== 'backward') {
         const gap = targetFirst - hit.last;
-        if (gap <= role.maxWords && !isTerminated(hits, category, hit.last, targetFirst)) {
+        if (gap <= role.maxWords && !isTerminated(context, category, hit.last, targetFirst)) {
           return true;
         }
       }
       if (after && role.direction !== 'forward') {
         const gap = hit.first - targetLast;
-        if (gap <= role.maxWords && !isTerminated(hits, category, targetLast, hit.first)) {
+        if (gap <= role.maxWords && !isTerminated(context, category, targetLast, hit.first)) {
           return true;
         }
       }
@@ -301,26 +406,28 @@ function inScope(
  */
 export function classifyTokens(
   rules: CompiledContextRules,
-  sentenceHits: readonly ContextHit[],
+  context: SentenceContext,
   targetFirst: number,
   targetLast: number,
   sectionKind: SectionKind | undefined,
 ): Assertion {
   const defaults = sectionKind === undefined ? undefined : rules.sectionDefaults.get(sectionKind);
-  const negated = inScope(sentenceHits, 'negated', targetFirst, targetLast);
-  const uncertain = inScope(sentenceHits, 'uncertain', targetFirst, targetLast);
+  const test = (category: ContextCategory): boolean =>
+    inScope(rules, context, category, targetFirst, targetLast);
+  const negated = test('negated');
+  const uncertain = test('uncertain');
 
   let temporality: Temporality = defaults?.temporality ?? 'recent';
-  if (inScope(sentenceHits, 'hypothetical', targetFirst, targetLast)) {
+  if (test('hypothetical')) {
     temporality = 'hypothetical';
-  } else if (inScope(sentenceHits, 'historical', targetFirst, targetLast)) {
+  } else if (test('historical')) {
     temporality = 'historical';
   }
 
   let experiencer: Experiencer = defaults?.experiencer ?? 'patient';
-  if (inScope(sentenceHits, 'family_member', targetFirst, targetLast)) {
+  if (test('family_member')) {
     experiencer = 'family_member';
-  } else if (inScope(sentenceHits, 'other', targetFirst, targetLast)) {
+  } else if (test('other')) {
     experiencer = 'other';
   }
   return { negated, uncertain, temporality, experiencer };
@@ -346,6 +453,6 @@ export function classifySpan(
   while (last < tokens.words.length && (tokens.starts[last] ?? 0) < end) {
     last++;
   }
-  const hits = findContextTermsAround(rules, tokens, 0, tokens.words.length, first, last);
-  return classifyTokens(rules, hits, first, last, sectionKind);
+  const context = findContextTermsAround(rules, tokens, 0, tokens.words.length, first, last);
+  return classifyTokens(rules, context, first, last, sectionKind);
 }

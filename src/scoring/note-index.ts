@@ -8,12 +8,13 @@ import {
   findContextTermsAround,
   type Assertion,
   type CompiledContextRules,
+  type SentenceContext,
 } from './context.ts';
 import { detectSections, type Section, type SectionKind } from './sections.ts';
 import { splitSentences, type Sentence } from './sentences.ts';
 import { tokenize, type TokenList } from './tokens.ts';
 
-type ContextHits = ReturnType<typeof findContextTerms>;
+type ContextHits = SentenceContext;
 
 export interface NoteIndex {
   readonly text: string;
@@ -32,6 +33,32 @@ export interface NoteIndex {
 }
 
 const LIST_MARKER = /^(?:\d{1,2}\s*[.)]|[-*#\u2022])/;
+
+/** Tells whether a context phrase overlaps the token range [first, last). */
+function overlapsTarget(
+  context: SentenceContext,
+  maxPhraseWords: number,
+  first: number,
+  last: number,
+): boolean {
+  const { hits, hitFirsts } = context;
+  let low = 0;
+  let high = hitFirsts.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((hitFirsts[middle] ?? 0) < first - maxPhraseWords) {
+      low = middle + 1;
+    } else {
+      high = middle;
+    }
+  }
+  for (let i = low; i < hits.length && (hitFirsts[i] ?? 0) < last; i++) {
+    if ((hits[i]?.last ?? 0) > first) {
+      return true;
+    }
+  }
+  return false;
+}
 
 /** Builds the index of a note. Runs in time linear in the note length. */
 export function indexNote(text: string, context: CompiledContextRules): NoteIndex {
@@ -106,7 +133,7 @@ export function indexNote(text: string, context: CompiledContextRules): NoteInde
     classify(first: number, last: number): Assertion {
       const s = tokenSentence[first] ?? 0;
       let hits: ContextHits = sentenceHits(s);
-      if (hits.some((hit) => hit.first < last && hit.last > first)) {
+      if (overlapsTarget(hits, context.maxPhraseWords, first, last)) {
         hits = findContextTermsAround(
           context,
           tokens,

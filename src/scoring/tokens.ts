@@ -104,6 +104,7 @@ export interface PhraseHit<T> {
  */
 export class PhraseDictionary<T> {
   private readonly byFirstWord = new Map<string, DictionaryEntry<T>[]>();
+  private longestPhraseWords = 0;
 
   /** Adds a phrase. A phrase with no word characters is rejected because it can never match. */
   add(phrase: string, value: T): void {
@@ -118,8 +119,14 @@ export class PhraseDictionary<T> {
       this.byFirstWord.set(first, entries);
     }
     entries.push({ words, value });
+    this.longestPhraseWords = Math.max(this.longestPhraseWords, words.length);
     // Longest first, so the first full match at a position is the longest one.
     entries.sort((a, b) => b.words.length - a.words.length);
+  }
+
+  /** Word count of the longest phrase added so far. */
+  get maxPhraseWords(): number {
+    return this.longestPhraseWords;
   }
 
   get size(): number {

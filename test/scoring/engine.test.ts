@@ -166,3 +166,13 @@ test('empty note scores cleanly', () => {
   assert.deepEqual(result.conditions, []);
   assert.equal(result.summary.mean_completeness, null);
 });
+
+test('long unpunctuated note scores in linear time', () => {
+  // One 200,000-character sentence with about 37,000 mentions and 12,000 negation triggers.
+  const text = 'hypertension diabetes sepsis no '.repeat(8000).slice(0, 200_000);
+  const started = performance.now();
+  const result = scoreNote({ text });
+  const elapsedMs = performance.now() - started;
+  assert.ok(condition(result, 'hypertension') !== undefined);
+  assert.ok(elapsedMs < 2000, `scoring took ${elapsedMs.toFixed(0)} ms`);
+});
