@@ -401,8 +401,25 @@ function inScope(
 }
 
 /**
+ * Tells whether a question mark stands directly before the target at `targetStart`, as in
+ * "? pneumonia" or "?CHF", which marks the diagnosis as uncertain. A question mark glued to the
+ * previous word ("Does he have CHF? Pneumonia ...") ends a question instead and does not count.
+ */
+export function isQuestionedTarget(text: string, targetStart: number): boolean {
+  let i = targetStart - 1;
+  while (i >= 0 && targetStart - i <= 2 && (text[i] === ' ' || text[i] === '\t')) {
+    i--;
+  }
+  if (i < 0 || text[i] !== '?') {
+    return false;
+  }
+  return i === 0 || !/[\p{L}\p{N}]/u.test(text[i - 1] ?? '');
+}
+
+/**
  * Classifies a target mention, given as a token range, using the context phrases of its sentence
- * and the kind of section it appears in.
+ * and the kind of section it appears in. `questioned` marks a target preceded by a lone question
+ * mark (see isQuestionedTarget), which makes it uncertain.
  */
 export function classifyTokens(
   rules: CompiledContextRules,
@@ -410,12 +427,13 @@ export function classifyTokens(
   targetFirst: number,
   targetLast: number,
   sectionKind: SectionKind | undefined,
+  questioned = false,
 ): Assertion {
   const defaults = sectionKind === undefined ? undefined : rules.sectionDefaults.get(sectionKind);
   const test = (category: ContextCategory): boolean =>
     inScope(rules, context, category, targetFirst, targetLast);
   const negated = test('negated');
-  const uncertain = test('uncertain');
+  const uncertain = questioned || test('uncertain');
 
   let temporality: Temporality = defaults?.temporality ?? 'recent';
   if (test('hypothetical')) {
@@ -454,5 +472,6 @@ export function classifySpan(
     last++;
   }
   const context = findContextTermsAround(rules, tokens, 0, tokens.words.length, first, last);
-  return classifyTokens(rules, context, first, last, sectionKind);
+  const questioned = isQuestionedTarget(sentence, tokens.starts[first] ?? start);
+  return classifyTokens(rules, context, first, last, sectionKind, questioned);
 }

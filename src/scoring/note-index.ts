@@ -6,6 +6,7 @@ import {
   classifyTokens,
   findContextTerms,
   findContextTermsAround,
+  isQuestionedTarget,
   type Assertion,
   type CompiledContextRules,
   type SentenceContext,
@@ -143,7 +144,8 @@ export function indexNote(text: string, context: CompiledContextRules): NoteInde
           last,
         );
       }
-      return classifyTokens(context, hits, first, last, sectionKindOfSentence(s));
+      const questioned = isQuestionedTarget(text, tokens.starts[first] ?? 0);
+      return classifyTokens(context, hits, first, last, sectionKindOfSentence(s), questioned);
     },
   };
 }

@@ -84,3 +84,44 @@ test('affirmed current mention is counted', () => {
     experiencer: 'patient',
   });
 });
+
+function conditionIn(text: string, id: string) {
+  const condition = scoreNote({ text }).conditions.find((item) => item.condition_id === id);
+  assert.ok(condition !== undefined, `${id} not found in: ${text}`);
+  return condition;
+}
+
+test('hedged diagnoses are uncertain', () => {
+  const cases = [
+    ['Possible pneumonia.', 'pneumonia'],
+    ['Likely sepsis from urinary source.', 'sepsis'],
+    ['Questionable CHF.', 'heart_failure'],
+    ['Cannot exclude pulmonary embolism.', 'venous_thromboembolism'],
+    ['Presumed sepsis.', 'sepsis'],
+    ['? pneumonia.', 'pneumonia'],
+    ['Pneumonia is suspected.', 'pneumonia'],
+    ['Suspected sepsis.', 'sepsis'],
+    ['Concern for pulmonary embolism.', 'venous_thromboembolism'],
+    ['Probable pneumonia.', 'pneumonia'],
+  ] as const;
+  for (const [assessment, id] of cases) {
+    const text = `ASSESSMENT: ${assessment} PLAN: Continue current care.`;
+    const condition = conditionIn(text, id);
+    assert.equal(condition.mentions[0]?.assertion.uncertain, true, text);
+    assert.equal(condition.counted, false, text);
+  }
+});
+
+test('hedge words in plain phrases do not hedge', () => {
+  assert.equal(
+    classify('Follow up as soon as possible for diabetes.', 'diabetes').uncertain,
+    false,
+  );
+  assert.equal(classify('Does he have CHF? Yes.', 'CHF').uncertain, false);
+});
+
+test('not excluded is uncertain, not negated', () => {
+  const assertion = classify('Pulmonary embolism not excluded.', 'Pulmonary embolism');
+  assert.equal(assertion.negated, false);
+  assert.equal(assertion.uncertain, true);
+});
