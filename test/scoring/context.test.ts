@@ -120,8 +120,42 @@ test('hedge words in plain phrases do not hedge', () => {
   assert.equal(classify('Does he have CHF? Yes.', 'CHF').uncertain, false);
 });
 
+test('ruled out and excluded negate backward', () => {
+  const cases = [
+    ['Heart failure ruled out; BNP normal.', 'heart_failure'],
+    ['Pneumonia was excluded by CT.', 'pneumonia'],
+    ['Pulmonary embolism has been excluded.', 'venous_thromboembolism'],
+  ] as const;
+  for (const [text, id] of cases) {
+    const condition = conditionIn(text, id);
+    assert.equal(condition.mentions[0]?.assertion.negated, true, text);
+    assert.equal(condition.counted, false, text);
+  }
+});
+
 test('not excluded is uncertain, not negated', () => {
   const assertion = classify('Pulmonary embolism not excluded.', 'Pulmonary embolism');
   assert.equal(assertion.negated, false);
   assert.equal(assertion.uncertain, true);
+});
+
+test('negation does not cross into the reason', () => {
+  const cases = [
+    ['Denies side effects from metformin for his diabetes.', 'diabetes'],
+    ['CHF, symptom free on current regimen.', 'heart_failure'],
+  ] as const;
+  for (const [text, id] of cases) {
+    const condition = conditionIn(text, id);
+    assert.equal(condition.mentions[0]?.assertion.negated, false, text);
+    assert.equal(condition.counted, true, text);
+  }
+  assert.equal(classify('She is smoke free and tumor free.', 'tumor').negated, true);
+});
+
+test('plan instruction with should is not hypothetical', () => {
+  const text = 'Patient should continue lisinopril 20 mg daily for hypertension.';
+  const condition = conditionIn(text, 'hypertension');
+  assert.equal(condition.mentions[0]?.assertion.temporality, 'recent');
+  assert.equal(condition.counted, true);
+  assert.equal(classify('Should he develop sepsis, call.', 'sepsis').temporality, 'hypothetical');
 });
