@@ -3,10 +3,16 @@
 // randomness, and output order follows rule order and text order.
 //
 // A condition is counted when the note has an affirmed, current mention about the patient, or
-// when the encounter context lists it as an ICD-10 code or on the problem list. Negated,
-// historical, hypothetical, uncertain ("rule out") and family mentions are reported but count
+// when the encounter context lists it as an ICD-10 code or in an affirmed problem-list entry.
+// Negated, historical, hypothetical, uncertain ("rule out") and family mentions are reported but count
 // neither as the condition nor as evidence.
-import { AFFIRMED_RECENT_PATIENT, type Assertion } from './context.ts';
+import {
+  AFFIRMED_RECENT_PATIENT,
+  classifyTokens,
+  findContextTermsAround,
+  isQuestionedTarget,
+  type Assertion,
+} from './context.ts';
 import { noteFindings } from './findings.ts';
 import { indexNote, type NoteIndex } from './note-index.ts';
 import {
@@ -137,6 +143,36 @@ function findMentions(
   return conditionsBySentence;
 }
 
+/**
+ * Finds the conditions that a short structured text, such as a problem-list entry or a
+ * diagnosis description, names in an affirmed, current form about the patient. The entry is
+ * classified like one note sentence, so "history of CHF" or "no COPD" names no condition.
+ */
+function affirmedConditionsIn(text: string, ruleset: CompiledRuleset): Set<number> {
+  const found = new Set<number>();
+  const tokens = tokenize(text);
+  const count = tokens.words.length;
+  for (const hit of ruleset.conditionTerms.findAll(tokens)) {
+    const context = findContextTermsAround(ruleset.context, tokens, 0, count, hit.first, hit.last);
+    const questioned = isQuestionedTarget(text, tokens.starts[hit.first] ?? 0);
+    const assertion = classifyTokens(
+      ruleset.context,
+      context,
+      hit.first,
+      hit.last,
+      undefined,
+      questioned,
+    );
+    if (!isCounted(assertion)) {
+      continue;
+    }
+    for (const index of hit.value) {
+      found.add(index);
+    }
+  }
+  return found;
+}
+
 function addStructuredSources(
   context: EncounterContext | undefined,
   ruleset: CompiledRuleset,
@@ -157,8 +193,9 @@ function addStructuredSources(
       }
     }
     if (!mapped && description !== undefined) {
-      for (const condition of ruleset.conditions) {
-        if (condition.terms.occursIn(description)) {
+      for (const index of affirmedConditionsIn(description, ruleset)) {
+        const condition = ruleset.conditions[index];
+        if (condition !== undefined) {
           stateFor(states, condition).sources.add('diagnosis_description');
           mapped = true;
         }
@@ -169,8 +206,9 @@ function addStructuredSources(
     }
   }
   for (const problem of context?.problem_list ?? []) {
-    for (const condition of ruleset.conditions) {
-      if (condition.terms.occursIn(problem)) {
+    for (const index of affirmedConditionsIn(problem, ruleset)) {
+      const condition = ruleset.conditions[index];
+      if (condition !== undefined) {
         stateFor(states, condition).sources.add('problem_list');
       }
     }

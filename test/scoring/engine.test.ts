@@ -176,3 +176,27 @@ test('long unpunctuated note scores in linear time', () => {
   assert.ok(condition(result, 'hypertension') !== undefined);
   assert.ok(elapsedMs < 2000, `scoring took ${elapsedMs.toFixed(0)} ms`);
 });
+
+test('problem list entries keep their assertion', () => {
+  const result = scoreNote({
+    text: 'Routine follow up visit.',
+    context: { problem_list: ['history of CHF', 'no COPD', 'Hypertension'] },
+  });
+  assert.equal(condition(result, 'heart_failure')?.counted ?? false, false);
+  assert.equal(condition(result, 'copd')?.counted ?? false, false);
+  assert.equal(condition(result, 'hypertension')?.counted, true);
+});
+
+test('diagnosis description keeps its assertion', () => {
+  const result = scoreNote({
+    text: 'Routine follow up visit.',
+    context: {
+      diagnoses: [
+        { code: 'Z99.89', description: 'possible pneumonia' },
+        { code: 'Z99.81', description: 'atrial fibrillation' },
+      ],
+    },
+  });
+  assert.equal(condition(result, 'pneumonia')?.counted ?? false, false);
+  assert.equal(condition(result, 'atrial_fibrillation')?.counted, true);
+});
