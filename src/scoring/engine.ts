@@ -62,6 +62,8 @@ interface ConditionState {
   readonly sentences: Set<number>;
   readonly items: Set<number>;
   readonly sections: Set<number>;
+  /** First sentences of the list items (see NoteIndex.sentenceItem) that contain a counted mention. */
+  readonly listItems: Set<number>;
   readonly evidence: Map<string, Evidence[]>;
 }
 
@@ -84,6 +86,7 @@ function newState(condition: CompiledCondition): ConditionState {
     sentences: new Set(),
     items: new Set(),
     sections: new Set(),
+    listItems: new Set(),
     evidence: new Map(),
   };
 }
@@ -235,6 +238,10 @@ function markProximity(
     state.sentences.add(mention.sentence);
     state.sections.add(section);
     state.items.add(mention.sentence);
+    const listItem = note.sentenceItem[mention.sentence] ?? -1;
+    if (listItem >= 0) {
+      state.listItems.add(listItem);
+    }
     for (
       let s = mention.sentence + 1;
       s < note.sentences.length && s - mention.sentence < ruleset.itemMaxSentences;
@@ -263,6 +270,14 @@ function addEvidence(state: ConditionState, rule: CompiledRule, evidence: Eviden
   }
 }
 
+/** Sections where a numbered or bulleted list gives each problem its own item. */
+const PROBLEM_LIST_SECTIONS: ReadonlySet<SectionKind> = new Set([
+  'assessment',
+  'plan',
+  'assessment_and_plan',
+  'impression',
+]);
+
 function isNearMention(
   note: NoteIndex,
   rule: CompiledRule,
@@ -270,7 +285,14 @@ function isNearMention(
   sentence: number,
 ): boolean {
   const sectionIndex = note.sentenceSection[sentence] ?? 0;
-  if (rule.sections.has(note.sectionKindOfSentence(sentence))) {
+  const sectionKind = note.sectionKindOfSentence(sentence);
+  // In an assessment and plan written as a list, evidence inside one problem's item belongs to
+  // that problem only, so "Continue Lasix" under heart failure does not treat hypertension.
+  const listItem = note.sentenceItem[sentence] ?? -1;
+  if (listItem >= 0 && PROBLEM_LIST_SECTIONS.has(sectionKind) && !state.listItems.has(listItem)) {
+    return false;
+  }
+  if (rule.sections.has(sectionKind)) {
     return true;
   }
   switch (rule.proximity) {
@@ -294,10 +316,88 @@ function overlapsOwnMention(state: ConditionState, first: number, last: number):
   return false;
 }
 
+interface MentionSpan {
+  readonly first: number;
+  readonly last: number;
+  readonly conditionIndex: number;
+}
+
+/** Groups the mentions of every condition, counted or not, by sentence. */
+function mentionsBySentence(
+  states: ReadonlyMap<number, ConditionState>,
+): Map<number, MentionSpan[]> {
+  const bySentence = new Map<number, MentionSpan[]>();
+  for (const state of states.values()) {
+    for (const mention of state.mentions) {
+      const list = bySentence.get(mention.sentence) ?? [];
+      list.push({
+        first: mention.first,
+        last: mention.last,
+        conditionIndex: state.condition.index,
+      });
+      bySentence.set(mention.sentence, list);
+    }
+  }
+  return bySentence;
+}
+
+/**
+ * Ranks how closely a mention attaches to the evidence tokens [first, last): lower is closer.
+ * The rank counts the words between them, adds one when a comma or semicolon separates them,
+ * and prefers a mention before the evidence on a tie, because status words usually follow the
+ * condition ("CKD stage 3", "HTN, controlled").
+ */
+function attachmentRank(
+  note: NoteIndex,
+  mention: MentionSpan,
+  first: number,
+  last: number,
+): number {
+  if (mention.first < last && mention.last > first) {
+    return 0;
+  }
+  const before = mention.last <= first;
+  const gapFirst = before ? mention.last : last;
+  const gapLast = before ? first : mention.first;
+  const gapText = note.text.slice(
+    note.tokens.ends[gapFirst - 1] ?? 0,
+    note.tokens.starts[gapLast] ?? note.text.length,
+  );
+  const separated = /[,;]/.test(gapText) ? 1 : 0;
+  return (gapLast - gapFirst + separated) * 2 + (before ? 0 : 1) + 1;
+}
+
+/**
+ * Tells whether the condition is the one nearest to an assess term in a sentence that mentions
+ * several conditions, so "stage 3" in "CKD stage 3, AKI" belongs to CKD only.
+ */
+function isNearestCondition(
+  note: NoteIndex,
+  mentions: readonly MentionSpan[] | undefined,
+  conditionIndex: number,
+  first: number,
+  last: number,
+): boolean {
+  if (mentions === undefined || mentions.every((m) => m.conditionIndex === conditionIndex)) {
+    return true;
+  }
+  let best = Number.POSITIVE_INFINITY;
+  let bestOwn = Number.POSITIVE_INFINITY;
+  for (const mention of mentions) {
+    const rank = attachmentRank(note, mention, first, last);
+    best = Math.min(best, rank);
+    if (mention.conditionIndex === conditionIndex) {
+      bestOwn = Math.min(bestOwn, rank);
+    }
+  }
+  return bestOwn === best;
+}
+
 function collectTermEvidence(
   note: NoteIndex,
   ruleset: CompiledRuleset,
   counted: ReadonlyMap<number, ConditionState>,
+  mentionSpans: ReadonlyMap<number, readonly MentionSpan[]>,
 ): void {
   const hits = ruleset.evidenceTerms.findEvery(note.tokens);
   for (const hit of hits) {
@@ -309,6 +409,18 @@ function collectTermEvidence(
         continue;
       }
       if (overlapsOwnMention(state, hit.first, hit.last)) {
+        continue;
+      }
+      if (
+        rule.element === 'assess' &&
+        !isNearestCondition(
+          note,
+          mentionSpans.get(sentence),
+          rule.conditionIndex,
+          hit.first,
+          hit.last,
+        )
+      ) {
         continue;
       }
       assertion ??= note.classify(hit.first, hit.last);
@@ -492,7 +604,7 @@ export function scoreNote(
     }
   }
   if (counted.size > 0) {
-    collectTermEvidence(note, ruleset, counted);
+    collectTermEvidence(note, ruleset, counted, mentionsBySentence(states));
     const names = structuredNames(input.context);
     for (const state of counted.values()) {
       collectMentionEvidence(note, state);

@@ -28,6 +28,11 @@ export interface NoteIndex {
   readonly tokenSentence: Int32Array;
   /** True for sentences that begin with a list marker such as `2.`, `2)`, `-` or `#`. */
   readonly sentenceStartsItem: Uint8Array;
+  /**
+   * First sentence of the list item that contains each sentence, or -1 outside a list. An item runs
+   * from a sentence with a list marker to the next one or to the end of its section.
+   */
+  readonly sentenceItem: Int32Array;
   sectionKindOfSentence(sentence: number): SectionKind;
   /** Classifies the token range [first, last), which must lie inside one sentence. */
   classify(first: number, last: number): Assertion;
@@ -88,7 +93,9 @@ export function indexNote(text: string, context: CompiledContextRules): NoteInde
 
   const sentenceSection = new Int32Array(sentences.length);
   const sentenceStartsItem = new Uint8Array(sentences.length);
+  const sentenceItem = new Int32Array(sentences.length).fill(-1);
   let section = 0;
+  let itemStart = -1;
   for (let s = 0; s < sentences.length; s++) {
     const sentence = sentences[s];
     if (sentence === undefined) {
@@ -96,11 +103,16 @@ export function indexNote(text: string, context: CompiledContextRules): NoteInde
     }
     while (section + 1 < sections.length && (sections[section + 1]?.start ?? 0) <= sentence.start) {
       section++;
+      itemStart = -1;
     }
     sentenceSection[s] = section;
     sentenceStartsItem[s] = LIST_MARKER.test(text.slice(sentence.start, sentence.start + 4))
       ? 1
       : 0;
+    if (sentenceStartsItem[s] === 1) {
+      itemStart = s;
+    }
+    sentenceItem[s] = itemStart;
   }
 
   const contextCache = new Map<number, ContextHits>();
@@ -130,6 +142,7 @@ export function indexNote(text: string, context: CompiledContextRules): NoteInde
     sentenceSection,
     tokenSentence,
     sentenceStartsItem,
+    sentenceItem,
     sectionKindOfSentence,
     classify(first: number, last: number): Assertion {
       const s = tokenSentence[first] ?? 0;

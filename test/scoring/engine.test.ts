@@ -200,3 +200,27 @@ test('diagnosis description keeps its assertion', () => {
   assert.equal(condition(result, 'pneumonia')?.counted ?? false, false);
   assert.equal(condition(result, 'atrial_fibrillation')?.counted, true);
 });
+
+test('list item evidence stays with its problem', () => {
+  const text =
+    'ASSESSMENT AND PLAN:,1.  Congestive heart failure.  BNP 1200.  Continue Lasix.,2.  Hypertension, controlled.';
+  const result = scoreNote({ text });
+  const heartFailure = condition(result, 'heart_failure');
+  const hypertension = condition(result, 'hypertension');
+  assert.equal(heartFailure?.meat.treat.met, true);
+  assert.equal(hypertension?.meat.treat.met, false);
+  assert.deepEqual(
+    hypertension?.meat.treat.evidence.map((item) => item.text),
+    [],
+  );
+});
+
+test('status words attach to nearest condition', () => {
+  const result = scoreNote({ text: 'ASSESSMENT: HTN, DM2, A-fib, CKD stage 3, AKI' });
+  const kidneyInjury = condition(result, 'acute_kidney_injury');
+  assert.ok(kidneyInjury !== undefined);
+  assert.deepEqual(
+    kidneyInjury.meat.assess.evidence.filter((item) => item.text === 'stage 3'),
+    [],
+  );
+});
