@@ -19,6 +19,7 @@ import {
   MEAT_ELEMENTS,
   STRUCTURED_KINDS,
   codeMatches,
+  isIcd10Code,
   loadDefaultRuleset,
   normalizeIcd10,
   type CompiledCondition,
@@ -180,18 +181,21 @@ function addStructuredSources(
   context: EncounterContext | undefined,
   ruleset: CompiledRuleset,
   states: Map<number, ConditionState>,
-): string[] {
-  const unmapped: string[] = [];
+): number {
+  let unmapped = 0;
   for (const entry of context?.diagnoses ?? []) {
     const code = typeof entry === 'string' ? entry : entry.code;
     const description = typeof entry === 'string' ? undefined : entry.description;
     const normalized = normalizeIcd10(code);
     let mapped = false;
-    for (const condition of ruleset.conditions) {
+    // A code without ICD-10 shape maps to nothing and is never copied into the result, because
+    // the field may carry free text.
+    const wellFormed = isIcd10Code(code);
+    for (const condition of wellFormed ? ruleset.conditions : []) {
       if (condition.icd10.some((pattern) => codeMatches(normalized, pattern))) {
         const state = stateFor(states, condition);
         state.sources.add('diagnosis_code');
-        state.codes.push(code);
+        state.codes.push(code.trim().toUpperCase());
         mapped = true;
       }
     }
@@ -205,7 +209,7 @@ function addStructuredSources(
       }
     }
     if (!mapped) {
-      unmapped.push(code);
+      unmapped++;
     }
   }
   for (const problem of context?.problem_list ?? []) {
@@ -504,10 +508,13 @@ function collectStructuredEvidence(
           continue;
         }
         for (const tokens of names.get(kind) ?? []) {
-          if (dictionary.findAll(tokens).length > 0) {
+          // The evidence names the matched rule term, never the caller's whole entry, which
+          // may contain free text such as a patient name.
+          const hit = dictionary.findAll(tokens)[0];
+          if (hit !== undefined) {
             addEvidence(state, rule, {
               rule_id: rule.id,
-              structured: { kind, name: tokens.words.join(' ') },
+              structured: { kind, name: tokens.words.slice(hit.first, hit.last).join(' ') },
             });
           }
         }
@@ -594,7 +601,7 @@ export function scoreNote(
   const note = indexNote(input.text, ruleset.context);
   const states = new Map<number, ConditionState>();
   const conditionsBySentence = findMentions(note, ruleset, states);
-  const unmappedCodes = addStructuredSources(input.context, ruleset, states);
+  const unmappedCodeCount = addStructuredSources(input.context, ruleset, states);
 
   const counted = new Map<number, ConditionState>();
   for (const [index, state] of states) {
@@ -615,7 +622,7 @@ export function scoreNote(
   const conditions = [...states.values()]
     .sort((a, b) => a.condition.index - b.condition.index)
     .map((state) => conditionResult(note, state));
-  const findings = noteFindings(note, ruleset, conditions, unmappedCodes);
+  const findings = noteFindings(note, ruleset, conditions, unmappedCodeCount);
 
   const missingElements = { monitor: 0, evaluate: 0, assess: 0, treat: 0 };
   let completenessTotal = 0;

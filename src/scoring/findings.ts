@@ -69,7 +69,7 @@ export function noteFindings(
   note: NoteIndex,
   ruleset: CompiledRuleset,
   conditions: readonly ConditionResult[],
-  unmappedCodes: readonly string[],
+  unmappedCodeCount: number,
 ): NoteFinding[] {
   const rules = ruleset.noteRules;
   const findings: NoteFinding[] = [];
@@ -102,11 +102,16 @@ export function noteFindings(
       });
     }
   }
-  for (const code of unmappedCodes) {
+  // The finding counts unmapped codes instead of quoting them, because a caller's code field may
+  // carry free text.
+  if (unmappedCodeCount > 0) {
     findings.push({
       rule_id: 'note.unmapped_diagnosis_code',
       kind: 'unmapped_diagnosis_code',
-      detail: `diagnosis code ${code} maps to no condition in the ruleset`,
+      detail:
+        unmappedCodeCount === 1
+          ? '1 diagnosis code maps to no condition in the ruleset'
+          : `${unmappedCodeCount} diagnosis codes map to no condition in the ruleset`,
     });
   }
   return findings;

@@ -103,6 +103,14 @@ export interface CompiledRuleset {
 const ICD10_PATTERN = /^[A-Z][0-9][0-9A-Z](?:\.?[0-9A-Z]{1,4})?$/;
 
 /** Uppercases an ICD-10 code and removes dots and spaces, so `i50.9` becomes `I509`. */
+/**
+ * Tells whether a caller's code has ICD-10 shape: a letter, a digit, a digit or letter, then
+ * optionally a dot and up to four digits or letters ("I10", "I50.22", "M1A.0", "E1165").
+ */
+export function isIcd10Code(code: string): boolean {
+  return ICD10_PATTERN.test(code.trim().toUpperCase());
+}
+
 export function normalizeIcd10(code: string): string {
   return code.toUpperCase().replace(/[.\s]/g, '');
 }

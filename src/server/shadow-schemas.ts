@@ -32,6 +32,15 @@ const measurement = Type.Object(
   { additionalProperties: false },
 );
 
+// Letter, digit, digit or letter, then an optional dot and up to four digits or letters, as
+// isIcd10Code in the scoring engine checks.
+const icd10Code = Type.String({
+  minLength: 3,
+  maxLength: SHADOW_LIMITS.diagnosis_code,
+  pattern: '^[A-Za-z][0-9][0-9A-Za-z](\\.?[0-9A-Za-z]{1,4})?$',
+  description: 'ICD-10 code such as I10 or I50.22',
+});
+
 const list = <T extends Parameters<typeof Type.Array>[0]>(items: T, description: string) =>
   Type.Optional(Type.Array(items, { maxItems: SHADOW_LIMITS.context_entries, description }));
 
@@ -42,10 +51,10 @@ export const EncounterContextSchema = Type.Object(
     service_line: Type.Optional(text(SHADOW_LIMITS.short_text)),
     diagnoses: list(
       Type.Union([
-        text(SHADOW_LIMITS.diagnosis_code),
+        icd10Code,
         Type.Object(
           {
-            code: text(SHADOW_LIMITS.diagnosis_code),
+            code: icd10Code,
             description: Type.Optional(text(SHADOW_LIMITS.description)),
           },
           { additionalProperties: false },

@@ -11,6 +11,15 @@ import { GAP_NOTES } from '../helpers/shadow.ts';
 
 const NOTE_MARKER = 'QUOKKA-SHADOW-MARKER-6617';
 const REF_MARKER = 'MRN-SHADOW-MARKER-3390';
+const CONTEXT_MARKER = 'ZQPAT';
+// Structured context with a patient name and number written into free-text fields.
+const MARKED_CONTEXT = {
+  diagnoses: ['I50.22', { code: 'Z00.00', description: `${CONTEXT_MARKER} Smith annual visit` }],
+  medications: [`furosemide for ${CONTEXT_MARKER} Smith MRN 778899`],
+  labs: [{ name: `hemoglobin A1c ${CONTEXT_MARKER}`, value: 9.1 }],
+  procedures: [`echocardiogram ${CONTEXT_MARKER}`],
+  problem_list: [`${CONTEXT_MARKER} Smith: hypertension`],
+};
 // Counted conditions with evidence, so that spans and evidence exist next to the marker.
 const MARKED_NOTE = `HISTORY: ${NOTE_MARKER} reports fatigue. ASSESSMENT: Type 2 diabetes mellitus, uncontrolled, A1c 9.1. Congestive heart failure. PLAN: Increase metformin ${NOTE_MARKER}. Recheck A1c in 3 months.`;
 
@@ -51,9 +60,20 @@ describe('shadow items at rest', () => {
       method: 'POST',
       url: '/v1/shadow/analyze',
       headers: bearer(analyst),
-      payload: { notes: [{ note_text: MARKED_NOTE, note_ref: REF_MARKER }] },
+      payload: {
+        notes: [{ note_text: MARKED_NOTE, note_ref: REF_MARKER, context: MARKED_CONTEXT }],
+      },
     });
     assert.equal(batch.statusCode, 201);
+    const batchItem = await t.app.inject({
+      method: 'GET',
+      url: `/v1/shadow/items/${batch.json().items[0].item_id}`,
+      headers: bearer(analyst),
+    });
+    assert.equal(batchItem.statusCode, 200);
+    assert.ok(batchItem.body.includes('furosemide'), 'structured evidence missing from the item');
+    assert.ok(!batchItem.body.includes(CONTEXT_MARKER), 'context free text echoed in the item');
+    assert.ok(!batchItem.body.includes('778899'), 'context free text echoed in the item');
     // Rejected requests that carry the markers must leave no trace either.
     await t.app.inject({
       method: 'POST',
@@ -77,7 +97,8 @@ describe('shadow items at rest', () => {
     const stored = await readStoredData(t);
     assert.ok(stored.length >= 1);
     for (const { name, bytes } of stored) {
-      for (const marker of [NOTE_MARKER, REF_MARKER, 'QUOKKA', 'metformin', 'fatigue']) {
+      const markers = [NOTE_MARKER, REF_MARKER, 'QUOKKA', 'metformin', 'fatigue', CONTEXT_MARKER];
+      for (const marker of [...markers, '778899']) {
         assert.equal(bytes.indexOf(Buffer.from(marker)), -1, `${marker} found in ${name}`);
       }
     }

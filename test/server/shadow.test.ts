@@ -86,6 +86,16 @@ describe('shadow-mode API', () => {
         'context.labs.0.name',
       ],
       ['note_ref on stateless route', { note_text: 'x', note_ref: 'r1' }, 'note_ref'],
+      [
+        'diagnosis code not ICD-10',
+        { note_text: 'x', context: { diagnoses: ['ZQDX1'] } },
+        'context.diagnoses.0',
+      ],
+      [
+        'diagnosis object code not ICD-10',
+        { note_text: 'x', context: { diagnoses: [{ code: 'Smith 7788' }] } },
+        'context.diagnoses.0.code',
+      ],
     ];
     for (const [name, payload, field] of invalid) {
       test(`rejects ${name}`, async () => {
