@@ -323,7 +323,10 @@ export class ShadowService {
       conditions: result.conditions.map((condition) => ({
         condition_id: condition.condition_id,
         counted: condition.counted,
-        mentioned: condition.mentions.length > 0,
+        // A condition counted from a diagnosis code or the problem list without a note mention
+        // counts as mentioned, so that counted items are a subset of mentioned ones and the
+        // dashboard's items_not_counted (mentioned minus counted) cannot go negative.
+        mentioned: condition.mentions.length > 0 || condition.counted,
         completeness: condition.completeness,
         met: {
           monitor: condition.meat.monitor.met,

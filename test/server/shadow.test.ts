@@ -511,6 +511,32 @@ describe('shadow-mode API', () => {
       assert.ok(body.conditions.some((c: { condition_id: string }) => c.condition_id === 'sepsis'));
       assert.ok(body.note_findings['note.short_note'] > 0);
     });
+
+    test('condition counts are never negative', async () => {
+      await t.services.tenants.create('carol');
+      const carol = await t.token('analyst', 'carol');
+      const notes = [
+        { note_text: 'ASSESSMENT: Hypertension, controlled. PLAN: Continue lisinopril.' },
+        { note_text: 'ASSESSMENT: Hypertension, stable. PLAN: Continue amlodipine.' },
+        { note_text: 'ASSESSMENT: Hypertension, uncontrolled. PLAN: Increase lisinopril.' },
+        { note_text: 'ASSESSMENT: Hypertension. PLAN: Recheck in 2 weeks.' },
+        {
+          note_text: 'ASSESSMENT: Well visit. PLAN: Routine care.',
+          context: { diagnoses: ['I10'] },
+        },
+      ];
+      const analyzed = await post('/v1/shadow/analyze', carol, { notes });
+      assert.equal(analyzed.statusCode, 201);
+      const response = await get('/v1/shadow/dashboard', await t.token('auditor', 'carol'));
+      assert.equal(response.statusCode, 200);
+      const hypertension = response
+        .json()
+        .conditions.find((c: { condition_id: string }) => c.condition_id === 'hypertension');
+      assert.ok(hypertension !== undefined);
+      assert.equal(hypertension.items_counted, 5);
+      assert.equal(hypertension.items_mentioned, 5);
+      assert.equal(hypertension.items_not_counted, 0);
+    });
   });
 
   describe('roi-projection', () => {
