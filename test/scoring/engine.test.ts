@@ -226,3 +226,10 @@ test('status words attach to nearest condition', () => {
     [],
   );
 });
+
+test('recheck BP meets hypertension monitor', () => {
+  const text =
+    'ASSESSMENT: Hypertension, controlled. PLAN: Continue lisinopril. Recheck BP in 2 weeks.';
+  const hypertension = condition(scoreNote({ text }), 'hypertension');
+  assert.equal(hypertension?.meat.monitor.met, true);
+});
