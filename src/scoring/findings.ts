@@ -6,6 +6,11 @@ import type { NoteIndex } from './note-index.ts';
 import type { CompiledRuleset } from './ruleset.ts';
 import type { ConditionResult, NoteFinding } from './types.ts';
 
+/** Formats a count with its noun, singular for one: "1 word", "3 words". */
+function countOf(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
 function planFindings(note: NoteIndex, ruleset: CompiledRuleset): NoteFinding[] {
   const rules = ruleset.noteRules.vaguePlan;
   let words = 0;
@@ -48,7 +53,7 @@ function planFindings(note: NoteIndex, ruleset: CompiledRuleset): NoteFinding[] 
       {
         rule_id: rules.ruleId,
         kind: 'vague_plan',
-        detail: `plan has ${words} words, fewer than ${rules.minWords}`,
+        detail: `plan has ${countOf(words, 'word')}, fewer than ${rules.minWords}`,
       },
     ];
   }
@@ -78,7 +83,7 @@ export function noteFindings(
     findings.push({
       rule_id: rules.shortNote.ruleId,
       kind: 'short_note',
-      detail: `note has ${words} words, fewer than ${rules.shortNote.minWords}`,
+      detail: `note has ${countOf(words, 'word')}, fewer than ${rules.shortNote.minWords}`,
     });
   }
   const kinds = new Set(note.sections.map((section) => section.kind));

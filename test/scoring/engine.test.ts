@@ -233,3 +233,10 @@ test('recheck BP meets hypertension monitor', () => {
   const hypertension = condition(scoreNote({ text }), 'hypertension');
   assert.equal(hypertension?.meat.monitor.met, true);
 });
+
+test('plan finding uses singular word', () => {
+  const result = scoreNote({ text: 'ASSESSMENT: Hypertension. PLAN: Observe.' });
+  const details = result.note_findings.map((finding) => finding.detail);
+  assert.ok(details.includes('plan has 1 word, fewer than 8'), JSON.stringify(details));
+  assert.ok(details.includes('note has 4 words, fewer than 60'), JSON.stringify(details));
+});
