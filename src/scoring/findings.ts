@@ -1,7 +1,8 @@
 // Note-level documentation findings that do not belong to one condition. They cover a note that
 // is too short, a missing assessment or plan section, and a plan with little specific content.
 // They also cover conditions mentioned only as history, negated, hypothetical or about someone
-// else, and diagnosis codes that map to no condition of the ruleset.
+// else, diagnosis codes that map to no condition of the ruleset, and coded conditions that the
+// note only negates.
 import type { NoteIndex } from './note-index.ts';
 import type { CompiledRuleset } from './ruleset.ts';
 import type { ConditionResult, NoteFinding } from './types.ts';
@@ -69,7 +70,10 @@ function planFindings(note: NoteIndex, ruleset: CompiledRuleset): NoteFinding[] 
   return [];
 }
 
-/** Lists the note-level findings, in a fixed order: length, sections, plan, conditions, codes. */
+/**
+ * Lists the note-level findings, in a fixed order: length, sections, plan, conditions,
+ * documentation conflicts, codes.
+ */
 export function noteFindings(
   note: NoteIndex,
   ruleset: CompiledRuleset,
@@ -103,6 +107,18 @@ export function noteFindings(
         rule_id: rules.uncountedHistory.ruleId,
         kind: 'uncounted_condition',
         detail: `${condition.name}: ${rules.uncountedHistory.detail}`,
+        condition_id: condition.condition_id,
+      });
+    }
+  }
+  for (const condition of conditions) {
+    const coded = condition.codes.length > 0;
+    const affirmed = condition.mentions.some((mention) => mention.counted);
+    if (coded && !affirmed && condition.mentions.some((mention) => mention.assertion.negated)) {
+      findings.push({
+        rule_id: 'note.documentation_conflict',
+        kind: 'documentation_conflict',
+        detail: `${condition.name}: a diagnosis code lists it, but the note negates it`,
         condition_id: condition.condition_id,
       });
     }

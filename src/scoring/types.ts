@@ -76,6 +76,7 @@ export type NoteFindingKind =
   | 'missing_section'
   | 'vague_plan'
   | 'uncounted_condition'
+  | 'documentation_conflict'
   | 'unmapped_diagnosis_code';
 
 export interface NoteFinding {

@@ -240,3 +240,20 @@ test('plan finding uses singular word', () => {
   assert.ok(details.includes('plan has 1 word, fewer than 8'), JSON.stringify(details));
   assert.ok(details.includes('note has 4 words, fewer than 60'), JSON.stringify(details));
 });
+
+test('negated coded condition is a conflict', () => {
+  const result = scoreNote({
+    text: 'No evidence of heart failure.',
+    context: { diagnoses: ['I50.22'] },
+  });
+  const conflicts = result.note_findings.filter(
+    (finding) => finding.kind === 'documentation_conflict',
+  );
+  assert.equal(conflicts.length, 1);
+  assert.equal(conflicts[0]?.condition_id, 'heart_failure');
+  const affirmed = scoreNote({
+    text: 'Heart failure, stable.',
+    context: { diagnoses: ['I50.22'] },
+  });
+  assert.ok(!affirmed.note_findings.some((finding) => finding.kind === 'documentation_conflict'));
+});
