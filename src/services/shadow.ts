@@ -33,6 +33,7 @@ import type {
 import type { CertificateService } from './certificates.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
+import { checkWellFormed } from './issuance.ts';
 import type { Keyring, TenantKeys } from './keyring.ts';
 import type { EffectiveAssumptions, ShadowAssumptions } from './shadow-assumptions.ts';
 
@@ -236,6 +237,21 @@ export class ShadowService {
     return keys;
   }
 
+  /**
+   * Rejects note text or a note reference that contains a lone UTF-16 surrogate, as the
+   * certificate API does, because hashing would silently replace it and scoring offsets would
+   * point into broken text. In a batch, fields are named by position (`notes.3.note_text`).
+   */
+  #checkNotes(notes: readonly (ShadowNote & { note_ref?: string })[], batch: boolean): void {
+    const fields: Record<string, unknown> = {};
+    notes.forEach((note, index) => {
+      const prefix = batch ? `notes.${index}.` : '';
+      fields[`${prefix}note_text`] = note.note_text;
+      fields[`${prefix}note_ref`] = note.note_ref;
+    });
+    checkWellFormed(fields);
+  }
+
   #score(note: ShadowNote, assumptions: EffectiveAssumptions): ScoreResult {
     const input =
       note.context === undefined
@@ -269,6 +285,7 @@ export class ShadowService {
     leakage: NoteLeakage;
     assumptions: EffectiveAssumptions;
   }> {
+    this.#checkNotes([note], false);
     await this.#tenant(tenantId);
     const assumptions = await this.#assumptions.get(tenantId);
     const result = this.#score(note, assumptions);
@@ -356,6 +373,7 @@ export class ShadowService {
     summary: CorpusReport;
     assumptions: EffectiveAssumptions;
   }> {
+    this.#checkNotes(notes, true);
     const keys = await this.#tenant(tenantId);
     const assumptions = await this.#assumptions.get(tenantId);
     const batchId = randomUUID();
@@ -393,6 +411,7 @@ export class ShadowService {
       assumptions: EffectiveAssumptions;
     }
   > {
+    this.#checkNotes(notes, true);
     await this.#tenant(tenantId);
     const assumptions = await this.#assumptions.get(tenantId);
     const aggregator = new LeakageAggregator();
@@ -412,6 +431,7 @@ export class ShadowService {
    * certificate of another tenant fails exactly like a missing one.
    */
   async intake(tenantId: string, request: IntakeRequest): Promise<ShadowItem> {
+    this.#checkNotes([request], false);
     const keys = await this.#tenant(tenantId);
     let certificateNoteMatch: boolean | undefined;
     const noteHash = sha256Hex(nodeCrypto, request.note_text);

@@ -86,6 +86,7 @@ describe('shadow-mode API', () => {
         'context.labs.0.name',
       ],
       ['note_ref on stateless route', { note_text: 'x', note_ref: 'r1' }, 'note_ref'],
+      ['note_text with lone surrogate', { note_text: 'Hypertension \uD800 stable.' }, 'note_text'],
       [
         'diagnosis code not ICD-10',
         { note_text: 'x', context: { diagnoses: ['ZQDX1'] } },
@@ -510,6 +511,16 @@ describe('shadow-mode API', () => {
       assert.equal(byElement, listed * 100);
       assert.ok(body.conditions.some((c: { condition_id: string }) => c.condition_id === 'sepsis'));
       assert.ok(body.note_findings['note.short_note'] > 0);
+    });
+
+    test('batch rejects a lone surrogate', async () => {
+      const response = await post('/v1/shadow/analyze', alice, {
+        notes: [{ note_text: 'Hypertension.' }, { note_text: 'Sepsis \uDC00.' }],
+      });
+      assert.equal(response.statusCode, 400);
+      const error = response.json().error;
+      assert.equal(error.code, 'VALIDATION_FAILED');
+      assert.equal(error.details[0].field, 'notes.1.note_text');
     });
 
     test('condition counts are never negative', async () => {
