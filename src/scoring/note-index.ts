@@ -31,6 +31,7 @@ export interface NoteIndex {
   /**
    * First sentence of the list item that contains each sentence, or -1 outside a list. An item runs
    * from a sentence with a list marker to the next one or to the end of its section.
+   * NOTE: unnumbered text after the last item therefore belongs to that item.
    */
   readonly sentenceItem: Int32Array;
   sectionKindOfSentence(sentence: number): SectionKind;
