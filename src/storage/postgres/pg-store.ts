@@ -2,6 +2,7 @@
 // append transaction locks the tenant's chain_heads row with SELECT ... FOR UPDATE, so appends
 // from any number of processes queue on that row and never fork a chain.
 import pg from 'pg';
+import { certificateQuery } from '../certificate-query.ts';
 import { MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import {
   INSERT_CONDITION_SQL,
@@ -398,33 +399,8 @@ export class PgStore implements Store {
     afterSequence: number,
     limit: number,
   ): Promise<CertificateRow[]> {
-    const clauses = ['tenant_id = ?', 'chain_sequence > ?'];
-    const params: SqlParam[] = [tenantId, afterSequence];
-    if (filter.issuedFrom !== undefined) {
-      clauses.push('issued_at_utc >= ?');
-      params.push(filter.issuedFrom);
-    }
-    if (filter.issuedTo !== undefined) {
-      clauses.push('issued_at_utc < ?');
-      params.push(filter.issuedTo);
-    }
-    if (filter.modelVersion !== undefined) {
-      clauses.push('model_version = ?');
-      params.push(filter.modelVersion);
-    }
-    if (filter.governancePolicyVersion !== undefined) {
-      clauses.push('governance_policy_version = ?');
-      params.push(filter.governancePolicyVersion);
-    }
-    if (filter.humanReviewed !== undefined) {
-      clauses.push('human_reviewed = ?');
-      params.push(filter.humanReviewed ? 1 : 0);
-    }
-    params.push(limit);
-    const rows = await this.#rows<RawCertificate>(
-      `SELECT * FROM certificates WHERE ${clauses.join(' AND ')} ORDER BY chain_sequence LIMIT ?`,
-      params,
-    );
+    const { sql, params } = certificateQuery(tenantId, filter, afterSequence, limit);
+    const rows = await this.#rows<RawCertificate>(sql, params);
     return rows.map((row) => toCertificate(row)!);
   }
 

@@ -4,6 +4,7 @@
 import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { certificateQuery } from '../certificate-query.ts';
 import { MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
 import {
@@ -265,34 +266,8 @@ export class SqliteStore implements Store {
     afterSequence: number,
     limit: number,
   ): Promise<CertificateRow[]> {
-    const clauses = ['tenant_id = ?', 'chain_sequence > ?'];
-    const params: (string | number)[] = [tenantId, afterSequence];
-    if (filter.issuedFrom !== undefined) {
-      clauses.push('issued_at_utc >= ?');
-      params.push(filter.issuedFrom);
-    }
-    if (filter.issuedTo !== undefined) {
-      clauses.push('issued_at_utc < ?');
-      params.push(filter.issuedTo);
-    }
-    if (filter.modelVersion !== undefined) {
-      clauses.push('model_version = ?');
-      params.push(filter.modelVersion);
-    }
-    if (filter.governancePolicyVersion !== undefined) {
-      clauses.push('governance_policy_version = ?');
-      params.push(filter.governancePolicyVersion);
-    }
-    if (filter.humanReviewed !== undefined) {
-      clauses.push('human_reviewed = ?');
-      params.push(filter.humanReviewed ? 1 : 0);
-    }
-    params.push(limit);
-    const rows = this.#db
-      .prepare(
-        `SELECT * FROM certificates WHERE ${clauses.join(' AND ')} ORDER BY chain_sequence LIMIT ?`,
-      )
-      .all(...params) as RawCertificate[];
+    const { sql, params } = certificateQuery(tenantId, filter, afterSequence, limit);
+    const rows = this.#db.prepare(sql).all(...params) as RawCertificate[];
     return Promise.resolve(rows.map((row) => toCertificate(row)!));
   }
 
