@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { loadConfig } from '../../src/config/config.ts';
 import { createServices, type Services } from '../../src/services/container.ts';
 import { issueBody } from '../helpers/app.ts';
+import { walkChain } from '../helpers/chain.ts';
 import { runCli, startServerProcess, type ServerProcess } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
@@ -75,22 +76,9 @@ test('three workers keep every tenant chain unbroken', async () => {
           .filter((outcome) => outcome.tenant === tenant)
           .map((outcome) => outcome.body.certificate.certificate_id),
       );
-      const seen = new Set<string>();
-      let previous: string | null = null;
-      for (let sequence = 1; ; sequence++) {
-        const row = await services.store.getCertificateBySequence(tenant, sequence);
-        if (!row) {
-          assert.equal(sequence - 1, REQUESTS_PER_TENANT, `${tenant} chain length`);
-          break;
-        }
-        assert.equal(row.previous_hash, previous, `${tenant} link at ${sequence}`);
-        assert.ok(!seen.has(row.certificate_id), 'duplicate certificate');
-        seen.add(row.certificate_id);
-        previous = row.chain_hash;
-        const report = await services.certificates.verify(tenant, row.certificate_id);
-        assert.equal(report.valid, true, `${tenant} ${sequence}: ${report.summary}`);
-      }
-      assert.deepEqual([...acknowledged].sort(), [...seen].sort());
+      const chain = await walkChain(services, tenant);
+      assert.equal(chain.length, REQUESTS_PER_TENANT, `${tenant} chain length`);
+      assert.deepEqual([...acknowledged].sort(), [...chain].sort());
     }
   } finally {
     await services.close();
