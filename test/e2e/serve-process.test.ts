@@ -91,7 +91,8 @@ describe('cdil serve process', () => {
         () => ({ status: 0, body: {} as any }),
       );
     const requests = Array.from({ length: 60 }, post);
-    await new Promise((resolve) => setTimeout(resolve, 15));
+    // Signal once the first response is back, so the others are still in flight.
+    await Promise.race(requests);
     server.child.kill('SIGTERM');
     const outcomes = await Promise.all(requests);
     const code = await server.exited;
