@@ -216,7 +216,7 @@ if (httpSeconds > 0) {
   } finally {
     await server.stop();
   }
-  const { problems } = checkChainHeads(config.sqlitePath, issued, inFlightLimit);
+  const { problems } = await checkChainHeads(config, issued, inFlightLimit);
   console.log(
     problems.length === 0
       ? 'database check passed'

@@ -9,6 +9,7 @@
 // Note bodies come from $CDIL_REFERENCE_DATA/mtsamples/notes.jsonl.gz, where
 // CDIL_REFERENCE_DATA defaults to ../shared/data relative to the repository root.
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -404,39 +405,65 @@ function certificateProblem(body: string, tenantId: string, noteHash: string): s
  * up to `inFlightLimit` more certificates than were received, and never fewer. Returns a list of
  * mismatches and the number of certificates whose responses were discarded.
  */
-export function checkChainHeads(
-  sqlitePath: string,
-  issued: IssuedCounts,
-  inFlightLimit: number,
-): { problems: string[]; unacknowledged: number } {
-  const db = new Database(sqlitePath, { readonly: true });
+interface ChainTotals {
+  tenant_id: string;
+  chain_sequence: number;
+  rows: number;
+}
+
+/** Reads each tenant's chain head and row count from whichever engine the server used. */
+async function readChainTotals(config: Config): Promise<ChainTotals[]> {
+  const sql = `SELECT h.tenant_id AS tenant_id, h.chain_sequence AS chain_sequence,
+      (SELECT COUNT(*) FROM certificates c WHERE c.tenant_id = h.tenant_id) AS rows
+    FROM chain_heads h`;
+  if (config.databaseUrl !== undefined) {
+    const client = new pg.Client({ connectionString: config.databaseUrl });
+    await client.connect();
+    try {
+      const result = await client.query<{
+        tenant_id: string;
+        chain_sequence: string;
+        rows: string;
+      }>(sql);
+      return result.rows.map((row) => ({
+        tenant_id: row.tenant_id,
+        chain_sequence: Number(row.chain_sequence),
+        rows: Number(row.rows),
+      }));
+    } finally {
+      await client.end();
+    }
+  }
+  const db = new Database(config.sqlitePath, { readonly: true });
   try {
-    const problems: string[] = [];
-    let unacknowledged = 0;
-    const heads = db.prepare('SELECT tenant_id, chain_sequence FROM chain_heads').all() as {
-      tenant_id: string;
-      chain_sequence: number;
-    }[];
-    const counted = db.prepare('SELECT COUNT(*) AS n FROM certificates WHERE tenant_id = ?');
-    for (const head of heads) {
-      const received = issued.get(head.tenant_id) ?? 0;
-      const rows = (counted.get(head.tenant_id) as { n: number }).n;
-      if (rows !== head.chain_sequence || received > rows) {
-        problems.push(
-          `tenant ${head.tenant_id}: ${received} certificates received, chain head ${head.chain_sequence}, ${rows} rows`,
-        );
-      }
-      unacknowledged += rows - received;
-    }
-    if (unacknowledged > inFlightLimit) {
-      problems.push(
-        `${unacknowledged} certificates in the database were never received, more than the ${inFlightLimit} requests that can be in flight when runs end`,
-      );
-    }
-    return { problems, unacknowledged };
+    return db.prepare(sql).all() as ChainTotals[];
   } finally {
     db.close();
   }
+}
+
+export async function checkChainHeads(
+  config: Config,
+  issued: IssuedCounts,
+  inFlightLimit: number,
+): Promise<{ problems: string[]; unacknowledged: number }> {
+  const problems: string[] = [];
+  let unacknowledged = 0;
+  for (const head of await readChainTotals(config)) {
+    const received = issued.get(head.tenant_id) ?? 0;
+    if (head.rows !== head.chain_sequence || received > head.rows) {
+      problems.push(
+        `tenant ${head.tenant_id}: ${received} certificates received, chain head ${head.chain_sequence}, ${head.rows} rows`,
+      );
+    }
+    unacknowledged += head.rows - received;
+  }
+  if (unacknowledged > inFlightLimit) {
+    problems.push(
+      `${unacknowledged} certificates in the database were never received, more than the ${inFlightLimit} requests that can be in flight when runs end`,
+    );
+  }
+  return { problems, unacknowledged };
 }
 
 export function formatCellTable(cells: CellResult[]): string {
@@ -588,7 +615,7 @@ async function main(): Promise<void> {
   } finally {
     await server.stop();
   }
-  const { problems, unacknowledged } = checkChainHeads(config.sqlitePath, issued, inFlightLimit);
+  const { problems, unacknowledged } = await checkChainHeads(config, issued, inFlightLimit);
 
   console.log('');
   console.log(formatCellTable(cells));
