@@ -32,7 +32,7 @@ const SERVER_STOP_TIMEOUT_MS = 35_000;
 const TOKEN_TTL_SECONDS = 4 * 3600;
 
 // autocannon 8 ships no type declarations, so the subset used here is declared by hand.
-interface AutocannonRequest {
+export interface AutocannonRequest {
   method?: string;
   path?: string;
   headers?: Record<string, string>;
@@ -44,7 +44,7 @@ interface AutocannonRequest {
   onResponse?: (status: number, body: string, context: Record<string, unknown>) => void;
 }
 
-interface AutocannonResult {
+export interface AutocannonResult {
   duration: number;
   errors: number;
   timeouts: number;

@@ -25,32 +25,13 @@ import {
   percentile,
   provisionTenants,
   startServerProcess,
+  type AutocannonRequest,
+  type AutocannonResult,
 } from './issuance.ts';
 
 const SCORE_PATH = '/v1/shadow/evidence-deficit';
 const TENANT = 'bench-shadow';
 const TOKEN_TTL_SECONDS = 4 * 3600;
-
-// autocannon 8 ships no type declarations, so the subset used here is declared by hand.
-interface AutocannonRequest {
-  method?: string;
-  path?: string;
-  headers?: Record<string, string>;
-  body?: string | Buffer;
-  setupRequest?: (
-    request: AutocannonRequest,
-    context: Record<string, unknown>,
-  ) => AutocannonRequest;
-  onResponse?: (status: number, body: string, context: Record<string, unknown>) => void;
-}
-
-interface AutocannonResult {
-  duration: number;
-  errors: number;
-  timeouts: number;
-  non2xx: number;
-  '2xx': number;
-}
 
 type Autocannon = (options: {
   url: string;
