@@ -1,6 +1,6 @@
 // Configuration from environment variables, validated once at start-up. Production mode
-// refuses to start without its secrets; development mode generates them on first run into
-// a local data folder and says where they are. No secret has a built-in default.
+// refuses to start without its secrets. Development mode generates them on first run into
+// a local data folder and prints where they are. No secret has a built-in default.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -29,7 +29,7 @@ export interface Config {
   workers: number;
   /** Maximum request body, in bytes. */
   bodyLimit: number;
-  /** Where development secrets were written, when they were generated or loaded from disk. */
+  /** Path of the development secrets file, when secrets were generated or loaded from disk. */
   secretsFile: string | undefined;
   secretsGenerated: boolean;
 }

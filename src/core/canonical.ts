@@ -44,8 +44,8 @@ export function canonicalSignedJson(record: SignedRecord): string {
 
 /**
  * Serializes a flat record of strings, booleans, null and safe integers under ASCII keys. For
- * such records RFC 8785 reduces to sorted keys with ECMAScript JSON.stringify values, which
- * this does directly; it is several times faster than the general serializer on the
+ * such records RFC 8785 reduces to sorted keys with ECMAScript JSON.stringify values. This
+ * function does that directly, several times faster than the general serializer on the
  * verification hot path. Callers MUST pass only such records (canonicalSignedJson checks).
  */
 export function flatCanonicalJson(record: SignedRecord): string {
@@ -54,7 +54,7 @@ export function flatCanonicalJson(record: SignedRecord): string {
   const sorted: Record<string, SignedValue> = {};
   for (const key of Object.keys(record).sort()) {
     // Array-index keys would be moved to the front by JSON.stringify, and assigning __proto__
-    // would set the prototype instead of a property; both take the general path.
+    // would set the prototype instead of a property. Both take the general path.
     if (key === '__proto__' || /^(?:0|[1-9]\d*)$/.test(key)) {
       return canonicalJson(record);
     }

@@ -37,8 +37,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Accepts only JSON bodies, decoded as strict UTF-8. The default parser would turn invalid
- * bytes into U+FFFD, so the hash certified would not be the hash of the bytes sent; and the
- * default text/plain parser would let a string body reach schema validation.
+ * bytes into U+FFFD, so the certified hash would not be the hash of the bytes sent. The
+ * default text/plain parser is removed too, because it lets a string body reach validation.
  */
 function installBodyParsers(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser('error', 'error');
@@ -56,7 +56,7 @@ function installBodyParsers(app: FastifyInstance): void {
 }
 
 /**
- * Answers connection-level errors (oversized headers, malformed requests) with the same JSON
+ * Replies to connection-level errors (oversized headers, malformed requests) with the same JSON
  * error body as every other error, when the socket can still be written.
  */
 function answerClientError(error: Error & { code?: string }, socket: Socket): void {

@@ -86,7 +86,8 @@ describe('cdil command line', () => {
     const claims = decodeJwt(result.stdout.trim());
     assert.equal(claims.tenant_id, 'east-wing');
     assert.deepEqual(claims.roles, ['auditor']);
-    assert.ok(typeof claims.exp === 'number' && claims.exp - Math.floor(Date.now() / 1000) <= 120);
+    assert.equal(typeof claims.exp, 'number');
+    assert.ok(claims.exp! - Math.floor(Date.now() / 1000) <= 120);
   });
 
   test('token rejects an unknown role and a missing tenant', () => {

@@ -33,7 +33,8 @@ function readmeSteps(): string {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   const start = readme.indexOf('npx cdil tenant create demo-hospital');
   const end = readme.indexOf('```', start);
-  assert.ok(start > 0 && end > start, 'README steps not found');
+  assert.ok(start > 0, 'README steps not found');
+  assert.ok(end > start, 'README steps block is not closed');
   return readme.slice(start, end);
 }
 

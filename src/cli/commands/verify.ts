@@ -55,12 +55,14 @@ function printable(text: string): string {
   );
 }
 
+const STATUS_MARKS = { pass: 'PASS', fail: 'FAIL', skipped: 'SKIP' } as const;
+
 export function formatReport(report: VerificationReport): string {
   const lines = [
     `${report.valid ? 'VALID' : 'INVALID'}  certificate ${report.certificate_id ?? '(unknown)'}`,
   ];
   for (const check of report.checks) {
-    const mark = check.status === 'pass' ? 'PASS' : check.status === 'fail' ? 'FAIL' : 'SKIP';
+    const mark = STATUS_MARKS[check.status];
     lines.push(
       `  ${mark}  ${check.check.padEnd(18)} ${check.detail}${check.code ? ` [${check.code}]` : ''}`,
     );

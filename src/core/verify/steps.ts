@@ -18,7 +18,7 @@ import { keyValidAt, type Jwks, type KeyDescriptor } from '../key.ts';
 const CERTIFICATE_EXTRA_FIELDS = ['signature', 'signature_algorithm'];
 
 /**
- * Checks that the certificate holds exactly the signed fields, each equal to its counterpart in
+ * Checks that the certificate contains exactly the signed fields, each equal to its counterpart in
  * the signed message, plus the signature and its algorithm, so an unsigned field cannot be
  * slipped in beside the signed ones.
  */
@@ -97,7 +97,7 @@ export function verifyKeyBinding(
   if (descriptor) {
     const recorded = descriptor.public_key_jwk;
     if (recorded?.x !== key.jwk.x || recorded?.y !== key.jwk.y || recorded?.crv !== key.jwk.crv) {
-      throw new VerificationError('KEY_MISMATCH', 'key record holds a different public key');
+      throw new VerificationError('KEY_MISMATCH', 'key record contains a different public key');
     }
     if (descriptor.key_id !== message.key_id) {
       throw new VerificationError(
@@ -166,8 +166,8 @@ export function verifyTrustedKey(
       `trusted key ${message.key_id} was not valid at ${message.issued_at_utc}`,
     );
   }
-  // The key record inside a bundle is self-asserted; its validity start must agree with the
-  // pinned set, which is authoritative (status and end may legitimately change after export).
+  // The key record inside a bundle is self-asserted, so its validity start must agree with the
+  // pinned set. Status and end are not compared because they may change after export.
   if (record && pinned.valid_from !== undefined && record.valid_from !== pinned.valid_from) {
     throw new VerificationError(
       'KEY_NOT_TRUSTED',

@@ -60,7 +60,7 @@ export class SqliteStore implements Store {
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     if (path !== ':memory:') {
-      // The database holds sealed keys and keyed hashes: readable by its owner only. SQLite
+      // The database contains sealed keys and keyed hashes, so only its owner may read it. SQLite
       // gives its -wal and -shm files the permissions of the database file.
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       closeSync(openSync(path, 'a', 0o600));
