@@ -2,6 +2,7 @@
 // costs about as much as one signature verification.
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { CryptoProvider, EcPublicJwk, PublicKeyHandle } from './crypto.ts';
+import { toBase64Url, toHex } from './encoding.ts';
 
 interface NodeKeyHandle extends PublicKeyHandle {
   readonly keyObject: KeyObject;
@@ -39,6 +40,26 @@ function cached(cacheKey: string, load: () => KeyObject): NodeKeyHandle {
   return handle;
 }
 
+const ED25519_PUBLIC_KEY_LENGTH = 32;
+const ED25519_SIGNATURE_LENGTH = 64;
+const ed25519KeyCache = new Map<string, KeyObject>();
+
+function ed25519Key(publicKeyRaw: Uint8Array): KeyObject {
+  const cacheKey = toHex(publicKeyRaw);
+  let keyObject = ed25519KeyCache.get(cacheKey);
+  if (!keyObject) {
+    keyObject = createPublicKey({
+      key: { kty: 'OKP', crv: 'Ed25519', x: toBase64Url(publicKeyRaw) },
+      format: 'jwk',
+    });
+    if (ed25519KeyCache.size >= MAX_CACHED_KEYS) {
+      ed25519KeyCache.clear();
+    }
+    ed25519KeyCache.set(cacheKey, keyObject);
+  }
+  return keyObject;
+}
+
 export const nodeCrypto: CryptoProvider = {
   sha256(data) {
     return createHash('sha256').update(data).digest();
@@ -57,6 +78,22 @@ export const nodeCrypto: CryptoProvider = {
       return verify('sha256', data, { key: keyObject, dsaEncoding: 'der' }, derSignature);
     } catch {
       // node:crypto throws on a malformed DER signature; for a verifier that is a failed check.
+      return false;
+    }
+  },
+  verifyEd25519(publicKeyRaw, data, signature) {
+    if (
+      publicKeyRaw.length !== ED25519_PUBLIC_KEY_LENGTH ||
+      signature.length !== ED25519_SIGNATURE_LENGTH
+    ) {
+      return false;
+    }
+    try {
+      // Ed25519 hashes the message itself, so no digest algorithm is given.
+      return verify(null, data, ed25519Key(publicKeyRaw), signature);
+    } catch {
+      // Node 20 imports any 32 bytes and returns false for a key that is not a curve point,
+      // but a verifier also treats an unexpected node:crypto error as a failed check.
       return false;
     }
   },

@@ -23,4 +23,9 @@ export interface CryptoProvider {
   importPublicKeyJwk(jwk: EcPublicJwk): PublicKeyHandle;
   /** Verifies an ECDSA P-256 / SHA-256 signature in ASN.1 DER form over `data`. */
   verifyEcdsaP256(key: PublicKeyHandle, data: Uint8Array, derSignature: Uint8Array): boolean;
+  /**
+   * Verifies an Ed25519 signature (RFC 8032, 64 bytes) over `data` with a raw 32-byte public
+   * key. Returns false for keys or signatures of the wrong length or encoding.
+   */
+  verifyEd25519(publicKeyRaw: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean;
 }
