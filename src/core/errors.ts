@@ -45,3 +45,23 @@ export class BundleError extends Error {
     this.code = code;
   }
 }
+
+export const MerkleErrorCode = {
+  INVALID_ARGUMENT: 'MERKLE_INVALID_ARGUMENT',
+  NODE_NOT_FOUND: 'MERKLE_NODE_NOT_FOUND',
+} as const;
+export type MerkleErrorCode = (typeof MerkleErrorCode)[keyof typeof MerkleErrorCode];
+
+/**
+ * A Merkle tree function received a size, index, frontier or hash that cannot describe the
+ * tree, or a proof needs a node that the given node source lacks. Proof verification does not
+ * raise it, because verifyInclusion and verifyConsistency return false for malformed input.
+ */
+export class MerkleError extends Error {
+  override readonly name = 'MerkleError';
+  readonly code: MerkleErrorCode;
+  constructor(code: MerkleErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
