@@ -65,3 +65,28 @@ export class MerkleError extends Error {
     this.code = code;
   }
 }
+
+export const NoteErrorCode = {
+  MALFORMED: 'NOTE_MALFORMED',
+  TOO_LARGE: 'NOTE_TOO_LARGE',
+  SIGNATURE_INVALID: 'NOTE_SIGNATURE_INVALID',
+  NOT_VERIFIED: 'NOTE_NOT_VERIFIED',
+  CHECKPOINT_MALFORMED: 'CHECKPOINT_MALFORMED',
+  ORIGIN_MISMATCH: 'CHECKPOINT_ORIGIN_MISMATCH',
+  VERIFIER_KEY_INVALID: 'NOTE_VERIFIER_KEY_INVALID',
+} as const;
+export type NoteErrorCode = (typeof NoteErrorCode)[keyof typeof NoteErrorCode];
+
+/**
+ * A signed note or checkpoint is malformed or over the size limits, a signature by a trusted
+ * key failed, no trusted key signed the note, a checkpoint names another log, or a verifier
+ * key is invalid.
+ */
+export class NoteError extends Error {
+  override readonly name = 'NoteError';
+  readonly code: NoteErrorCode;
+  constructor(code: NoteErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
