@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { maxProofSize } from '../src/core/merkle.ts';
 import { CHECK_NAMES } from '../src/core/verify/verify.ts';
 import { ROUTES } from '../src/server/route-table.ts';
 import { ErrorRegistry } from '../src/services/errors.ts';
@@ -70,4 +71,18 @@ test('every configuration variable is documented, and no other', () => {
     rows.flatMap(([cell]) => [...cell!.matchAll(/`([A-Z_]+)`/g)].map((m) => m[1]!)),
   );
   assert.deepEqual([...documented].sort(), [...used].sort());
+});
+
+test('documented maximum proof sizes match maxProofSize', () => {
+  const rows = tableRows(formats, 'leaves');
+  assert.equal(rows.length, 3);
+  for (const [leaves, inclusion, consistency] of rows) {
+    const max = maxProofSize(Number(leaves!.replace(/,/g, '')));
+    assert.equal(inclusion, `${max.inclusionHashes} hashes, ${max.inclusionBytes} bytes`, leaves);
+    assert.equal(
+      consistency,
+      `${max.consistencyHashes} hashes, ${max.consistencyBytes} bytes`,
+      leaves,
+    );
+  }
 });
