@@ -23,6 +23,18 @@ export function toHex(bytes: Uint8Array): string {
   return out;
 }
 
+/** Decodes lowercase or uppercase hex; throws a TypeError on odd length or other characters. */
+export function fromHex(text: string): Uint8Array {
+  if (text.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(text)) {
+    throw new TypeError('not a hex string');
+  }
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) {
+    out[i] = parseInt(text.slice(i * 2, i * 2 + 2), 16);
+  }
+  return out;
+}
+
 export function isLowerHex(text: string, length: number): boolean {
   return text.length === length && /^[0-9a-f]*$/.test(text);
 }

@@ -183,6 +183,73 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 4,
+    name: 'per-tenant Merkle log, checkpoints and audit events',
+    statements: [
+      // One row per tenant: the log size and the hashes of its maximal complete subtrees,
+      // left to right, as concatenated hex. Appends lock this row after the chain head.
+      `CREATE TABLE log_heads (
+        tenant_id TEXT PRIMARY KEY REFERENCES tenants (tenant_id),
+        tree_size BIGINT NOT NULL,
+        frontier TEXT NOT NULL
+      )`,
+      // Every complete aligned subtree: level L, index i covers leaves [i * 2^L, (i + 1) * 2^L).
+      {
+        sqlite: `CREATE TABLE log_nodes (
+        tenant_id TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        node_index BIGINT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, level, node_index)
+      ) WITHOUT ROWID`,
+        postgres: `CREATE TABLE log_nodes (
+        tenant_id TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        node_index BIGINT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, level, node_index)
+      )`,
+      },
+      // Null for certificates issued before the log existed until start-up adds them.
+      `ALTER TABLE certificates ADD COLUMN log_index BIGINT`,
+      `CREATE UNIQUE INDEX certificates_log_index ON certificates (tenant_id, log_index)`,
+      `CREATE TABLE log_keys (
+        tenant_id TEXT PRIMARY KEY REFERENCES tenants (tenant_id),
+        key_name TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        private_key_sealed TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      )`,
+      `CREATE TABLE log_checkpoints (
+        tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+        tree_size BIGINT NOT NULL,
+        root_hash TEXT NOT NULL,
+        note TEXT NOT NULL,
+        published_at TEXT NOT NULL,
+        timestamp_token TEXT,
+        timestamp_attempts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, tree_size)
+      )`,
+      `CREATE TABLE audit_events (
+        tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+        log_index BIGINT NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        occurred_at TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        actor_hash TEXT,
+        object_type TEXT,
+        object_id TEXT,
+        event_json TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, log_index)
+      )`,
+      `CREATE INDEX audit_events_time ON audit_events (tenant_id, occurred_at, log_index)`,
+    ],
+  },
 ];
+
+/** The schema version that added the Merkle log; certificates from before it are backfilled. */
+export const LOG_SCHEMA_VERSION = 4;
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

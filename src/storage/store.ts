@@ -38,6 +38,8 @@ export interface CertificateRow {
   /** The exact canonical JSON text that was signed. */
   signed_message: string;
   signature: string;
+  /** Position of the certificate's leaf in the tenant's Merkle log; set when it is appended. */
+  log_index?: number | null | undefined;
 }
 
 export interface ChainLink {
@@ -52,6 +54,11 @@ export interface AppendItem {
   idempotencyKey?: string | undefined;
   /** Keyed hash of the request body, compared when the key was seen before. */
   requestHash?: string | undefined;
+  /**
+   * Builds the audit event recorded with the certificate, in the same transaction, as the log
+   * leaf right after the certificate's leaf.
+   */
+  auditEvent?: ((row: CertificateRow) => NewAuditEvent) | undefined;
 }
 
 export type AppendResult =
@@ -79,7 +86,114 @@ export class TenantExistsError extends Error {
   override readonly name = 'TenantExistsError';
 }
 
-export interface Store extends ShadowStore {
+/** The tenant's Merkle log: its size and the hashes of its maximal complete subtrees. */
+export interface LogHeadRow {
+  tree_size: number;
+  /** Subtree hashes, largest (leftmost) first, as concatenated lowercase hex. */
+  frontier: string;
+}
+
+/** A complete aligned subtree: level L, index i covers leaves [i * 2^L, (i + 1) * 2^L). */
+export interface LogNodeRow {
+  level: number;
+  node_index: number;
+  /** Lowercase hex SHA-256. */
+  hash: string;
+}
+
+/** The tenant's checkpoint signing key (Ed25519). */
+export interface LogKeyRow {
+  tenant_id: string;
+  /** Key name in signed notes; also the log origin. */
+  key_name: string;
+  /** Raw 32-byte public key, base64. */
+  public_key: string;
+  /** PKCS#8 private key sealed under the key-encryption key. */
+  private_key_sealed: string;
+  created_at: string;
+}
+
+export interface CheckpointRow {
+  tenant_id: string;
+  tree_size: number;
+  /** Lowercase hex root hash. */
+  root_hash: string;
+  /** The signed note text. */
+  note: string;
+  published_at: string;
+  /** RFC 3161 timestamp token over the note bytes, base64 DER; null until obtained. */
+  timestamp_token: string | null;
+  timestamp_attempts: number;
+}
+
+/** An audit event before it has a place in the log. Holds no PHI: identifiers are keyed hashes. */
+export interface NewAuditEvent {
+  event_id: string;
+  occurred_at: string;
+  action: string;
+  outcome: string;
+  actor_hash: string | null;
+  object_type: string | null;
+  object_id: string | null;
+  /** Canonical JSON of the event: the exact bytes of its log leaf. */
+  event_json: string;
+}
+
+export interface AuditEventRow extends NewAuditEvent {
+  tenant_id: string;
+  log_index: number;
+}
+
+/** One log leaf with the stored bytes it was made from. */
+export interface LogEntry {
+  log_index: number;
+  kind: 'certificate' | 'audit_event';
+  /** certificate_id or event_id. */
+  id: string;
+  /** The leaf bytes as text: a certificate's signed message, or an audit event's JSON. */
+  data: string;
+}
+
+export interface AuditEventFilter {
+  action?: string | undefined;
+  outcome?: string | undefined;
+  /** Inclusive lower bound of occurred_at. */
+  occurredFrom?: string | undefined;
+  /** Exclusive upper bound of occurred_at. */
+  occurredTo?: string | undefined;
+}
+
+export interface LogStore {
+  getLogHead(tenantId: string): Promise<LogHeadRow | undefined>;
+  /** Returns the stored nodes among `refs`; missing ones are absent from the result. */
+  getLogNodes(
+    tenantId: string,
+    refs: readonly { level: number; index: number }[],
+  ): Promise<LogNodeRow[]>;
+  /** Lists the stored leaves with index in [fromIndex, toIndex), in log order. */
+  listLogEntries(tenantId: string, fromIndex: number, toIndex: number): Promise<LogEntry[]>;
+  /** Appends audit events as log leaves in one transaction and returns them with their indexes. */
+  appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]>;
+  listAuditEvents(
+    tenantId: string,
+    filter: AuditEventFilter,
+    afterIndex: number,
+    limit: number,
+  ): Promise<AuditEventRow[]>;
+  /** Stores the key unless the tenant has one, and returns the stored key. */
+  putLogKey(row: LogKeyRow): Promise<LogKeyRow>;
+  getLogKey(tenantId: string): Promise<LogKeyRow | undefined>;
+  /** Stores a checkpoint unless one exists at that size, and returns the stored one. */
+  putCheckpoint(row: CheckpointRow): Promise<CheckpointRow>;
+  getLatestCheckpoint(tenantId: string): Promise<CheckpointRow | undefined>;
+  getCheckpoint(tenantId: string, treeSize: number): Promise<CheckpointRow | undefined>;
+  /** Records a timestamp token, or a failed attempt when `token` is null. */
+  setCheckpointTimestamp(tenantId: string, treeSize: number, token: string | null): Promise<void>;
+  /** Checkpoints still waiting for a timestamp, oldest first. */
+  listUntimestampedCheckpoints(limit: number): Promise<CheckpointRow[]>;
+}
+
+export interface Store extends ShadowStore, LogStore {
   readonly engine: 'sqlite' | 'postgres';
   migrate(): Promise<MigrationReport>;
   ping(): Promise<void>;

@@ -311,12 +311,38 @@ describe(`schema upgrade on ${TEST_ENGINE}`, () => {
       const first = await old.migrate();
       assert.equal(first.current, 1);
       await createTenant(old, 'legacy');
-      const [created] = await old.appendCertificates(
-        'legacy',
-        [newItem({ idempotencyKey: 'legacy-key', requestHash: 'legacy-hash' })],
-        seal('legacy'),
+      // Rows as the version 1 code wrote them: the current store code expects the latest schema.
+      const legacyRow = seal('legacy')(newItem(), { sequence: 1, previousHash: null });
+      await runSql(
+        location,
+        `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version,
+           governance_policy_version, human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [
+          legacyRow.tenant_id,
+          legacyRow.chain_sequence,
+          legacyRow.certificate_id,
+          legacyRow.issued_at_utc,
+          legacyRow.model_version,
+          legacyRow.governance_policy_version,
+          legacyRow.human_reviewed ? 1 : 0,
+          legacyRow.chain_hash,
+          legacyRow.previous_hash,
+          legacyRow.key_id,
+          legacyRow.signed_message,
+          legacyRow.signature,
+        ],
       );
-      assert.equal(created?.kind, 'created');
+      await runSql(
+        location,
+        'INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at) VALUES (?, ?, ?, ?, ?)',
+        ['legacy', 'legacy-key', 'legacy-hash', legacyRow.certificate_id, '2026-01-01T00:00:00Z'],
+      );
+      await runSql(
+        location,
+        'UPDATE chain_heads SET chain_sequence = 1, chain_hash = ? WHERE tenant_id = ?',
+        [legacyRow.chain_hash, 'legacy'],
+      );
       const shadowTables = await runSql(
         location,
         'SELECT 1 AS found FROM schema_migrations WHERE version = 2',
@@ -337,6 +363,10 @@ describe(`schema upgrade on ${TEST_ENGINE}`, () => {
         assert.equal((await store.getTenant('legacy'))?.phi_policy, 'flag');
         const chain = await walkChain(store, 'legacy');
         assert.equal(chain.length, 1);
+        // The certificate from before the log existed became its first leaf at start-up.
+        const legacy = await store.getCertificate('legacy', legacyRow.certificate_id);
+        assert.equal(legacy?.log_index, 0);
+        assert.equal((await store.getLogHead('legacy'))?.tree_size, 1);
         const replay = await store.appendCertificates(
           'legacy',
           [newItem({ idempotencyKey: 'legacy-key', requestHash: 'legacy-hash' })],

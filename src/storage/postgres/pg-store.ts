@@ -3,7 +3,9 @@
 // from any number of processes queue on that row and never fork a chain.
 import pg from 'pg';
 import { certificateQuery } from '../certificate-query.ts';
-import { MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
+import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
+import * as log from './log-queries.ts';
+import { numberPlaceholders } from './placeholders.ts';
 import {
   INSERT_CONDITION_SQL,
   INSERT_FINDING_SQL,
@@ -25,6 +27,14 @@ import {
   TenantExistsError,
   type AppendItem,
   type AppendResult,
+  type AuditEventFilter,
+  type AuditEventRow,
+  type CheckpointRow,
+  type LogEntry,
+  type LogHeadRow,
+  type LogKeyRow,
+  type LogNodeRow,
+  type NewAuditEvent,
   type CertificateFilter,
   type CertificateRow,
   type MigrationReport,
@@ -64,11 +74,7 @@ const typeParsers: pg.CustomTypesConfig = {
       : (pg.types.getTypeParser(oid, format) as unknown)) as pg.CustomTypesConfig['getTypeParser'],
 };
 
-/** Rewrites `?` placeholders as PostgreSQL's `$1`, `$2`, ... The SQL must contain no other `?`. */
-export function numberPlaceholders(sql: string): string {
-  let index = 0;
-  return sql.replace(/\?/g, () => `$${++index}`);
-}
+export { numberPlaceholders };
 
 interface RawCertificate extends Omit<CertificateRow, 'human_reviewed'> {
   human_reviewed: number;
@@ -80,6 +86,8 @@ function toCertificate(raw: RawCertificate | undefined): CertificateRow | undefi
         ...raw,
         chain_sequence: Number(raw.chain_sequence),
         human_reviewed: raw.human_reviewed === 1,
+        log_index:
+          raw.log_index === null || raw.log_index === undefined ? null : Number(raw.log_index),
       }
     : undefined;
 }
@@ -199,6 +207,9 @@ export class PgStore implements Store {
       [],
       client,
     );
+    if ((row?.version ?? 0) >= LOG_SCHEMA_VERSION) {
+      await this.#backfillLog(client);
+    }
     return { applied, current: row?.version ?? 0 };
   }
 
@@ -291,6 +302,9 @@ export class PgStore implements Store {
       let previousHash = head.chain_hash;
       const results: AppendResult[] = [];
       const now = new Date().toISOString();
+      const logHead = await log.lockLogHead(client, tenantId);
+      const leaves: string[] = [];
+      const audit: AuditEventRow[] = [];
       for (const item of items) {
         if (item.idempotencyKey !== undefined) {
           const seen = await this.#replay(client, tenantId, item);
@@ -300,6 +314,7 @@ export class PgStore implements Store {
           }
         }
         const row = seal(item, { sequence: sequence + 1, previousHash });
+        row.log_index = logHead.tree_size + leaves.length;
         if (item.idempotencyKey !== undefined) {
           // The key is claimed before the certificate is written. Appends hold the chain head
           // lock, so the key can only be taken here by a writer that bypassed that lock. In that
@@ -316,8 +331,8 @@ export class PgStore implements Store {
         }
         await client.query(
           `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version, governance_policy_version,
-             human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+             human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature, log_index)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
           [
             row.tenant_id,
             row.chain_sequence,
@@ -331,8 +346,19 @@ export class PgStore implements Store {
             row.key_id,
             row.signed_message,
             row.signature,
+            row.log_index,
           ],
         );
+        leaves.push(row.signed_message);
+        if (item.auditEvent) {
+          const event = item.auditEvent(row);
+          audit.push({
+            ...event,
+            tenant_id: tenantId,
+            log_index: logHead.tree_size + leaves.length,
+          });
+          leaves.push(event.event_json);
+        }
         sequence = row.chain_sequence;
         previousHash = row.chain_hash;
         results.push({ kind: 'created', row });
@@ -341,6 +367,8 @@ export class PgStore implements Store {
         'UPDATE chain_heads SET chain_sequence = $1, chain_hash = $2 WHERE tenant_id = $3',
         [sequence, previousHash, tenantId],
       );
+      await log.insertAuditEvents(client, tenantId, audit);
+      await log.extendLogIn(client, tenantId, logHead, leaves);
       return results;
     });
   }
@@ -509,5 +537,98 @@ export class PgStore implements Store {
       [tenantId, assumptionsJson, updatedAt],
     );
     return row!;
+  }
+
+  getLogHead(tenantId: string): Promise<LogHeadRow | undefined> {
+    return log.getLogHead(this.#pool, tenantId);
+  }
+
+  getLogNodes(
+    tenantId: string,
+    refs: readonly { level: number; index: number }[],
+  ): Promise<LogNodeRow[]> {
+    return log.getLogNodes(this.#pool, tenantId, refs);
+  }
+
+  listLogEntries(tenantId: string, fromIndex: number, toIndex: number): Promise<LogEntry[]> {
+    return log.listLogEntries(this.#pool, tenantId, fromIndex, toIndex);
+  }
+
+  appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
+    return this.#transaction(async (client) => {
+      const head = await log.lockLogHead(client, tenantId);
+      const rows = events.map((event, offset) => ({
+        ...event,
+        tenant_id: tenantId,
+        log_index: head.tree_size + offset,
+      }));
+      await log.insertAuditEvents(client, tenantId, rows);
+      await log.extendLogIn(
+        client,
+        tenantId,
+        head,
+        rows.map((row) => row.event_json),
+      );
+      return rows;
+    });
+  }
+
+  listAuditEvents(
+    tenantId: string,
+    filter: AuditEventFilter,
+    afterIndex: number,
+    limit: number,
+  ): Promise<AuditEventRow[]> {
+    return log.listAuditEvents(this.#pool, tenantId, filter, afterIndex, limit);
+  }
+
+  putLogKey(row: LogKeyRow): Promise<LogKeyRow> {
+    return log.putLogKey(this.#pool, row);
+  }
+
+  getLogKey(tenantId: string): Promise<LogKeyRow | undefined> {
+    return log.getLogKey(this.#pool, tenantId);
+  }
+
+  putCheckpoint(row: CheckpointRow): Promise<CheckpointRow> {
+    return log.putCheckpoint(this.#pool, row);
+  }
+
+  getLatestCheckpoint(tenantId: string): Promise<CheckpointRow | undefined> {
+    return log.getLatestCheckpoint(this.#pool, tenantId);
+  }
+
+  getCheckpoint(tenantId: string, treeSize: number): Promise<CheckpointRow | undefined> {
+    return log.getCheckpoint(this.#pool, tenantId, treeSize);
+  }
+
+  setCheckpointTimestamp(tenantId: string, treeSize: number, token: string | null): Promise<void> {
+    return log.setCheckpointTimestamp(this.#pool, tenantId, treeSize, token);
+  }
+
+  listUntimestampedCheckpoints(limit: number): Promise<CheckpointRow[]> {
+    return log.listUntimestampedCheckpoints(this.#pool, limit);
+  }
+
+  /** Adds certificates stored before the log existed to their logs, one batch per transaction. */
+  async #backfillLog(client: pg.PoolClient): Promise<void> {
+    for (const tenantId of await log.tenantsWithUnloggedCertificates(client)) {
+      for (;;) {
+        await client.query('BEGIN');
+        try {
+          await client.query('SELECT 1 FROM chain_heads WHERE tenant_id = $1 FOR UPDATE', [
+            tenantId,
+          ]);
+          const added = await log.backfillStep(client, tenantId);
+          await client.query('COMMIT');
+          if (added === 0) {
+            break;
+          }
+        } catch (error) {
+          await client.query('ROLLBACK');
+          throw error;
+        }
+      }
+    }
   }
 }

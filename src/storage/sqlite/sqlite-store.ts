@@ -5,12 +5,21 @@ import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { certificateQuery } from '../certificate-query.ts';
-import { MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
+import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
+import { SqliteLogTables } from './log-tables.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
 import {
   TenantExistsError,
   type AppendItem,
   type AppendResult,
+  type AuditEventFilter,
+  type AuditEventRow,
+  type CheckpointRow,
+  type LogEntry,
+  type LogHeadRow,
+  type LogKeyRow,
+  type LogNodeRow,
+  type NewAuditEvent,
   type CertificateFilter,
   type CertificateRow,
   type MigrationReport,
@@ -37,6 +46,8 @@ function toCertificate(raw: RawCertificate | undefined): CertificateRow | undefi
         ...raw,
         chain_sequence: Number(raw.chain_sequence),
         human_reviewed: raw.human_reviewed === 1,
+        log_index:
+          raw.log_index === null || raw.log_index === undefined ? null : Number(raw.log_index),
       }
     : undefined;
 }
@@ -51,11 +62,35 @@ export interface SqliteStoreOptions {
   migrations?: readonly Migration[];
 }
 
+const SQLITE_STORE_SQL = {
+  insertTenant:
+    'INSERT INTO tenants (tenant_id, created_at, phi_policy, hmac_secret_sealed) VALUES (@tenant_id, @created_at, @phi_policy, @hmac_secret_sealed)',
+  insertKey: `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, valid_until, public_key_pem, private_key_sealed, created_at)
+         VALUES (@tenant_id, @key_id, @algorithm, @status, @valid_from, @valid_until, @public_key_pem, @private_key_sealed, @created_at)`,
+  insertHead: 'INSERT INTO chain_heads (tenant_id, chain_sequence, chain_hash) VALUES (?, 0, NULL)',
+  getTenant: 'SELECT * FROM tenants WHERE tenant_id = ?',
+  listTenants: 'SELECT * FROM tenants ORDER BY tenant_id',
+  listKeys: 'SELECT * FROM signing_keys WHERE tenant_id = ? ORDER BY valid_from, key_id',
+  getHead: 'SELECT chain_sequence, chain_hash FROM chain_heads WHERE tenant_id = ?',
+  setHead: 'UPDATE chain_heads SET chain_sequence = ?, chain_hash = ? WHERE tenant_id = ?',
+  insertCertificate: `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version, governance_policy_version,
+           human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature, log_index)
+         VALUES (@tenant_id, @chain_sequence, @certificate_id, @issued_at_utc, @model_version, @governance_policy_version,
+           @human_reviewed, @chain_hash, @previous_hash, @key_id, @signed_message, @signature, @log_index)`,
+  getIdempotency:
+    'SELECT request_hash, certificate_id FROM idempotency_keys WHERE tenant_id = ? AND idempotency_key = ?',
+  insertIdempotency:
+    'INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at) VALUES (?, ?, ?, ?, ?)',
+  getCertificate: 'SELECT * FROM certificates WHERE tenant_id = ? AND certificate_id = ?',
+  getBySequence: 'SELECT * FROM certificates WHERE tenant_id = ? AND chain_sequence = ?',
+} as const;
+
 export class SqliteStore implements Store {
   readonly engine = 'sqlite';
   readonly #db: Database.Database;
   readonly #migrations: readonly Migration[];
   readonly #shadow: SqliteShadowTables;
+  readonly #log: SqliteLogTables;
   #prepared: ReturnType<SqliteStore['prepareStatements']> | undefined;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
@@ -72,6 +107,7 @@ export class SqliteStore implements Store {
     this.#db.pragma('foreign_keys = ON');
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#shadow = new SqliteShadowTables(this.#db);
+    this.#log = new SqliteLogTables(this.#db);
   }
 
   private get sql(): ReturnType<SqliteStore['prepareStatements']> {
@@ -79,47 +115,23 @@ export class SqliteStore implements Store {
     return this.#prepared;
   }
 
+  /**
+   * Prepares each statement on first use, so a store opened on an older schema can still run
+   * the statements that schema supports (the upgrade tests build old databases this way).
+   */
   private prepareStatements() {
     const db = this.#db;
-    return {
-      insertTenant: db.prepare(
-        'INSERT INTO tenants (tenant_id, created_at, phi_policy, hmac_secret_sealed) VALUES (@tenant_id, @created_at, @phi_policy, @hmac_secret_sealed)',
-      ),
-      insertKey: db.prepare(
-        `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, valid_until, public_key_pem, private_key_sealed, created_at)
-         VALUES (@tenant_id, @key_id, @algorithm, @status, @valid_from, @valid_until, @public_key_pem, @private_key_sealed, @created_at)`,
-      ),
-      insertHead: db.prepare(
-        'INSERT INTO chain_heads (tenant_id, chain_sequence, chain_hash) VALUES (?, 0, NULL)',
-      ),
-      getTenant: db.prepare('SELECT * FROM tenants WHERE tenant_id = ?'),
-      listTenants: db.prepare('SELECT * FROM tenants ORDER BY tenant_id'),
-      listKeys: db.prepare(
-        'SELECT * FROM signing_keys WHERE tenant_id = ? ORDER BY valid_from, key_id',
-      ),
-      getHead: db.prepare('SELECT chain_sequence, chain_hash FROM chain_heads WHERE tenant_id = ?'),
-      setHead: db.prepare(
-        'UPDATE chain_heads SET chain_sequence = ?, chain_hash = ? WHERE tenant_id = ?',
-      ),
-      insertCertificate: db.prepare(
-        `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version, governance_policy_version,
-           human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature)
-         VALUES (@tenant_id, @chain_sequence, @certificate_id, @issued_at_utc, @model_version, @governance_policy_version,
-           @human_reviewed, @chain_hash, @previous_hash, @key_id, @signed_message, @signature)`,
-      ),
-      getIdempotency: db.prepare(
-        'SELECT request_hash, certificate_id FROM idempotency_keys WHERE tenant_id = ? AND idempotency_key = ?',
-      ),
-      insertIdempotency: db.prepare(
-        'INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at) VALUES (?, ?, ?, ?, ?)',
-      ),
-      getCertificate: db.prepare(
-        'SELECT * FROM certificates WHERE tenant_id = ? AND certificate_id = ?',
-      ),
-      getBySequence: db.prepare(
-        'SELECT * FROM certificates WHERE tenant_id = ? AND chain_sequence = ?',
-      ),
-    };
+    const prepared = new Map<string, Database.Statement>();
+    return new Proxy({} as Record<keyof typeof SQLITE_STORE_SQL, Database.Statement>, {
+      get(_target, name: keyof typeof SQLITE_STORE_SQL) {
+        let statement = prepared.get(name);
+        if (!statement) {
+          statement = db.prepare(SQLITE_STORE_SQL[name]);
+          prepared.set(name, statement);
+        }
+        return statement;
+      },
+    });
   }
 
   migrate(): Promise<MigrationReport> {
@@ -149,9 +161,13 @@ export class SqliteStore implements Store {
       run.immediate(migration);
     }
     this.#prepared = undefined;
+    this.#log.reset();
     const row = db.prepare('SELECT MAX(version) AS version FROM schema_migrations').get() as {
       version: number | null;
     };
+    if ((row.version ?? 0) >= LOG_SCHEMA_VERSION) {
+      this.#log.backfill();
+    }
     return Promise.resolve({ applied, current: row.version ?? 0 });
   }
 
@@ -208,6 +224,9 @@ export class SqliteStore implements Store {
       let previousHash = head.chain_hash;
       const results: AppendResult[] = [];
       const now = new Date().toISOString();
+      const logHead = this.#log.head(tenantId);
+      const leaves: string[] = [];
+      const audit: AuditEventRow[] = [];
       for (const item of items) {
         if (item.idempotencyKey !== undefined) {
           const seen = sql.getIdempotency.get(tenantId, item.idempotencyKey) as
@@ -225,7 +244,18 @@ export class SqliteStore implements Store {
           }
         }
         const row = seal(item, { sequence: sequence + 1, previousHash });
+        row.log_index = logHead.tree_size + leaves.length;
+        leaves.push(row.signed_message);
         sql.insertCertificate.run({ ...row, human_reviewed: row.human_reviewed ? 1 : 0 });
+        if (item.auditEvent) {
+          const event = item.auditEvent(row);
+          audit.push({
+            ...event,
+            tenant_id: tenantId,
+            log_index: logHead.tree_size + leaves.length,
+          });
+          leaves.push(event.event_json);
+        }
         if (item.idempotencyKey !== undefined) {
           sql.insertIdempotency.run(
             tenantId,
@@ -240,6 +270,10 @@ export class SqliteStore implements Store {
         results.push({ kind: 'created', row });
       }
       sql.setHead.run(sequence, previousHash, tenantId);
+      for (const event of audit) {
+        this.#log.insertAuditEvent(event);
+      }
+      this.#log.extend(tenantId, logHead, leaves);
       return results;
     });
     return settle(() => append.immediate());
@@ -311,5 +345,61 @@ export class SqliteStore implements Store {
     updatedAt: string,
   ): Promise<ShadowAssumptionsRow> {
     return settle(() => this.#shadow.putAssumptions(tenantId, assumptionsJson, updatedAt));
+  }
+
+  getLogHead(tenantId: string): Promise<LogHeadRow | undefined> {
+    return settle(() => this.#log.getHead(tenantId));
+  }
+
+  getLogNodes(
+    tenantId: string,
+    refs: readonly { level: number; index: number }[],
+  ): Promise<LogNodeRow[]> {
+    return settle(() => this.#log.getNodes(tenantId, refs));
+  }
+
+  listLogEntries(tenantId: string, fromIndex: number, toIndex: number): Promise<LogEntry[]> {
+    return settle(() => this.#log.listEntries(tenantId, fromIndex, toIndex));
+  }
+
+  appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
+    return settle(() => this.#log.appendAuditEvents(tenantId, events));
+  }
+
+  listAuditEvents(
+    tenantId: string,
+    filter: AuditEventFilter,
+    afterIndex: number,
+    limit: number,
+  ): Promise<AuditEventRow[]> {
+    return settle(() => this.#log.listAuditEvents(tenantId, filter, afterIndex, limit));
+  }
+
+  putLogKey(row: LogKeyRow): Promise<LogKeyRow> {
+    return settle(() => this.#log.putKey(row));
+  }
+
+  getLogKey(tenantId: string): Promise<LogKeyRow | undefined> {
+    return settle(() => this.#log.getKey(tenantId));
+  }
+
+  putCheckpoint(row: CheckpointRow): Promise<CheckpointRow> {
+    return settle(() => this.#log.putCheckpoint(row));
+  }
+
+  getLatestCheckpoint(tenantId: string): Promise<CheckpointRow | undefined> {
+    return settle(() => this.#log.getLatestCheckpoint(tenantId));
+  }
+
+  getCheckpoint(tenantId: string, treeSize: number): Promise<CheckpointRow | undefined> {
+    return settle(() => this.#log.getCheckpoint(tenantId, treeSize));
+  }
+
+  setCheckpointTimestamp(tenantId: string, treeSize: number, token: string | null): Promise<void> {
+    return settle(() => this.#log.setTimestamp(tenantId, treeSize, token));
+  }
+
+  listUntimestampedCheckpoints(limit: number): Promise<CheckpointRow[]> {
+    return settle(() => this.#log.listUntimestamped(limit));
   }
 }

@@ -1,0 +1,256 @@
+// PostgreSQL side of the Merkle log, checkpoint and audit tables. PgStore delegates its LogStore
+// methods here and calls `head`/`extend` inside its certificate transaction. Node rows and audit
+// events of a batch go in one multi-row statement each, so a batch costs a fixed number of round
+// trips whatever its size.
+import type pg from 'pg';
+import { extendLog, type LogExtension } from '../log-append.ts';
+import {
+  BACKFILL_BATCH,
+  LOG_SQL,
+  auditEventQuery,
+  checkpointParams,
+  listEntriesParams,
+  toAuditEvent,
+  toCheckpoint,
+  toLogEntry,
+} from '../log-sql.ts';
+import type { SqlParam } from '../shadow-sql.ts';
+import { numberPlaceholders } from './placeholders.ts';
+import type {
+  AuditEventFilter,
+  AuditEventRow,
+  CheckpointRow,
+  LogEntry,
+  LogHeadRow,
+  LogKeyRow,
+  LogNodeRow,
+} from '../store.ts';
+
+type Queryable = Pick<pg.PoolClient, 'query'>;
+
+async function rows<R>(client: Queryable, sql: string, params: SqlParam[]): Promise<R[]> {
+  const result = await client.query(numberPlaceholders(sql), params);
+  return result.rows as R[];
+}
+
+const INSERT_NODES = `INSERT INTO log_nodes (tenant_id, level, node_index, hash)
+  SELECT $1, level, node_index, hash
+  FROM unnest($2::int[], $3::bigint[], $4::text[]) AS n (level, node_index, hash)`;
+
+const INSERT_AUDIT_EVENTS = `INSERT INTO audit_events (tenant_id, log_index, event_id, occurred_at, action,
+    outcome, actor_hash, object_type, object_id, event_json)
+  SELECT $1, log_index, event_id, occurred_at, action, outcome, actor_hash, object_type, object_id, event_json
+  FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+    $9::text[], $10::text[]) AS e (log_index, event_id, occurred_at, action, outcome, actor_hash,
+    object_type, object_id, event_json)`;
+
+const GET_NODES = `SELECT n.level, n.node_index, n.hash FROM log_nodes n
+  JOIN unnest($2::int[], $3::bigint[]) AS r (level, node_index)
+    ON n.level = r.level AND n.node_index = r.node_index
+  WHERE n.tenant_id = $1`;
+
+/** Reads and locks the tenant's log head, creating an empty one. Call inside a transaction. */
+export async function lockLogHead(client: Queryable, tenantId: string): Promise<LogHeadRow> {
+  await rows(client, LOG_SQL.ensureHead, [tenantId]);
+  const [raw] = await rows<LogHeadRow>(client, `${LOG_SQL.getHead} FOR UPDATE`, [tenantId]);
+  return { tree_size: Number(raw!.tree_size), frontier: raw!.frontier };
+}
+
+/** Appends leaves after `head` and stores the new nodes and head. Call inside a transaction. */
+export async function extendLogIn(
+  client: Queryable,
+  tenantId: string,
+  head: LogHeadRow,
+  leafTexts: readonly string[],
+): Promise<LogExtension> {
+  const extension = extendLog(head, leafTexts);
+  if (extension.nodes.length > 0) {
+    await client.query(INSERT_NODES, [
+      tenantId,
+      extension.nodes.map((node) => node.level),
+      extension.nodes.map((node) => node.node_index),
+      extension.nodes.map((node) => node.hash),
+    ]);
+  }
+  await rows(client, LOG_SQL.setHead, [
+    extension.head.tree_size,
+    extension.head.frontier,
+    tenantId,
+  ]);
+  return extension;
+}
+
+/** Stores audit events whose leaves the caller appends, in one statement. */
+export async function insertAuditEvents(
+  client: Queryable,
+  tenantId: string,
+  events: readonly AuditEventRow[],
+): Promise<void> {
+  if (events.length === 0) {
+    return;
+  }
+  const column = <K extends keyof AuditEventRow>(key: K) => events.map((event) => event[key]);
+  await client.query(INSERT_AUDIT_EVENTS, [
+    tenantId,
+    column('log_index'),
+    column('event_id'),
+    column('occurred_at'),
+    column('action'),
+    column('outcome'),
+    column('actor_hash'),
+    column('object_type'),
+    column('object_id'),
+    column('event_json'),
+  ]);
+}
+
+export async function getLogHead(
+  client: Queryable,
+  tenantId: string,
+): Promise<LogHeadRow | undefined> {
+  const [raw] = await rows<LogHeadRow>(client, LOG_SQL.getHead, [tenantId]);
+  return raw ? { tree_size: Number(raw.tree_size), frontier: raw.frontier } : undefined;
+}
+
+export async function getLogNodes(
+  client: Queryable,
+  tenantId: string,
+  refs: readonly { level: number; index: number }[],
+): Promise<LogNodeRow[]> {
+  if (refs.length === 0) {
+    return [];
+  }
+  const result = await client.query(GET_NODES, [
+    tenantId,
+    refs.map((ref) => ref.level),
+    refs.map((ref) => ref.index),
+  ]);
+  return (result.rows as LogNodeRow[]).map((raw) => ({
+    level: raw.level,
+    node_index: Number(raw.node_index),
+    hash: raw.hash,
+  }));
+}
+
+export async function listLogEntries(
+  client: Queryable,
+  tenantId: string,
+  fromIndex: number,
+  toIndex: number,
+): Promise<LogEntry[]> {
+  const found = await rows<LogEntry>(
+    client,
+    LOG_SQL.listEntries,
+    listEntriesParams(tenantId, fromIndex, toIndex),
+  );
+  return found.map(toLogEntry);
+}
+
+export async function listAuditEvents(
+  client: Queryable,
+  tenantId: string,
+  filter: AuditEventFilter,
+  afterIndex: number,
+  limit: number,
+): Promise<AuditEventRow[]> {
+  const { sql, params } = auditEventQuery(tenantId, filter, afterIndex, limit);
+  return (await rows<AuditEventRow>(client, sql, params)).map(toAuditEvent);
+}
+
+export async function putLogKey(client: Queryable, row: LogKeyRow): Promise<LogKeyRow> {
+  await rows(client, LOG_SQL.insertKey, [
+    row.tenant_id,
+    row.key_name,
+    row.public_key,
+    row.private_key_sealed,
+    row.created_at,
+  ]);
+  const [stored] = await rows<LogKeyRow>(client, LOG_SQL.getKey, [row.tenant_id]);
+  return stored!;
+}
+
+export async function getLogKey(
+  client: Queryable,
+  tenantId: string,
+): Promise<LogKeyRow | undefined> {
+  const [stored] = await rows<LogKeyRow>(client, LOG_SQL.getKey, [tenantId]);
+  return stored;
+}
+
+export async function putCheckpoint(client: Queryable, row: CheckpointRow): Promise<CheckpointRow> {
+  await rows(client, LOG_SQL.insertCheckpoint, checkpointParams(row));
+  return (await getCheckpoint(client, row.tenant_id, row.tree_size))!;
+}
+
+export async function getCheckpoint(
+  client: Queryable,
+  tenantId: string,
+  treeSize: number,
+): Promise<CheckpointRow | undefined> {
+  const [raw] = await rows<CheckpointRow>(client, LOG_SQL.getCheckpoint, [tenantId, treeSize]);
+  return toCheckpoint(raw);
+}
+
+export async function getLatestCheckpoint(
+  client: Queryable,
+  tenantId: string,
+): Promise<CheckpointRow | undefined> {
+  const [raw] = await rows<CheckpointRow>(client, LOG_SQL.getLatestCheckpoint, [tenantId]);
+  return toCheckpoint(raw);
+}
+
+export async function setCheckpointTimestamp(
+  client: Queryable,
+  tenantId: string,
+  treeSize: number,
+  token: string | null,
+): Promise<void> {
+  if (token === null) {
+    await rows(client, LOG_SQL.countTimestampAttempt, [tenantId, treeSize]);
+  } else {
+    await rows(client, LOG_SQL.setTimestamp, [token, tenantId, treeSize]);
+  }
+}
+
+export async function listUntimestampedCheckpoints(
+  client: Queryable,
+  limit: number,
+): Promise<CheckpointRow[]> {
+  const found = await rows<CheckpointRow>(client, LOG_SQL.listUntimestamped, [limit]);
+  return found.map((row) => toCheckpoint(row)!);
+}
+
+/**
+ * Adds up to BACKFILL_BATCH certificates of one tenant stored before the log existed to its log,
+ * in chain order. Call inside a transaction that holds the tenant's chain head lock.
+ */
+export async function backfillStep(client: Queryable, tenantId: string): Promise<number> {
+  const found = await rows<{ certificate_id: string; signed_message: string }>(
+    client,
+    LOG_SQL.unloggedCertificates,
+    [tenantId, BACKFILL_BATCH],
+  );
+  if (found.length === 0) {
+    return 0;
+  }
+  const head = await lockLogHead(client, tenantId);
+  for (const [offset, row] of found.entries()) {
+    await rows(client, LOG_SQL.setCertificateLogIndex, [
+      head.tree_size + offset,
+      tenantId,
+      row.certificate_id,
+    ]);
+  }
+  await extendLogIn(
+    client,
+    tenantId,
+    head,
+    found.map((row) => row.signed_message),
+  );
+  return found.length;
+}
+
+export async function tenantsWithUnloggedCertificates(client: Queryable): Promise<string[]> {
+  const found = await rows<{ tenant_id: string }>(client, LOG_SQL.tenantsWithUnlogged, []);
+  return found.map((row) => row.tenant_id);
+}
