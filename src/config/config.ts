@@ -32,6 +32,10 @@ export interface Config {
   /** Path of the development secrets file, when secrets were generated or loaded from disk. */
   secretsFile: string | undefined;
   secretsGenerated: boolean;
+  /** Prefix of each tenant's log origin (`<prefix>/tenants/<tenant id>`). */
+  logOrigin: string;
+  /** How often each process publishes checkpoints of logs that grew; 0 publishes on demand only. */
+  checkpointIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -119,7 +123,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  *
  * Variables: CDIL_ENV (development|production), CDIL_DATA_DIR, CDIL_SQLITE_PATH, DATABASE_URL,
  * CDIL_DATABASE_POOL_SIZE, CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
- * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_WORKERS, CDIL_BODY_LIMIT_BYTES.
+ * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_WORKERS, CDIL_BODY_LIMIT_BYTES, CDIL_LOG_ORIGIN,
+ * CDIL_CHECKPOINT_INTERVAL_MS.
  */
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
@@ -190,6 +195,22 @@ export function loadConfig(env: Env = process.env): Config {
     true,
     problems,
   );
+  const logOrigin = env.CDIL_LOG_ORIGIN || 'cdil.local';
+  if (!/^[A-Za-z0-9][A-Za-z0-9.:/_-]{0,199}$/.test(logOrigin) || logOrigin.endsWith('/')) {
+    problems.push(
+      'CDIL_LOG_ORIGIN must be a host-like name (letters, digits, . : / _ -), without a trailing /',
+    );
+  }
+  const checkpointIntervalMs = Number(env.CDIL_CHECKPOINT_INTERVAL_MS || 10_000);
+  if (
+    !Number.isInteger(checkpointIntervalMs) ||
+    (checkpointIntervalMs !== 0 && checkpointIntervalMs < 100) ||
+    checkpointIntervalMs > 86_400_000
+  ) {
+    problems.push(
+      'CDIL_CHECKPOINT_INTERVAL_MS must be 0 (on demand only) or an integer from 100 to 86400000',
+    );
+  }
 
   if (problems.length > 0) {
     throw new ConfigError(problems);
@@ -212,5 +233,7 @@ export function loadConfig(env: Env = process.env): Config {
     bodyLimit,
     secretsFile,
     secretsGenerated,
+    logOrigin,
+    checkpointIntervalMs,
   };
 }

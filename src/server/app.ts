@@ -10,6 +10,7 @@ import { AppError } from '../services/errors.ts';
 import { makeAuthHook, TokenVerifier } from './auth.ts';
 import { handleError, handleNotFound } from './errors.ts';
 import { registerCertificateRoutes } from './routes/certificates.ts';
+import { registerLogRoutes } from './routes/log.ts';
 import { registerHealthRoutes } from './routes/health.ts';
 import { registerShadowRoutes } from './routes/shadow.ts';
 import { registerTenantRoutes } from './routes/tenants.ts';
@@ -162,7 +163,14 @@ export async function buildServer(
   registerHealthRoutes(app, services);
   registerTenantRoutes(app, services);
   registerCertificateRoutes(app, services);
+  registerLogRoutes(app, services);
   registerShadowRoutes(app, services);
+  if (config.checkpointIntervalMs > 0) {
+    const publisher = services.log.startPublisher(config.checkpointIntervalMs, (error) => {
+      app.log.error({ err: error }, 'checkpoint publication failed');
+    });
+    app.addHook('onClose', async () => publisher.stop());
+  }
   await app.ready();
   return app;
 }

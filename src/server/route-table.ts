@@ -32,6 +32,42 @@ export const ROUTES = {
     roles: ['admin'],
     tenantScoped: false,
   },
+  tenantLogKey: {
+    method: 'GET',
+    url: '/v1/tenants/:tenant_id/log-key',
+    roles: 'public',
+    tenantScoped: false,
+  },
+  latestCheckpoint: {
+    method: 'GET',
+    url: '/v1/log/checkpoint',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
+  publishCheckpoint: {
+    method: 'POST',
+    url: '/v1/log/checkpoint',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
+  checkpointAtSize: {
+    method: 'GET',
+    url: '/v1/log/checkpoints/:tree_size',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
+  consistencyProof: {
+    method: 'GET',
+    url: '/v1/log/consistency-proof',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
+  inclusionProof: {
+    method: 'GET',
+    url: '/v1/certificates/:certificate_id/inclusion-proof',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
   issue: {
     method: 'POST',
     url: '/v1/clinical/documentation',

@@ -11,6 +11,7 @@ import { Keyring } from './keyring.ts';
 import { ShadowAssumptions } from './shadow-assumptions.ts';
 import { ShadowService } from './shadow.ts';
 import { TenantService } from './tenants.ts';
+import { TransparencyLog } from './transparency-log.ts';
 
 export interface Services {
   store: Store;
@@ -20,6 +21,7 @@ export interface Services {
   certificates: CertificateService;
   shadow: ShadowService;
   dashboard: DashboardService;
+  log: TransparencyLog;
   migration: MigrationReport | undefined;
   close(): Promise<void>;
 }
@@ -39,7 +41,13 @@ export async function createServices(
   const clock = options.clock ?? systemClock;
   const migration = (options.migrate ?? config.migrateOnStart) ? await store.migrate() : undefined;
   const keyring = new Keyring(store, config.kek);
-  const certificates = new CertificateService(store);
+  const log = new TransparencyLog({
+    store,
+    kek: config.kek,
+    clock,
+    originPrefix: config.logOrigin,
+  });
+  const certificates = new CertificateService(store, log);
   const ruleset = loadDefaultRuleset();
   const shadow = new ShadowService({
     store,
@@ -52,11 +60,12 @@ export async function createServices(
   return {
     store,
     keyring,
-    tenants: new TenantService(store, config.kek, clock),
+    tenants: new TenantService(store, config.kek, clock, log),
     issuance: new IssuanceService(store, keyring, clock),
     certificates,
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
+    log,
     migration,
     close: () => store.close(),
   };

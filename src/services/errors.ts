@@ -11,6 +11,7 @@ export const ErrorRegistry = {
   TENANT_NOT_FOUND: { status: 404, title: 'No such tenant' },
   CERTIFICATE_NOT_FOUND: { status: 404, title: 'No such certificate' },
   SHADOW_ITEM_NOT_FOUND: { status: 404, title: 'No such shadow item' },
+  CHECKPOINT_NOT_FOUND: { status: 404, title: 'No checkpoint of that size' },
   TENANT_EXISTS: { status: 409, title: 'The tenant already exists' },
   IDEMPOTENCY_KEY_REUSED: {
     status: 422,

@@ -10,6 +10,7 @@ import { TenantExistsError, type PhiPolicy, type Store } from '../storage/store.
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import { tenantHmacAad, toKeyDescriptor } from './keyring.ts';
+import type { TransparencyLog } from './transparency-log.ts';
 
 /** Tenant ids are short, URL-safe and case-sensitive. */
 export const TENANT_ID_PATTERN = '^[a-z0-9][a-z0-9-]{1,62}$';
@@ -27,10 +28,13 @@ export class TenantService {
   readonly #kek: Uint8Array;
   readonly #clock: Clock;
 
-  constructor(store: Store, kek: Uint8Array, clock: Clock) {
+  readonly #log: TransparencyLog;
+
+  constructor(store: Store, kek: Uint8Array, clock: Clock, log: TransparencyLog) {
     this.#store = store;
     this.#kek = kek;
     this.#clock = clock;
+    this.#log = log;
   }
 
   async create(tenantId: string, options: { phiPolicy?: PhiPolicy } = {}): Promise<TenantSummary> {
@@ -73,6 +77,7 @@ export class TenantService {
       }
       throw error;
     }
+    await this.#log.ensureKey(tenantId);
     return {
       tenant_id: tenantId,
       created_at: now,

@@ -1,0 +1,324 @@
+// The per-tenant Merkle log as a service: checkpoint signing and publication, inclusion and
+// consistency proofs. Leaves are appended by the store, in the same transaction as the
+// certificate or audit event they record; this service only reads the log and signs its state.
+import { createPrivateKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import {
+  createVerifierKey,
+  formatCheckpoint,
+  formatVerifierKey,
+  signNote,
+} from '../core/checkpoint.ts';
+import { nodeCrypto } from '../core/crypto-node.ts';
+import { fromBase64, fromHex, toBase64, toHex } from '../core/encoding.ts';
+import {
+  buildConsistencyProof,
+  buildInclusionProof,
+  consistencyProofRefs,
+  inclusionProofRefs,
+  nodeKey,
+  rootFromFrontier,
+  type NodeRef,
+} from '../core/merkle.ts';
+import { openSecret, sealSecret } from '../keys/envelope.ts';
+import { decodeFrontier } from '../storage/log-append.ts';
+import type { LogEvidence } from '../core/verify/log-steps.ts';
+import type {
+  CertificateRow,
+  CheckpointRow,
+  LogKeyRow,
+  LogNodeRow,
+  Store,
+} from '../storage/store.ts';
+import type { Clock } from './clock.ts';
+import { AppError } from './errors.ts';
+
+export interface LogKeyInfo {
+  key_name: string;
+  /** Verifier key in signed-note form: `<name>+<key id hex>+<base64(0x01 || public key)>`. */
+  verifier_key: string;
+  public_key: string;
+}
+
+export interface InclusionProof {
+  log_index: number;
+  tree_size: number;
+  /** Audit path, leaf to root, base64 hashes. */
+  proof: string[];
+  checkpoint: string;
+}
+
+export interface ConsistencyProof {
+  from_size: number;
+  to_size: number;
+  proof: string[];
+}
+
+const ED25519_SPKI_PREFIX_LENGTH = 12;
+
+function logKeyAad(tenantId: string): string {
+  return `cdil:log-key:${tenantId}`;
+}
+
+function nodeMap(rows: readonly LogNodeRow[]): Map<string, Uint8Array> {
+  return new Map(
+    rows.map((row) => [nodeKey({ level: row.level, index: row.node_index }), fromHex(row.hash)]),
+  );
+}
+
+export interface TransparencyLogOptions {
+  store: Store;
+  kek: Uint8Array;
+  clock: Clock;
+  /** Prefix of each tenant's log origin; the origin is `<prefix>/tenants/<tenant id>`. */
+  originPrefix: string;
+}
+
+export class TransparencyLog {
+  readonly #store: Store;
+  readonly #kek: Uint8Array;
+  readonly #clock: Clock;
+  readonly #originPrefix: string;
+  readonly #signers = new Map<string, { row: LogKeyRow; privateKey: KeyObject }>();
+
+  constructor(options: TransparencyLogOptions) {
+    this.#store = options.store;
+    this.#kek = options.kek;
+    this.#clock = options.clock;
+    this.#originPrefix = options.originPrefix;
+  }
+
+  originFor(tenantId: string): string {
+    return `${this.#originPrefix}/tenants/${tenantId}`;
+  }
+
+  /** Returns the tenant's log key, creating it on first use. Safe to race across processes. */
+  async ensureKey(tenantId: string): Promise<LogKeyRow> {
+    const existing = await this.#store.getLogKey(tenantId);
+    if (existing) {
+      return existing;
+    }
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const spki = publicKey.export({ format: 'der', type: 'spki' });
+    const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
+    return this.#store.putLogKey({
+      tenant_id: tenantId,
+      key_name: this.originFor(tenantId),
+      public_key: toBase64(spki.subarray(ED25519_SPKI_PREFIX_LENGTH)),
+      private_key_sealed: sealSecret(this.#kek, pkcs8, logKeyAad(tenantId)),
+      created_at: this.#clock.now().toISOString(),
+    });
+  }
+
+  async #signer(tenantId: string): Promise<{ row: LogKeyRow; privateKey: KeyObject }> {
+    let signer = this.#signers.get(tenantId);
+    if (!signer) {
+      const row = await this.ensureKey(tenantId);
+      const pkcs8 = openSecret(this.#kek, row.private_key_sealed, logKeyAad(tenantId));
+      signer = {
+        row,
+        privateKey: createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }),
+      };
+      this.#signers.set(tenantId, signer);
+    }
+    return signer;
+  }
+
+  async keyInfo(tenantId: string): Promise<LogKeyInfo> {
+    const row = await this.#requireKey(tenantId);
+    return {
+      key_name: row.key_name,
+      verifier_key: verifierKeyText(row),
+      public_key: row.public_key,
+    };
+  }
+
+  async #requireKey(tenantId: string): Promise<LogKeyRow> {
+    if (!(await this.#store.getTenant(tenantId))) {
+      throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
+    }
+    return this.ensureKey(tenantId);
+  }
+
+  /**
+   * Signs and stores a checkpoint of the log's current state, unless the latest checkpoint
+   * already has that size, and returns the stored checkpoint.
+   */
+  async publish(tenantId: string): Promise<CheckpointRow> {
+    const head = (await this.#store.getLogHead(tenantId)) ?? { tree_size: 0, frontier: '' };
+    const latest = await this.#store.getLatestCheckpoint(tenantId);
+    if (latest && latest.tree_size >= head.tree_size) {
+      return latest;
+    }
+    const { row, privateKey } = await this.#signer(tenantId);
+    const root = rootFromFrontier(nodeCrypto, decodeFrontier(head.frontier));
+    const body = formatCheckpoint({
+      origin: row.key_name,
+      size: head.tree_size,
+      rootHash: root,
+      extensions: [],
+    });
+    const note = signNote(
+      nodeCrypto,
+      body,
+      row.key_name,
+      (message: Uint8Array) => sign(null, message, privateKey),
+      fromBase64(row.public_key)!,
+    );
+    return this.#store.putCheckpoint({
+      tenant_id: tenantId,
+      tree_size: head.tree_size,
+      root_hash: toHex(root),
+      note,
+      published_at: this.#clock.now().toISOString(),
+      timestamp_token: null,
+      timestamp_attempts: 0,
+    });
+  }
+
+  /** Publishes a checkpoint for every tenant whose log grew since its latest checkpoint. */
+  async publishGrown(): Promise<number> {
+    let published = 0;
+    for (const tenant of await this.#store.listTenants()) {
+      const head = await this.#store.getLogHead(tenant.tenant_id);
+      const latest = await this.#store.getLatestCheckpoint(tenant.tenant_id);
+      if (head && head.tree_size > (latest?.tree_size ?? -1)) {
+        await this.publish(tenant.tenant_id);
+        published += 1;
+      }
+    }
+    return published;
+  }
+
+  /**
+   * Publishes grown logs every `intervalMs` until stopped. Every process may run one: a
+   * checkpoint is stored once per size, so concurrent publishers agree.
+   */
+  startPublisher(intervalMs: number, onError: (error: unknown) => void): { stop(): Promise<void> } {
+    let running: Promise<unknown> = Promise.resolve();
+    const timer = setInterval(() => {
+      running = running.then(() => this.publishGrown()).catch(onError);
+    }, intervalMs);
+    timer.unref();
+    return {
+      stop: async () => {
+        clearInterval(timer);
+        await running;
+      },
+    };
+  }
+
+  /** The latest checkpoint, published now when there is none yet. */
+  async latest(tenantId: string): Promise<CheckpointRow> {
+    await this.#requireKey(tenantId);
+    return (await this.#store.getLatestCheckpoint(tenantId)) ?? this.publish(tenantId);
+  }
+
+  async checkpointAt(tenantId: string, treeSize: number): Promise<CheckpointRow> {
+    await this.#requireKey(tenantId);
+    const found = await this.#store.getCheckpoint(tenantId, treeSize);
+    if (!found) {
+      throw new AppError('CHECKPOINT_NOT_FOUND', `no checkpoint of size ${treeSize}`);
+    }
+    return found;
+  }
+
+  /** A checkpoint that includes leaf `index`: the latest, or a new one when it is too old. */
+  async checkpointCovering(tenantId: string, index: number): Promise<CheckpointRow> {
+    const latest = await this.#store.getLatestCheckpoint(tenantId);
+    return latest && latest.tree_size > index ? latest : this.publish(tenantId);
+  }
+
+  async #nodes(tenantId: string, refs: readonly NodeRef[]): Promise<Map<string, Uint8Array>> {
+    const rows = await this.#store.getLogNodes(tenantId, refs);
+    const found = nodeMap(rows);
+    if (found.size !== new Set(refs.map(nodeKey)).size) {
+      throw new Error(`log of tenant ${tenantId} is missing nodes a proof needs`);
+    }
+    return found;
+  }
+
+  /** Inclusion proof of leaf `index` against the checkpoint of `treeSize` (default: covering). */
+  async inclusionProof(
+    tenantId: string,
+    index: number,
+    treeSize?: number,
+  ): Promise<InclusionProof> {
+    const checkpoint =
+      treeSize === undefined
+        ? await this.checkpointCovering(tenantId, index)
+        : await this.checkpointAt(tenantId, treeSize);
+    if (index >= checkpoint.tree_size) {
+      throw new AppError(
+        'VALIDATION_FAILED',
+        `leaf ${index} is not in the checkpoint of size ${checkpoint.tree_size}`,
+      );
+    }
+    const refs = inclusionProofRefs(index, checkpoint.tree_size);
+    const nodes = await this.#nodes(tenantId, refs);
+    const proof = buildInclusionProof(nodeCrypto, index, checkpoint.tree_size, nodes);
+    return {
+      log_index: index,
+      tree_size: checkpoint.tree_size,
+      proof: proof.map(toBase64),
+      checkpoint: checkpoint.note,
+    };
+  }
+
+  /** Inclusion proof of a certificate's leaf. */
+  async certificateInclusion(
+    tenantId: string,
+    certificateId: string,
+    treeSize?: number,
+  ): Promise<InclusionProof> {
+    const row = await this.#store.getCertificate(tenantId, certificateId);
+    if (!row) {
+      throw new AppError('CERTIFICATE_NOT_FOUND', 'certificate not found');
+    }
+    if (row.log_index === null || row.log_index === undefined) {
+      throw new Error(`certificate ${certificateId} has no log index`);
+    }
+    return this.inclusionProof(tenantId, row.log_index, treeSize);
+  }
+
+  /** The log evidence a bundle carries for a certificate. */
+  async evidenceFor(tenantId: string, row: CertificateRow): Promise<LogEvidence> {
+    if (row.log_index === null || row.log_index === undefined) {
+      throw new Error(`certificate ${row.certificate_id} has no log index`);
+    }
+    const inclusion = await this.inclusionProof(tenantId, row.log_index);
+    const key = await this.ensureKey(tenantId);
+    return {
+      logIndex: inclusion.log_index,
+      treeSize: inclusion.tree_size,
+      proof: inclusion.proof.map((hash) => fromBase64(hash)!),
+      checkpoint: inclusion.checkpoint,
+      logKey: verifierKeyText(key),
+    };
+  }
+
+  async consistencyProof(
+    tenantId: string,
+    fromSize: number,
+    toSize: number,
+  ): Promise<ConsistencyProof> {
+    await this.#requireKey(tenantId);
+    const head = await this.#store.getLogHead(tenantId);
+    const size = head?.tree_size ?? 0;
+    if (fromSize > toSize || toSize > size) {
+      throw new AppError(
+        'VALIDATION_FAILED',
+        `sizes must satisfy 0 <= from <= to <= ${size} (the log size)`,
+      );
+    }
+    const refs = consistencyProofRefs(fromSize, toSize);
+    const nodes = await this.#nodes(tenantId, refs);
+    const proof = buildConsistencyProof(nodeCrypto, fromSize, toSize, nodes);
+    return { from_size: fromSize, to_size: toSize, proof: proof.map(toBase64) };
+  }
+}
+
+export function verifierKeyText(row: LogKeyRow): string {
+  return formatVerifierKey(
+    createVerifierKey(nodeCrypto, row.key_name, fromBase64(row.public_key)!),
+  );
+}
