@@ -1,8 +1,25 @@
 // README.txt of a defense bundle. Lines starting with "  $ " are shell commands that a test
 // runs as written in an unpacked bundle, so the manual steps cannot drift from the format.
+// Verifiers compare the text byte for byte, so the v1 text must never change; bundles that
+// carry a log proof (format v2) get the v1 text with the log files and steps added.
 import type { Certificate } from './certificate.ts';
 
-export function renderBundleReadme(certificate: Certificate): string {
+const LOG_FILES = `  inclusion_proof.json      the certificate's position and Merkle audit path in the tenant's log
+  checkpoint.txt            the signed state (size and root hash) of the log the proof leads to
+  log_key.txt               the key that signs the tenant's log checkpoints
+`;
+
+const LOG_SECTION = `
+The log proof
+-------------
+inclusion_proof.json shows that canonical_message.json is leaf log_index of the tenant's
+append-only Merkle log (RFC 9162) at the size in checkpoint.txt, whose root hash is signed
+with the key in log_key.txt. "cdil verify" checks both; pin the tenant's published log key
+with --trusted-log-keys so the check does not rely on the key inside this archive. Hashes
+in these files are standard base64.
+`;
+
+export function renderBundleReadme(certificate: Certificate, withLog = false): string {
   const review = certificate.human_reviewed
     ? `yes, attested at ${certificate.human_attested_at_utc ?? 'an unrecorded time'}`
     : 'no';
@@ -31,10 +48,10 @@ Files
   key.json                  the key's id, tenant, status and validity window
   verification_report.json  CDIL's checks at export, for information; verifiers redo them
   manifest.json             SHA-256 and size of every other file
-
+${withLog ? LOG_FILES : ''}
 Verify with the CDIL command line tool
 --------------------------------------
-  cdil verify bundle.zip [--trusted-keys tenant-jwks.json] [--note note.txt]
+  cdil verify bundle.zip [--trusted-keys tenant-jwks.json] [--note note.txt]${withLog ? ' [--trusted-log-keys log-key.txt]' : ''}
 
 Exit status 0 means valid, 1 means a check failed (each check is named), 2 means the input
 could not be read. Pin the tenant's published key set with --trusted-keys for a check that
@@ -52,7 +69,7 @@ Unpack the archive into an empty folder and run these commands there.
    same file in manifest.json. The manifest itself is not signed, so it shows accidental
    damage only; "cdil verify" also checks every file against the signed message.
 
-  $ openssl dgst -sha256 -r canonical_message.json certificate.json key.json public_key.pem signature.der verification_report.json README.txt
+  $ openssl dgst -sha256 -r canonical_message.json certificate.json key.json public_key.pem signature.der verification_report.json README.txt${withLog ? ' inclusion_proof.json checkpoint.txt log_key.txt' : ''}
 
 3. A note in your hands is the certified note. Save its exact text (no added newline) as
    note.txt; the printed hash must equal note_hash in canonical_message.json.
@@ -61,5 +78,5 @@ Unpack the archive into an empty folder and run these commands there.
 
 4. The values in certificate.json are those in canonical_message.json, which is the file the
    signature covers: compare them field by field, or let "cdil verify" do it.
-`;
+${withLog ? LOG_SECTION : ''}`;
 }

@@ -1,16 +1,21 @@
 // The defense bundle: a self-contained ZIP that lets anyone check a certificate offline.
 // The first five file names are those of the original Python CDIL; signature.der, key.json
-// and manifest.json are additions of bundle format v1.
+// and manifest.json are additions of bundle format v1. Format v2 adds the certificate's
+// inclusion proof, the signed log checkpoint it leads to, and the log's verifier key.
 import { sha256Hex, type Certificate } from './certificate.ts';
 import type { CryptoProvider } from './crypto.ts';
-import { bytesEqual, fromBase64, utf8Decode, utf8Encode } from './encoding.ts';
+import { bytesEqual, fromBase64, toBase64, utf8Decode, utf8Encode } from './encoding.ts';
 import { BundleError } from './errors.ts';
 import { p256PublicKeyPem, type Jwks, type KeyDescriptor } from './key.ts';
 import { renderBundleReadme } from './bundle-readme.ts';
+import type { LogEvidence } from './verify/log-steps.ts';
 import { verifyEvidence, type VerificationReport } from './verify/verify.ts';
 import { DEFAULT_ZIP_LIMITS, readZipSafely, writeDeterministicZip, type ZipLimits } from './zip.ts';
 
 export const BUNDLE_FORMAT_VERSION = 'cdil.bundle.v1';
+export const BUNDLE_FORMAT_V2 = 'cdil.bundle.v2';
+export type BundleFormat = typeof BUNDLE_FORMAT_VERSION | typeof BUNDLE_FORMAT_V2;
+export const INCLUSION_PROOF_FORMAT = 'cdil.inclusion-proof.v1';
 
 export const BundleFile = {
   certificate: 'certificate.json',
@@ -22,6 +27,21 @@ export const BundleFile = {
   key: 'key.json',
   manifest: 'manifest.json',
 } as const;
+
+export const LogBundleFile = {
+  inclusionProof: 'inclusion_proof.json',
+  checkpoint: 'checkpoint.txt',
+  logKey: 'log_key.txt',
+} as const;
+
+/** inclusion_proof.json. */
+export interface InclusionProofFile {
+  format: typeof INCLUSION_PROOF_FORMAT;
+  log_index: number;
+  tree_size: number;
+  /** Audit path from leaf to root, base64 SHA-256 hashes. */
+  proof: string[];
+}
 
 const REQUIRED_FILES = [
   BundleFile.certificate,
@@ -37,6 +57,8 @@ export interface Evidence {
   publicKeyPem: string;
   key: KeyDescriptor;
   report: VerificationReport;
+  /** The certificate's place in the tenant's log; present, the bundle is format v2. */
+  log?: LogEvidence | undefined;
 }
 
 export interface ManifestEntry {
@@ -46,7 +68,7 @@ export interface ManifestEntry {
 }
 
 export interface BundleManifest {
-  format: typeof BUNDLE_FORMAT_VERSION;
+  format: BundleFormat;
   certificate_id: string;
   files: ManifestEntry[];
 }
@@ -72,9 +94,23 @@ export function buildBundleFiles(
   files.set(BundleFile.publicKey, utf8Encode(evidence.publicKeyPem));
   files.set(BundleFile.signature, signature);
   files.set(BundleFile.key, prettyJson(evidence.key));
-  files.set(BundleFile.readme, utf8Encode(renderBundleReadme(evidence.certificate)));
+  files.set(
+    BundleFile.readme,
+    utf8Encode(renderBundleReadme(evidence.certificate, evidence.log !== undefined)),
+  );
+  if (evidence.log) {
+    const proof: InclusionProofFile = {
+      format: INCLUSION_PROOF_FORMAT,
+      log_index: evidence.log.logIndex,
+      tree_size: evidence.log.treeSize,
+      proof: evidence.log.proof.map(toBase64),
+    };
+    files.set(LogBundleFile.inclusionProof, prettyJson(proof));
+    files.set(LogBundleFile.checkpoint, utf8Encode(evidence.log.checkpoint));
+    files.set(LogBundleFile.logKey, utf8Encode(`${evidence.log.logKey}\n`));
+  }
   const manifest: BundleManifest = {
-    format: BUNDLE_FORMAT_VERSION,
+    format: evidence.log ? BUNDLE_FORMAT_V2 : BUNDLE_FORMAT_VERSION,
     certificate_id: evidence.certificate.certificate_id,
     files: [...files.keys()].sort().map((name) => ({
       name,
@@ -106,6 +142,26 @@ function asObject(value: unknown, name: string): Record<string, unknown> {
 }
 
 const V1_FILES: ReadonlySet<string> = new Set(Object.values(BundleFile));
+const V2_FILES: ReadonlySet<string> = new Set([
+  ...Object.values(BundleFile),
+  ...Object.values(LogBundleFile),
+]);
+
+function filesOf(format: BundleFormat): ReadonlySet<string> {
+  return format === BUNDLE_FORMAT_V2 ? V2_FILES : V1_FILES;
+}
+
+/** The bundle format named by the manifest; v1 when the manifest names none we know. */
+function formatOf(files: Map<string, Uint8Array>): BundleFormat {
+  try {
+    const manifest = JSON.parse(utf8Decode(files.get(BundleFile.manifest)!)) as {
+      format?: unknown;
+    };
+    return manifest?.format === BUNDLE_FORMAT_V2 ? BUNDLE_FORMAT_V2 : BUNDLE_FORMAT_VERSION;
+  } catch {
+    return BUNDLE_FORMAT_VERSION;
+  }
+}
 
 /** Files whose exact bytes are pretty JSON as written by buildBundleFiles. */
 const PRETTY_JSON_FILES = [
@@ -113,6 +169,7 @@ const PRETTY_JSON_FILES = [
   BundleFile.key,
   BundleFile.manifest,
   BundleFile.verificationReport,
+  LogBundleFile.inclusionProof,
 ];
 
 /**
@@ -128,16 +185,18 @@ function checkBundleFiles(
   files: Map<string, Uint8Array>,
   certificate: Record<string, unknown>,
   publicKeyPem: string,
+  format: BundleFormat,
 ): { ok: boolean; detail: string } {
   const problems: string[] = [];
-  for (const name of V1_FILES) {
+  const expected = filesOf(format);
+  for (const name of expected) {
     if (!files.has(name)) {
       problems.push(`${name} is missing`);
     }
   }
   for (const name of files.keys()) {
-    if (!V1_FILES.has(name)) {
-      problems.push(`${name} is not part of a ${BUNDLE_FORMAT_VERSION} bundle`);
+    if (!expected.has(name)) {
+      problems.push(`${name} is not part of a ${format} bundle`);
     }
   }
   for (const name of PRETTY_JSON_FILES) {
@@ -149,7 +208,11 @@ function checkBundleFiles(
     }
   }
   const manifest = asObject(parseJsonFile(files, BundleFile.manifest), BundleFile.manifest);
-  checkManifestEntries(crypto, files, manifest, certificate, problems);
+  checkManifestEntries(crypto, files, manifest, certificate, format, problems);
+  const logKey = files.get(LogBundleFile.logKey);
+  if (logKey && !/^[^\n]+\n$/.test(utf8Decode(logKey))) {
+    problems.push(`${LogBundleFile.logKey} must hold exactly one line`);
+  }
 
   const der = files.get(BundleFile.signature);
   const signature =
@@ -158,7 +221,11 @@ function checkBundleFiles(
     problems.push(`${BundleFile.signature} differs from the certificate signature`);
   }
   const readme = files.get(BundleFile.readme);
-  if (readme && utf8Decode(readme) !== renderBundleReadme(certificate as unknown as Certificate)) {
+  if (
+    readme &&
+    utf8Decode(readme) !==
+      renderBundleReadme(certificate as unknown as Certificate, format === BUNDLE_FORMAT_V2)
+  ) {
     problems.push(`${BundleFile.readme} differs from the text generated for this certificate`);
   }
   const report = files.has(BundleFile.verificationReport)
@@ -182,7 +249,7 @@ function checkBundleFiles(
   }
   return {
     ok: true,
-    detail: `all ${V1_FILES.size} files are present, match the manifest and agree with the signed content`,
+    detail: `all ${expected.size} files are present, match the manifest and agree with the signed content`,
   };
 }
 
@@ -192,10 +259,11 @@ function checkManifestEntries(
   files: Map<string, Uint8Array>,
   manifest: Record<string, unknown>,
   certificate: Record<string, unknown>,
+  format: BundleFormat,
   problems: string[],
 ): void {
-  if (manifest.format !== BUNDLE_FORMAT_VERSION || !Array.isArray(manifest.files)) {
-    problems.push(`manifest is not a ${BUNDLE_FORMAT_VERSION} manifest`);
+  if (manifest.format !== format || !Array.isArray(manifest.files)) {
+    problems.push(`manifest is not a ${format} manifest`);
     return;
   }
   const listed = new Map<string, ManifestEntry>();
@@ -231,6 +299,8 @@ function checkManifestEntries(
 
 export interface BundleVerifyOptions {
   trustedKeys?: Jwks | undefined;
+  /** Pinned log verifier keys (signed-note form) for the checkpoint. */
+  trustedLogKeys?: readonly string[] | undefined;
   noteText?: string | Uint8Array | undefined;
   limits?: ZipLimits;
 }
@@ -265,8 +335,13 @@ export function verifyBundle(
   const key = files.has(BundleFile.key)
     ? (asObject(parseJsonFile(files, BundleFile.key), BundleFile.key) as unknown as KeyDescriptor)
     : undefined;
-  const manifest = checkBundleFiles(crypto, files, certificate, publicKeyPem);
+  const format = formatOf(files);
+  const manifest = checkBundleFiles(crypto, files, certificate, publicKeyPem, format);
+  const log = format === BUNDLE_FORMAT_V2 ? readLogEvidence(files) : undefined;
   return verifyEvidence(crypto, {
+    log: log?.evidence,
+    logProblem: log?.problem,
+    trustedLogKeys: options.trustedLogKeys,
     certificate,
     signedBytes: files.get(BundleFile.canonicalMessage)!,
     publicKeyPem,
@@ -281,6 +356,59 @@ export function verifyBundle(
       ? { ok: true, detail: manifest.detail }
       : { ok: false, detail: manifest.detail },
   });
+}
+
+const PROOF_HASH_RE = /^[A-Za-z0-9+/]{43}=$/;
+
+/** Reads the log files of a v2 bundle; a problem is returned, not thrown, to fail the log checks. */
+function readLogEvidence(files: Map<string, Uint8Array>): {
+  evidence?: LogEvidence;
+  problem?: string;
+} {
+  const proofBytes = files.get(LogBundleFile.inclusionProof);
+  const checkpoint = files.get(LogBundleFile.checkpoint);
+  const logKey = files.get(LogBundleFile.logKey);
+  if (!proofBytes || !checkpoint || !logKey) {
+    return { problem: 'the bundle lacks its inclusion proof, checkpoint or log key' };
+  }
+  let parsed: Partial<InclusionProofFile>;
+  let checkpointText: string;
+  let keyText: string;
+  try {
+    parsed = JSON.parse(utf8Decode(proofBytes)) as Partial<InclusionProofFile>;
+    checkpointText = utf8Decode(checkpoint);
+    keyText = utf8Decode(logKey).replace(/\n$/, '');
+  } catch {
+    return { problem: 'the log files are not UTF-8 text and JSON' };
+  }
+  const proof = parsed?.proof;
+  if (
+    parsed?.format !== INCLUSION_PROOF_FORMAT ||
+    !Number.isSafeInteger(parsed.log_index) ||
+    !Number.isSafeInteger(parsed.tree_size) ||
+    !Array.isArray(proof) ||
+    proof.length > 64 ||
+    !proof.every((hash) => typeof hash === 'string' && PROOF_HASH_RE.test(hash))
+  ) {
+    return {
+      problem: `${LogBundleFile.inclusionProof} is not a ${INCLUSION_PROOF_FORMAT} proof (log_index, tree_size, proof)`,
+    };
+  }
+  const hashes = proof.map((hash) => fromBase64(hash));
+  if (hashes.some((hash) => hash === undefined || hash.length !== 32)) {
+    return {
+      problem: `${LogBundleFile.inclusionProof} holds a hash that is not 32 bytes of base64`,
+    };
+  }
+  return {
+    evidence: {
+      logIndex: parsed.log_index!,
+      treeSize: parsed.tree_size!,
+      proof: hashes as Uint8Array[],
+      checkpoint: checkpointText,
+      logKey: keyText,
+    },
+  };
 }
 
 function isKeyDescriptor(value: KeyDescriptor): boolean {

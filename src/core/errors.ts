@@ -11,6 +11,8 @@ export const VerificationErrorCode = {
   CHAIN_HASH_MISMATCH: 'CHAIN_HASH_MISMATCH',
   CHAIN_LINK_BROKEN: 'CHAIN_LINK_BROKEN',
   NOTE_MISMATCH: 'NOTE_MISMATCH',
+  CHECKPOINT_INVALID: 'CHECKPOINT_INVALID',
+  INCLUSION_PROOF_INVALID: 'INCLUSION_PROOF_INVALID',
 } as const;
 export type VerificationErrorCode =
   (typeof VerificationErrorCode)[keyof typeof VerificationErrorCode];

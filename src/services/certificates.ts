@@ -1,6 +1,6 @@
 // Reading, verifying and exporting certificates. Every lookup is scoped by the tenant from the
 // caller's token; a certificate of another tenant is reported exactly like a missing one.
-import { buildBundleFiles, BundleFile, type Evidence } from '../core/bundle.ts';
+import { buildBundleFiles, BundleFile, LogBundleFile, type Evidence } from '../core/bundle.ts';
 import type { Certificate } from '../core/certificate.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { toBase64, utf8Decode, utf8Encode } from '../core/encoding.ts';
@@ -11,6 +11,7 @@ import type { CertificateFilter, CertificateRow, Store } from '../storage/store.
 import { AppError } from './errors.ts';
 import { certificateFromRow, checkWellFormed } from './issuance.ts';
 import { toKeyDescriptor } from './keyring.ts';
+import type { TransparencyLog } from './transparency-log.ts';
 
 export const MAX_QUERY_LIMIT = 500;
 export const DEFAULT_QUERY_LIMIT = 50;
@@ -21,13 +22,15 @@ export interface QueryPage {
 }
 
 export interface EvidenceBundleJson {
-  format: 'cdil.evidence-bundle.v1';
+  format: 'cdil.evidence-bundle.v2';
   certificate: Certificate;
   canonical_message: string;
   signature_der_base64: string;
   public_key_pem: string;
   key: Evidence['key'];
   verification_report: VerificationReport;
+  /** The certificate's place in the tenant's log: inclusion proof, checkpoint and log key. */
+  log: { inclusion_proof: unknown; checkpoint: string; log_key: string };
   manifest: unknown;
 }
 
@@ -63,9 +66,11 @@ function decodeCursor(cursor: string, filter: CertificateFilter): number {
 
 export class CertificateService {
   readonly #store: Store;
+  readonly #log: TransparencyLog;
 
-  constructor(store: Store) {
+  constructor(store: Store, log: TransparencyLog) {
     this.#store = store;
+    this.#log = log;
   }
 
   async #row(tenantId: string, certificateId: string): Promise<CertificateRow> {
@@ -122,7 +127,10 @@ export class CertificateService {
     const certificate = certificateFromRow(row);
     const key = toKeyDescriptor(keyRow);
     const signed = utf8Encode(row.signed_message);
+    const log = await this.#log.evidenceFor(tenantId, row);
     const report = verifyEvidence(nodeCrypto, {
+      log,
+      trustedLogKeys: [log.logKey],
       certificate: certificate as unknown as Record<string, unknown>,
       signedBytes: signed,
       publicKeyPem: keyRow.public_key_pem,
@@ -133,7 +141,14 @@ export class CertificateService {
       noteText,
       trustedKeys: { keys: keys.map((k) => toPublishedJwk(toKeyDescriptor(k))) },
     });
-    return { certificate, signedBytes: signed, publicKeyPem: keyRow.public_key_pem, key, report };
+    return {
+      certificate,
+      signedBytes: signed,
+      publicKeyPem: keyRow.public_key_pem,
+      key,
+      report,
+      log,
+    };
   }
 
   /** Builds the defense bundle ZIP; the same certificate always gives the same bytes. */
@@ -152,13 +167,18 @@ export class CertificateService {
     const evidence = await this.#evidence(tenantId, await this.#row(tenantId, certificateId));
     const files = buildBundleFiles(nodeCrypto, evidence);
     return {
-      format: 'cdil.evidence-bundle.v1',
+      format: 'cdil.evidence-bundle.v2',
       certificate: evidence.certificate,
       canonical_message: utf8Decode(evidence.signedBytes),
       signature_der_base64: toBase64(files.get(BundleFile.signature)!),
       public_key_pem: evidence.publicKeyPem,
       key: evidence.key,
       verification_report: evidence.report,
+      log: {
+        inclusion_proof: JSON.parse(utf8Decode(files.get(LogBundleFile.inclusionProof)!)),
+        checkpoint: utf8Decode(files.get(LogBundleFile.checkpoint)!),
+        log_key: utf8Decode(files.get(LogBundleFile.logKey)!),
+      },
       manifest: JSON.parse(utf8Decode(files.get(BundleFile.manifest)!)),
     };
   }

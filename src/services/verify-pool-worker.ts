@@ -11,6 +11,7 @@ parentPort!.on('message', (request: PoolRequest) => {
       return {
         report: verifyBundle(nodeCrypto, zip, {
           trustedKeys: request.trustedKeys,
+          trustedLogKeys: request.trustedLogKeys,
           noteText: request.noteText,
         }),
       };

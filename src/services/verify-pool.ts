@@ -10,6 +10,7 @@ export interface PoolRequest {
   id: number;
   zips: Uint8Array[];
   trustedKeys?: Jwks | undefined;
+  trustedLogKeys?: readonly string[] | undefined;
   noteText?: Uint8Array | string | undefined;
 }
 
@@ -25,6 +26,7 @@ interface PoolResponse {
 
 export interface VerifyManyOptions {
   trustedKeys?: Jwks | undefined;
+  trustedLogKeys?: readonly string[] | undefined;
   noteText?: Uint8Array | string | undefined;
   /** Bundles per message to a worker. */
   batchSize?: number;
@@ -86,6 +88,7 @@ export class BundleVerifierPool {
         id,
         zips,
         trustedKeys: options.trustedKeys,
+        trustedLogKeys: options.trustedLogKeys,
         noteText: options.noteText,
       };
       worker.postMessage(request);

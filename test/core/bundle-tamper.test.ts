@@ -21,6 +21,7 @@ import {
   unpackBundle,
   verifyZip,
   withFile,
+  withoutLog,
   type BundleFixture,
   type VerifyOutcome,
 } from '../helpers/bundle.ts';
@@ -218,8 +219,11 @@ void describe('signature and key', () => {
     assertFailed(outcome, 'key_binding');
   });
 
-  test('re-signed bundle fails only when pinned', () => {
-    const forged = packBundle(resignBundle(files));
+  test('re-signed bundle fails the log proof, and without it fails only when pinned', () => {
+    const withLog = verifyZip(work, packBundle(resignBundle(files)));
+    assert.deepEqual(checksWithStatus(withLog.report, 'fail'), ['log_inclusion']);
+
+    const forged = packBundle(resignBundle(withoutLog(files)));
     assertValid(verifyZip(work, forged));
 
     const pinned = verifyZip(work, forged, { trustedKeys: jwksPath });
@@ -252,7 +256,7 @@ void describe('chain fields', () => {
   });
 
   test('re-signed wrong chain_hash fails chain hash', () => {
-    const forged = resignBundle(files, {
+    const forged = resignBundle(withoutLog(files), {
       editMessage: (message) => {
         message.chain_hash = alteredValue(message.chain_hash);
       },

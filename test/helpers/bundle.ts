@@ -7,7 +7,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/config.ts';
-import { BundleFile, prettyJson } from '../../src/core/bundle.ts';
+import {
+  BUNDLE_FORMAT_VERSION,
+  BundleFile,
+  LogBundleFile,
+  prettyJson,
+} from '../../src/core/bundle.ts';
 import { canonicalSignedJson } from '../../src/core/canonical.ts';
 import { jwkThumbprint, type Certificate } from '../../src/core/certificate.ts';
 import { nodeCrypto } from '../../src/core/crypto-node.ts';
@@ -138,7 +143,8 @@ export function refreshManifest(files: Map<string, Uint8Array>): void {
  */
 export function refreshReadme(files: Map<string, Uint8Array>): void {
   const certificate = readJsonFile(files, BundleFile.certificate) as unknown as Certificate;
-  files.set(BundleFile.readme, Buffer.from(renderBundleReadme(certificate), 'utf8'));
+  const withLog = files.has(LogBundleFile.checkpoint);
+  files.set(BundleFile.readme, Buffer.from(renderBundleReadme(certificate, withLog), 'utf8'));
   const report = readJsonFile(files, BundleFile.verificationReport);
   report.certificate_id = certificate.certificate_id;
   files.set(BundleFile.verificationReport, prettyJson(report));
@@ -159,6 +165,23 @@ export function withFile(
   if (name === BundleFile.certificate) {
     refreshReadme(copy);
   }
+  refreshManifest(copy);
+  return copy;
+}
+
+/**
+ * Returns the bundle as format v1: without its log files, with the v1 manifest and README. Tests
+ * of the certificate checks use it where a change would also break the log proof.
+ */
+export function withoutLog(files: ReadonlyMap<string, Uint8Array>): Map<string, Uint8Array> {
+  const copy = new Map(files);
+  for (const name of Object.values(LogBundleFile)) {
+    copy.delete(name);
+  }
+  const manifest = readJsonFile(copy, BundleFile.manifest);
+  manifest.format = BUNDLE_FORMAT_VERSION;
+  copy.set(BundleFile.manifest, prettyJson(manifest));
+  refreshReadme(copy);
   refreshManifest(copy);
   return copy;
 }

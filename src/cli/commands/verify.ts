@@ -13,6 +13,7 @@ export const EXIT_UNUSABLE = 2;
 
 export interface VerifyCliOptions {
   trustedKeys?: string;
+  trustedLogKeys?: string;
   note?: string;
   json?: boolean;
 }
@@ -55,6 +56,25 @@ function printable(text: string): string {
   );
 }
 
+/**
+ * Reads pinned log verifier keys: one signed-note verifier key per line, blank lines and lines
+ * starting with # ignored.
+ */
+function readTrustedLogKeys(path: string | undefined): string[] | undefined {
+  if (path === undefined) {
+    return undefined;
+  }
+  const lines = readInput(path, 'trusted log key file', 1024 * 1024)
+    .toString('utf8')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+  if (lines.length === 0) {
+    throw new BundleError('BUNDLE_MALFORMED_TRUSTED_KEYS', `${path} holds no log verifier key`);
+  }
+  return lines;
+}
+
 const STATUS_MARKS = { pass: 'PASS', fail: 'FAIL', skipped: 'SKIP' } as const;
 
 export function formatReport(report: VerificationReport): string {
@@ -85,8 +105,9 @@ export function runVerify(
           readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'),
         )
       : undefined;
+    const trustedLogKeys = readTrustedLogKeys(options.trustedLogKeys);
     const noteText = options.note ? readInput(options.note, 'note', 16 * 1024 * 1024) : undefined;
-    const report = verifyBundle(nodeCrypto, zip, { trustedKeys, noteText });
+    const report = verifyBundle(nodeCrypto, zip, { trustedKeys, trustedLogKeys, noteText });
     out(options.json ? JSON.stringify(report, null, 2) : formatReport(report));
     return report.valid ? EXIT_VALID : EXIT_INVALID;
   } catch (error) {
@@ -109,6 +130,7 @@ export function runVerify(
 
 export interface VerifyManyCliOptions {
   trustedKeys?: string;
+  trustedLogKeys?: string;
   json?: boolean;
   jobs?: string;
 }
@@ -133,7 +155,9 @@ export async function runVerifyMany(
     return EXIT_UNUSABLE;
   }
   let trustedKeys;
+  let trustedLogKeys;
   try {
+    trustedLogKeys = readTrustedLogKeys(options.trustedLogKeys);
     trustedKeys = options.trustedKeys
       ? parseTrustedKeys(
           readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'),
@@ -162,7 +186,7 @@ export async function runVerifyMany(
   try {
     outcomes = await pool.verifyMany(
       readable.map((input) => new Uint8Array(input.zip)),
-      { trustedKeys },
+      { trustedKeys, trustedLogKeys },
     );
   } finally {
     await pool.close();
@@ -208,6 +232,10 @@ export function registerVerifyCommand(program: Command): void {
     .option(
       '--trusted-keys <file>',
       "pin the tenant's JWKS instead of trusting the key inside the bundle",
+    )
+    .option(
+      '--trusted-log-keys <file>',
+      "pin the tenant's log key (one signed-note verifier key per line) instead of the bundled one",
     )
     .option('--note <file>', 'also check that this file holds exactly the certified note text')
     .option('--json', 'print the full report as JSON')

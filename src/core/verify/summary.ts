@@ -16,6 +16,10 @@ const FAILURE_MEANING: Record<CheckName, string> = {
     'The chain fields were changed, so the certificate no longer fits its place in the ledger.',
   chain_link: "The certificate does not link to the previous entry of the tenant's ledger.",
   note_hash: 'The note text supplied is not the note that was certified.',
+  log_checkpoint:
+    "The signed state of the tenant's log is forged, altered, or signed by a key you do not trust.",
+  log_inclusion:
+    "The certificate is not provably part of the tenant's log: it or its proof was changed.",
 };
 
 export function summarize(report: VerificationReport, message: SignedMessage | undefined): string {
@@ -43,6 +47,12 @@ export function summarize(report: VerificationReport, message: SignedMessage | u
   const note = report.checks.find((check) => check.check === 'note_hash');
   if (note?.status === 'pass') {
     parts.push('The note text supplied is exactly the certified note.');
+  }
+  const inclusion = report.checks.find((check) => check.check === 'log_inclusion');
+  if (inclusion?.status === 'pass') {
+    parts.push(
+      "It is recorded in the tenant's append-only log, so it cannot have been removed or replaced without detection.",
+    );
   }
   const trusted = report.checks.find((check) => check.check === 'trusted_key');
   if (trusted?.status === 'skipped') {

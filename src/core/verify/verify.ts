@@ -5,6 +5,7 @@ import type { SignedMessage } from '../certificate.ts';
 import type { CryptoProvider, PublicKeyHandle } from '../crypto.ts';
 import { VerificationError, type VerificationErrorCode } from '../errors.ts';
 import type { Jwks, KeyDescriptor } from '../key.ts';
+import { verifyLogCheckpoint, verifyLogInclusion, type LogEvidence } from './log-steps.ts';
 import { parseSignedMessage } from './message.ts';
 import {
   verifyCertificateFields,
@@ -30,6 +31,8 @@ export const CHECK_NAMES = [
   'chain_hash',
   'chain_link',
   'note_hash',
+  'log_checkpoint',
+  'log_inclusion',
 ] as const;
 export type CheckName = (typeof CHECK_NAMES)[number];
 
@@ -70,6 +73,12 @@ export interface EvidenceInput {
   noteText?: string | Uint8Array | undefined;
   /** Pinned key set; when given, the key inside the evidence must be in it. */
   trustedKeys?: Jwks | undefined;
+  /** Inclusion proof and checkpoint; without them the log checks are skipped. */
+  log?: LogEvidence | undefined;
+  /** Set when log evidence was present but unreadable; the log checks then fail with this text. */
+  logProblem?: string | undefined;
+  /** Pinned log verifier keys; when given, the checkpoint must be signed by one of them. */
+  trustedLogKeys?: readonly string[] | undefined;
   /** Result of a check on the container, run by the bundle reader. */
   manifest?: { ok: true; detail: string } | { ok: false; detail: string } | undefined;
 }
@@ -186,7 +195,48 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
       ? skipped('note_hash', 'no note text was given to compare')
       : run('note_hash', () => verifyNote(crypto, signed, input.noteText!)),
   );
+  checks.push(...logChecks(crypto, input, signed));
   return finish(checks, input.certificate, signed);
+}
+
+function logChecks(
+  crypto: CryptoProvider,
+  input: EvidenceInput,
+  message: SignedMessage,
+): CheckResult[] {
+  if (input.logProblem !== undefined) {
+    return [
+      {
+        check: 'log_checkpoint',
+        status: 'fail',
+        code: 'CHECKPOINT_INVALID',
+        detail: input.logProblem,
+      },
+      skipped('log_inclusion', 'not run because the log evidence is unreadable'),
+    ];
+  }
+  const evidence = input.log;
+  if (!evidence) {
+    return [
+      skipped('log_checkpoint', 'the evidence carries no log checkpoint'),
+      skipped('log_inclusion', 'the evidence carries no inclusion proof'),
+    ];
+  }
+  let checkpoint: Parameters<typeof verifyLogInclusion>[3] | undefined;
+  const checkpointResult = run('log_checkpoint', () => {
+    const verified = verifyLogCheckpoint(crypto, evidence, message.tenant_id, input.trustedLogKeys);
+    checkpoint = verified.checkpoint;
+    return verified.detail;
+  });
+  const verified = checkpoint;
+  return [
+    checkpointResult,
+    verified
+      ? run('log_inclusion', () =>
+          verifyLogInclusion(crypto, input.signedBytes, evidence, verified),
+        )
+      : skipped('log_inclusion', 'not run because the checkpoint did not verify'),
+  ];
 }
 
 function finish(

@@ -1,0 +1,111 @@
+// Verification steps for a certificate's place in its tenant's Merkle log: the checkpoint is
+// signed by the tenant's log key, and the inclusion proof leads from the certificate's signed
+// bytes to the checkpoint's root.
+import { openNote, parseCheckpoint, parseVerifierKey, type Checkpoint } from '../checkpoint.ts';
+import type { CryptoProvider } from '../crypto.ts';
+import { VerificationError } from '../errors.ts';
+import { leafHash, verifyInclusion } from '../merkle.ts';
+
+/** The log evidence a bundle (format v2) carries. */
+export interface LogEvidence {
+  logIndex: number;
+  treeSize: number;
+  /** Audit path, leaf to root. */
+  proof: Uint8Array[];
+  /** Signed checkpoint note text. */
+  checkpoint: string;
+  /** Verifier key of the log, as shipped with the evidence. */
+  logKey: string;
+}
+
+/** Origin suffix that ties a log to one tenant, so one tenant's proof cannot vouch for another's. */
+export function tenantOriginSuffix(tenantId: string): string {
+  return `/tenants/${tenantId}`;
+}
+
+/**
+ * Checks the checkpoint signature with the pinned log keys when given, otherwise with the key
+ * shipped in the evidence, and that the checkpoint is the log of the certificate's tenant.
+ */
+export function verifyLogCheckpoint(
+  crypto: CryptoProvider,
+  evidence: LogEvidence,
+  tenantId: string,
+  trustedLogKeys: readonly string[] | undefined,
+): { detail: string; checkpoint: Checkpoint } {
+  const keyTexts = trustedLogKeys ?? [evidence.logKey];
+  const verifiers = [];
+  for (const text of keyTexts) {
+    try {
+      verifiers.push(parseVerifierKey(crypto, text));
+    } catch (error) {
+      throw new VerificationError(
+        'CHECKPOINT_INVALID',
+        `log key is not a signed-note verifier key: ${(error as Error).message}`,
+      );
+    }
+  }
+  let body: string;
+  try {
+    body = openNote(crypto, evidence.checkpoint, verifiers).body;
+  } catch (error) {
+    throw new VerificationError(
+      'CHECKPOINT_INVALID',
+      trustedLogKeys
+        ? `checkpoint is not signed by a trusted log key: ${(error as Error).message}`
+        : `checkpoint is not signed by the log key in the evidence: ${(error as Error).message}`,
+    );
+  }
+  let checkpoint: Checkpoint;
+  try {
+    checkpoint = parseCheckpoint(body);
+  } catch (error) {
+    throw new VerificationError(
+      'CHECKPOINT_INVALID',
+      `checkpoint text is malformed: ${(error as Error).message}`,
+    );
+  }
+  if (!checkpoint.origin.endsWith(tenantOriginSuffix(tenantId))) {
+    throw new VerificationError(
+      'CHECKPOINT_INVALID',
+      `checkpoint is for log ${checkpoint.origin}, not the log of tenant ${tenantId}`,
+    );
+  }
+  if (checkpoint.size !== evidence.treeSize) {
+    throw new VerificationError(
+      'CHECKPOINT_INVALID',
+      `checkpoint has size ${checkpoint.size} but the proof is for size ${evidence.treeSize}`,
+    );
+  }
+  const source = trustedLogKeys ? 'a pinned log key' : 'the log key in the evidence';
+  return {
+    detail: `checkpoint of ${checkpoint.origin} at size ${checkpoint.size} is signed by ${source}`,
+    checkpoint,
+  };
+}
+
+/** Checks that the certificate's signed bytes are leaf `logIndex` of the checkpoint's tree. */
+export function verifyLogInclusion(
+  crypto: CryptoProvider,
+  signedBytes: Uint8Array,
+  evidence: LogEvidence,
+  checkpoint: Checkpoint,
+): string {
+  const leaf = leafHash(crypto, signedBytes);
+  if (
+    !verifyInclusion(
+      crypto,
+      leaf,
+      evidence.logIndex,
+      checkpoint.size,
+      evidence.proof,
+      checkpoint.rootHash,
+    )
+  ) {
+    throw new VerificationError(
+      'INCLUSION_PROOF_INVALID',
+      `the inclusion proof does not lead from this certificate, as leaf ${evidence.logIndex}, to the checkpoint root`,
+    );
+  }
+  return `certificate is leaf ${evidence.logIndex} of ${checkpoint.size} in the signed log (${evidence.proof.length} proof hashes)`;
+}
