@@ -429,6 +429,22 @@ export async function startSilentServer(): Promise<FakeServer> {
   return { url, close: () => closeServer(server) };
 }
 
+/**
+ * Starts a server on 127.0.0.1 that sends a 200 timestamp-reply header and the first bytes of
+ * a body, then stalls without ending the response.
+ */
+export async function startStallingServer(): Promise<FakeServer> {
+  const server = createServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      response.writeHead(200, { 'content-type': 'application/timestamp-reply' });
+      response.write(Buffer.from([0x30, 0x82]));
+    });
+  });
+  const url = await listen(server);
+  return { url, close: () => closeServer(server) };
+}
+
 export interface CannedResponse {
   body: Uint8Array;
   /** HTTP status; default 200. */
@@ -438,7 +454,7 @@ export interface CannedResponse {
 }
 
 /**
- * Starts a server on 127.0.0.1 that answers every request with the same response, for example
+ * Starts a server on 127.0.0.1 that sends the same response to every request, for example
  * a recorded TimeStampResp replayed to later queries.
  */
 export async function startReplayServer(canned: CannedResponse): Promise<FakeServer> {
