@@ -137,6 +137,8 @@ function readFirstCertId(value: unknown, version2: boolean): EssCertId {
  * the first certificate ID must hash to the signer certificate, and its issuer and serial
  * number, when given, must be the signer certificate's. This binds the signature to one
  * certificate, so a token cannot be re-presented with another certificate for the same key.
+ *
+ * NOTE: a token with neither attribute passes, although RFC 3161 and RFC 5816 require one.
  */
 export async function checkSigningCertificateBinding(
   signerInfo: SignerInfo,

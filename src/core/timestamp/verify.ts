@@ -139,6 +139,8 @@ function sameCertificate(a: Certificate, b: Certificate): boolean {
 }
 
 function mapPkijsError(error: unknown): TimestampError {
+  // Codes of SignedDataVerifyError in pkijs 3.4: 5 is a failed signer certificate chain, 7 an
+  // unsupported digest algorithm. Everything else concerns the signature or the signed data.
   if (error instanceof SignedDataVerifyError) {
     if (error.code === 5) {
       return new TimestampError(
@@ -170,6 +172,9 @@ function mapPkijsError(error: unknown): TimestampError {
  * checked by this module instead, so pkijs gets a copy of the SignedData whose encapsulated
  * content type reads id-data. The signature covers the signed attributes, whose bytes are
  * unchanged, and the content-type attribute was checked against id-ct-TSTInfo before.
+ *
+ * NOTE: revocation is not checked. The verifier fetches no CRL or OCSP response. pkijs
+ * consults only CRLs carried inside the token, and tokens from `openssl ts -reply` carry none.
  */
 async function verifySignatureAndChain(
   token: ParsedTimestampToken,
