@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { ConfigError, loadConfig } from '../src/config/config.ts';
+import { after, before, describe, test } from 'node:test';
+import { ConfigError, DEFAULT_TSA_TIMEOUT_MS, loadConfig } from '../src/config/config.ts';
+import { createCertificate } from './helpers/tsa.ts';
 
 const SECRET = Buffer.alloc(32, 1).toString('base64');
 const KEK = Buffer.alloc(32, 2).toString('base64');
@@ -73,4 +74,85 @@ test('development generates secrets once and reuses them', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+describe('TSA settings', () => {
+  let dir: string;
+  let caPem: string;
+  let leafPem: string;
+  const base = { CDIL_ENV: 'production', CDIL_JWT_SECRET: SECRET, CDIL_KEK: KEK };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cdil-config-tsa-'));
+    caPem = await createCertificate('/CN=Config Root', ['basicConstraints = critical, CA:true']);
+    leafPem = await createCertificate('/CN=Config TSA', [
+      'extendedKeyUsage = critical, timeStamping',
+    ]);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const writeRoots = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+
+  test('TSA is off without TSA_URL', () => {
+    assert.equal(loadConfig(base).tsa, undefined);
+  });
+
+  test('TSA settings are loaded', () => {
+    const rootsFile = writeRoots('roots.pem', caPem + caPem);
+    const config = loadConfig({
+      ...base,
+      TSA_URL: 'https://tsa.invalid/rfc3161',
+      TSA_TRUSTED_ROOTS: rootsFile,
+    });
+    assert.equal(config.tsa?.url, 'https://tsa.invalid/rfc3161');
+    assert.equal(config.tsa?.timeoutMs, DEFAULT_TSA_TIMEOUT_MS);
+    assert.equal(config.tsa?.trustedRootsFile, rootsFile);
+    assert.equal(config.tsa?.trustedRoots, caPem + caPem);
+  });
+
+  test('TSA_URL requires trusted roots', () => {
+    const problems = problemsOf({ ...base, TSA_URL: 'https://tsa.invalid/' });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /TSA_TRUSTED_ROOTS is required when TSA_URL is set/);
+  });
+
+  test('invalid TSA settings are named', () => {
+    const rootsFile = writeRoots('ok.pem', caPem);
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ TSA_URL: 'ftp://tsa.invalid/' }, /TSA_URL must be an http/],
+      [{ TSA_URL: 'not a url' }, /TSA_URL must be an http/],
+      [{ TSA_TIMEOUT_MS: '0' }, /TSA_TIMEOUT_MS must be an integer/],
+      [{ TSA_TIMEOUT_MS: '2.5' }, /TSA_TIMEOUT_MS must be an integer/],
+      [{ TSA_TIMEOUT_MS: '120001' }, /TSA_TIMEOUT_MS must be an integer/],
+      [{ TSA_TRUSTED_ROOTS: join(dir, 'missing.pem') }, /cannot be read: ENOENT/],
+      [{ TSA_TRUSTED_ROOTS: writeRoots('empty.pem', 'no certificates') }, /no PEM certificate/],
+      [
+        { TSA_TRUSTED_ROOTS: writeRoots('leaf.pem', caPem + leafPem) },
+        /certificate 2 \(CN=Config TSA\) is not a CA certificate/,
+      ],
+      [
+        {
+          TSA_TRUSTED_ROOTS: writeRoots(
+            'garbled.pem',
+            '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+          ),
+        },
+        /certificate 1 is not a valid X.509 certificate/,
+      ],
+    ];
+    for (const [env, message] of cases) {
+      const problems = problemsOf({
+        ...base,
+        TSA_URL: 'https://tsa.invalid/',
+        TSA_TRUSTED_ROOTS: rootsFile,
+        ...env,
+      });
+      assert.equal(problems.length, 1, `${JSON.stringify(env)}: ${problems.join('; ')}`);
+      assert.match(problems[0]!, message);
+    }
+  });
 });

@@ -1,12 +1,26 @@
 // Configuration from environment variables, validated once at start-up. Production mode
 // refuses to start without its secrets. Development mode generates them on first run into
 // a local data folder and prints where they are. No secret has a built-in default.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const MIN_JWT_SECRET_BYTES = 32;
 export const MAX_WORKERS = 64;
+export const DEFAULT_TSA_TIMEOUT_MS = 5000;
+export const MAX_TSA_TIMEOUT_MS = 120_000;
+
+/** Settings of the RFC 3161 timestamp authority (TSA). */
+export interface TsaConfig {
+  /** http or https URL that accepts POST application/timestamp-query. */
+  url: string;
+  /** Time limit for one timestamp request, in milliseconds. */
+  timeoutMs: number;
+  /** Absolute path of the PEM file the trusted roots were read from. */
+  trustedRootsFile: string;
+  /** PEM text of the root CA certificates that TSA certificates must chain to. */
+  trustedRoots: string;
+}
 
 export interface Config {
   mode: 'development' | 'production';
@@ -36,6 +50,8 @@ export interface Config {
   logOrigin: string;
   /** How often each process publishes checkpoints of logs that grew; 0 publishes on demand only. */
   checkpointIntervalMs: number;
+  /** Timestamp authority; undefined when TSA_URL is unset. */
+  tsa: TsaConfig | undefined;
 }
 
 export class ConfigError extends Error {
@@ -116,6 +132,77 @@ function parseBoolean(
   return fallback;
 }
 
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g;
+
+/**
+ * Reads the TSA_TRUSTED_ROOTS PEM file and checks that it contains at least one certificate and
+ * that each is a CA certificate. Returns the file text, or undefined after adding a problem.
+ */
+function readTsaTrustedRoots(path: string, problems: string[]): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    problems.push(
+      `TSA_TRUSTED_ROOTS file ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    );
+    return undefined;
+  }
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) {
+    problems.push(`TSA_TRUSTED_ROOTS file ${path} contains no PEM certificate`);
+    return undefined;
+  }
+  const before = problems.length;
+  blocks.forEach((block, index) => {
+    let certificate: X509Certificate;
+    try {
+      certificate = new X509Certificate(block);
+    } catch {
+      problems.push(
+        `TSA_TRUSTED_ROOTS file ${path}: certificate ${index + 1} is not a valid X.509 certificate`,
+      );
+      return;
+    }
+    if (!certificate.ca) {
+      problems.push(
+        `TSA_TRUSTED_ROOTS file ${path}: certificate ${index + 1} (${certificate.subject.replace(/\n/g, ', ')}) ` +
+          'is not a CA certificate; list the root CA that issued the TSA certificate',
+      );
+    }
+  });
+  return problems.length === before ? text : undefined;
+}
+
+function parseTsa(env: Env, problems: string[]): TsaConfig | undefined {
+  const timeoutMs = Number(env.TSA_TIMEOUT_MS || DEFAULT_TSA_TIMEOUT_MS);
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TSA_TIMEOUT_MS) {
+    problems.push(
+      `TSA_TIMEOUT_MS must be an integer from 1 to ${MAX_TSA_TIMEOUT_MS} (milliseconds), got ${JSON.stringify(env.TSA_TIMEOUT_MS)}`,
+    );
+  }
+  const rootsFile = env.TSA_TRUSTED_ROOTS ? resolve(env.TSA_TRUSTED_ROOTS) : undefined;
+  const trustedRoots = rootsFile ? readTsaTrustedRoots(rootsFile, problems) : undefined;
+  const url = env.TSA_URL || undefined;
+  if (url === undefined) {
+    return undefined;
+  }
+  if (!URL.canParse(url) || !['http:', 'https:'].includes(new URL(url).protocol)) {
+    problems.push(`TSA_URL must be an http:// or https:// URL, got ${JSON.stringify(url)}`);
+  }
+  if (rootsFile === undefined) {
+    problems.push(
+      'TSA_TRUSTED_ROOTS is required when TSA_URL is set: the path of a PEM file with the root CA certificates of the TSA',
+    );
+  }
+  return {
+    url,
+    timeoutMs,
+    trustedRootsFile: rootsFile ?? '',
+    trustedRoots: trustedRoots ?? '',
+  };
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /**
@@ -124,7 +211,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  * Variables: CDIL_ENV (development|production), CDIL_DATA_DIR, CDIL_SQLITE_PATH, DATABASE_URL,
  * CDIL_DATABASE_POOL_SIZE, CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
  * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_WORKERS, CDIL_BODY_LIMIT_BYTES, CDIL_LOG_ORIGIN,
- * CDIL_CHECKPOINT_INTERVAL_MS.
+ * CDIL_CHECKPOINT_INTERVAL_MS, TSA_URL, TSA_TIMEOUT_MS, TSA_TRUSTED_ROOTS.
  */
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
@@ -211,6 +298,7 @@ export function loadConfig(env: Env = process.env): Config {
       'CDIL_CHECKPOINT_INTERVAL_MS must be 0 (on demand only) or an integer from 100 to 86400000',
     );
   }
+  const tsa = parseTsa(env, problems);
 
   if (problems.length > 0) {
     throw new ConfigError(problems);
@@ -235,5 +323,6 @@ export function loadConfig(env: Env = process.env): Config {
     secretsGenerated,
     logOrigin,
     checkpointIntervalMs,
+    tsa,
   };
 }

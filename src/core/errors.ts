@@ -92,3 +92,31 @@ export class NoteError extends Error {
     this.code = code;
   }
 }
+
+export const TimestampErrorCode = {
+  MALFORMED: 'TIMESTAMP_MALFORMED',
+  NOT_GRANTED: 'TIMESTAMP_NOT_GRANTED',
+  ALGORITHM_UNSUPPORTED: 'TIMESTAMP_ALGORITHM_UNSUPPORTED',
+  IMPRINT_MISMATCH: 'TIMESTAMP_IMPRINT_MISMATCH',
+  SIGNATURE_INVALID: 'TIMESTAMP_SIGNATURE_INVALID',
+  SIGNER_MISMATCH: 'TIMESTAMP_SIGNER_MISMATCH',
+  SIGNER_NOT_TSA: 'TIMESTAMP_SIGNER_NOT_TSA',
+  SIGNER_NOT_VALID: 'TIMESTAMP_SIGNER_NOT_VALID',
+  CHAIN_UNTRUSTED: 'TIMESTAMP_CHAIN_UNTRUSTED',
+  GENTIME_IN_FUTURE: 'TIMESTAMP_GENTIME_IN_FUTURE',
+  TRUSTED_ROOTS_INVALID: 'TIMESTAMP_TRUSTED_ROOTS_INVALID',
+} as const;
+export type TimestampErrorCode = (typeof TimestampErrorCode)[keyof typeof TimestampErrorCode];
+
+/**
+ * An RFC 3161 timestamp token failed a check. The code names the part that failed; see
+ * docs/formats.md for what each check covers.
+ */
+export class TimestampError extends Error {
+  override readonly name = 'TimestampError';
+  readonly code: TimestampErrorCode;
+  constructor(code: TimestampErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
