@@ -19,7 +19,33 @@ with --trusted-log-keys so the check does not rely on the key inside this archiv
 in these files are standard base64.
 `;
 
-export function renderBundleReadme(certificate: Certificate, withLog = false): string {
+const TIMESTAMP_FILE_LINES: Readonly<Record<string, string>> = {
+  'checkpoint_timestamp.tsr':
+    '  checkpoint_timestamp.tsr  RFC 3161 timestamp token (DER) over checkpoint.txt\n',
+  'certificate_timestamp.tsr':
+    '  certificate_timestamp.tsr RFC 3161 timestamp token (DER) over the certificate statement\n',
+};
+
+const TIMESTAMP_SECTION = `
+Trusted time
+------------
+The .tsr files are RFC 3161 timestamp tokens from a time-stamping authority (TSA). Check them
+with "cdil verify --tsa-roots roots.pem", where roots.pem holds the TSA root certificates you
+trust. checkpoint_timestamp.tsr covers the exact bytes of checkpoint.txt, so the checkpoint,
+and every certificate it includes, existed at the token's time. By hand:
+openssl ts -verify -data checkpoint.txt -in checkpoint_timestamp.tsr -token_in -CAfile roots.pem
+`;
+
+/**
+ * Renders README.txt. Format v1 passes only the certificate; v2 adds the log files and the
+ * names of the timestamp token files present, so the text lists exactly the bundle's files.
+ */
+export function renderBundleReadme(
+  certificate: Certificate,
+  withLog = false,
+  timestampFiles: readonly string[] = [],
+): string {
+  const tokens = [...timestampFiles].sort();
   const review = certificate.human_reviewed
     ? `yes, attested at ${certificate.human_attested_at_utc ?? 'an unrecorded time'}`
     : 'no';
@@ -48,7 +74,7 @@ Files
   key.json                  the key's id, tenant, status and validity window
   verification_report.json  CDIL's checks at export, for information; verifiers redo them
   manifest.json             SHA-256 and size of every other file
-${withLog ? LOG_FILES : ''}
+${withLog ? LOG_FILES : ''}${tokens.map((name) => TIMESTAMP_FILE_LINES[name] ?? '').join('')}
 Verify with the CDIL command line tool
 --------------------------------------
   cdil verify bundle.zip [--trusted-keys tenant-jwks.json] [--note note.txt]${withLog ? ' [--trusted-log-keys log-key.txt]' : ''}
@@ -69,7 +95,7 @@ Unpack the archive into an empty folder and run these commands there.
    same file in manifest.json. The manifest itself is not signed, so it shows accidental
    damage only; "cdil verify" also checks every file against the signed message.
 
-  $ openssl dgst -sha256 -r canonical_message.json certificate.json key.json public_key.pem signature.der verification_report.json README.txt${withLog ? ' inclusion_proof.json checkpoint.txt log_key.txt' : ''}
+  $ openssl dgst -sha256 -r canonical_message.json certificate.json key.json public_key.pem signature.der verification_report.json README.txt${withLog ? ' inclusion_proof.json checkpoint.txt log_key.txt' : ''}${tokens.map((name) => ` ${name}`).join('')}
 
 3. A note in your hands is the certified note. Save its exact text (no added newline) as
    note.txt; the printed hash must equal note_hash in canonical_message.json.
@@ -78,5 +104,5 @@ Unpack the archive into an empty folder and run these commands there.
 
 4. The values in certificate.json are those in canonical_message.json, which is the file the
    signature covers: compare them field by field, or let "cdil verify" do it.
-${withLog ? LOG_SECTION : ''}`;
+${withLog ? LOG_SECTION : ''}${tokens.length > 0 ? TIMESTAMP_SECTION : ''}`;
 }

@@ -9,7 +9,13 @@ import { BundleError } from './errors.ts';
 import { p256PublicKeyPem, type Jwks, type KeyDescriptor } from './key.ts';
 import { renderBundleReadme } from './bundle-readme.ts';
 import type { LogEvidence } from './verify/log-steps.ts';
-import { verifyEvidence, type VerificationReport } from './verify/verify.ts';
+import type { TrustedRoots } from './timestamp/certificates.ts';
+import {
+  timestampChecks,
+  type TimestampedCertificateFields,
+  type TimestampEvidence,
+} from './verify/timestamp-steps.ts';
+import { verifyEvidence, type CheckResult, type VerificationReport } from './verify/verify.ts';
 import { DEFAULT_ZIP_LIMITS, readZipSafely, writeDeterministicZip, type ZipLimits } from './zip.ts';
 
 export const BUNDLE_FORMAT_VERSION = 'cdil.bundle.v1';
@@ -33,6 +39,13 @@ export const LogBundleFile = {
   checkpoint: 'checkpoint.txt',
   logKey: 'log_key.txt',
 } as const;
+
+/** RFC 3161 tokens a v2 bundle carries when the deployment has a TSA; both are optional. */
+export const TimestampBundleFile = {
+  checkpoint: 'checkpoint_timestamp.tsr',
+  certificate: 'certificate_timestamp.tsr',
+} as const;
+const TIMESTAMP_FILES: ReadonlySet<string> = new Set(Object.values(TimestampBundleFile));
 
 /** inclusion_proof.json. */
 export interface InclusionProofFile {
@@ -59,6 +72,8 @@ export interface Evidence {
   report: VerificationReport;
   /** The certificate's place in the tenant's log; present, the bundle is format v2. */
   log?: LogEvidence | undefined;
+  /** RFC 3161 tokens (DER) over the checkpoint text and the certificate statement. */
+  timestamps?: { checkpoint?: Uint8Array | undefined; certificate?: Uint8Array | undefined };
 }
 
 export interface ManifestEntry {
@@ -94,10 +109,6 @@ export function buildBundleFiles(
   files.set(BundleFile.publicKey, utf8Encode(evidence.publicKeyPem));
   files.set(BundleFile.signature, signature);
   files.set(BundleFile.key, prettyJson(evidence.key));
-  files.set(
-    BundleFile.readme,
-    utf8Encode(renderBundleReadme(evidence.certificate, evidence.log !== undefined)),
-  );
   if (evidence.log) {
     const proof: InclusionProofFile = {
       format: INCLUSION_PROOF_FORMAT,
@@ -108,7 +119,23 @@ export function buildBundleFiles(
     files.set(LogBundleFile.inclusionProof, prettyJson(proof));
     files.set(LogBundleFile.checkpoint, utf8Encode(evidence.log.checkpoint));
     files.set(LogBundleFile.logKey, utf8Encode(`${evidence.log.logKey}\n`));
+    if (evidence.timestamps?.checkpoint) {
+      files.set(TimestampBundleFile.checkpoint, evidence.timestamps.checkpoint);
+    }
+    if (evidence.timestamps?.certificate) {
+      files.set(TimestampBundleFile.certificate, evidence.timestamps.certificate);
+    }
   }
+  files.set(
+    BundleFile.readme,
+    utf8Encode(
+      renderBundleReadme(
+        evidence.certificate,
+        evidence.log !== undefined,
+        [...files.keys()].filter((name) => TIMESTAMP_FILES.has(name)),
+      ),
+    ),
+  );
   const manifest: BundleManifest = {
     format: evidence.log ? BUNDLE_FORMAT_V2 : BUNDLE_FORMAT_VERSION,
     certificate_id: evidence.certificate.certificate_id,
@@ -195,7 +222,8 @@ function checkBundleFiles(
     }
   }
   for (const name of files.keys()) {
-    if (!expected.has(name)) {
+    const optional = format === BUNDLE_FORMAT_V2 && TIMESTAMP_FILES.has(name);
+    if (!expected.has(name) && !optional) {
       problems.push(`${name} is not part of a ${format} bundle`);
     }
   }
@@ -224,7 +252,11 @@ function checkBundleFiles(
   if (
     readme &&
     utf8Decode(readme) !==
-      renderBundleReadme(certificate as unknown as Certificate, format === BUNDLE_FORMAT_V2)
+      renderBundleReadme(
+        certificate as unknown as Certificate,
+        format === BUNDLE_FORMAT_V2,
+        [...files.keys()].filter((name) => TIMESTAMP_FILES.has(name)),
+      )
   ) {
     problems.push(`${BundleFile.readme} differs from the text generated for this certificate`);
   }
@@ -249,7 +281,7 @@ function checkBundleFiles(
   }
   return {
     ok: true,
-    detail: `all ${expected.size} files are present, match the manifest and agree with the signed content`,
+    detail: `all ${files.size} files are present, match the manifest and agree with the signed content`,
   };
 }
 
@@ -314,7 +346,54 @@ export function verifyBundle(
   zipBytes: Uint8Array,
   options: BundleVerifyOptions = {},
 ): VerificationReport {
+  return verifyBundleFiles(
+    crypto,
+    readZipSafely(zipBytes, options.limits ?? DEFAULT_ZIP_LIMITS),
+    options,
+  );
+}
+
+/**
+ * Verifies a defense bundle offline like verifyBundle, and also its RFC 3161 timestamp tokens
+ * against `tsaRoots` (without roots, the timestamp checks are skipped and say so).
+ */
+export async function verifyBundleWithTimestamps(
+  crypto: CryptoProvider,
+  zipBytes: Uint8Array,
+  options: BundleVerifyOptions & { tsaRoots?: TrustedRoots | undefined } = {},
+): Promise<VerificationReport> {
   const files = readZipSafely(zipBytes, options.limits ?? DEFAULT_ZIP_LIMITS);
+  const timestamps = await timestampChecks(timestampEvidenceOf(files), options.tsaRoots);
+  return verifyBundleFiles(crypto, files, { ...options, timestamps });
+}
+
+/** Collects the timestamp tokens and what they cover; unreadable parts are left out. */
+function timestampEvidenceOf(files: Map<string, Uint8Array>): TimestampEvidence {
+  let certificate: TimestampedCertificateFields | undefined;
+  try {
+    const message = JSON.parse(
+      utf8Decode(files.get(BundleFile.canonicalMessage) ?? new Uint8Array()),
+    ) as Record<string, unknown>;
+    const fields = ['tenant_id', 'certificate_id', 'note_hash', 'issued_at_utc'] as const;
+    if (fields.every((field) => typeof message[field] === 'string')) {
+      certificate = message as unknown as TimestampedCertificateFields;
+    }
+  } catch {
+    // The message_format check reports an unreadable message.
+  }
+  return {
+    checkpointToken: files.get(TimestampBundleFile.checkpoint),
+    checkpoint: files.get(LogBundleFile.checkpoint),
+    certificateToken: files.get(TimestampBundleFile.certificate),
+    certificate,
+  };
+}
+
+function verifyBundleFiles(
+  crypto: CryptoProvider,
+  files: Map<string, Uint8Array>,
+  options: BundleVerifyOptions & { timestamps?: readonly CheckResult[] },
+): VerificationReport {
   for (const name of REQUIRED_FILES) {
     if (!files.has(name)) {
       throw new BundleError('BUNDLE_MISSING_FILE', `bundle has no ${name}`);
@@ -352,6 +431,7 @@ export function verifyBundle(
         : undefined,
     noteText: options.noteText,
     trustedKeys: options.trustedKeys,
+    timestamps: options.timestamps,
     manifest: manifest.ok
       ? { ok: true, detail: manifest.detail }
       : { ok: false, detail: manifest.detail },

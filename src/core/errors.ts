@@ -13,6 +13,7 @@ export const VerificationErrorCode = {
   NOTE_MISMATCH: 'NOTE_MISMATCH',
   CHECKPOINT_INVALID: 'CHECKPOINT_INVALID',
   INCLUSION_PROOF_INVALID: 'INCLUSION_PROOF_INVALID',
+  TIMESTAMP_INVALID: 'TIMESTAMP_INVALID',
 } as const;
 export type VerificationErrorCode =
   (typeof VerificationErrorCode)[keyof typeof VerificationErrorCode];

@@ -190,6 +190,17 @@ export const CreateTenantBody = Type.Object(
   {
     tenant_id: Type.String({ pattern: TENANT_ID_PATTERN }),
     phi_policy: Type.Optional(Type.Union([Type.Literal('flag'), Type.Literal('reject')])),
+    timestamp_policy: Type.Optional(
+      Type.Union([Type.Literal('best_effort'), Type.Literal('required')], {
+        description:
+          'required: a timestamp the TSA cannot give fails the request; best_effort (default): it is retried later',
+      }),
+    ),
+    timestamp_certificates: Type.Optional(
+      Type.Boolean({
+        description: 'timestamp each certificate at issuance, besides the log checkpoints',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -3,7 +3,9 @@
 import { buildBundleFiles, BundleFile, LogBundleFile, type Evidence } from '../core/bundle.ts';
 import type { Certificate } from '../core/certificate.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
-import { toBase64, utf8Decode, utf8Encode } from '../core/encoding.ts';
+import { fromBase64, toBase64, utf8Decode, utf8Encode } from '../core/encoding.ts';
+import type { TrustedRoots } from '../core/timestamp/certificates.ts';
+import { timestampChecks } from '../core/verify/timestamp-steps.ts';
 import { toPublishedJwk } from '../core/key.ts';
 import { verifyEvidence, type VerificationReport } from '../core/verify/verify.ts';
 import { writeDeterministicZip } from '../core/zip.ts';
@@ -31,6 +33,8 @@ export interface EvidenceBundleJson {
   verification_report: VerificationReport;
   /** The certificate's place in the tenant's log: inclusion proof, checkpoint and log key. */
   log: { inclusion_proof: unknown; checkpoint: string; log_key: string };
+  /** RFC 3161 tokens, base64 DER: over the checkpoint text and the certificate statement. */
+  timestamps: { checkpoint: string | null; certificate: string | null };
   manifest: unknown;
 }
 
@@ -68,9 +72,13 @@ export class CertificateService {
   readonly #store: Store;
   readonly #log: TransparencyLog;
 
-  constructor(store: Store, log: TransparencyLog) {
+  readonly #tsaRoots: TrustedRoots | undefined;
+
+  /** `tsaRoots`: roots that timestamp tokens must chain to; without them those checks are skipped. */
+  constructor(store: Store, log: TransparencyLog, tsaRoots?: TrustedRoots) {
     this.#store = store;
     this.#log = log;
+    this.#tsaRoots = tsaRoots;
   }
 
   async #row(tenantId: string, certificateId: string): Promise<CertificateRow> {
@@ -127,9 +135,23 @@ export class CertificateService {
     const certificate = certificateFromRow(row);
     const key = toKeyDescriptor(keyRow);
     const signed = utf8Encode(row.signed_message);
-    const log = await this.#log.evidenceFor(tenantId, row);
+    const { log, checkpointTimestamp } = await this.#log.evidenceFor(tenantId, row);
+    const certificateTimestamp =
+      row.timestamp_token === null || row.timestamp_token === undefined
+        ? undefined
+        : fromBase64(row.timestamp_token);
+    const timestamps = await timestampChecks(
+      {
+        checkpointToken: checkpointTimestamp,
+        checkpoint: utf8Encode(log.checkpoint),
+        certificateToken: certificateTimestamp,
+        certificate: row.timestamp_token ? certificate : undefined,
+      },
+      this.#tsaRoots,
+    );
     const report = verifyEvidence(nodeCrypto, {
       log,
+      timestamps,
       trustedLogKeys: [log.logKey],
       certificate: certificate as unknown as Record<string, unknown>,
       signedBytes: signed,
@@ -148,6 +170,7 @@ export class CertificateService {
       key,
       report,
       log,
+      timestamps: { checkpoint: checkpointTimestamp, certificate: certificateTimestamp },
     };
   }
 
@@ -178,6 +201,14 @@ export class CertificateService {
         inclusion_proof: JSON.parse(utf8Decode(files.get(LogBundleFile.inclusionProof)!)),
         checkpoint: utf8Decode(files.get(LogBundleFile.checkpoint)!),
         log_key: utf8Decode(files.get(LogBundleFile.logKey)!),
+      },
+      timestamps: {
+        checkpoint: evidence.timestamps?.checkpoint
+          ? toBase64(evidence.timestamps.checkpoint)
+          : null,
+        certificate: evidence.timestamps?.certificate
+          ? toBase64(evidence.timestamps.certificate)
+          : null,
       },
       manifest: JSON.parse(utf8Decode(files.get(BundleFile.manifest)!)),
     };

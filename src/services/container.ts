@@ -12,6 +12,7 @@ import { ShadowAssumptions } from './shadow-assumptions.ts';
 import { ShadowService } from './shadow.ts';
 import { TenantService } from './tenants.ts';
 import { TransparencyLog } from './transparency-log.ts';
+import { createTimestampAuthority, type TimestampAuthority } from './tsa-client.ts';
 
 export interface Services {
   store: Store;
@@ -31,6 +32,10 @@ export interface ServiceOptions {
   clock?: Clock;
   /** Overrides config.migrateOnStart. */
   migrate?: boolean;
+  /** Replaces the TSA client built from config.tsa. */
+  tsa?: TimestampAuthority;
+  /** Reports a best-effort timestamp that failed and will be retried. */
+  onTimestampFailure?: (error: unknown, context: Record<string, unknown>) => void;
 }
 
 export async function createServices(
@@ -41,13 +46,16 @@ export async function createServices(
   const clock = options.clock ?? systemClock;
   const migration = (options.migrate ?? config.migrateOnStart) ? await store.migrate() : undefined;
   const keyring = new Keyring(store, config.kek);
+  const tsa = options.tsa ?? createTimestampAuthority(config.tsa);
   const log = new TransparencyLog({
     store,
     kek: config.kek,
     clock,
     originPrefix: config.logOrigin,
+    tsa,
+    onTimestampFailure: options.onTimestampFailure,
   });
-  const certificates = new CertificateService(store, log);
+  const certificates = new CertificateService(store, log, config.tsa?.trustedRoots);
   const ruleset = loadDefaultRuleset();
   const shadow = new ShadowService({
     store,
@@ -61,7 +69,7 @@ export async function createServices(
     store,
     keyring,
     tenants: new TenantService(store, config.kek, clock, log),
-    issuance: new IssuanceService(store, keyring, clock),
+    issuance: new IssuanceService(store, keyring, clock, tsa),
     certificates,
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),

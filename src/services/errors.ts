@@ -21,6 +21,10 @@ export const ErrorRegistry = {
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request content type is not supported' },
   NOT_READY: { status: 503, title: 'The service is not ready' },
+  TIMESTAMP_UNAVAILABLE: {
+    status: 503,
+    title: 'The time-stamping authority did not answer, and the tenant requires a timestamp',
+  },
   INTERNAL: { status: 500, title: 'Internal error' },
 } as const;
 

@@ -21,6 +21,8 @@ import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import type { Keyring, TenantKeys } from './keyring.ts';
 import { screenForPhi } from './phi-screen.ts';
+import { certificateTimestampInput } from '../core/verify/timestamp-steps.ts';
+import type { TimestampAuthority } from './tsa-client.ts';
 
 export interface IssueRequest {
   model_name: string;
@@ -59,6 +61,8 @@ interface PendingItem extends AppendItem {
     'chain_sequence' | 'previous_hash' | 'chain_hash' | 'server_timestamp'
   >;
   keys: TenantKeys;
+  /** RFC 3161 token over certificateTimestampInput, base64 DER, when the tenant asks for one. */
+  timestampToken: string | null;
   resolve: (result: { row: CertificateRow; replayed: boolean }) => void;
   reject: (error: unknown) => void;
 }
@@ -93,10 +97,50 @@ export class IssuanceService {
   readonly #queues = new Map<string, PendingItem[]>();
   readonly #busy = new Set<string>();
 
-  constructor(store: Store, keyring: Keyring, clock: Clock) {
+  readonly #tsa: TimestampAuthority | undefined;
+
+  constructor(store: Store, keyring: Keyring, clock: Clock, tsa?: TimestampAuthority) {
     this.#store = store;
     this.#keyring = keyring;
     this.#clock = clock;
+    this.#tsa = tsa;
+  }
+
+  /**
+   * Timestamps the certificate statement for tenants that ask for it, before the chain is
+   * locked, so a slow TSA never holds up other appends. A failure rejects the request for a
+   * `required` policy and leaves the certificate without a token for `best_effort` (the log
+   * checkpoints, which are retried, still give it a trusted time).
+   */
+  async #certificateTimestamp(
+    tenant: TenantKeys['tenant'],
+    message: PendingItem['message'],
+  ): Promise<string | null> {
+    if (!tenant.timestamp_certificates) {
+      return null;
+    }
+    const required = tenant.timestamp_policy === 'required';
+    if (!this.#tsa) {
+      if (required) {
+        throw new AppError(
+          'TIMESTAMP_UNAVAILABLE',
+          'the tenant requires certificate timestamps but no TSA is configured (TSA_URL)',
+        );
+      }
+      return null;
+    }
+    try {
+      return toBase64(await this.#tsa.timestamp(certificateTimestampInput(message)));
+    } catch (error) {
+      if (required) {
+        throw new AppError(
+          'TIMESTAMP_UNAVAILABLE',
+          'the time-stamping authority did not timestamp the certificate; nothing was stored, retry later',
+          { cause: error },
+        );
+      }
+      return null;
+    }
   }
 
   async issue(
@@ -153,6 +197,7 @@ export class IssuanceService {
       idempotencyKey === undefined
         ? undefined
         : keys.hashIdentifier('idempotency_request', canonicalJson(request));
+    const timestampToken = await this.#certificateTimestamp(keys.tenant, message);
     const { row, replayed } = await new Promise<{ row: CertificateRow; replayed: boolean }>(
       (resolve, reject) => {
         this.#enqueue(tenantId, {
@@ -164,6 +209,7 @@ export class IssuanceService {
           requestHash,
           message,
           keys,
+          timestampToken,
           resolve,
           reject,
         });
@@ -244,6 +290,7 @@ export class IssuanceService {
       key_id: message.key_id,
       signed_message: utf8Decode(bytes),
       signature,
+      timestamp_token: item.timestampToken,
     };
   }
 }

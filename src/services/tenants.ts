@@ -6,7 +6,12 @@ import { nodeCrypto } from '../core/crypto-node.ts';
 import { toPublishedJwk, type Jwks, type KeyDescriptor } from '../core/key.ts';
 import { sealSecret } from '../keys/envelope.ts';
 import { generateP256KeyPair, sealPrivateKey } from '../keys/signer.ts';
-import { TenantExistsError, type PhiPolicy, type Store } from '../storage/store.ts';
+import {
+  TenantExistsError,
+  type PhiPolicy,
+  type Store,
+  type TimestampPolicy,
+} from '../storage/store.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import { tenantHmacAad, toKeyDescriptor } from './keyring.ts';
@@ -20,7 +25,15 @@ export interface TenantSummary {
   tenant_id: string;
   created_at: string;
   phi_policy: PhiPolicy;
+  timestamp_policy: TimestampPolicy;
+  timestamp_certificates: boolean;
   keys: KeyDescriptor[];
+}
+
+export interface TenantOptions {
+  phiPolicy?: PhiPolicy | undefined;
+  timestampPolicy?: TimestampPolicy | undefined;
+  timestampCertificates?: boolean | undefined;
 }
 
 export class TenantService {
@@ -37,7 +50,7 @@ export class TenantService {
     this.#log = log;
   }
 
-  async create(tenantId: string, options: { phiPolicy?: PhiPolicy } = {}): Promise<TenantSummary> {
+  async create(tenantId: string, options: TenantOptions = {}): Promise<TenantSummary> {
     if (!TENANT_ID_RE.test(tenantId)) {
       throw new AppError(
         'VALIDATION_FAILED',
@@ -57,6 +70,8 @@ export class TenantService {
       created_at: now,
       phi_policy: options.phiPolicy ?? 'flag',
       hmac_secret_sealed: sealSecret(this.#kek, randomBytes(32), tenantHmacAad(tenantId)),
+      timestamp_policy: options.timestampPolicy ?? 'best_effort',
+      timestamp_certificates: options.timestampCertificates ?? false,
     };
     const key = {
       tenant_id: tenantId,
@@ -82,6 +97,8 @@ export class TenantService {
       tenant_id: tenantId,
       created_at: now,
       phi_policy: tenant.phi_policy,
+      timestamp_policy: tenant.timestamp_policy,
+      timestamp_certificates: tenant.timestamp_certificates,
       keys: [toKeyDescriptor(key)],
     };
   }
@@ -96,6 +113,8 @@ export class TenantService {
       tenant_id: tenant.tenant_id,
       created_at: tenant.created_at,
       phi_policy: tenant.phi_policy,
+      timestamp_policy: tenant.timestamp_policy,
+      timestamp_certificates: tenant.timestamp_certificates,
       keys: keys.map(toKeyDescriptor),
     };
   }

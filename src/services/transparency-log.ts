@@ -9,7 +9,7 @@ import {
   signNote,
 } from '../core/checkpoint.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
-import { fromBase64, fromHex, toBase64, toHex } from '../core/encoding.ts';
+import { fromBase64, fromHex, toBase64, toHex, utf8Encode } from '../core/encoding.ts';
 import {
   buildConsistencyProof,
   buildInclusionProof,
@@ -30,6 +30,7 @@ import type {
   Store,
 } from '../storage/store.ts';
 import type { Clock } from './clock.ts';
+import type { TimestampAuthority } from './tsa-client.ts';
 import { AppError } from './errors.ts';
 
 export interface LogKeyInfo {
@@ -45,6 +46,8 @@ export interface InclusionProof {
   /** Audit path, leaf to root, base64 hashes. */
   proof: string[];
   checkpoint: string;
+  /** RFC 3161 token over the checkpoint text, base64 DER, when the TSA gave one. */
+  checkpoint_timestamp: string | null;
 }
 
 export interface ConsistencyProof {
@@ -71,6 +74,10 @@ export interface TransparencyLogOptions {
   clock: Clock;
   /** Prefix of each tenant's log origin; the origin is `<prefix>/tenants/<tenant id>`. */
   originPrefix: string;
+  /** Timestamps each checkpoint when set. */
+  tsa?: TimestampAuthority | undefined;
+  /** Reports a best-effort timestamp that failed and will be retried. */
+  onTimestampFailure?: (error: unknown, context: Record<string, unknown>) => void;
 }
 
 export class TransparencyLog {
@@ -78,6 +85,8 @@ export class TransparencyLog {
   readonly #kek: Uint8Array;
   readonly #clock: Clock;
   readonly #originPrefix: string;
+  readonly #tsa: TimestampAuthority | undefined;
+  readonly #onTimestampFailure: (error: unknown, context: Record<string, unknown>) => void;
   readonly #signers = new Map<string, { row: LogKeyRow; privateKey: KeyObject }>();
 
   constructor(options: TransparencyLogOptions) {
@@ -85,6 +94,8 @@ export class TransparencyLog {
     this.#kek = options.kek;
     this.#clock = options.clock;
     this.#originPrefix = options.originPrefix;
+    this.#tsa = options.tsa;
+    this.#onTimestampFailure = options.onTimestampFailure ?? (() => undefined);
   }
 
   originFor(tenantId: string): string {
@@ -164,15 +175,63 @@ export class TransparencyLog {
       (message: Uint8Array) => sign(null, message, privateKey),
       fromBase64(row.public_key)!,
     );
+    const token = await this.#timestampCheckpoint(tenantId, note);
     return this.#store.putCheckpoint({
       tenant_id: tenantId,
       tree_size: head.tree_size,
       root_hash: toHex(root),
       note,
       published_at: this.#clock.now().toISOString(),
-      timestamp_token: null,
-      timestamp_attempts: 0,
+      timestamp_token: token === undefined ? null : toBase64(token),
+      timestamp_attempts: this.#tsa ? 1 : 0,
     });
+  }
+
+  /**
+   * Timestamps a checkpoint text when a TSA is configured. A failure fails the publication for
+   * a tenant whose policy is `required`; otherwise the checkpoint is stored without a token and
+   * retryTimestamps asks again later.
+   */
+  async #timestampCheckpoint(tenantId: string, note: string): Promise<Uint8Array | undefined> {
+    if (!this.#tsa) {
+      return undefined;
+    }
+    try {
+      return await this.#tsa.timestamp(utf8Encode(note));
+    } catch (error) {
+      const tenant = await this.#store.getTenant(tenantId);
+      if (tenant?.timestamp_policy === 'required') {
+        throw new AppError(
+          'TIMESTAMP_UNAVAILABLE',
+          'the time-stamping authority did not timestamp the checkpoint; retry later',
+          { cause: error },
+        );
+      }
+      this.#onTimestampFailure(error, { tenantId });
+      return undefined;
+    }
+  }
+
+  /** Asks the TSA again for checkpoints stored without a token; returns how many got one. */
+  async retryTimestamps(limit = 20): Promise<number> {
+    if (!this.#tsa) {
+      return 0;
+    }
+    let stamped = 0;
+    for (const checkpoint of await this.#store.listUntimestampedCheckpoints(limit)) {
+      let token: string | null = null;
+      try {
+        token = toBase64(await this.#tsa.timestamp(utf8Encode(checkpoint.note)));
+        stamped += 1;
+      } catch (error) {
+        this.#onTimestampFailure(error, {
+          tenantId: checkpoint.tenant_id,
+          treeSize: checkpoint.tree_size,
+        });
+      }
+      await this.#store.setCheckpointTimestamp(checkpoint.tenant_id, checkpoint.tree_size, token);
+    }
+    return stamped;
   }
 
   /** Publishes a checkpoint for every tenant whose log grew since its latest checkpoint. */
@@ -196,7 +255,10 @@ export class TransparencyLog {
   startPublisher(intervalMs: number, onError: (error: unknown) => void): { stop(): Promise<void> } {
     let running: Promise<unknown> = Promise.resolve();
     const timer = setInterval(() => {
-      running = running.then(() => this.publishGrown()).catch(onError);
+      running = running
+        .then(() => this.publishGrown())
+        .then(() => this.retryTimestamps())
+        .catch(onError);
     }, intervalMs);
     timer.unref();
     return {
@@ -261,6 +323,7 @@ export class TransparencyLog {
       tree_size: checkpoint.tree_size,
       proof: proof.map(toBase64),
       checkpoint: checkpoint.note,
+      checkpoint_timestamp: checkpoint.timestamp_token,
     };
   }
 
@@ -281,18 +344,27 @@ export class TransparencyLog {
   }
 
   /** The log evidence a bundle carries for a certificate. */
-  async evidenceFor(tenantId: string, row: CertificateRow): Promise<LogEvidence> {
+  async evidenceFor(
+    tenantId: string,
+    row: CertificateRow,
+  ): Promise<{ log: LogEvidence; checkpointTimestamp: Uint8Array | undefined }> {
     if (row.log_index === null || row.log_index === undefined) {
       throw new Error(`certificate ${row.certificate_id} has no log index`);
     }
     const inclusion = await this.inclusionProof(tenantId, row.log_index);
     const key = await this.ensureKey(tenantId);
     return {
-      logIndex: inclusion.log_index,
-      treeSize: inclusion.tree_size,
-      proof: inclusion.proof.map((hash) => fromBase64(hash)!),
-      checkpoint: inclusion.checkpoint,
-      logKey: verifierKeyText(key),
+      log: {
+        logIndex: inclusion.log_index,
+        treeSize: inclusion.tree_size,
+        proof: inclusion.proof.map((hash) => fromBase64(hash)!),
+        checkpoint: inclusion.checkpoint,
+        logKey: verifierKeyText(key),
+      },
+      checkpointTimestamp:
+        inclusion.checkpoint_timestamp === null
+          ? undefined
+          : fromBase64(inclusion.checkpoint_timestamp),
     };
   }
 

@@ -1,26 +1,37 @@
-// Verifies batches of bundles sent by BundleVerifierPool, one message per batch.
+// Verifies batches of bundles sent by BundleVerifierPool, one message per batch. With TSA roots
+// the timestamp tokens are checked too, which is asynchronous.
 import { parentPort } from 'node:worker_threads';
-import { verifyBundle } from '../core/bundle.ts';
+import { verifyBundle, verifyBundleWithTimestamps } from '../core/bundle.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { BundleError } from '../core/errors.ts';
 import type { PoolOutcome, PoolRequest } from './verify-pool.ts';
 
-parentPort!.on('message', (request: PoolRequest) => {
-  const outcomes: PoolOutcome[] = request.zips.map((zip) => {
-    try {
-      return {
-        report: verifyBundle(nodeCrypto, zip, {
-          trustedKeys: request.trustedKeys,
-          trustedLogKeys: request.trustedLogKeys,
-          noteText: request.noteText,
-        }),
-      };
-    } catch (error) {
-      if (error instanceof BundleError) {
-        return { error: { code: error.code, message: error.message } };
-      }
-      return { error: { code: 'INTERNAL', message: (error as Error).message } };
+async function verifyOne(request: PoolRequest, zip: Uint8Array): Promise<PoolOutcome> {
+  const options = {
+    trustedKeys: request.trustedKeys,
+    trustedLogKeys: request.trustedLogKeys,
+    noteText: request.noteText,
+  };
+  try {
+    return {
+      report:
+        request.tsaRoots === undefined
+          ? verifyBundle(nodeCrypto, zip, options)
+          : await verifyBundleWithTimestamps(nodeCrypto, zip, {
+              ...options,
+              tsaRoots: request.tsaRoots,
+            }),
+    };
+  } catch (error) {
+    if (error instanceof BundleError) {
+      return { error: { code: error.code, message: error.message } };
     }
+    return { error: { code: 'INTERNAL', message: (error as Error).message } };
+  }
+}
+
+parentPort!.on('message', (request: PoolRequest) => {
+  void Promise.all(request.zips.map((zip) => verifyOne(request, zip))).then((outcomes) => {
+    parentPort!.postMessage({ id: request.id, outcomes });
   });
-  parentPort!.postMessage({ id: request.id, outcomes });
 });

@@ -11,6 +11,7 @@ export interface PoolRequest {
   zips: Uint8Array[];
   trustedKeys?: Jwks | undefined;
   trustedLogKeys?: readonly string[] | undefined;
+  tsaRoots?: string | undefined;
   noteText?: Uint8Array | string | undefined;
 }
 
@@ -27,6 +28,8 @@ interface PoolResponse {
 export interface VerifyManyOptions {
   trustedKeys?: Jwks | undefined;
   trustedLogKeys?: readonly string[] | undefined;
+  /** PEM text of the TSA roots; timestamp tokens are checked when given. */
+  tsaRoots?: string | undefined;
   noteText?: Uint8Array | string | undefined;
   /** Bundles per message to a worker. */
   batchSize?: number;
@@ -89,6 +92,7 @@ export class BundleVerifierPool {
         zips,
         trustedKeys: options.trustedKeys,
         trustedLogKeys: options.trustedLogKeys,
+        tsaRoots: options.tsaRoots,
         noteText: options.noteText,
       };
       worker.postMessage(request);

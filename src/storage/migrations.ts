@@ -245,6 +245,12 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (tenant_id, log_index)
       )`,
       `CREATE INDEX audit_events_time ON audit_events (tenant_id, occurred_at, log_index)`,
+      // RFC 3161 timestamps: whether a failed timestamp fails the request, and whether each
+      // certificate gets its own timestamp besides the log checkpoints.
+      `ALTER TABLE tenants ADD COLUMN timestamp_policy TEXT NOT NULL DEFAULT 'best_effort'
+        CHECK (timestamp_policy IN ('best_effort', 'required'))`,
+      `ALTER TABLE tenants ADD COLUMN timestamp_certificates INTEGER NOT NULL DEFAULT 0`,
+      `ALTER TABLE certificates ADD COLUMN timestamp_token TEXT`,
     ],
   },
 ];

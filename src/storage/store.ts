@@ -2,6 +2,8 @@
 // an engine, so PostgreSQL and SQLite are interchangeable.
 
 export type PhiPolicy = 'flag' | 'reject';
+/** `required`: a timestamp the TSA cannot give fails the request. `best_effort`: it is retried later. */
+export type TimestampPolicy = 'best_effort' | 'required';
 
 export interface TenantRow {
   tenant_id: string;
@@ -9,6 +11,9 @@ export interface TenantRow {
   phi_policy: PhiPolicy;
   /** HMAC secret for identifier hashing, sealed under the key-encryption key. */
   hmac_secret_sealed: string;
+  timestamp_policy: TimestampPolicy;
+  /** Whether each certificate gets its own RFC 3161 timestamp, besides the log checkpoints. */
+  timestamp_certificates: boolean;
 }
 
 export interface SigningKeyRow {
@@ -40,6 +45,8 @@ export interface CertificateRow {
   signature: string;
   /** Position of the certificate's leaf in the tenant's Merkle log; set when it is appended. */
   log_index?: number | null | undefined;
+  /** RFC 3161 timestamp token over the certificate's timestamp input, base64 DER. */
+  timestamp_token?: string | null | undefined;
 }
 
 export interface ChainLink {

@@ -10,7 +10,11 @@ import { loadConfig, type Config } from '../../src/config/config.ts';
 import { buildServer } from '../../src/server/app.ts';
 import { signToken } from '../../src/server/auth.ts';
 import type { Role } from '../../src/server/route-table.ts';
-import { createServices, type Services } from '../../src/services/container.ts';
+import {
+  createServices,
+  type ServiceOptions,
+  type Services,
+} from '../../src/services/container.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 
 export interface TestApp {
@@ -32,6 +36,7 @@ export interface TestApp {
 export async function startTestApp(
   env: Record<string, string> = {},
   existing?: TestDatabase,
+  serviceOptions: ServiceOptions = {},
 ): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), 'cdil-test-'));
   const database = existing ?? (await createTestDatabase());
@@ -44,7 +49,7 @@ export async function startTestApp(
   });
   let services: Services;
   try {
-    services = await createServices(config);
+    services = await createServices(config, serviceOptions);
   } catch (error) {
     if (existing === undefined) {
       await database.drop();

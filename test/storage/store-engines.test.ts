@@ -55,7 +55,14 @@ function openStore(location: StorageLocation, migrations?: readonly Migration[])
 async function createTenant(store: Store, tenantId: string): Promise<void> {
   const now = new Date().toISOString();
   await store.createTenant(
-    { tenant_id: tenantId, created_at: now, phi_policy: 'flag', hmac_secret_sealed: 'sealed' },
+    {
+      tenant_id: tenantId,
+      created_at: now,
+      phi_policy: 'flag',
+      hmac_secret_sealed: 'sealed',
+      timestamp_policy: 'best_effort',
+      timestamp_certificates: false,
+    },
     {
       tenant_id: tenantId,
       key_id: `${tenantId}-key`,
@@ -310,8 +317,33 @@ describe(`schema upgrade on ${TEST_ENGINE}`, () => {
       const old = openStore(location, MIGRATIONS.slice(0, 1));
       const first = await old.migrate();
       assert.equal(first.current, 1);
-      await createTenant(old, 'legacy');
       // Rows as the version 1 code wrote them: the current store code expects the latest schema.
+      await runSql(
+        location,
+        'INSERT INTO tenants (tenant_id, created_at, phi_policy, hmac_secret_sealed) VALUES (?, ?, ?, ?)',
+        ['legacy', '2026-01-01T00:00:00Z', 'flag', 'sealed'],
+      );
+      await runSql(
+        location,
+        `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, valid_until,
+           public_key_pem, private_key_sealed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        [
+          'legacy',
+          'legacy-key',
+          'ES256',
+          'active',
+          '2026-01-01T00:00:00Z',
+          null,
+          'public',
+          'sealed',
+          '2026-01-01T00:00:00Z',
+        ],
+      );
+      await runSql(
+        location,
+        'INSERT INTO chain_heads (tenant_id, chain_sequence, chain_hash) VALUES (?, 0, NULL)',
+        ['legacy'],
+      );
       const legacyRow = seal('legacy')(newItem(), { sequence: 1, previousHash: null });
       await runSql(
         location,
@@ -360,7 +392,10 @@ describe(`schema upgrade on ${TEST_ENGINE}`, () => {
         );
         assert.deepEqual((await store.migrate()).applied, []);
 
-        assert.equal((await store.getTenant('legacy'))?.phi_policy, 'flag');
+        const tenant = await store.getTenant('legacy');
+        assert.equal(tenant?.phi_policy, 'flag');
+        assert.equal(tenant?.timestamp_policy, 'best_effort');
+        assert.equal(tenant?.timestamp_certificates, false);
         const chain = await walkChain(store, 'legacy');
         assert.equal(chain.length, 1);
         // The certificate from before the log existed became its first leaf at start-up.

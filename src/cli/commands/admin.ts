@@ -44,18 +44,39 @@ export function registerAdminCommands(program: Command): void {
       'flag (report findings) or reject (refuse notes with PHI)',
       'flag',
     )
-    .action(async (id: string, options: { phiPolicy: string }) => {
-      if (options.phiPolicy !== 'flag' && options.phiPolicy !== 'reject') {
-        throw new Error(
-          `--phi-policy must be flag or reject, got ${JSON.stringify(options.phiPolicy)}`,
+    .option(
+      '--timestamp-policy <policy>',
+      'best_effort (retry a failed RFC 3161 timestamp later) or required (fail the request)',
+      'best_effort',
+    )
+    .option('--timestamp-certificates', 'timestamp each certificate, besides the log checkpoints')
+    .action(
+      async (
+        id: string,
+        options: { phiPolicy: string; timestampPolicy: string; timestampCertificates?: boolean },
+      ) => {
+        if (options.phiPolicy !== 'flag' && options.phiPolicy !== 'reject') {
+          throw new Error(
+            `--phi-policy must be flag or reject, got ${JSON.stringify(options.phiPolicy)}`,
+          );
+        }
+        if (options.timestampPolicy !== 'best_effort' && options.timestampPolicy !== 'required') {
+          throw new Error(
+            `--timestamp-policy must be best_effort or required, got ${JSON.stringify(options.timestampPolicy)}`,
+          );
+        }
+        const policy = options.phiPolicy;
+        const timestampPolicy = options.timestampPolicy;
+        const created = await withServices((services) =>
+          services.tenants.create(id, {
+            phiPolicy: policy,
+            timestampPolicy,
+            timestampCertificates: options.timestampCertificates === true,
+          }),
         );
-      }
-      const policy = options.phiPolicy;
-      const created = await withServices((services) =>
-        services.tenants.create(id, { phiPolicy: policy }),
-      );
-      console.log(JSON.stringify(created, null, 2));
-    });
+        console.log(JSON.stringify(created, null, 2));
+      },
+    );
   tenant
     .command('list')
     .description('List tenants and their keys')

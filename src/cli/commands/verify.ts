@@ -1,7 +1,7 @@
 // `cdil verify`: offline verification of a defense bundle. Reads files, never writes any.
 import { readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { parseTrustedKeys, verifyBundle } from '../../core/bundle.ts';
+import { parseTrustedKeys, verifyBundle, verifyBundleWithTimestamps } from '../../core/bundle.ts';
 import { nodeCrypto } from '../../core/crypto-node.ts';
 import { BundleError } from '../../core/errors.ts';
 import type { VerificationReport } from '../../core/verify/verify.ts';
@@ -14,6 +14,7 @@ export const EXIT_UNUSABLE = 2;
 export interface VerifyCliOptions {
   trustedKeys?: string;
   trustedLogKeys?: string;
+  tsaRoots?: string;
   note?: string;
   json?: boolean;
 }
@@ -91,7 +92,65 @@ export function formatReport(report: VerificationReport): string {
   return lines.map(printable).join('\n');
 }
 
-/** Runs the verification and returns the exit status; output goes to the given writers. */
+/** Reads the TSA root certificates (PEM) that timestamp tokens must chain to. */
+function readTsaRoots(path: string | undefined): string | undefined {
+  return path === undefined
+    ? undefined
+    : readInput(path, 'TSA root file', 1024 * 1024).toString('utf8');
+}
+
+function readVerifyInputs(bundlePath: string, options: VerifyCliOptions) {
+  const zip = readInput(bundlePath, 'bundle', DEFAULT_ZIP_LIMITS.maxArchiveBytes);
+  const trustedKeys = options.trustedKeys
+    ? parseTrustedKeys(
+        readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'),
+      )
+    : undefined;
+  return {
+    zip,
+    options: {
+      trustedKeys,
+      trustedLogKeys: readTrustedLogKeys(options.trustedLogKeys),
+      noteText: options.note ? readInput(options.note, 'note', 16 * 1024 * 1024) : undefined,
+    },
+  };
+}
+
+function printReport(
+  report: VerificationReport,
+  options: VerifyCliOptions,
+  out: (text: string) => void,
+): number {
+  out(options.json ? JSON.stringify(report, null, 2) : formatReport(report));
+  return report.valid ? EXIT_VALID : EXIT_INVALID;
+}
+
+function reportUnusable(
+  error: unknown,
+  options: VerifyCliOptions,
+  out: (text: string) => void,
+  err: (text: string) => void,
+): number {
+  if (!(error instanceof BundleError)) {
+    throw error;
+  }
+  if (options.json) {
+    out(
+      JSON.stringify(
+        { valid: false, error: { code: error.code, message: error.message } },
+        null,
+        2,
+      ),
+    );
+  }
+  err(`error: ${error.message} [${error.code}]`);
+  return EXIT_UNUSABLE;
+}
+
+/**
+ * Runs the verification without timestamp tokens and returns the exit status; output goes to
+ * the given writers. runVerifyWithTimestamps also checks the tokens.
+ */
 export function runVerify(
   bundlePath: string,
   options: VerifyCliOptions,
@@ -99,38 +158,36 @@ export function runVerify(
   err: (text: string) => void,
 ): number {
   try {
-    const zip = readInput(bundlePath, 'bundle', DEFAULT_ZIP_LIMITS.maxArchiveBytes);
-    const trustedKeys = options.trustedKeys
-      ? parseTrustedKeys(
-          readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'),
-        )
-      : undefined;
-    const trustedLogKeys = readTrustedLogKeys(options.trustedLogKeys);
-    const noteText = options.note ? readInput(options.note, 'note', 16 * 1024 * 1024) : undefined;
-    const report = verifyBundle(nodeCrypto, zip, { trustedKeys, trustedLogKeys, noteText });
-    out(options.json ? JSON.stringify(report, null, 2) : formatReport(report));
-    return report.valid ? EXIT_VALID : EXIT_INVALID;
+    const inputs = readVerifyInputs(bundlePath, options);
+    return printReport(verifyBundle(nodeCrypto, inputs.zip, inputs.options), options, out);
   } catch (error) {
-    if (error instanceof BundleError) {
-      if (options.json) {
-        out(
-          JSON.stringify(
-            { valid: false, error: { code: error.code, message: error.message } },
-            null,
-            2,
-          ),
-        );
-      }
-      err(`error: ${error.message} [${error.code}]`);
-      return EXIT_UNUSABLE;
-    }
-    throw error;
+    return reportUnusable(error, options, out, err);
+  }
+}
+
+/** Runs the whole verification, RFC 3161 timestamp tokens included, and returns the exit status. */
+export async function runVerifyWithTimestamps(
+  bundlePath: string,
+  options: VerifyCliOptions,
+  out: (text: string) => void,
+  err: (text: string) => void,
+): Promise<number> {
+  try {
+    const inputs = readVerifyInputs(bundlePath, options);
+    const report = await verifyBundleWithTimestamps(nodeCrypto, inputs.zip, {
+      ...inputs.options,
+      tsaRoots: readTsaRoots(options.tsaRoots),
+    });
+    return printReport(report, options, out);
+  } catch (error) {
+    return reportUnusable(error, options, out, err);
   }
 }
 
 export interface VerifyManyCliOptions {
   trustedKeys?: string;
   trustedLogKeys?: string;
+  tsaRoots?: string;
   json?: boolean;
   jobs?: string;
 }
@@ -156,8 +213,10 @@ export async function runVerifyMany(
   }
   let trustedKeys;
   let trustedLogKeys;
+  let tsaRoots;
   try {
     trustedLogKeys = readTrustedLogKeys(options.trustedLogKeys);
+    tsaRoots = readTsaRoots(options.tsaRoots);
     trustedKeys = options.trustedKeys
       ? parseTrustedKeys(
           readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'),
@@ -186,7 +245,7 @@ export async function runVerifyMany(
   try {
     outcomes = await pool.verifyMany(
       readable.map((input) => new Uint8Array(input.zip)),
-      { trustedKeys, trustedLogKeys },
+      { trustedKeys, trustedLogKeys, tsaRoots },
     );
   } finally {
     await pool.close();
@@ -237,6 +296,10 @@ export function registerVerifyCommand(program: Command): void {
       '--trusted-log-keys <file>',
       "pin the tenant's log key (one signed-note verifier key per line) instead of the bundled one",
     )
+    .option(
+      '--tsa-roots <file>',
+      'PEM file of the RFC 3161 TSA root certificates you trust; checks the timestamp tokens',
+    )
     .option('--note <file>', 'also check that this file holds exactly the certified note text')
     .option('--json', 'print the full report as JSON')
     .option('--jobs <n>', 'worker threads when several bundles are given (default: CPU count)')
@@ -244,7 +307,7 @@ export function registerVerifyCommand(program: Command): void {
       const out = (text: string) => process.stdout.write(text + '\n');
       const err = (text: string) => process.stderr.write(text + '\n');
       if (bundles.length === 1) {
-        process.exitCode = runVerify(bundles[0]!, options, out, err);
+        process.exitCode = await runVerifyWithTimestamps(bundles[0]!, options, out, err);
         return;
       }
       if (options.note) {

@@ -20,6 +20,10 @@ const FAILURE_MEANING: Record<CheckName, string> = {
     "The signed state of the tenant's log is forged, altered, or signed by a key you do not trust.",
   log_inclusion:
     "The certificate is not provably part of the tenant's log: it or its proof was changed.",
+  checkpoint_timestamp:
+    'The trusted timestamp of the log state is forged, altered or from a time authority you do not trust.',
+  certificate_timestamp:
+    'The trusted timestamp of the certificate is forged, altered or from a time authority you do not trust.',
 };
 
 export function summarize(report: VerificationReport, message: SignedMessage | undefined): string {

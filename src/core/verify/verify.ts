@@ -33,6 +33,8 @@ export const CHECK_NAMES = [
   'note_hash',
   'log_checkpoint',
   'log_inclusion',
+  'checkpoint_timestamp',
+  'certificate_timestamp',
 ] as const;
 export type CheckName = (typeof CHECK_NAMES)[number];
 
@@ -79,6 +81,11 @@ export interface EvidenceInput {
   logProblem?: string | undefined;
   /** Pinned log verifier keys; when given, the checkpoint must be signed by one of them. */
   trustedLogKeys?: readonly string[] | undefined;
+  /**
+   * Results of the timestamp checks, run beforehand because token verification is
+   * asynchronous; without them both checks are skipped.
+   */
+  timestamps?: readonly CheckResult[] | undefined;
   /** Result of a check on the container, run by the bundle reader. */
   manifest?: { ok: true; detail: string } | { ok: false; detail: string } | undefined;
 }
@@ -196,6 +203,12 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
       : run('note_hash', () => verifyNote(crypto, signed, input.noteText!)),
   );
   checks.push(...logChecks(crypto, input, signed));
+  checks.push(
+    ...(input.timestamps ?? [
+      skipped('checkpoint_timestamp', 'timestamps were not checked'),
+      skipped('certificate_timestamp', 'timestamps were not checked'),
+    ]),
+  );
   return finish(checks, input.certificate, signed);
 }
 

@@ -35,6 +35,9 @@ const InclusionResponse = Type.Object({
   tree_size: Type.Integer(),
   proof: Type.Array(Type.String(), { description: 'Audit path from leaf to root, base64' }),
   checkpoint: Type.String(),
+  checkpoint_timestamp: Type.Union([Type.String(), Type.Null()], {
+    description: 'RFC 3161 timestamp token over the checkpoint text, base64 DER',
+  }),
 });
 
 const ConsistencyResponse = Type.Object({

@@ -40,6 +40,8 @@ export function registerTenantRoutes(app: FastifyInstance, services: Services): 
     async (request, reply) => {
       const tenant = await services.tenants.create(request.body.tenant_id, {
         phiPolicy: request.body.phi_policy,
+        timestampPolicy: request.body.timestamp_policy,
+        timestampCertificates: request.body.timestamp_certificates,
       });
       request.log.info({ tenantId: tenant.tenant_id }, 'tenant created');
       return reply.code(201).send(tenant);

@@ -6,6 +6,7 @@ import { certificateQuery } from '../certificate-query.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
+import { toTenant, type RawTenant } from '../tenant-row.ts';
 import {
   INSERT_CONDITION_SQL,
   INSERT_FINDING_SQL,
@@ -234,8 +235,16 @@ export class PgStore implements Store {
           throw new TenantExistsError(`tenant ${tenant.tenant_id} already exists`);
         }
         await client.query(
-          'INSERT INTO tenants (tenant_id, created_at, phi_policy, hmac_secret_sealed) VALUES ($1, $2, $3, $4)',
-          [tenant.tenant_id, tenant.created_at, tenant.phi_policy, tenant.hmac_secret_sealed],
+          `INSERT INTO tenants (tenant_id, created_at, phi_policy, hmac_secret_sealed, timestamp_policy, timestamp_certificates)
+           VALUES ($1, $2, $3, $4, $5, $6)`,
+          [
+            tenant.tenant_id,
+            tenant.created_at,
+            tenant.phi_policy,
+            tenant.hmac_secret_sealed,
+            tenant.timestamp_policy,
+            tenant.timestamp_certificates ? 1 : 0,
+          ],
         );
         await client.query(
           `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, valid_until, public_key_pem, private_key_sealed, created_at)
@@ -267,14 +276,15 @@ export class PgStore implements Store {
   }
 
   async getTenant(tenantId: string): Promise<TenantRow | undefined> {
-    const [row] = await this.#rows<TenantRow>('SELECT * FROM tenants WHERE tenant_id = ?', [
+    const [row] = await this.#rows<RawTenant>('SELECT * FROM tenants WHERE tenant_id = ?', [
       tenantId,
     ]);
-    return row;
+    return toTenant(row);
   }
 
-  listTenants(): Promise<TenantRow[]> {
-    return this.#rows<TenantRow>('SELECT * FROM tenants ORDER BY tenant_id');
+  async listTenants(): Promise<TenantRow[]> {
+    const rows = await this.#rows<RawTenant>('SELECT * FROM tenants ORDER BY tenant_id');
+    return rows.map((row) => toTenant(row)!);
   }
 
   listKeys(tenantId: string): Promise<SigningKeyRow[]> {
@@ -331,8 +341,8 @@ export class PgStore implements Store {
         }
         await client.query(
           `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version, governance_policy_version,
-             human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature, log_index)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+             human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature, log_index, timestamp_token)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
           [
             row.tenant_id,
             row.chain_sequence,
@@ -347,6 +357,7 @@ export class PgStore implements Store {
             row.signed_message,
             row.signature,
             row.log_index,
+            row.timestamp_token ?? null,
           ],
         );
         leaves.push(row.signed_message);

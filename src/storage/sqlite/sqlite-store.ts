@@ -52,6 +52,8 @@ function toCertificate(raw: RawCertificate | undefined): CertificateRow | undefi
     : undefined;
 }
 
+import { toTenant, type RawTenant } from '../tenant-row.ts';
+
 /** Runs synchronous work and reports its result or exception as a promise. */
 function settle<T>(work: () => T): Promise<T> {
   return new Promise((resolve) => resolve(work()));
@@ -63,8 +65,8 @@ export interface SqliteStoreOptions {
 }
 
 const SQLITE_STORE_SQL = {
-  insertTenant:
-    'INSERT INTO tenants (tenant_id, created_at, phi_policy, hmac_secret_sealed) VALUES (@tenant_id, @created_at, @phi_policy, @hmac_secret_sealed)',
+  insertTenant: `INSERT INTO tenants (tenant_id, created_at, phi_policy, hmac_secret_sealed, timestamp_policy, timestamp_certificates)
+     VALUES (@tenant_id, @created_at, @phi_policy, @hmac_secret_sealed, @timestamp_policy, @timestamp_certificates)`,
   insertKey: `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, valid_until, public_key_pem, private_key_sealed, created_at)
          VALUES (@tenant_id, @key_id, @algorithm, @status, @valid_from, @valid_until, @public_key_pem, @private_key_sealed, @created_at)`,
   insertHead: 'INSERT INTO chain_heads (tenant_id, chain_sequence, chain_hash) VALUES (?, 0, NULL)',
@@ -74,9 +76,9 @@ const SQLITE_STORE_SQL = {
   getHead: 'SELECT chain_sequence, chain_hash FROM chain_heads WHERE tenant_id = ?',
   setHead: 'UPDATE chain_heads SET chain_sequence = ?, chain_hash = ? WHERE tenant_id = ?',
   insertCertificate: `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version, governance_policy_version,
-           human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature, log_index)
+           human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature, log_index, timestamp_token)
          VALUES (@tenant_id, @chain_sequence, @certificate_id, @issued_at_utc, @model_version, @governance_policy_version,
-           @human_reviewed, @chain_hash, @previous_hash, @key_id, @signed_message, @signature, @log_index)`,
+           @human_reviewed, @chain_hash, @previous_hash, @key_id, @signed_message, @signature, @log_index, @timestamp_token)`,
   getIdempotency:
     'SELECT request_hash, certificate_id FROM idempotency_keys WHERE tenant_id = ? AND idempotency_key = ?',
   insertIdempotency:
@@ -189,7 +191,10 @@ export class SqliteStore implements Store {
       if (sql.getTenant.get(tenant.tenant_id)) {
         throw new TenantExistsError(`tenant ${tenant.tenant_id} already exists`);
       }
-      sql.insertTenant.run(tenant);
+      sql.insertTenant.run({
+        ...tenant,
+        timestamp_certificates: tenant.timestamp_certificates ? 1 : 0,
+      });
       sql.insertKey.run(key);
       sql.insertHead.run(tenant.tenant_id);
     });
@@ -197,11 +202,13 @@ export class SqliteStore implements Store {
   }
 
   getTenant(tenantId: string): Promise<TenantRow | undefined> {
-    return Promise.resolve(this.sql.getTenant.get(tenantId) as TenantRow | undefined);
+    return Promise.resolve(toTenant(this.sql.getTenant.get(tenantId) as RawTenant | undefined));
   }
 
   listTenants(): Promise<TenantRow[]> {
-    return Promise.resolve(this.sql.listTenants.all() as TenantRow[]);
+    return Promise.resolve(
+      (this.sql.listTenants.all() as RawTenant[]).map((raw) => toTenant(raw)!),
+    );
   }
 
   listKeys(tenantId: string): Promise<SigningKeyRow[]> {
@@ -246,7 +253,11 @@ export class SqliteStore implements Store {
         const row = seal(item, { sequence: sequence + 1, previousHash });
         row.log_index = logHead.tree_size + leaves.length;
         leaves.push(row.signed_message);
-        sql.insertCertificate.run({ ...row, human_reviewed: row.human_reviewed ? 1 : 0 });
+        sql.insertCertificate.run({
+          ...row,
+          human_reviewed: row.human_reviewed ? 1 : 0,
+          timestamp_token: row.timestamp_token ?? null,
+        });
         if (item.auditEvent) {
           const event = item.auditEvent(row);
           audit.push({
