@@ -64,6 +64,8 @@ export class TenantService {
       public_key_pem: publicKeyPem,
       private_key_sealed: sealPrivateKey(this.#kek, tenantId, keyId, privateKey),
       created_at: now,
+      revoked_at: null,
+      revocation_reason: null,
     };
     try {
       await this.#store.createTenant(tenant, key);
