@@ -8,6 +8,7 @@ import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
 import { IssuanceService } from './issuance.ts';
 import { Keyring } from './keyring.ts';
+import { RateLimiter } from './rate-limiter.ts';
 import { ShadowAssumptions } from './shadow-assumptions.ts';
 import { ShadowService } from './shadow.ts';
 import { TenantService } from './tenants.ts';
@@ -15,12 +16,14 @@ import { TenantService } from './tenants.ts';
 export interface Services {
   store: Store;
   keyring: Keyring;
+  rateLimiter: RateLimiter;
   tenants: TenantService;
   issuance: IssuanceService;
   certificates: CertificateService;
   shadow: ShadowService;
   dashboard: DashboardService;
   migration: MigrationReport | undefined;
+  /** Adds the last rate-limit counts to the shared counters, then closes the store. */
   close(): Promise<void>;
 }
 
@@ -38,7 +41,12 @@ export async function createServices(
   const store = options.store ?? openStore(config);
   const clock = options.clock ?? systemClock;
   const migration = (options.migrate ?? config.migrateOnStart) ? await store.migrate() : undefined;
-  const keyring = new Keyring(store, config.kek);
+  const keyring = new Keyring(store, config.kek, { ttlMs: config.keyCacheTtlMs });
+  const rateLimiter = new RateLimiter(store, {
+    defaultPerMinute: config.rateLimitPerMinute,
+    syncIntervalMs: config.rateLimitSyncMs,
+    now: () => clock.now().getTime(),
+  });
   const certificates = new CertificateService(store);
   const ruleset = loadDefaultRuleset();
   const shadow = new ShadowService({
@@ -52,12 +60,19 @@ export async function createServices(
   return {
     store,
     keyring,
-    tenants: new TenantService(store, config.kek, clock),
-    issuance: new IssuanceService(store, keyring, clock),
+    rateLimiter,
+    tenants: new TenantService(store, config.kek, clock, keyring),
+    issuance: new IssuanceService(store, keyring, clock, rateLimiter),
     certificates,
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
     migration,
-    close: () => store.close(),
+    close: async () => {
+      try {
+        await rateLimiter.close();
+      } finally {
+        await store.close();
+      }
+    },
   };
 }

@@ -23,6 +23,7 @@ import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import type { Keyring, TenantKeys } from './keyring.ts';
 import { screenForPhi } from './phi-screen.ts';
+import type { RateLimiter } from './rate-limiter.ts';
 
 export interface IssueRequest {
   model_name: string;
@@ -101,13 +102,15 @@ export class IssuanceService {
   readonly #store: Store;
   readonly #keyring: Keyring;
   readonly #clock: Clock;
+  readonly #rateLimiter: RateLimiter | undefined;
   readonly #queues = new Map<string, PendingItem[]>();
   readonly #busy = new Set<string>();
 
-  constructor(store: Store, keyring: Keyring, clock: Clock) {
+  constructor(store: Store, keyring: Keyring, clock: Clock, rateLimiter?: RateLimiter) {
     this.#store = store;
     this.#keyring = keyring;
     this.#clock = clock;
+    this.#rateLimiter = rateLimiter;
   }
 
   /**
@@ -131,6 +134,7 @@ export class IssuanceService {
     if (!keys) {
       throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
     }
+    this.#rateLimiter?.admit(tenantId);
     screenStoredFields(request);
     const screening = screenForPhi(foldForScreening(request.note_text));
     const phiScreening: PhiScreening = {
