@@ -171,6 +171,28 @@ describe('state shared between server processes', () => {
     );
   });
 
+  test('concurrent rotations leave one active key', async () => {
+    const responses = await Promise.all(
+      [...servers, ...servers].map((server) =>
+        request(server, 'POST', `/v1/admin/tenants/${KEYS_TENANT}/keys/rotate`, token('admin')),
+      ),
+    );
+    assert.deepEqual(
+      responses.map((response) => response.status),
+      [201, 201, 201, 201, 201, 201],
+    );
+    const jwks = (await (
+      await request(servers[0]!, 'GET', `/v1/tenants/${KEYS_TENANT}/jwks.json`)
+    ).json()) as Jwks;
+    assert.equal(jwks.keys.length, 9);
+    const active = jwks.keys.filter((key) => key.status === 'active');
+    assert.equal(active.length, 1);
+    const issued = await Promise.all(servers.map((server, i) => issue(server, `Settled ${i}`)));
+    for (const certificate of issued) {
+      assert.equal(certificate.key_id, active[0]!.kid);
+    }
+  });
+
   test('revocation in one process reaches the others at once', async () => {
     const signed = await issue(servers[2]!, 'Signed before the revocation');
     const revoked = await request(
