@@ -56,6 +56,36 @@ test('invalid mode, port and log level are named', () => {
   assert.match(problems.join('\n'), /CDIL_LOG_LEVEL/);
 });
 
+test('key cache and rate-limit settings', () => {
+  const defaults = loadConfig({ CDIL_JWT_SECRET: SECRET, CDIL_KEK: KEK });
+  assert.equal(defaults.keyCacheTtlMs, 10_000);
+  assert.equal(defaults.rateLimitPerMinute, 0);
+  assert.equal(defaults.rateLimitSyncMs, 1_000);
+
+  const set = loadConfig({
+    CDIL_JWT_SECRET: SECRET,
+    CDIL_KEK: KEK,
+    CDIL_KEY_CACHE_TTL_MS: '0',
+    CDIL_RATE_LIMIT_PER_MINUTE: '600',
+    CDIL_RATE_LIMIT_SYNC_MS: '250',
+  });
+  assert.equal(set.keyCacheTtlMs, 0);
+  assert.equal(set.rateLimitPerMinute, 600);
+  assert.equal(set.rateLimitSyncMs, 250);
+
+  const problems = problemsOf({
+    CDIL_JWT_SECRET: SECRET,
+    CDIL_KEK: KEK,
+    CDIL_KEY_CACHE_TTL_MS: '-1',
+    CDIL_RATE_LIMIT_PER_MINUTE: '1.5',
+    CDIL_RATE_LIMIT_SYNC_MS: '5',
+  });
+  assert.equal(problems.length, 3);
+  assert.match(problems.join('\n'), /CDIL_KEY_CACHE_TTL_MS must be an integer from 0 to 600000/);
+  assert.match(problems.join('\n'), /CDIL_RATE_LIMIT_PER_MINUTE/);
+  assert.match(problems.join('\n'), /CDIL_RATE_LIMIT_SYNC_MS must be an integer from 10 to 60000/);
+});
+
 test('development generates secrets once and reuses them', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cdil-config-'));
   try {

@@ -21,6 +21,12 @@ export interface TsaConfig {
   /** PEM text of the root CA certificates that TSA certificates must chain to. */
   trustedRoots: string;
 }
+export const DEFAULT_KEY_CACHE_TTL_MS = 10_000;
+export const MAX_KEY_CACHE_TTL_MS = 600_000;
+export const DEFAULT_RATE_LIMIT_SYNC_MS = 1_000;
+export const MIN_RATE_LIMIT_SYNC_MS = 10;
+export const MAX_RATE_LIMIT_SYNC_MS = 60_000;
+export const MAX_RATE_LIMIT_PER_MINUTE = 1_000_000_000;
 
 export interface Config {
   mode: 'development' | 'production';
@@ -43,6 +49,12 @@ export interface Config {
   workers: number;
   /** Maximum request body, in bytes. */
   bodyLimit: number;
+  /** How long a process reuses a tenant's keys and settings before reading them again, in ms. */
+  keyCacheTtlMs: number;
+  /** Default issuance requests per tenant and minute, across all processes; 0 means no limit. */
+  rateLimitPerMinute: number;
+  /** Interval at which each process adds its counts to the shared counters, in ms. */
+  rateLimitSyncMs: number;
   /** Path of the development secrets file, when secrets were generated or loaded from disk. */
   secretsFile: string | undefined;
   secretsGenerated: boolean;
@@ -111,6 +123,26 @@ function parsePort(value: string | undefined, problems: string[]): number {
     return 0;
   }
   return port;
+}
+
+/** Parses an optional integer setting within [min, max]; records a problem otherwise. */
+function parseInteger(
+  name: string,
+  value: string | undefined,
+  range: { fallback: number; min: number; max: number },
+  problems: string[],
+): number {
+  if (value === undefined || value === '') {
+    return range.fallback;
+  }
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value.trim()) || parsed < range.min || parsed > range.max) {
+    problems.push(
+      `${name} must be an integer from ${range.min} to ${range.max}, got ${JSON.stringify(value)}`,
+    );
+    return range.fallback;
+  }
+  return parsed;
 }
 
 function parseBoolean(
@@ -211,7 +243,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  * Variables: CDIL_ENV (development|production), CDIL_DATA_DIR, CDIL_SQLITE_PATH, DATABASE_URL,
  * CDIL_DATABASE_POOL_SIZE, CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
  * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_WORKERS, CDIL_BODY_LIMIT_BYTES, CDIL_LOG_ORIGIN,
- * CDIL_CHECKPOINT_INTERVAL_MS, TSA_URL, TSA_TIMEOUT_MS, TSA_TRUSTED_ROOTS.
+ * CDIL_CHECKPOINT_INTERVAL_MS, TSA_URL, TSA_TIMEOUT_MS, TSA_TRUSTED_ROOTS, CDIL_KEY_CACHE_TTL_MS,
+ * CDIL_RATE_LIMIT_PER_MINUTE, CDIL_RATE_LIMIT_SYNC_MS.
  */
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
@@ -276,6 +309,28 @@ export function loadConfig(env: Env = process.env): Config {
   if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
     problems.push(`CDIL_WORKERS must be an integer from 1 to ${MAX_WORKERS}`);
   }
+  const keyCacheTtlMs = parseInteger(
+    'CDIL_KEY_CACHE_TTL_MS',
+    env.CDIL_KEY_CACHE_TTL_MS,
+    { fallback: DEFAULT_KEY_CACHE_TTL_MS, min: 0, max: MAX_KEY_CACHE_TTL_MS },
+    problems,
+  );
+  const rateLimitPerMinute = parseInteger(
+    'CDIL_RATE_LIMIT_PER_MINUTE',
+    env.CDIL_RATE_LIMIT_PER_MINUTE,
+    { fallback: 0, min: 0, max: MAX_RATE_LIMIT_PER_MINUTE },
+    problems,
+  );
+  const rateLimitSyncMs = parseInteger(
+    'CDIL_RATE_LIMIT_SYNC_MS',
+    env.CDIL_RATE_LIMIT_SYNC_MS,
+    {
+      fallback: DEFAULT_RATE_LIMIT_SYNC_MS,
+      min: MIN_RATE_LIMIT_SYNC_MS,
+      max: MAX_RATE_LIMIT_SYNC_MS,
+    },
+    problems,
+  );
   const migrateOnStart = parseBoolean(
     'CDIL_MIGRATE_ON_START',
     env.CDIL_MIGRATE_ON_START,
@@ -319,6 +374,9 @@ export function loadConfig(env: Env = process.env): Config {
     migrateOnStart,
     workers,
     bodyLimit,
+    keyCacheTtlMs,
+    rateLimitPerMinute,
+    rateLimitSyncMs,
     secretsFile,
     secretsGenerated,
     logOrigin,

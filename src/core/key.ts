@@ -5,6 +5,16 @@ import { fromBase64Url, toBase64 } from './encoding.ts';
 export const KEY_STATUSES = ['active', 'retired', 'revoked'] as const;
 export type KeyStatus = (typeof KEY_STATUSES)[number];
 
+/** Why a key was revoked: the CRLReason values of RFC 5280, section 5.3.1, that apply to CDIL. */
+export const REVOCATION_REASONS = [
+  'unspecified',
+  'key_compromise',
+  'affiliation_changed',
+  'superseded',
+  'cessation_of_operation',
+] as const;
+export type RevocationReason = (typeof REVOCATION_REASONS)[number];
+
 export interface KeyDescriptor {
   key_id: string;
   tenant_id: string;
@@ -15,6 +25,9 @@ export interface KeyDescriptor {
   /** Instant after which the key no longer signs, or null while it is current. */
   valid_until: string | null;
   public_key_jwk: EcPublicJwk;
+  /** Present on revoked keys only. */
+  revoked_at?: string;
+  revocation_reason?: RevocationReason;
 }
 
 /** A JWK as published in a tenant's JWKS, with CDIL's validity members. */
@@ -26,6 +39,8 @@ export interface PublishedJwk extends EcPublicJwk {
   valid_from: string;
   valid_until?: string;
   tenant_id: string;
+  revoked_at?: string;
+  revocation_reason?: RevocationReason;
 }
 
 export interface Jwks {
@@ -44,6 +59,12 @@ export function toPublishedJwk(key: KeyDescriptor): PublishedJwk {
   };
   if (key.valid_until !== null) {
     jwk.valid_until = key.valid_until;
+  }
+  if (key.revoked_at !== undefined) {
+    jwk.revoked_at = key.revoked_at;
+  }
+  if (key.revocation_reason !== undefined) {
+    jwk.revocation_reason = key.revocation_reason;
   }
   return jwk;
 }

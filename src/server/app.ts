@@ -157,6 +157,7 @@ export async function buildServer(
       'request completed',
     );
   });
+  services.rateLimiter.useLogger(app.log);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler(handleNotFound);
 

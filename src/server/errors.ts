@@ -133,6 +133,9 @@ export function handleError(error: unknown, request: FastifyRequest, reply: Fast
   } else {
     request.log.info({ code: appError.code, status }, 'request rejected');
   }
+  if (appError.headers) {
+    void reply.headers(appError.headers);
+  }
   void reply
     .code(status)
     .type('application/json')

@@ -32,6 +32,24 @@ export const ROUTES = {
     roles: ['admin'],
     tenantScoped: false,
   },
+  rotateKey: {
+    method: 'POST',
+    url: '/v1/admin/tenants/:tenant_id/keys/rotate',
+    roles: ['admin'],
+    tenantScoped: false,
+  },
+  revokeKey: {
+    method: 'POST',
+    url: '/v1/admin/tenants/:tenant_id/keys/:key_id/revoke',
+    roles: ['admin'],
+    tenantScoped: false,
+  },
+  setRateLimit: {
+    method: 'PUT',
+    url: '/v1/admin/tenants/:tenant_id/rate-limit',
+    roles: ['admin'],
+    tenantScoped: false,
+  },
   tenantLogKey: {
     method: 'GET',
     url: '/v1/tenants/:tenant_id/log-key',

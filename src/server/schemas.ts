@@ -2,6 +2,8 @@
 // generate the OpenAPI document served at /docs.
 import { Type, type Static } from 'typebox';
 import { CHECK_NAMES } from '../core/verify/verify.ts';
+import { MAX_RATE_LIMIT_PER_MINUTE } from '../config/config.ts';
+import { REVOCATION_REASONS } from '../core/key.ts';
 import { MAX_QUERY_LIMIT } from '../services/certificates.ts';
 import { TENANT_ID_PATTERN } from '../services/tenants.ts';
 
@@ -205,6 +207,48 @@ export const CreateTenantBody = Type.Object(
   { additionalProperties: false },
 );
 export type CreateTenantBody = Static<typeof CreateTenantBody>;
+
+export const KeyParams = Type.Object({
+  tenant_id: Type.String({ minLength: 1, maxLength: 63 }),
+  key_id: Type.String({
+    minLength: 1,
+    maxLength: 64,
+    pattern: '^[A-Za-z0-9_-]+$',
+    description: 'RFC 7638 JWK thumbprint of the key, base64url',
+  }),
+});
+
+export const RevokeKeyBody = Type.Object(
+  {
+    reason: Type.Union(
+      REVOCATION_REASONS.map((reason) => Type.Literal(reason)),
+      { description: 'RFC 5280 revocation reason, in snake case' },
+    ),
+    rotate: Type.Optional(
+      Type.Boolean({
+        description:
+          'Required to revoke the active key: a new key becomes active in the same transaction',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type RevokeKeyBody = Static<typeof RevokeKeyBody>;
+
+export const RateLimitBody = Type.Object(
+  {
+    requests_per_minute: Type.Union([
+      Type.Integer({
+        minimum: 0,
+        maximum: MAX_RATE_LIMIT_PER_MINUTE,
+        description: 'Issuance requests per minute across all processes; 0 means no limit',
+      }),
+      Type.Null({ description: 'Use CDIL_RATE_LIMIT_PER_MINUTE' }),
+    ]),
+  },
+  { additionalProperties: false },
+);
+export type RateLimitBody = Static<typeof RateLimitBody>;
 
 export const ErrorSchema = Type.Object(
   {

@@ -8,6 +8,7 @@ import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
 import { IssuanceService } from './issuance.ts';
 import { Keyring } from './keyring.ts';
+import { RateLimiter } from './rate-limiter.ts';
 import { ShadowAssumptions } from './shadow-assumptions.ts';
 import { ShadowService } from './shadow.ts';
 import { TenantService } from './tenants.ts';
@@ -17,6 +18,7 @@ import { createTimestampAuthority, type TimestampAuthority } from './tsa-client.
 export interface Services {
   store: Store;
   keyring: Keyring;
+  rateLimiter: RateLimiter;
   tenants: TenantService;
   issuance: IssuanceService;
   certificates: CertificateService;
@@ -24,6 +26,7 @@ export interface Services {
   dashboard: DashboardService;
   log: TransparencyLog;
   migration: MigrationReport | undefined;
+  /** Adds the last rate-limit counts to the shared counters, then closes the store. */
   close(): Promise<void>;
 }
 
@@ -45,7 +48,12 @@ export async function createServices(
   const store = options.store ?? openStore(config);
   const clock = options.clock ?? systemClock;
   const migration = (options.migrate ?? config.migrateOnStart) ? await store.migrate() : undefined;
-  const keyring = new Keyring(store, config.kek);
+  const keyring = new Keyring(store, config.kek, { ttlMs: config.keyCacheTtlMs });
+  const rateLimiter = new RateLimiter(store, {
+    defaultPerMinute: config.rateLimitPerMinute,
+    syncIntervalMs: config.rateLimitSyncMs,
+    now: () => clock.now().getTime(),
+  });
   const tsa = options.tsa ?? createTimestampAuthority(config.tsa);
   const log = new TransparencyLog({
     store,
@@ -68,13 +76,20 @@ export async function createServices(
   return {
     store,
     keyring,
-    tenants: new TenantService(store, config.kek, clock, log),
-    issuance: new IssuanceService(store, keyring, clock, tsa),
+    rateLimiter,
+    tenants: new TenantService(store, config.kek, clock, keyring, log),
+    issuance: new IssuanceService(store, keyring, clock, rateLimiter, tsa),
     certificates,
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
     log,
     migration,
-    close: () => store.close(),
+    close: async () => {
+      try {
+        await rateLimiter.close();
+      } finally {
+        await store.close();
+      }
+    },
   };
 }

@@ -12,7 +12,13 @@ export const ErrorRegistry = {
   CERTIFICATE_NOT_FOUND: { status: 404, title: 'No such certificate' },
   SHADOW_ITEM_NOT_FOUND: { status: 404, title: 'No such shadow item' },
   CHECKPOINT_NOT_FOUND: { status: 404, title: 'No checkpoint of that size' },
+  KEY_NOT_FOUND: { status: 404, title: 'No such signing key' },
   TENANT_EXISTS: { status: 409, title: 'The tenant already exists' },
+  KEY_ACTIVE: {
+    status: 409,
+    title: 'The key is the active signing key and can be revoked only with a rotation',
+  },
+  KEY_ALREADY_REVOKED: { status: 409, title: 'The key is already revoked' },
   IDEMPOTENCY_KEY_REUSED: {
     status: 422,
     title: 'The idempotency key was used with a different request',
@@ -20,6 +26,7 @@ export const ErrorRegistry = {
   PHI_DETECTED: { status: 422, title: 'The request contains text that looks like PHI' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request content type is not supported' },
+  RATE_LIMITED: { status: 429, title: "The tenant's request limit for this minute is reached" },
   NOT_READY: { status: 503, title: 'The service is not ready' },
   TIMESTAMP_UNAVAILABLE: {
     status: 503,
@@ -41,16 +48,24 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   readonly details: readonly FieldProblem[] | undefined;
   readonly extra: Readonly<Record<string, unknown>> | undefined;
+  /** Response headers the HTTP edge sends with the error, such as Retry-After. */
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { details?: FieldProblem[]; extra?: Record<string, unknown>; cause?: unknown } = {},
+    options: {
+      details?: FieldProblem[];
+      extra?: Record<string, unknown>;
+      headers?: Record<string, string>;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, { cause: options.cause });
     this.code = code;
     this.details = options.details;
     this.extra = options.extra;
+    this.headers = options.headers;
   }
 
   get status(): number {

@@ -1,6 +1,8 @@
 // Issuance: screen the request, hash identifiers under the tenant secret, and append a signed
 // certificate to the tenant's chain. Concurrent requests for one tenant are batched into one
 // append transaction; the chain position, chain hash and signature are computed inside it.
+// The append checks that the signing key is still the tenant's active key, so a key rotated or
+// revoked by another process is never used after the change, whatever this process has cached.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { canonicalJson } from '../core/canonical.ts';
 import {
@@ -23,6 +25,7 @@ import type { Keyring, TenantKeys } from './keyring.ts';
 import { screenForPhi } from './phi-screen.ts';
 import { certificateTimestampInput } from '../core/verify/timestamp-steps.ts';
 import type { TimestampAuthority } from './tsa-client.ts';
+import type { RateLimiter } from './rate-limiter.ts';
 
 export interface IssueRequest {
   model_name: string;
@@ -63,11 +66,20 @@ interface PendingItem extends AppendItem {
   keys: TenantKeys;
   /** RFC 3161 token over certificateTimestampInput, base64 DER, when the tenant asks for one. */
   timestampToken: string | null;
+  /** Times the item was signed again because the key changed before its append. */
+  resigned: number;
   resolve: (result: { row: CertificateRow; replayed: boolean }) => void;
   reject: (error: unknown) => void;
 }
 
 export const MAX_BATCH = 256;
+
+/**
+ * Times one request is signed again after its key stopped being active. Each retry follows a
+ * rotation or revocation committed while the request waited, so reaching this means keys
+ * change faster than appends complete.
+ */
+const MAX_RESIGN = 3;
 
 const NONCE_BYTES = 16;
 const NONCE_POOL_BYTES = NONCE_BYTES * 256;
@@ -94,15 +106,23 @@ export class IssuanceService {
   readonly #store: Store;
   readonly #keyring: Keyring;
   readonly #clock: Clock;
+  readonly #rateLimiter: RateLimiter | undefined;
   readonly #queues = new Map<string, PendingItem[]>();
   readonly #busy = new Set<string>();
 
   readonly #tsa: TimestampAuthority | undefined;
 
-  constructor(store: Store, keyring: Keyring, clock: Clock, tsa?: TimestampAuthority) {
+  constructor(
+    store: Store,
+    keyring: Keyring,
+    clock: Clock,
+    rateLimiter?: RateLimiter,
+    tsa?: TimestampAuthority,
+  ) {
     this.#store = store;
     this.#keyring = keyring;
     this.#clock = clock;
+    this.#rateLimiter = rateLimiter;
     this.#tsa = tsa;
   }
 
@@ -143,6 +163,16 @@ export class IssuanceService {
     }
   }
 
+  /**
+   * Returns the issuance time for a certificate signed with `keys`: now, or the key's
+   * valid_from when this host's clock is behind the host that created the key, so that the
+   * certificate always falls inside its key's validity window.
+   */
+  #issuedAt(keys: TenantKeys): string {
+    const now = this.#clock.now().getTime();
+    return new Date(Math.max(now, Date.parse(keys.activeKey.valid_from))).toISOString();
+  }
+
   async issue(
     tenantId: string,
     request: IssueRequest,
@@ -154,6 +184,7 @@ export class IssuanceService {
     if (!keys) {
       throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
     }
+    this.#rateLimiter?.admit(tenantId);
     screenStoredFields(request);
     const screening = screenForPhi(foldForScreening(request.note_text));
     const phiScreening: PhiScreening = {
@@ -169,7 +200,7 @@ export class IssuanceService {
         },
       );
     }
-    const issuedAt = this.#clock.now().toISOString();
+    const issuedAt = this.#issuedAt(keys);
     const reviewerHash =
       request.human_reviewed && request.human_reviewer_id !== undefined
         ? keys.hashIdentifier('human_reviewer_id', request.human_reviewer_id)
@@ -207,9 +238,11 @@ export class IssuanceService {
               ? undefined
               : keys.hashIdentifier('idempotency_key', idempotencyKey),
           requestHash,
+          signingKeyId: keys.signer.keyId,
           message,
           keys,
           timestampToken,
+          resigned: 0,
           resolve,
           reject,
         });
@@ -240,9 +273,12 @@ export class IssuanceService {
         const results = await this.#store.appendCertificates(tenantId, batch, (item, link) =>
           this.#seal(item, link),
         );
+        const stale: PendingItem[] = [];
         results.forEach((result, i) => {
           const item = batch[i]!;
-          if (result.kind === 'conflict') {
+          if (result.kind === 'key_inactive') {
+            stale.push(item);
+          } else if (result.kind === 'conflict') {
             item.reject(
               new AppError(
                 'IDEMPOTENCY_KEY_REUSED',
@@ -253,6 +289,9 @@ export class IssuanceService {
             item.resolve({ row: result.row, replayed: result.kind === 'replayed' });
           }
         });
+        if (stale.length > 0) {
+          queue.unshift(...(await this.#resign(tenantId, stale)));
+        }
       } catch (error) {
         for (const item of batch) {
           item.reject(error);
@@ -261,6 +300,54 @@ export class IssuanceService {
     }
     this.#busy.delete(tenantId);
     this.#queues.delete(tenantId);
+  }
+
+  /**
+   * Prepares items whose key stopped being active before their append: reloads the tenant's
+   * keys and moves each item to the new key with a new issuance time, because the old time may
+   * precede the new key's validity. Returns the items to append again; the others are rejected.
+   */
+  async #resign(tenantId: string, items: PendingItem[]): Promise<PendingItem[]> {
+    this.#keyring.invalidate(tenantId);
+    let keys: TenantKeys | undefined;
+    try {
+      keys = await this.#keyring.get(tenantId);
+    } catch (error) {
+      items.forEach((item) => item.reject(error));
+      return [];
+    }
+    const retry: PendingItem[] = [];
+    for (const item of items) {
+      if (!keys) {
+        item.reject(new AppError('TENANT_NOT_FOUND', 'tenant not found'));
+      } else if (item.resigned >= MAX_RESIGN) {
+        item.reject(
+          new Error(
+            `tenant ${tenantId}: the signing key changed ${MAX_RESIGN + 1} times before the certificate could be appended`,
+          ),
+        );
+      } else {
+        const issuedAt = this.#issuedAt(keys);
+        item.keys = keys;
+        item.signingKeyId = keys.signer.keyId;
+        item.resigned += 1;
+        item.message = {
+          ...item.message,
+          key_id: keys.signer.keyId,
+          issued_at_utc: issuedAt,
+          human_attested_at_utc: item.message.human_reviewed ? issuedAt : null,
+        };
+        // The certificate timestamp covers the issuance time, which just changed.
+        try {
+          item.timestampToken = await this.#certificateTimestamp(keys.tenant, item.message);
+        } catch (error) {
+          item.reject(error);
+          continue;
+        }
+        retry.push(item);
+      }
+    }
+    return retry;
   }
 
   #seal(item: PendingItem, link: ChainLink): CertificateRow {

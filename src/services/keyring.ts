@@ -1,13 +1,14 @@
-// Per-tenant key material, decrypted on first use and cached for a bounded time so a key
-// status change made elsewhere takes effect within KEYRING_TTL_MS.
+// Per-tenant key material, decrypted on first use and cached for CDIL_KEY_CACHE_TTL_MS, so a
+// key status change made by another process is read again within that time. Issuance does not
+// depend on this bound for correctness: the append transaction checks that the signing key is
+// still the active one (see IssuanceService).
 import { createHmac } from 'node:crypto';
 import { nodeCrypto } from '../core/crypto-node.ts';
 import type { KeyDescriptor } from '../core/key.ts';
+import { DEFAULT_KEY_CACHE_TTL_MS } from '../config/config.ts';
 import { openSecret } from '../keys/envelope.ts';
 import { openPrivateKey, SoftwareSigner, type Signer } from '../keys/signer.ts';
 import type { SigningKeyRow, Store, TenantRow } from '../storage/store.ts';
-
-export const KEYRING_TTL_MS = 10_000;
 
 export interface TenantKeys {
   tenant: TenantRow;
@@ -31,7 +32,7 @@ export function tenantHmacAad(tenantId: string): string {
 }
 
 export function toKeyDescriptor(row: SigningKeyRow): KeyDescriptor {
-  return {
+  const descriptor: KeyDescriptor = {
     key_id: row.key_id,
     tenant_id: row.tenant_id,
     algorithm: row.algorithm,
@@ -40,23 +41,41 @@ export function toKeyDescriptor(row: SigningKeyRow): KeyDescriptor {
     valid_until: row.valid_until,
     public_key_jwk: nodeCrypto.importPublicKeyPem(row.public_key_pem).jwk,
   };
+  if (row.revoked_at) {
+    descriptor.revoked_at = row.revoked_at;
+  }
+  if (row.revocation_reason) {
+    descriptor.revocation_reason = row.revocation_reason;
+  }
+  return descriptor;
+}
+
+export interface KeyringOptions {
+  /** How long loaded keys are reused, in ms; 0 reads them for every call. */
+  ttlMs?: number;
+  /** Millisecond clock; tests pass their own. */
+  now?: () => number;
 }
 
 export class Keyring {
   readonly #store: Store;
   readonly #kek: Uint8Array;
+  readonly #ttlMs: number;
+  readonly #now: () => number;
   readonly #cache = new Map<string, { loadedAt: number; keys: Promise<TenantKeys | undefined> }>();
 
-  constructor(store: Store, kek: Uint8Array) {
+  constructor(store: Store, kek: Uint8Array, options: KeyringOptions = {}) {
     this.#store = store;
     this.#kek = kek;
+    this.#ttlMs = options.ttlMs ?? DEFAULT_KEY_CACHE_TTL_MS;
+    this.#now = options.now ?? Date.now;
   }
 
   /** Returns the tenant's keys, or undefined when the tenant does not exist. */
   get(tenantId: string): Promise<TenantKeys | undefined> {
     const cached = this.#cache.get(tenantId);
-    const now = Date.now();
-    if (cached && now - cached.loadedAt < KEYRING_TTL_MS) {
+    const now = this.#now();
+    if (cached && now - cached.loadedAt < this.#ttlMs) {
       return cached.keys;
     }
     const keys = this.#load(tenantId);
@@ -72,6 +91,7 @@ export class Keyring {
     return keys;
   }
 
+  /** Drops the tenant's cached keys, so the next get() reads them from the store. */
   invalidate(tenantId: string): void {
     this.#cache.delete(tenantId);
   }

@@ -1,20 +1,30 @@
-// Tenant provisioning: each tenant gets its own ECDSA P-256 signing key and its own HMAC
-// secret for identifier hashing, both sealed under the key-encryption key.
+// Tenant provisioning and key management: each tenant gets its own ECDSA P-256 signing key
+// and its own HMAC secret for identifier hashing, both sealed under the key-encryption key.
+// Rotation replaces the active key; revocation withdraws trust in everything a key signed.
 import { randomBytes } from 'node:crypto';
+import { MAX_RATE_LIMIT_PER_MINUTE } from '../config/config.ts';
 import { jwkThumbprint } from '../core/certificate.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
-import { toPublishedJwk, type Jwks, type KeyDescriptor } from '../core/key.ts';
+import {
+  toPublishedJwk,
+  type Jwks,
+  type KeyDescriptor,
+  type RevocationReason,
+} from '../core/key.ts';
 import { sealSecret } from '../keys/envelope.ts';
 import { generateP256KeyPair, sealPrivateKey } from '../keys/signer.ts';
 import {
   TenantExistsError,
+  type NewSigningKey,
   type PhiPolicy,
+  type SigningKeyRow,
   type Store,
+  type TenantRow,
   type TimestampPolicy,
 } from '../storage/store.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
-import { tenantHmacAad, toKeyDescriptor } from './keyring.ts';
+import { tenantHmacAad, toKeyDescriptor, type Keyring } from './keyring.ts';
 import type { TransparencyLog } from './transparency-log.ts';
 
 /** Tenant ids are short, URL-safe and case-sensitive. */
@@ -27,6 +37,8 @@ export interface TenantSummary {
   phi_policy: PhiPolicy;
   timestamp_policy: TimestampPolicy;
   timestamp_certificates: boolean;
+  /** Issuance requests per minute; null takes CDIL_RATE_LIMIT_PER_MINUTE, 0 means no limit. */
+  rate_limit_per_minute: number | null;
   keys: KeyDescriptor[];
 }
 
@@ -36,18 +48,72 @@ export interface TenantOptions {
   timestampCertificates?: boolean | undefined;
 }
 
+export interface KeyRotationSummary {
+  tenant_id: string;
+  active_key: KeyDescriptor;
+  previous_key: KeyDescriptor;
+}
+
+export interface KeyRevocationSummary {
+  tenant_id: string;
+  revoked_key: KeyDescriptor;
+  active_key: KeyDescriptor;
+  /** Whether the revoked key was the active one and a new key replaced it. */
+  rotated: boolean;
+}
+
+export interface RevokeOptions {
+  reason: RevocationReason;
+  /** Allows revoking the active key by rotating to a new key in the same transaction. */
+  rotate?: boolean | undefined;
+}
+
+function summarize(tenant: TenantRow, keys: SigningKeyRow[]): TenantSummary {
+  return {
+    tenant_id: tenant.tenant_id,
+    created_at: tenant.created_at,
+    phi_policy: tenant.phi_policy,
+    timestamp_policy: tenant.timestamp_policy,
+    timestamp_certificates: tenant.timestamp_certificates,
+    rate_limit_per_minute: tenant.rate_limit_per_minute,
+    keys: keys.map(toKeyDescriptor),
+  };
+}
+
 export class TenantService {
   readonly #store: Store;
   readonly #kek: Uint8Array;
   readonly #clock: Clock;
+  readonly #keyring: Keyring | undefined;
 
   readonly #log: TransparencyLog;
 
-  constructor(store: Store, kek: Uint8Array, clock: Clock, log: TransparencyLog) {
+  /** Key changes made here invalidate `keyring`, so this process uses them at once. */
+  constructor(
+    store: Store,
+    kek: Uint8Array,
+    clock: Clock,
+    keyring: Keyring | undefined,
+    log: TransparencyLog,
+  ) {
     this.#store = store;
     this.#kek = kek;
     this.#clock = clock;
+    this.#keyring = keyring;
     this.#log = log;
+  }
+
+  /** Generates a P-256 key pair for the tenant and seals its private key under the KEK. */
+  #generateKey(tenantId: string): NewSigningKey {
+    const { publicKeyPem, privateKey } = generateP256KeyPair();
+    const keyId = jwkThumbprint(nodeCrypto, nodeCrypto.importPublicKeyPem(publicKeyPem).jwk);
+    return {
+      tenant_id: tenantId,
+      key_id: keyId,
+      algorithm: 'ES256',
+      public_key_pem: publicKeyPem,
+      private_key_sealed: sealPrivateKey(this.#kek, tenantId, keyId, privateKey),
+    };
   }
 
   async create(tenantId: string, options: TenantOptions = {}): Promise<TenantSummary> {
@@ -63,26 +129,23 @@ export class TenantService {
       );
     }
     const now = this.#clock.now().toISOString();
-    const { publicKeyPem, privateKey } = generateP256KeyPair();
-    const keyId = jwkThumbprint(nodeCrypto, nodeCrypto.importPublicKeyPem(publicKeyPem).jwk);
-    const tenant = {
+    const tenant: TenantRow = {
       tenant_id: tenantId,
       created_at: now,
       phi_policy: options.phiPolicy ?? 'flag',
       hmac_secret_sealed: sealSecret(this.#kek, randomBytes(32), tenantHmacAad(tenantId)),
       timestamp_policy: options.timestampPolicy ?? 'best_effort',
       timestamp_certificates: options.timestampCertificates ?? false,
+      rate_limit_per_minute: null,
     };
-    const key = {
-      tenant_id: tenantId,
-      key_id: keyId,
-      algorithm: 'ES256' as const,
-      status: 'active' as const,
+    const key: SigningKeyRow = {
+      ...this.#generateKey(tenantId),
+      status: 'active',
       valid_from: now,
       valid_until: null,
-      public_key_pem: publicKeyPem,
-      private_key_sealed: sealPrivateKey(this.#kek, tenantId, keyId, privateKey),
       created_at: now,
+      revoked_at: null,
+      revocation_reason: null,
     };
     try {
       await this.#store.createTenant(tenant, key);
@@ -93,14 +156,7 @@ export class TenantService {
       throw error;
     }
     await this.#log.ensureKey(tenantId);
-    return {
-      tenant_id: tenantId,
-      created_at: now,
-      phi_policy: tenant.phi_policy,
-      timestamp_policy: tenant.timestamp_policy,
-      timestamp_certificates: tenant.timestamp_certificates,
-      keys: [toKeyDescriptor(key)],
-    };
+    return summarize(tenant, [key]);
   }
 
   async get(tenantId: string): Promise<TenantSummary> {
@@ -108,15 +164,106 @@ export class TenantService {
     if (!tenant) {
       throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
     }
-    const keys = await this.#store.listKeys(tenantId);
+    return summarize(tenant, await this.#store.listKeys(tenantId));
+  }
+
+  /**
+   * Replaces the tenant's active key with a new one. The old key is retired: it signs nothing
+   * more, and certificates it signed before the rotation keep verifying.
+   */
+  async rotateKey(tenantId: string): Promise<KeyRotationSummary> {
+    const replacement = await this.#store.rotateSigningKey(
+      tenantId,
+      this.#generateKey(tenantId),
+      () => this.#clock.now(),
+    );
+    if (!replacement) {
+      throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
+    }
+    this.#keyring?.invalidate(tenantId);
     return {
-      tenant_id: tenant.tenant_id,
-      created_at: tenant.created_at,
-      phi_policy: tenant.phi_policy,
-      timestamp_policy: tenant.timestamp_policy,
-      timestamp_certificates: tenant.timestamp_certificates,
-      keys: keys.map(toKeyDescriptor),
+      tenant_id: tenantId,
+      active_key: toKeyDescriptor(replacement.current),
+      previous_key: toKeyDescriptor(replacement.previous),
     };
+  }
+
+  /**
+   * Revokes a key: every certificate it signed then fails verification. The active key is
+   * revoked only with `rotate`, which puts a new active key in its place in the same
+   * transaction, so the tenant always has exactly one key to sign with.
+   */
+  async revokeKey(
+    tenantId: string,
+    keyId: string,
+    options: RevokeOptions,
+  ): Promise<KeyRevocationSummary> {
+    const result = await this.#store.revokeSigningKey(
+      tenantId,
+      keyId,
+      {
+        reason: options.reason,
+        replacement: options.rotate ? this.#generateKey(tenantId) : undefined,
+      },
+      () => this.#clock.now(),
+    );
+    switch (result.kind) {
+      case 'tenant_not_found':
+        throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
+      case 'key_not_found':
+        throw new AppError('KEY_NOT_FOUND', `tenant ${tenantId} has no key ${keyId}`);
+      case 'already_revoked':
+        throw new AppError(
+          'KEY_ALREADY_REVOKED',
+          `key ${keyId} was already revoked at ${result.key.revoked_at ?? 'an unknown time'}`,
+        );
+      case 'active_key':
+        throw new AppError(
+          'KEY_ACTIVE',
+          `key ${keyId} is the active signing key; send "rotate": true to revoke it and switch to a new key in one step`,
+        );
+      case 'revoked':
+        break;
+    }
+    this.#keyring?.invalidate(tenantId);
+    const active =
+      result.replacement ??
+      (await this.#store.listKeys(tenantId)).find((key) => key.status === 'active');
+    if (!active) {
+      throw new Error(`tenant ${tenantId} has no active signing key after revocation`);
+    }
+    return {
+      tenant_id: tenantId,
+      revoked_key: toKeyDescriptor(result.key),
+      active_key: toKeyDescriptor(active),
+      rotated: result.replacement !== undefined,
+    };
+  }
+
+  /** Sets the tenant's issuance limit per minute; null returns it to the configured default. */
+  async setRateLimit(tenantId: string, perMinute: number | null): Promise<TenantSummary> {
+    if (
+      perMinute !== null &&
+      (!Number.isSafeInteger(perMinute) || perMinute < 0 || perMinute > MAX_RATE_LIMIT_PER_MINUTE)
+    ) {
+      throw new AppError(
+        'VALIDATION_FAILED',
+        `requests_per_minute must be an integer from 0 to ${MAX_RATE_LIMIT_PER_MINUTE}, or null`,
+        {
+          details: [
+            {
+              field: 'requests_per_minute',
+              rule: 'range',
+              message: `must be an integer from 0 to ${MAX_RATE_LIMIT_PER_MINUTE}, or null for the default`,
+            },
+          ],
+        },
+      );
+    }
+    if (!(await this.#store.setTenantRateLimit(tenantId, perMinute))) {
+      throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
+    }
+    return this.get(tenantId);
   }
 
   async list(): Promise<TenantSummary[]> {

@@ -184,6 +184,27 @@ export const MIGRATIONS: readonly Migration[] = [
     ],
   },
   {
+    version: 3,
+    name: 'key revocation, one active key per tenant and shared rate-limit counters',
+    statements: [
+      `ALTER TABLE signing_keys ADD COLUMN revoked_at TEXT`,
+      `ALTER TABLE signing_keys ADD COLUMN revocation_reason TEXT CHECK (revocation_reason IN ('unspecified', 'key_compromise', 'affiliation_changed', 'superseded', 'cessation_of_operation'))`,
+      // At most one active key per tenant, whatever process writes. Rotation retires the old key
+      // before it inserts the new one, in one transaction, so a tenant never has none either.
+      `CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (tenant_id) WHERE status = 'active'`,
+      // NULL takes CDIL_RATE_LIMIT_PER_MINUTE; 0 means no limit for this tenant.
+      `ALTER TABLE tenants ADD COLUMN rate_limit_per_minute INTEGER CHECK (rate_limit_per_minute >= 0)`,
+      // One row per tenant and one-minute window. The window comes first in the key so that
+      // pruning old windows is a range scan of the primary key.
+      `CREATE TABLE rate_limit_counters (
+        window_start TEXT NOT NULL,
+        tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+        request_count BIGINT NOT NULL,
+        PRIMARY KEY (window_start, tenant_id)
+      )`,
+    ],
+  },
+  {
     version: 4,
     name: 'per-tenant Merkle log, checkpoints and audit events',
     statements: [

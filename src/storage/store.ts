@@ -1,5 +1,6 @@
 // The storage interface every engine implements. Services depend on this file only, never on
 // an engine, so PostgreSQL and SQLite are interchangeable.
+import type { RevocationReason } from '../core/key.ts';
 
 export type PhiPolicy = 'flag' | 'reject';
 /** `required`: a timestamp the TSA cannot give fails the request. `best_effort`: it is retried later. */
@@ -14,6 +15,8 @@ export interface TenantRow {
   timestamp_policy: TimestampPolicy;
   /** Whether each certificate gets its own RFC 3161 timestamp, besides the log checkpoints. */
   timestamp_certificates: boolean;
+  /** Issuance requests per minute; null takes the configured default, 0 means no limit. */
+  rate_limit_per_minute: number | null;
 }
 
 export interface SigningKeyRow {
@@ -27,6 +30,54 @@ export interface SigningKeyRow {
   /** PKCS#8 private key sealed under the key-encryption key. */
   private_key_sealed: string;
   created_at: string;
+  /** Set when status is revoked. */
+  revoked_at: string | null;
+  revocation_reason: RevocationReason | null;
+}
+
+/** A tenant as created: it starts without a rate-limit override. */
+export type NewTenantRow = Omit<TenantRow, 'rate_limit_per_minute'>;
+
+/** A key row as inserted: a new key is never revoked. */
+export type NewSigningKeyRow = Omit<SigningKeyRow, 'revoked_at' | 'revocation_reason'>;
+
+/** A generated key before the store places it in time; the store sets status and validity. */
+export type NewSigningKey = Pick<
+  SigningKeyRow,
+  'tenant_id' | 'key_id' | 'algorithm' | 'public_key_pem' | 'private_key_sealed'
+>;
+
+/** The outcome of a rotation: the key that was active and the key that replaced it. */
+export interface KeyReplacement {
+  previous: SigningKeyRow;
+  current: SigningKeyRow;
+}
+
+export interface KeyRevocation {
+  reason: RevocationReason;
+  /** Replaces the key when it is the active one; without it, revoking the active key fails. */
+  replacement?: NewSigningKey | undefined;
+}
+
+export type KeyRevocationResult =
+  | { kind: 'revoked'; key: SigningKeyRow; replacement: SigningKeyRow | undefined }
+  | { kind: 'tenant_not_found' }
+  | { kind: 'key_not_found' }
+  | { kind: 'already_revoked'; key: SigningKeyRow }
+  | { kind: 'active_key'; key: SigningKeyRow };
+
+/** Requests one process admitted for a tenant since its last sync; 0 only reads the total. */
+export interface RateLimitCount {
+  tenantId: string;
+  count: number;
+}
+
+export interface RateLimitTotal {
+  tenantId: string;
+  /** Requests counted by all processes in the window, including the ones just added. */
+  total: number;
+  /** The tenant's override, as in TenantRow.rate_limit_per_minute. */
+  limitPerMinute: number | null;
 }
 
 export interface CertificateRow {
@@ -66,12 +117,18 @@ export interface AppendItem {
    * leaf right after the certificate's leaf.
    */
   auditEvent?: ((row: CertificateRow) => NewAuditEvent) | undefined;
+  /**
+   * Key the item will be signed with. When set, the item is sealed only if this is the
+   * tenant's active key inside the append transaction, and yields `key_inactive` otherwise.
+   */
+  signingKeyId?: string | undefined;
 }
 
 export type AppendResult =
   | { kind: 'created'; row: CertificateRow }
   | { kind: 'replayed'; row: CertificateRow }
-  | { kind: 'conflict' };
+  | { kind: 'conflict' }
+  | { kind: 'key_inactive'; activeKeyId: string | undefined };
 
 /** Builds and signs the certificate for one item once its place in the chain is known. */
 export type Sealer<T extends AppendItem> = (item: T, link: ChainLink) => CertificateRow;
@@ -207,14 +264,47 @@ export interface Store extends ShadowStore, LogStore {
   close(): Promise<void>;
 
   /** Creates a tenant with its first signing key in one transaction; throws TenantExistsError. */
-  createTenant(tenant: TenantRow, key: SigningKeyRow): Promise<void>;
+  createTenant(tenant: NewTenantRow, key: NewSigningKeyRow): Promise<void>;
   getTenant(tenantId: string): Promise<TenantRow | undefined>;
   listTenants(): Promise<TenantRow[]>;
   listKeys(tenantId: string): Promise<SigningKeyRow[]>;
 
   /**
+   * Retires the tenant's active key and inserts `key` as the new active key, in one
+   * transaction that holds the tenant's chain head lock, so it is ordered with every append.
+   * The old key is valid until, and the new key valid from, one instant read under that lock
+   * (see rotationInstant). Returns undefined when the tenant does not exist.
+   */
+  rotateSigningKey(
+    tenantId: string,
+    key: NewSigningKey,
+    now: () => Date,
+  ): Promise<KeyReplacement | undefined>;
+  /**
+   * Marks a key revoked, in one transaction under the chain head lock. An active key is
+   * revoked only together with its replacement, which becomes active as in rotateSigningKey.
+   */
+  revokeSigningKey(
+    tenantId: string,
+    keyId: string,
+    revocation: KeyRevocation,
+    now: () => Date,
+  ): Promise<KeyRevocationResult>;
+  /** Sets the tenant's rate-limit override; returns false when the tenant does not exist. */
+  setTenantRateLimit(tenantId: string, perMinute: number | null): Promise<boolean>;
+  /**
+   * Adds each positive count to the tenant's counter row for the window, creating the row, and
+   * returns each existing tenant's total for the window with its override. One call is one
+   * transaction, and each tenant may appear in `counts` only once.
+   */
+  syncRateLimitCounters(windowStart: string, counts: RateLimitCount[]): Promise<RateLimitTotal[]>;
+  /** Deletes counter rows of windows that started before `windowStart`; returns how many. */
+  pruneRateLimitCounters(windowStart: string): Promise<number>;
+
+  /**
    * Appends certificates to the tenant's chain in one transaction, in item order. An item whose
-   * idempotency key exists yields the stored certificate (same request hash) or a conflict.
+   * idempotency key exists yields the stored certificate (same request hash) or a conflict. An
+   * item with a signingKeyId that is not the active key at that point yields key_inactive.
    * Implementations MUST serialize appends per tenant through the database, so that concurrent
    * writers, in this process or others, never fork the chain, and MUST NOT return before commit.
    */

@@ -14,6 +14,9 @@ const COMMANDS = [
   ['tenant'],
   ['tenant', 'create'],
   ['tenant', 'list'],
+  ['tenant', 'rotate-key'],
+  ['tenant', 'revoke-key'],
+  ['tenant', 'set-rate-limit'],
   ['token'],
   ['verify'],
   ['demo'],
@@ -75,6 +78,87 @@ describe('cdil command line', () => {
     const result = runCli(['tenant', 'create', 'Bad Id!'], env);
     assert.equal(result.status, 1);
     assert.match(result.stderr, /tenant_id must be/);
+  });
+
+  test('tenant rotate-key retires the active key', () => {
+    const created = runCli(['tenant', 'create', 'key-wing'], env);
+    assert.equal(created.status, 0, created.stderr);
+    const firstKey = JSON.parse(created.stdout).keys[0].key_id;
+
+    const rotated = runCli(['tenant', 'rotate-key', 'key-wing'], env);
+    assert.equal(rotated.status, 0, rotated.stderr);
+    const rotation = JSON.parse(rotated.stdout);
+    assert.equal(rotation.previous_key.key_id, firstKey);
+    assert.equal(rotation.previous_key.status, 'retired');
+    assert.equal(rotation.active_key.status, 'active');
+    assert.equal(rotation.active_key.valid_from, rotation.previous_key.valid_until);
+    assert.equal(rotated.stdout.includes('private'), false);
+
+    const listed = JSON.parse(runCli(['tenant', 'list'], env).stdout);
+    const tenant = listed.find((entry: { tenant_id: string }) => entry.tenant_id === 'key-wing');
+    assert.deepEqual(
+      tenant.keys.map((key: { status: string }) => key.status),
+      ['retired', 'active'],
+    );
+
+    const missing = runCli(['tenant', 'rotate-key', 'no-such-tenant'], env);
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /tenant not found/);
+  });
+
+  test('tenant revoke-key needs --rotate for the active key', () => {
+    const tenant = JSON.parse(runCli(['tenant', 'list'], env).stdout).find(
+      (entry: { tenant_id: string }) => entry.tenant_id === 'key-wing',
+    );
+    const [retired, active] = tenant.keys.map((key: { key_id: string }) => key.key_id);
+
+    const refused = runCli(
+      ['tenant', 'revoke-key', 'key-wing', active, '--reason', 'key_compromise'],
+      env,
+    );
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /active signing key/);
+
+    const revoked = runCli(
+      ['tenant', 'revoke-key', 'key-wing', active, '--reason', 'key_compromise', '--rotate'],
+      env,
+    );
+    assert.equal(revoked.status, 0, revoked.stderr);
+    const revocation = JSON.parse(revoked.stdout);
+    assert.equal(revocation.rotated, true);
+    assert.equal(revocation.revoked_key.status, 'revoked');
+    assert.equal(revocation.revoked_key.revocation_reason, 'key_compromise');
+    assert.notEqual(revocation.active_key.key_id, active);
+
+    const retiredRevoked = runCli(
+      ['tenant', 'revoke-key', 'key-wing', retired, '--reason', 'superseded'],
+      env,
+    );
+    assert.equal(retiredRevoked.status, 0, retiredRevoked.stderr);
+    assert.equal(JSON.parse(retiredRevoked.stdout).rotated, false);
+
+    const badReason = runCli(
+      ['tenant', 'revoke-key', 'key-wing', retired, '--reason', 'lost'],
+      env,
+    );
+    assert.equal(badReason.status, 1);
+    assert.match(badReason.stderr, /--reason must be one of/);
+    const noReason = runCli(['tenant', 'revoke-key', 'key-wing', retired], env);
+    assert.equal(noReason.status, 2);
+  });
+
+  test('tenant set-rate-limit sets and clears the override', () => {
+    const set = runCli(['tenant', 'set-rate-limit', 'key-wing', '30'], env);
+    assert.equal(set.status, 0, set.stderr);
+    assert.equal(JSON.parse(set.stdout).rate_limit_per_minute, 30);
+    const cleared = runCli(['tenant', 'set-rate-limit', 'key-wing', 'default'], env);
+    assert.equal(cleared.status, 0, cleared.stderr);
+    assert.equal(JSON.parse(cleared.stdout).rate_limit_per_minute, null);
+    for (const bad of ['-1', '1.5', 'many']) {
+      const result = runCli(['tenant', 'set-rate-limit', 'key-wing', bad], env);
+      assert.equal(result.status, 1, bad);
+      assert.match(result.stderr, /limit must be an integer/);
+    }
   });
 
   test('token carries tenant, roles and expiry', () => {

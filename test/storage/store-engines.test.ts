@@ -1,6 +1,7 @@
 // Storage contract on the engine under test (SQLite, or PostgreSQL when DATABASE_URL is set):
 // schema upgrades from version 1, chains appended by several stores at once, idempotency and
-// tenant races, and concurrent migrations.
+// tenant races, concurrent migrations, key rotation and revocation races, and shared
+// rate-limit counters.
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,6 +19,8 @@ import {
   type CertificateRow,
   type ChainLink,
   type NewShadowItem,
+  type NewSigningKey,
+  type SigningKeyRow,
   type Store,
 } from '../../src/storage/store.ts';
 import {
@@ -99,6 +102,22 @@ function seal(tenantId: string) {
 
 function newItem(extra: Partial<TestItem> = {}): TestItem {
   return { certificateId: randomUUID(), ...extra };
+}
+
+function newKey(tenantId: string, keyId: string): NewSigningKey {
+  return {
+    tenant_id: tenantId,
+    key_id: keyId,
+    algorithm: 'ES256',
+    public_key_pem: 'public',
+    private_key_sealed: 'sealed',
+  };
+}
+
+const now = () => new Date();
+
+function activeKeys(keys: SigningKeyRow[]): SigningKeyRow[] {
+  return keys.filter((key) => key.status === 'active');
 }
 
 /** Walks a chain from sequence 1 and returns its certificate ids in order. */
@@ -229,7 +248,7 @@ describe(`storage on ${TEST_ENGINE}`, () => {
     const ids = new Set(
       outcomes.map((results) => {
         const result = results[0]!;
-        return result.kind === 'conflict' ? undefined : result.row.certificate_id;
+        return 'row' in result ? result.row.certificate_id : undefined;
       }),
     );
     assert.equal(ids.size, 1);
@@ -294,6 +313,238 @@ describe(`storage on ${TEST_ENGINE}`, () => {
       page.map((row) => row.chain_sequence),
       [3, 4, 5],
     );
+  });
+
+  test('concurrent rotations leave one active key', async () => {
+    const tenantId = 'rotate-race';
+    await createTenant(stores[0]!, tenantId);
+    await stores[0]!.appendCertificates(tenantId, [newItem()], seal(tenantId));
+    const rotations = await Promise.all(
+      stores.flatMap((store, i) =>
+        [0, 1].map((j) => store.rotateSigningKey(tenantId, newKey(tenantId, `k-${i}-${j}`), now)),
+      ),
+    );
+    const keys = await stores[1]!.listKeys(tenantId);
+    assert.equal(keys.length, 7);
+    assert.equal(activeKeys(keys).length, 1);
+    // Serialized rotations each replaced a different key, and the validity windows follow each
+    // other without a gap or an overlap.
+    const previousIds = rotations.map((rotation) => rotation?.previous.key_id);
+    assert.equal(new Set(previousIds).size, 6);
+    const ordered = [...keys].sort((a, b) => Date.parse(a.valid_from) - Date.parse(b.valid_from));
+    for (const [i, key] of ordered.entries()) {
+      const next = ordered[i + 1];
+      if (next) {
+        assert.equal(key.status, 'retired', key.key_id);
+        assert.equal(key.valid_until, next.valid_from, key.key_id);
+      } else {
+        assert.equal(key.status, 'active');
+        assert.equal(key.valid_until, null);
+      }
+    }
+  });
+
+  test('rotation instant follows the latest issuance', async () => {
+    const tenantId = 'rotate-after';
+    await createTenant(stores[0]!, tenantId);
+    // A certificate from a host whose clock runs an hour ahead.
+    const ahead = new Date(Date.now() + 3_600_000).toISOString();
+    const sealAhead = (item: TestItem, link: ChainLink) => ({
+      ...seal(tenantId)(item, link),
+      issued_at_utc: ahead,
+    });
+    await stores[0]!.appendCertificates(tenantId, [newItem()], sealAhead);
+    const rotation = await stores[1]!.rotateSigningKey(tenantId, newKey(tenantId, 'next'), now);
+    assert.ok(rotation);
+    assert.ok(rotation.previous.valid_until! > ahead, rotation.previous.valid_until!);
+    assert.equal(rotation.current.valid_from, rotation.previous.valid_until);
+    assert.equal(rotation.current.status, 'active');
+    assert.equal(
+      await stores[0]!.rotateSigningKey('no-such-tenant', newKey('x', 'y'), now),
+      undefined,
+    );
+  });
+
+  test('append rejects items of an inactive key', async () => {
+    const tenantId = 'stale-key';
+    await createTenant(stores[0]!, tenantId);
+    const oldKey = `${tenantId}-key`;
+    const [first] = await stores[0]!.appendCertificates(
+      tenantId,
+      [newItem({ signingKeyId: oldKey, idempotencyKey: 'k1', requestHash: 'h1' })],
+      seal(tenantId),
+    );
+    assert.equal(first?.kind, 'created');
+    await stores[1]!.rotateSigningKey(tenantId, newKey(tenantId, 'fresh'), now);
+    const results = await stores[2]!.appendCertificates(
+      tenantId,
+      [
+        newItem({ signingKeyId: oldKey }),
+        newItem({ signingKeyId: 'fresh' }),
+        newItem({ signingKeyId: oldKey, idempotencyKey: 'k1', requestHash: 'h1' }),
+      ],
+      seal(tenantId),
+    );
+    assert.deepEqual(
+      results.map((result) => result.kind),
+      ['key_inactive', 'created', 'replayed'],
+    );
+    assert.deepEqual(results[0], { kind: 'key_inactive', activeKeyId: 'fresh' });
+    assert.equal((await walkChain(stores[0]!, tenantId)).length, 2);
+  });
+
+  test('schema allows one active key per tenant', async () => {
+    const tenantId = 'two-active';
+    await createTenant(stores[0]!, tenantId);
+    await assert.rejects(
+      runSql(
+        location,
+        `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, public_key_pem, private_key_sealed, created_at)
+         VALUES (?, 'second', 'ES256', 'active', ?, 'public', 'sealed', ?)`,
+        [tenantId, new Date().toISOString(), new Date().toISOString()],
+      ),
+      /unique/i,
+    );
+    assert.equal(activeKeys(await stores[0]!.listKeys(tenantId)).length, 1);
+  });
+
+  test('revocation outcomes', async () => {
+    const tenantId = 'revoke';
+    await createTenant(stores[0]!, tenantId);
+    const first = `${tenantId}-key`;
+    const store = stores[1]!;
+    assert.deepEqual(
+      await store.revokeSigningKey('no-such-tenant', first, { reason: 'superseded' }, now),
+      { kind: 'tenant_not_found' },
+    );
+    assert.deepEqual(
+      await store.revokeSigningKey(tenantId, 'no-such-key', { reason: 'superseded' }, now),
+      { kind: 'key_not_found' },
+    );
+
+    const refused = await store.revokeSigningKey(
+      tenantId,
+      first,
+      { reason: 'key_compromise' },
+      now,
+    );
+    assert.equal(refused.kind, 'active_key');
+    assert.equal(activeKeys(await store.listKeys(tenantId))[0]?.key_id, first);
+
+    const revoked = await store.revokeSigningKey(
+      tenantId,
+      first,
+      { reason: 'key_compromise', replacement: newKey(tenantId, 'second') },
+      now,
+    );
+    assert.equal(revoked.kind, 'revoked');
+    assert.ok(revoked.kind === 'revoked');
+    assert.equal(revoked.key.status, 'revoked');
+    assert.equal(revoked.key.revocation_reason, 'key_compromise');
+    assert.equal(revoked.key.revoked_at, revoked.key.valid_until);
+    assert.equal(revoked.replacement?.key_id, 'second');
+    assert.equal(revoked.replacement?.valid_from, revoked.key.valid_until);
+
+    const again = await store.revokeSigningKey(tenantId, first, { reason: 'superseded' }, now);
+    assert.equal(again.kind, 'already_revoked');
+
+    const rotation = await store.rotateSigningKey(tenantId, newKey(tenantId, 'third'), now);
+    const retired = await store.revokeSigningKey(
+      tenantId,
+      'second',
+      { reason: 'cessation_of_operation', replacement: newKey(tenantId, 'unused') },
+      now,
+    );
+    assert.ok(retired.kind === 'revoked');
+    assert.equal(retired.replacement, undefined, 'a retired key is revoked without rotation');
+    assert.equal(retired.key.valid_until, rotation?.previous.valid_until);
+    assert.equal(retired.key.revocation_reason, 'cessation_of_operation');
+    assert.ok(!Number.isNaN(Date.parse(retired.key.revoked_at!)), retired.key.revoked_at!);
+
+    const keys = await stores[0]!.listKeys(tenantId);
+    assert.deepEqual(
+      keys.map((key) => [key.key_id, key.status]),
+      [
+        [first, 'revoked'],
+        ['second', 'revoked'],
+        ['third', 'active'],
+      ],
+    );
+    const stored = keys.find((key) => key.key_id === 'second')!;
+    assert.equal(stored.revoked_at, retired.key.revoked_at);
+    assert.equal(stored.revocation_reason, 'cessation_of_operation');
+  });
+
+  test('concurrent revocations rotate once', async () => {
+    const tenantId = 'revoke-race';
+    await createTenant(stores[0]!, tenantId);
+    const outcomes = await Promise.all(
+      stores.map((store, i) =>
+        store.revokeSigningKey(
+          tenantId,
+          `${tenantId}-key`,
+          { reason: 'key_compromise', replacement: newKey(tenantId, `replacement-${i}`) },
+          now,
+        ),
+      ),
+    );
+    assert.deepEqual(outcomes.map((outcome) => outcome.kind).sort(), [
+      'already_revoked',
+      'already_revoked',
+      'revoked',
+    ]);
+    const keys = await stores[0]!.listKeys(tenantId);
+    assert.equal(keys.length, 2);
+    assert.equal(activeKeys(keys).length, 1);
+  });
+
+  test('rate-limit counters add up across stores', async () => {
+    const tenantId = 'limits';
+    await createTenant(stores[0]!, tenantId);
+    const window1 = '2026-03-01T10:00:00.000Z';
+    const window2 = '2026-03-01T10:01:00.000Z';
+    const totals = await Promise.all(
+      stores.flatMap((store) =>
+        Array.from({ length: 5 }, () =>
+          store.syncRateLimitCounters(window1, [{ tenantId, count: 2 }]),
+        ),
+      ),
+    );
+    const seen = totals.map((rows) => rows[0]!.total).sort((a, b) => a - b);
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 15 }, (_, i) => 2 * (i + 1)),
+      'each sync returns the running total including its own count',
+    );
+
+    const read = await stores[0]!.syncRateLimitCounters(window1, [
+      { tenantId, count: 0 },
+      { tenantId: 'no-such-tenant', count: 5 },
+    ]);
+    assert.deepEqual(read, [{ tenantId, total: 30, limitPerMinute: null }]);
+    const empty = await stores[1]!.syncRateLimitCounters(window2, [{ tenantId, count: 0 }]);
+    assert.deepEqual(empty, [{ tenantId, total: 0, limitPerMinute: null }]);
+    const rowsIn = async (window: string) =>
+      (
+        await runSql(
+          location,
+          'SELECT request_count FROM rate_limit_counters WHERE tenant_id = ? AND window_start = ?',
+          [tenantId, window],
+        )
+      ).length;
+    assert.equal(await rowsIn(window2), 0, 'a read-only sync writes no row');
+
+    assert.equal(await stores[2]!.setTenantRateLimit(tenantId, 7), true);
+    assert.equal(await stores[2]!.setTenantRateLimit('no-such-tenant', 7), false);
+    assert.equal((await stores[0]!.getTenant(tenantId))?.rate_limit_per_minute, 7);
+    const limited = await stores[0]!.syncRateLimitCounters(window2, [{ tenantId, count: 3 }]);
+    assert.deepEqual(limited, [{ tenantId, total: 3, limitPerMinute: 7 }]);
+    assert.equal(await stores[2]!.setTenantRateLimit(tenantId, null), true);
+    assert.equal((await stores[0]!.getTenant(tenantId))?.rate_limit_per_minute, null);
+
+    assert.equal(await stores[1]!.pruneRateLimitCounters(window2), 1);
+    assert.equal(await rowsIn(window1), 0);
+    assert.equal(await rowsIn(window2), 1);
   });
 
   test('concurrent assumption writes get distinct revisions', async () => {
@@ -426,6 +677,14 @@ describe(`schema upgrade on ${TEST_ENGINE}`, () => {
         assert.deepEqual(await store.listLinkedCertificateIds('legacy', {}, 10), [chain[0]]);
         const assumptions = await store.putShadowAssumptions('legacy', '{}', 'now');
         assert.equal(assumptions.revision, 1);
+
+        assert.equal((await store.getTenant('legacy'))?.rate_limit_per_minute, null);
+        const [legacyKey] = await store.listKeys('legacy');
+        assert.equal(legacyKey?.revoked_at, null);
+        const rotation = await store.rotateSigningKey('legacy', newKey('legacy', 'next'), now);
+        assert.equal(rotation?.previous.key_id, 'legacy-key');
+        assert.equal(rotation?.previous.status, 'retired');
+        assert.equal(activeKeys(await store.listKeys('legacy'))[0]?.key_id, 'next');
       } finally {
         await store.close();
       }

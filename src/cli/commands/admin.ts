@@ -1,7 +1,9 @@
 // Administrative commands that work on the configured database directly: migrate, tenant
-// create/list, and token issuance for local use.
+// management (create, list, key rotation and revocation, rate limit), and token issuance for
+// local use. Key and limit changes reach running servers as docs/operations.md describes.
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/config.ts';
+import { loadConfig, MAX_RATE_LIMIT_PER_MINUTE } from '../../config/config.ts';
+import { REVOCATION_REASONS, type RevocationReason } from '../../core/key.ts';
 import { ROLES, type Role } from '../../server/route-table.ts';
 import type { Services } from '../../services/container.ts';
 
@@ -83,6 +85,57 @@ export function registerAdminCommands(program: Command): void {
     .action(async () => {
       const tenants = await withServices((services) => services.tenants.list());
       console.log(JSON.stringify(tenants, null, 2));
+    });
+  tenant
+    .command('rotate-key')
+    .description(
+      "Replace the tenant's active signing key with a new one; the old key is retired and keeps verifying what it signed",
+    )
+    .argument('<id>', 'tenant id')
+    .action(async (id: string) => {
+      const rotation = await withServices((services) => services.tenants.rotateKey(id));
+      console.log(JSON.stringify(rotation, null, 2));
+    });
+  tenant
+    .command('revoke-key')
+    .description(
+      'Revoke a signing key: every certificate it signed fails verification from then on',
+    )
+    .argument('<id>', 'tenant id')
+    .argument('<key-id>', 'key id (kid in the JWKS)')
+    .requiredOption('--reason <reason>', `revocation reason: ${REVOCATION_REASONS.join(', ')}`)
+    .option('--rotate', 'required to revoke the active key: a new key becomes active at once')
+    .action(async (id: string, keyId: string, options: { reason: string; rotate?: boolean }) => {
+      if (!REVOCATION_REASONS.includes(options.reason as RevocationReason)) {
+        throw new Error(
+          `--reason must be one of ${REVOCATION_REASONS.join(', ')}, got ${JSON.stringify(options.reason)}`,
+        );
+      }
+      const reason = options.reason as RevocationReason;
+      const revocation = await withServices((services) =>
+        services.tenants.revokeKey(id, keyId, { reason, rotate: options.rotate === true }),
+      );
+      console.log(JSON.stringify(revocation, null, 2));
+    });
+  tenant
+    .command('set-rate-limit')
+    .description(
+      "Set the tenant's issuance limit per minute across all server processes, overriding CDIL_RATE_LIMIT_PER_MINUTE",
+    )
+    .argument('<id>', 'tenant id')
+    .argument('<limit>', 'requests per minute, 0 for no limit, or "default" to remove the override')
+    .action(async (id: string, limitText: string) => {
+      const limit = limitText === 'default' ? null : Number(limitText);
+      if (
+        limit !== null &&
+        (!/^\d+$/.test(limitText) || limit < 0 || limit > MAX_RATE_LIMIT_PER_MINUTE)
+      ) {
+        throw new Error(
+          `limit must be an integer from 0 to ${MAX_RATE_LIMIT_PER_MINUTE} or "default", got ${JSON.stringify(limitText)}`,
+        );
+      }
+      const updated = await withServices((services) => services.tenants.setRateLimit(id, limit));
+      console.log(JSON.stringify(updated, null, 2));
     });
 
   program

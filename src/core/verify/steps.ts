@@ -117,8 +117,25 @@ export function verifyKeyBinding(
   );
 }
 
+/**
+ * Describes a revoked key for a failure detail. A revoked key fails every certificate it signed,
+ * also those issued before the revocation, because whoever holds a leaked private key can sign
+ * any issued_at_utc.
+ */
+function revokedDetail(
+  keyId: string,
+  key: Pick<KeyDescriptor, 'revoked_at' | 'revocation_reason'>,
+): string {
+  const revokedAt = key.revoked_at === undefined ? '' : ` at ${key.revoked_at}`;
+  const reason = key.revocation_reason === undefined ? '' : ` (${key.revocation_reason})`;
+  return `key ${keyId} was revoked${revokedAt}${reason}, so no certificate it signed is trusted, whenever it was issued`;
+}
+
 /** Checks that the key was valid for signing at the certificate's issuance time. */
 export function verifyKeyValidity(descriptor: KeyDescriptor, message: SignedMessage): string {
+  if (descriptor.status === 'revoked') {
+    throw new VerificationError('KEY_NOT_VALID', revokedDetail(descriptor.key_id, descriptor));
+  }
   if (!keyValidAt(descriptor, message.issued_at_utc)) {
     throw new VerificationError(
       'KEY_NOT_VALID',
@@ -153,6 +170,12 @@ export function verifyTrustedKey(
     throw new VerificationError(
       'KEY_NOT_TRUSTED',
       `trusted key ${message.key_id} belongs to tenant ${pinned.tenant_id}, not ${message.tenant_id}`,
+    );
+  }
+  if (pinned.status === 'revoked') {
+    throw new VerificationError(
+      'KEY_NOT_TRUSTED',
+      `trusted set: ${revokedDetail(pinned.kid, pinned)}`,
     );
   }
   const validity = {

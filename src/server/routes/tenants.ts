@@ -3,8 +3,13 @@ import type { Services } from '../../services/container.ts';
 import { ROUTES } from '../route-table.ts';
 import {
   CreateTenantBody,
+  KeyParams,
+  RateLimitBody,
+  RevokeKeyBody,
   TenantIdParams,
   type CreateTenantBody as CreateTenant,
+  type RateLimitBody as RateLimit,
+  type RevokeKeyBody as RevokeKey,
 } from '../schemas.ts';
 
 const security = [{ bearer: [] }];
@@ -67,5 +72,89 @@ export function registerTenantRoutes(app: FastifyInstance, services: Services): 
       },
     },
     (request) => services.tenants.get(request.params.tenant_id),
+  );
+  registerKeyRoutes(app, services);
+}
+
+/** Key rotation, revocation and the tenant's rate-limit override. */
+function registerKeyRoutes(app: FastifyInstance, services: Services): void {
+  app.post<{ Params: { tenant_id: string } }>(
+    ROUTES.rotateKey.url,
+    {
+      config: { access: ROUTES.rotateKey },
+      schema: {
+        tags: ['admin'],
+        summary: 'Replace the active signing key with a new one and retire the old key',
+        params: TenantIdParams,
+        security,
+      },
+    },
+    async (request, reply) => {
+      const rotation = await services.tenants.rotateKey(request.params.tenant_id);
+      request.log.info(
+        {
+          tenantId: rotation.tenant_id,
+          keyId: rotation.active_key.key_id,
+          retiredKeyId: rotation.previous_key.key_id,
+        },
+        'signing key rotated',
+      );
+      return reply.code(201).send(rotation);
+    },
+  );
+  app.post<{ Params: { tenant_id: string; key_id: string }; Body: RevokeKey }>(
+    ROUTES.revokeKey.url,
+    {
+      config: { access: ROUTES.revokeKey },
+      schema: {
+        tags: ['admin'],
+        summary: 'Revoke a signing key; the active key only together with a rotation',
+        params: KeyParams,
+        body: RevokeKeyBody,
+        security,
+      },
+    },
+    async (request) => {
+      const revocation = await services.tenants.revokeKey(
+        request.params.tenant_id,
+        request.params.key_id,
+        { reason: request.body.reason, rotate: request.body.rotate },
+      );
+      request.log.info(
+        {
+          tenantId: revocation.tenant_id,
+          keyId: revocation.revoked_key.key_id,
+          reason: request.body.reason,
+          activeKeyId: revocation.active_key.key_id,
+          rotated: revocation.rotated,
+        },
+        'signing key revoked',
+      );
+      return revocation;
+    },
+  );
+  app.put<{ Params: { tenant_id: string }; Body: RateLimit }>(
+    ROUTES.setRateLimit.url,
+    {
+      config: { access: ROUTES.setRateLimit },
+      schema: {
+        tags: ['admin'],
+        summary: "Set or clear the tenant's issuance limit per minute",
+        params: TenantIdParams,
+        body: RateLimitBody,
+        security,
+      },
+    },
+    async (request) => {
+      const tenant = await services.tenants.setRateLimit(
+        request.params.tenant_id,
+        request.body.requests_per_minute,
+      );
+      request.log.info(
+        { tenantId: tenant.tenant_id, rateLimitPerMinute: tenant.rate_limit_per_minute },
+        'tenant rate limit set',
+      );
+      return tenant;
+    },
   );
 }

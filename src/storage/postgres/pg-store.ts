@@ -3,6 +3,7 @@
 // from any number of processes queue on that row and never fork a chain.
 import pg from 'pg';
 import { certificateQuery } from '../certificate-query.ts';
+import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
@@ -38,8 +39,16 @@ import {
   type NewAuditEvent,
   type CertificateFilter,
   type CertificateRow,
+  type KeyReplacement,
+  type KeyRevocation,
+  type KeyRevocationResult,
   type MigrationReport,
+  type NewSigningKey,
+  type NewSigningKeyRow,
+  type NewTenantRow,
   type NewShadowItem,
+  type RateLimitCount,
+  type RateLimitTotal,
   type Sealer,
   type ShadowAggregate,
   type ShadowAssumptionsRow,
@@ -92,6 +101,61 @@ function toCertificate(raw: RawCertificate | undefined): CertificateRow | undefi
       }
     : undefined;
 }
+
+/**
+ * Inserts a new key. A new key is never revoked, so the revocation columns keep their NULL
+ * default and tenant creation also works on a schema older than version 3.
+ */
+async function insertKey(client: Queryable, key: NewSigningKeyRow): Promise<void> {
+  await client.query(
+    `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, valid_until, public_key_pem, private_key_sealed, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    [
+      key.tenant_id,
+      key.key_id,
+      key.algorithm,
+      key.status,
+      key.valid_from,
+      key.valid_until,
+      key.public_key_pem,
+      key.private_key_sealed,
+      key.created_at,
+    ],
+  );
+}
+
+async function updateKeyStatus(client: Queryable, key: SigningKeyRow): Promise<void> {
+  await client.query(
+    `UPDATE signing_keys SET status = $1, valid_until = $2, revoked_at = $3, revocation_reason = $4
+     WHERE tenant_id = $5 AND key_id = $6`,
+    [key.status, key.valid_until, key.revoked_at, key.revocation_reason, key.tenant_id, key.key_id],
+  );
+}
+
+/**
+ * Adds positive counts and reads every total in one statement. The data-modifying CTE runs on
+ * the statement's snapshot, so a tenant's new total comes from RETURNING and a read-only
+ * tenant's total from the table. The INSERT takes its rows in tenant order, so concurrent
+ * syncs lock the rows they share in the same order and do not deadlock each other.
+ */
+const SYNC_RATE_LIMITS_SQL = `
+  WITH input AS (
+    SELECT i.tenant_id, i.added, t.rate_limit_per_minute
+    FROM unnest($2::text[], $3::bigint[]) AS i (tenant_id, added)
+    JOIN tenants t ON t.tenant_id = i.tenant_id
+  ),
+  upserted AS (
+    INSERT INTO rate_limit_counters (window_start, tenant_id, request_count)
+    SELECT $1, tenant_id, added FROM input WHERE added > 0 ORDER BY tenant_id
+    ON CONFLICT (window_start, tenant_id) DO UPDATE
+      SET request_count = rate_limit_counters.request_count + excluded.request_count
+    RETURNING tenant_id, request_count
+  )
+  SELECT i.tenant_id, i.rate_limit_per_minute,
+    COALESCE(u.request_count, c.request_count, 0) AS request_count
+  FROM input i
+  LEFT JOIN upserted u ON u.tenant_id = i.tenant_id
+  LEFT JOIN rate_limit_counters c ON c.window_start = $1 AND c.tenant_id = i.tenant_id`;
 
 function isUniqueViolation(error: unknown): boolean {
   return error instanceof Error && (error as { code?: unknown }).code === UNIQUE_VIOLATION;
@@ -225,7 +289,7 @@ export class PgStore implements Store {
     }
   }
 
-  async createTenant(tenant: TenantRow, key: SigningKeyRow): Promise<void> {
+  async createTenant(tenant: NewTenantRow, key: NewSigningKeyRow): Promise<void> {
     try {
       await this.#transaction(async (client) => {
         const existing = await client.query('SELECT 1 FROM tenants WHERE tenant_id = $1', [
@@ -246,21 +310,7 @@ export class PgStore implements Store {
             tenant.timestamp_certificates ? 1 : 0,
           ],
         );
-        await client.query(
-          `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, valid_until, public_key_pem, private_key_sealed, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-          [
-            key.tenant_id,
-            key.key_id,
-            key.algorithm,
-            key.status,
-            key.valid_from,
-            key.valid_until,
-            key.public_key_pem,
-            key.private_key_sealed,
-            key.created_at,
-          ],
-        );
+        await insertKey(client, key);
         await client.query(
           'INSERT INTO chain_heads (tenant_id, chain_sequence, chain_hash) VALUES ($1, 0, NULL)',
           [tenant.tenant_id],
@@ -294,6 +344,143 @@ export class PgStore implements Store {
     );
   }
 
+  /**
+   * Locks the tenant's chain head row, as appends do, and returns whether the tenant exists.
+   * Under READ COMMITTED every later statement of the transaction reads data committed before
+   * the lock was granted, including a concurrent rotation that held it.
+   */
+  async #lockChainHead(client: Queryable, tenantId: string): Promise<boolean> {
+    const locked = await client.query('SELECT 1 FROM chain_heads WHERE tenant_id = $1 FOR UPDATE', [
+      tenantId,
+    ]);
+    return locked.rowCount !== 0;
+  }
+
+  async #activeKey(client: Queryable, tenantId: string): Promise<SigningKeyRow | undefined> {
+    const [active] = await this.#rows<SigningKeyRow>(
+      "SELECT * FROM signing_keys WHERE tenant_id = ? AND status = 'active'",
+      [tenantId],
+      client,
+    );
+    return active;
+  }
+
+  /** Ends the active key at the rotation instant and inserts its replacement; needs the lock. */
+  async #replaceActiveKey(
+    client: Queryable,
+    tenantId: string,
+    key: NewSigningKey,
+    now: () => Date,
+    revocationReason?: KeyRevocation['reason'],
+  ): Promise<KeyReplacement> {
+    const active = await this.#activeKey(client, tenantId);
+    if (!active) {
+      throw new Error(`tenant ${tenantId} has no active signing key`);
+    }
+    const [{ latest } = { latest: null }] = await this.#rows<{ latest: string | null }>(
+      'SELECT MAX(issued_at_utc) AS latest FROM certificates WHERE tenant_id = ?',
+      [tenantId],
+      client,
+    );
+    const instant = rotationInstant(now(), active, latest);
+    const previous = endedKey(active, instant, revocationReason);
+    const current = newActiveKey(key, instant);
+    // The old key leaves the active state first: the unique index on active keys is checked
+    // per statement.
+    await updateKeyStatus(client, previous);
+    await insertKey(client, current);
+    return { previous, current };
+  }
+
+  rotateSigningKey(
+    tenantId: string,
+    key: NewSigningKey,
+    now: () => Date,
+  ): Promise<KeyReplacement | undefined> {
+    return this.#transaction(async (client) => {
+      if (!(await this.#lockChainHead(client, tenantId))) {
+        return undefined;
+      }
+      return this.#replaceActiveKey(client, tenantId, key, now);
+    });
+  }
+
+  revokeSigningKey(
+    tenantId: string,
+    keyId: string,
+    revocation: KeyRevocation,
+    now: () => Date,
+  ): Promise<KeyRevocationResult> {
+    return this.#transaction(async (client): Promise<KeyRevocationResult> => {
+      if (!(await this.#lockChainHead(client, tenantId))) {
+        return { kind: 'tenant_not_found' };
+      }
+      const [key] = await this.#rows<SigningKeyRow>(
+        'SELECT * FROM signing_keys WHERE tenant_id = ? AND key_id = ?',
+        [tenantId, keyId],
+        client,
+      );
+      if (!key) {
+        return { kind: 'key_not_found' };
+      }
+      if (key.status === 'revoked') {
+        return { kind: 'already_revoked', key };
+      }
+      if (key.status === 'active') {
+        if (!revocation.replacement) {
+          return { kind: 'active_key', key };
+        }
+        const { previous, current } = await this.#replaceActiveKey(
+          client,
+          tenantId,
+          revocation.replacement,
+          now,
+          revocation.reason,
+        );
+        return { kind: 'revoked', key: previous, replacement: current };
+      }
+      const revoked = revokedKey(key, now().toISOString(), revocation.reason);
+      await updateKeyStatus(client, revoked);
+      return { kind: 'revoked', key: revoked, replacement: undefined };
+    });
+  }
+
+  async setTenantRateLimit(tenantId: string, perMinute: number | null): Promise<boolean> {
+    const updated = await this.#pool.query(
+      'UPDATE tenants SET rate_limit_per_minute = $1 WHERE tenant_id = $2',
+      [perMinute, tenantId],
+    );
+    return updated.rowCount !== 0;
+  }
+
+  async syncRateLimitCounters(
+    windowStart: string,
+    counts: RateLimitCount[],
+  ): Promise<RateLimitTotal[]> {
+    const result = await this.#pool.query<{
+      tenant_id: string;
+      rate_limit_per_minute: number | null;
+      request_count: number;
+    }>(SYNC_RATE_LIMITS_SQL, [
+      windowStart,
+      counts.map((count) => count.tenantId),
+      counts.map((count) => count.count),
+    ]);
+    return result.rows.map((row) => ({
+      tenantId: row.tenant_id,
+      total: row.request_count,
+      limitPerMinute: row.rate_limit_per_minute,
+    }));
+  }
+
+  async pruneRateLimitCounters(windowStart: string): Promise<number> {
+    const deleted = await this.#pool.query(
+      'DELETE FROM rate_limit_counters WHERE window_start < $1',
+      [windowStart],
+    );
+    return deleted.rowCount ?? 0;
+  }
+
   appendCertificates<T extends AppendItem>(
     tenantId: string,
     items: T[],
@@ -315,6 +502,11 @@ export class PgStore implements Store {
       const logHead = await log.lockLogHead(client, tenantId);
       const leaves: string[] = [];
       const audit: AuditEventRow[] = [];
+      // A separate statement gets a snapshot taken after the chain head lock was granted, so it
+      // includes a rotation that held the lock before this append.
+      const activeKeyId = items.some((item) => item.signingKeyId !== undefined)
+        ? (await this.#activeKey(client, tenantId))?.key_id
+        : undefined;
       for (const item of items) {
         if (item.idempotencyKey !== undefined) {
           const seen = await this.#replay(client, tenantId, item);
@@ -322,6 +514,10 @@ export class PgStore implements Store {
             results.push(seen);
             continue;
           }
+        }
+        if (item.signingKeyId !== undefined && item.signingKeyId !== activeKeyId) {
+          results.push({ kind: 'key_inactive', activeKeyId });
+          continue;
         }
         const row = seal(item, { sequence: sequence + 1, previousHash });
         row.log_index = logHead.tree_size + leaves.length;

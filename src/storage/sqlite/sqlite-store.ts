@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { certificateQuery } from '../certificate-query.ts';
+import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import { SqliteLogTables } from './log-tables.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
@@ -22,8 +23,16 @@ import {
   type NewAuditEvent,
   type CertificateFilter,
   type CertificateRow,
+  type KeyReplacement,
+  type KeyRevocation,
+  type KeyRevocationResult,
   type MigrationReport,
+  type NewSigningKey,
   type NewShadowItem,
+  type NewSigningKeyRow,
+  type NewTenantRow,
+  type RateLimitCount,
+  type RateLimitTotal,
   type Sealer,
   type ShadowAggregate,
   type ShadowAssumptionsRow,
@@ -69,6 +78,8 @@ const SQLITE_STORE_SQL = {
      VALUES (@tenant_id, @created_at, @phi_policy, @hmac_secret_sealed, @timestamp_policy, @timestamp_certificates)`,
   insertKey: `INSERT INTO signing_keys (tenant_id, key_id, algorithm, status, valid_from, valid_until, public_key_pem, private_key_sealed, created_at)
          VALUES (@tenant_id, @key_id, @algorithm, @status, @valid_from, @valid_until, @public_key_pem, @private_key_sealed, @created_at)`,
+  getKey: 'SELECT * FROM signing_keys WHERE tenant_id = ? AND key_id = ?',
+  getActiveKey: "SELECT * FROM signing_keys WHERE tenant_id = ? AND status = 'active'",
   insertHead: 'INSERT INTO chain_heads (tenant_id, chain_sequence, chain_hash) VALUES (?, 0, NULL)',
   getTenant: 'SELECT * FROM tenants WHERE tenant_id = ?',
   listTenants: 'SELECT * FROM tenants ORDER BY tenant_id',
@@ -94,6 +105,7 @@ export class SqliteStore implements Store {
   readonly #shadow: SqliteShadowTables;
   readonly #log: SqliteLogTables;
   #prepared: ReturnType<SqliteStore['prepareStatements']> | undefined;
+  #preparedV3: ReturnType<SqliteStore['prepareVersion3Statements']> | undefined;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     if (path !== ':memory:') {
@@ -136,6 +148,39 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** Statements on columns and tables of schema version 3, prepared on first use. */
+  private get v3Sql(): ReturnType<SqliteStore['prepareVersion3Statements']> {
+    this.#preparedV3 ??= this.prepareVersion3Statements();
+    return this.#preparedV3;
+  }
+
+  private prepareVersion3Statements() {
+    const db = this.#db;
+    return {
+      updateKeyStatus: db.prepare(
+        `UPDATE signing_keys SET status = @status, valid_until = @valid_until, revoked_at = @revoked_at,
+           revocation_reason = @revocation_reason
+         WHERE tenant_id = @tenant_id AND key_id = @key_id`,
+      ),
+      latestIssuedAt: db.prepare(
+        'SELECT MAX(issued_at_utc) AS latest FROM certificates WHERE tenant_id = ?',
+      ),
+      setRateLimit: db.prepare('UPDATE tenants SET rate_limit_per_minute = ? WHERE tenant_id = ?'),
+      getRateLimitCount: db.prepare(
+        `SELECT t.rate_limit_per_minute, c.request_count FROM tenants t
+         LEFT JOIN rate_limit_counters c ON c.window_start = ? AND c.tenant_id = t.tenant_id
+         WHERE t.tenant_id = ?`,
+      ),
+      addRateLimitCount: db.prepare(
+        `INSERT INTO rate_limit_counters (window_start, tenant_id, request_count) VALUES (?, ?, ?)
+         ON CONFLICT (window_start, tenant_id) DO UPDATE
+           SET request_count = rate_limit_counters.request_count + excluded.request_count
+         RETURNING request_count`,
+      ),
+      pruneRateLimitCounts: db.prepare('DELETE FROM rate_limit_counters WHERE window_start < ?'),
+    };
+  }
+
   migrate(): Promise<MigrationReport> {
     const db = this.#db;
     db.exec(
@@ -164,6 +209,7 @@ export class SqliteStore implements Store {
     }
     this.#prepared = undefined;
     this.#log.reset();
+    this.#preparedV3 = undefined;
     const row = db.prepare('SELECT MAX(version) AS version FROM schema_migrations').get() as {
       version: number | null;
     };
@@ -185,7 +231,7 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
-  createTenant(tenant: TenantRow, key: SigningKeyRow): Promise<void> {
+  createTenant(tenant: NewTenantRow, key: NewSigningKeyRow): Promise<void> {
     const sql = this.sql;
     const create = this.#db.transaction(() => {
       if (sql.getTenant.get(tenant.tenant_id)) {
@@ -215,6 +261,115 @@ export class SqliteStore implements Store {
     return Promise.resolve(this.sql.listKeys.all(tenantId) as SigningKeyRow[]);
   }
 
+  /**
+   * Ends the active key at the rotation instant and inserts its replacement. Runs inside a
+   * BEGIN IMMEDIATE transaction, which orders it with every chain append.
+   */
+  #replaceActiveKey(
+    tenantId: string,
+    key: NewSigningKey,
+    now: () => Date,
+    revocationReason?: KeyRevocation['reason'],
+  ): KeyReplacement {
+    const sql = this.sql;
+    const active = sql.getActiveKey.get(tenantId) as SigningKeyRow | undefined;
+    if (!active) {
+      throw new Error(`tenant ${tenantId} has no active signing key`);
+    }
+    const { latest } = this.v3Sql.latestIssuedAt.get(tenantId) as { latest: string | null };
+    const instant = rotationInstant(now(), active, latest);
+    const previous = endedKey(active, instant, revocationReason);
+    const current = newActiveKey(key, instant);
+    // The old key leaves the active state first: the unique index on active keys is checked
+    // per statement.
+    this.v3Sql.updateKeyStatus.run(previous);
+    sql.insertKey.run(current);
+    return { previous, current };
+  }
+
+  rotateSigningKey(
+    tenantId: string,
+    key: NewSigningKey,
+    now: () => Date,
+  ): Promise<KeyReplacement | undefined> {
+    const rotate = this.#db.transaction((): KeyReplacement | undefined => {
+      if (!this.sql.getHead.get(tenantId)) {
+        return undefined;
+      }
+      return this.#replaceActiveKey(tenantId, key, now);
+    });
+    return settle(() => rotate.immediate());
+  }
+
+  revokeSigningKey(
+    tenantId: string,
+    keyId: string,
+    revocation: KeyRevocation,
+    now: () => Date,
+  ): Promise<KeyRevocationResult> {
+    const sql = this.sql;
+    const revoke = this.#db.transaction((): KeyRevocationResult => {
+      if (!sql.getHead.get(tenantId)) {
+        return { kind: 'tenant_not_found' };
+      }
+      const key = sql.getKey.get(tenantId, keyId) as SigningKeyRow | undefined;
+      if (!key) {
+        return { kind: 'key_not_found' };
+      }
+      if (key.status === 'revoked') {
+        return { kind: 'already_revoked', key };
+      }
+      if (key.status === 'active') {
+        if (!revocation.replacement) {
+          return { kind: 'active_key', key };
+        }
+        const { previous, current } = this.#replaceActiveKey(
+          tenantId,
+          revocation.replacement,
+          now,
+          revocation.reason,
+        );
+        return { kind: 'revoked', key: previous, replacement: current };
+      }
+      const revoked = revokedKey(key, now().toISOString(), revocation.reason);
+      this.v3Sql.updateKeyStatus.run(revoked);
+      return { kind: 'revoked', key: revoked, replacement: undefined };
+    });
+    return settle(() => revoke.immediate());
+  }
+
+  setTenantRateLimit(tenantId: string, perMinute: number | null): Promise<boolean> {
+    return settle(() => this.v3Sql.setRateLimit.run(perMinute, tenantId).changes > 0);
+  }
+
+  syncRateLimitCounters(windowStart: string, counts: RateLimitCount[]): Promise<RateLimitTotal[]> {
+    const sql = this.v3Sql;
+    const sync = this.#db.transaction((): RateLimitTotal[] => {
+      const totals: RateLimitTotal[] = [];
+      for (const { tenantId, count } of counts) {
+        const stored = sql.getRateLimitCount.get(windowStart, tenantId) as
+          { rate_limit_per_minute: number | null; request_count: number | null } | undefined;
+        if (!stored) {
+          continue;
+        }
+        let total = Number(stored.request_count ?? 0);
+        if (count > 0) {
+          const added = sql.addRateLimitCount.get(windowStart, tenantId, count) as {
+            request_count: number;
+          };
+          total = Number(added.request_count);
+        }
+        totals.push({ tenantId, total, limitPerMinute: stored.rate_limit_per_minute });
+      }
+      return totals;
+    });
+    return settle(() => sync.immediate());
+  }
+
+  pruneRateLimitCounters(windowStart: string): Promise<number> {
+    return settle(() => this.v3Sql.pruneRateLimitCounts.run(windowStart).changes);
+  }
+
   appendCertificates<T extends AppendItem>(
     tenantId: string,
     items: T[],
@@ -234,6 +389,9 @@ export class SqliteStore implements Store {
       const logHead = this.#log.head(tenantId);
       const leaves: string[] = [];
       const audit: AuditEventRow[] = [];
+      const activeKeyId = items.some((item) => item.signingKeyId !== undefined)
+        ? (sql.getActiveKey.get(tenantId) as SigningKeyRow | undefined)?.key_id
+        : undefined;
       for (const item of items) {
         if (item.idempotencyKey !== undefined) {
           const seen = sql.getIdempotency.get(tenantId, item.idempotencyKey) as
@@ -249,6 +407,10 @@ export class SqliteStore implements Store {
             }
             continue;
           }
+        }
+        if (item.signingKeyId !== undefined && item.signingKeyId !== activeKeyId) {
+          results.push({ kind: 'key_inactive', activeKeyId });
+          continue;
         }
         const row = seal(item, { sequence: sequence + 1, previousHash });
         row.log_index = logHead.tree_size + leaves.length;
