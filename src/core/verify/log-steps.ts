@@ -18,6 +18,66 @@ export interface LogEvidence {
   logKey: string;
 }
 
+const MAX_CACHED_CHECKPOINTS = 256;
+const openedCheckpoints = new Map<string, Checkpoint | VerificationError>();
+
+/** Verifies a checkpoint note with the given keys; returns the failure instead of throwing. */
+function openCheckpointWith(
+  crypto: CryptoProvider,
+  note: string,
+  keyTexts: readonly string[],
+  pinned: boolean,
+): Checkpoint | VerificationError {
+  try {
+    return openCheckpointOrThrow(crypto, note, keyTexts, pinned);
+  } catch (error) {
+    if (error instanceof VerificationError) {
+      return error;
+    }
+    throw error;
+  }
+}
+
+function openCheckpointOrThrow(
+  crypto: CryptoProvider,
+  note: string,
+  keyTexts: readonly string[],
+  pinned: boolean,
+): Checkpoint {
+  const verifiers = [];
+  for (const text of keyTexts) {
+    try {
+      verifiers.push(parseVerifierKey(crypto, text));
+    } catch (error) {
+      throw new VerificationError(
+        'CHECKPOINT_INVALID',
+        `log key is not a signed-note verifier key: ${(error as Error).message}`,
+      );
+    }
+  }
+  let body: string;
+  try {
+    body = openNote(crypto, note, verifiers).body;
+  } catch (error) {
+    throw new VerificationError(
+      'CHECKPOINT_INVALID',
+      pinned
+        ? `checkpoint is not signed by a trusted log key: ${(error as Error).message}`
+        : `checkpoint is not signed by the log key in the evidence: ${(error as Error).message}`,
+    );
+  }
+  let checkpoint: Checkpoint;
+  try {
+    checkpoint = parseCheckpoint(body);
+  } catch (error) {
+    throw new VerificationError(
+      'CHECKPOINT_INVALID',
+      `checkpoint text is malformed: ${(error as Error).message}`,
+    );
+  }
+  return checkpoint;
+}
+
 /** Origin suffix that ties a log to one tenant, so one tenant's proof cannot vouch for another's. */
 export function tenantOriginSuffix(tenantId: string): string {
   return `/tenants/${tenantId}`;
@@ -34,37 +94,25 @@ export function verifyLogCheckpoint(
   trustedLogKeys: readonly string[] | undefined,
 ): { detail: string; checkpoint: Checkpoint } {
   const keyTexts = trustedLogKeys ?? [evidence.logKey];
-  const verifiers = [];
-  for (const text of keyTexts) {
-    try {
-      verifiers.push(parseVerifierKey(crypto, text));
-    } catch (error) {
-      throw new VerificationError(
-        'CHECKPOINT_INVALID',
-        `log key is not a signed-note verifier key: ${(error as Error).message}`,
-      );
+  // Bundles exported together share one checkpoint, so its signature is checked once.
+  const cacheKey = `${keyTexts.join('\n')}\n\n${evidence.checkpoint}`;
+  let opened = openedCheckpoints.get(cacheKey);
+  if (!opened) {
+    opened = openCheckpointWith(
+      crypto,
+      evidence.checkpoint,
+      keyTexts,
+      trustedLogKeys !== undefined,
+    );
+    if (openedCheckpoints.size >= MAX_CACHED_CHECKPOINTS) {
+      openedCheckpoints.clear();
     }
+    openedCheckpoints.set(cacheKey, opened);
   }
-  let body: string;
-  try {
-    body = openNote(crypto, evidence.checkpoint, verifiers).body;
-  } catch (error) {
-    throw new VerificationError(
-      'CHECKPOINT_INVALID',
-      trustedLogKeys
-        ? `checkpoint is not signed by a trusted log key: ${(error as Error).message}`
-        : `checkpoint is not signed by the log key in the evidence: ${(error as Error).message}`,
-    );
+  if (opened instanceof VerificationError) {
+    throw opened;
   }
-  let checkpoint: Checkpoint;
-  try {
-    checkpoint = parseCheckpoint(body);
-  } catch (error) {
-    throw new VerificationError(
-      'CHECKPOINT_INVALID',
-      `checkpoint text is malformed: ${(error as Error).message}`,
-    );
-  }
+  const checkpoint = opened;
   if (!checkpoint.origin.endsWith(tenantOriginSuffix(tenantId))) {
     throw new VerificationError(
       'CHECKPOINT_INVALID',
