@@ -8,6 +8,7 @@ import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
 import { IssuanceService } from './issuance.ts';
 import { Keyring } from './keyring.ts';
+import { LedgerVerifier } from './ledger.ts';
 import { ShadowAssumptions } from './shadow-assumptions.ts';
 import { ShadowService } from './shadow.ts';
 import { TenantService } from './tenants.ts';
@@ -22,6 +23,7 @@ export interface Services {
   shadow: ShadowService;
   dashboard: DashboardService;
   log: TransparencyLog;
+  ledger: LedgerVerifier;
   migration: MigrationReport | undefined;
   close(): Promise<void>;
 }
@@ -66,6 +68,7 @@ export async function createServices(
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
     log,
+    ledger: new LedgerVerifier(store, clock),
     migration,
     close: () => store.close(),
   };
