@@ -4,6 +4,7 @@ import { ConfigError } from '../config/config.ts';
 import { AppError } from '../services/errors.ts';
 import { registerAdminCommands } from './commands/admin.ts';
 import { registerDemoCommand } from './commands/demo.ts';
+import { registerLedgerCommand } from './commands/ledger.ts';
 import { registerServeCommand } from './commands/serve.ts';
 import { registerShadowCommand } from './commands/shadow.ts';
 import { registerVerifyCommand } from './commands/verify.ts';
@@ -19,6 +20,7 @@ const program = new Command('cdil')
 registerServeCommand(program);
 registerAdminCommands(program);
 registerVerifyCommand(program);
+registerLedgerCommand(program);
 registerDemoCommand(program);
 registerShadowCommand(program);
 

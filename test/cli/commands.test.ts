@@ -19,6 +19,8 @@ const COMMANDS = [
   ['demo'],
   ['shadow'],
   ['shadow', 'analyze'],
+  ['ledger'],
+  ['ledger', 'verify'],
 ];
 
 describe('cdil command line', () => {
