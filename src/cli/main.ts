@@ -8,6 +8,7 @@ import { registerLedgerCommand } from './commands/ledger.ts';
 import { registerServeCommand } from './commands/serve.ts';
 import { registerShadowCommand } from './commands/shadow.ts';
 import { registerVerifyCommand } from './commands/verify.ts';
+import { registerWitnessCommand } from './commands/witness.ts';
 
 const program = new Command('cdil')
   .description(
@@ -21,6 +22,7 @@ registerServeCommand(program);
 registerAdminCommands(program);
 registerVerifyCommand(program);
 registerLedgerCommand(program);
+registerWitnessCommand(program);
 registerDemoCommand(program);
 registerShadowCommand(program);
 

@@ -21,6 +21,7 @@ const COMMANDS = [
   ['shadow', 'analyze'],
   ['ledger'],
   ['ledger', 'verify'],
+  ['witness'],
 ];
 
 describe('cdil command line', () => {
