@@ -58,6 +58,8 @@ export class CertificateChecks {
     this.#tenantId = tenantId;
     this.#findings = findings;
     this.#chain = new ChainOrderCheck(maxTracked);
+    // NOTE: The keys come from the database under check, so a key row added there verifies the
+    // certificates it signed. Only a comparison with a key set kept elsewhere detects that.
     for (const key of keys) {
       let handle: PublicKeyHandle | undefined;
       try {
@@ -190,7 +192,7 @@ export class CertificateChecks {
     const other = differing.filter((column) => !CHAIN_POSITION_COLUMNS.has(column));
     const where = {
       log_index: row.log_index!,
-      certificate_id: message.certificate_id,
+      certificate_id: row.certificate_id,
       chain_sequence: message.chain_sequence,
     };
     if (position.length > 0) {

@@ -593,7 +593,10 @@ class LedgerRun {
   // -------------------------------------------------------------------------------------------
   // Rows and checkpoints above the head.
 
-  /** Finds rows at or above the head size and reports those no later head covers. */
+  /**
+   * Finds rows at or above the head size and reports those no later head covers.
+   * NOTE: Node rows above the head are not read, so extra node rows there go unreported.
+   */
   async #scanAboveHead(treeSize: number): Promise<void> {
     const runs: IndexRun[] = [];
     let tracking = true;
