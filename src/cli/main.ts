@@ -4,9 +4,11 @@ import { ConfigError } from '../config/config.ts';
 import { AppError } from '../services/errors.ts';
 import { registerAdminCommands } from './commands/admin.ts';
 import { registerDemoCommand } from './commands/demo.ts';
+import { registerLedgerCommand } from './commands/ledger.ts';
 import { registerServeCommand } from './commands/serve.ts';
 import { registerShadowCommand } from './commands/shadow.ts';
 import { registerVerifyCommand } from './commands/verify.ts';
+import { registerWitnessCommand } from './commands/witness.ts';
 
 const program = new Command('cdil')
   .description(
@@ -19,6 +21,8 @@ const program = new Command('cdil')
 registerServeCommand(program);
 registerAdminCommands(program);
 registerVerifyCommand(program);
+registerLedgerCommand(program);
+registerWitnessCommand(program);
 registerDemoCommand(program);
 registerShadowCommand(program);
 

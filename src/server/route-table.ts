@@ -80,6 +80,12 @@ export const ROUTES = {
     roles: ['auditor'],
     tenantScoped: true,
   },
+  ledgerVerification: {
+    method: 'POST',
+    url: '/v1/log/verification',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
   inclusionProof: {
     method: 'GET',
     url: '/v1/certificates/:certificate_id/inclusion-proof',

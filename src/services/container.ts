@@ -9,6 +9,7 @@ import { DashboardService } from './dashboard.ts';
 import { IssuanceService } from './issuance.ts';
 import { Keyring } from './keyring.ts';
 import { RateLimiter } from './rate-limiter.ts';
+import { LedgerVerifier } from './ledger.ts';
 import { ShadowAssumptions } from './shadow-assumptions.ts';
 import { ShadowService } from './shadow.ts';
 import { TenantService } from './tenants.ts';
@@ -25,6 +26,7 @@ export interface Services {
   shadow: ShadowService;
   dashboard: DashboardService;
   log: TransparencyLog;
+  ledger: LedgerVerifier;
   migration: MigrationReport | undefined;
   /** Adds the last rate-limit counts to the shared counters, then closes the store. */
   close(): Promise<void>;
@@ -83,6 +85,7 @@ export async function createServices(
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
     log,
+    ledger: new LedgerVerifier(store, clock),
     migration,
     close: async () => {
       try {

@@ -41,6 +41,19 @@ export const LOG_SQL = {
     WHERE tenant_id = ? AND tree_size = ?`,
   listUntimestamped: `SELECT * FROM log_checkpoints WHERE timestamp_token IS NULL
     ORDER BY published_at, tenant_id, tree_size LIMIT ?`,
+  listCheckpoints: `SELECT * FROM log_checkpoints WHERE tenant_id = ? AND tree_size > ?
+    ORDER BY tree_size LIMIT ?`,
+  listLogCertificates: `SELECT * FROM certificates
+    WHERE tenant_id = ? AND log_index >= ? AND log_index < ? ORDER BY log_index`,
+  listUnloggedCertificateRows: `SELECT * FROM certificates
+    WHERE tenant_id = ? AND log_index IS NULL ORDER BY chain_sequence LIMIT ?`,
+  listNodes: `SELECT level, node_index, hash FROM log_nodes
+    WHERE tenant_id = ? AND level = ? AND node_index >= ? AND node_index < ? ORDER BY node_index`,
+  nextIndex: `SELECT MIN(log_index) AS next_index FROM (
+      SELECT MIN(log_index) AS log_index FROM certificates WHERE tenant_id = ? AND log_index >= ?
+      UNION ALL
+      SELECT MIN(log_index) AS log_index FROM audit_events WHERE tenant_id = ? AND log_index >= ?
+    ) AS candidates`,
 } as const;
 
 export function listEntriesParams(tenantId: string, from: number, to: number): SqlParam[] {

@@ -255,6 +255,29 @@ export interface LogStore {
   setCheckpointTimestamp(tenantId: string, treeSize: number, token: string | null): Promise<void>;
   /** Checkpoints still waiting for a timestamp, oldest first. */
   listUntimestampedCheckpoints(limit: number): Promise<CheckpointRow[]>;
+
+  // Reads for whole-ledger verification, which walks the log in pages and trusts no stored
+  // count or head to tell it where the rows are.
+
+  /** Lists the certificates with log index in [fromIndex, toIndex), in log order. */
+  listLogCertificates(
+    tenantId: string,
+    fromIndex: number,
+    toIndex: number,
+  ): Promise<CertificateRow[]>;
+  /** Lists at most `limit` certificates without a log index, in chain order. */
+  listUnloggedCertificates(tenantId: string, limit: number): Promise<CertificateRow[]>;
+  /** Lists the stored nodes of one level with node index in [fromIndex, toIndex), in order. */
+  listLogNodes(
+    tenantId: string,
+    level: number,
+    fromIndex: number,
+    toIndex: number,
+  ): Promise<LogNodeRow[]>;
+  /** Returns the smallest log index at or after `fromIndex` of any certificate or audit event. */
+  nextLogIndex(tenantId: string, fromIndex: number): Promise<number | undefined>;
+  /** Lists at most `limit` checkpoints larger than `afterSize`, smallest first. */
+  listCheckpoints(tenantId: string, afterSize: number, limit: number): Promise<CheckpointRow[]>;
 }
 
 export interface Store extends ShadowStore, LogStore {

@@ -22,6 +22,9 @@ const COMMANDS = [
   ['demo'],
   ['shadow'],
   ['shadow', 'analyze'],
+  ['ledger'],
+  ['ledger', 'verify'],
+  ['witness'],
 ];
 
 describe('cdil command line', () => {

@@ -4,7 +4,7 @@
 // in parallel never see each other's rows.
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { numberPlaceholders } from '../../src/storage/postgres/pg-store.ts';
@@ -89,6 +89,45 @@ export async function runSql(
   } finally {
     await client.end();
   }
+}
+
+/**
+ * Copies the test database as a backup and returns the copy, which a later app can open with
+ * its `env`. SQLite: `VACUUM INTO` a new file in the data folder, which is safe while the
+ * service runs. PostgreSQL: `CREATE DATABASE ... TEMPLATE`, which fails while any session is
+ * connected to the source, so stop the service first.
+ */
+export async function copyTestDatabase(location: StorageLocation): Promise<TestDatabase> {
+  if (location.database.url === undefined) {
+    const path = join(location.dir, `backup-${randomBytes(6).toString('hex')}.sqlite`);
+    await runSql(location, `VACUUM INTO '${path}'`);
+    return {
+      env: { CDIL_SQLITE_PATH: path },
+      url: undefined,
+      drop: () => {
+        for (const suffix of ['', '-wal', '-shm']) {
+          rmSync(`${path}${suffix}`, { force: true });
+        }
+        return Promise.resolve();
+      },
+    };
+  }
+  const source = new URL(location.database.url).pathname.slice(1);
+  const name = `cdil_test_${process.pid}_${randomBytes(6).toString('hex')}`;
+  await runAdmin(`CREATE DATABASE ${name} TEMPLATE ${source}`);
+  const url = new URL(location.database.url);
+  url.pathname = `/${name}`;
+  let dropped = false;
+  return {
+    env: { DATABASE_URL: url.toString() },
+    url: url.toString(),
+    drop: async () => {
+      if (!dropped) {
+        dropped = true;
+        await runAdmin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      }
+    },
+  };
 }
 
 export interface StoredData {

@@ -1,6 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { Services } from '../../services/container.ts';
+import {
+  LEDGER_FINDING_KINDS,
+  LEDGER_SUBJECTS,
+  type LedgerFindingKind,
+} from '../../services/ledger.ts';
 import { tenantOf } from '../auth.ts';
 import { ROUTES } from '../route-table.ts';
 import { CertificateIdParams, TenantIdParams } from '../schemas.ts';
@@ -50,6 +55,47 @@ const LogKeyResponse = Type.Object({
   key_name: Type.String(),
   verifier_key: Type.String({ description: 'Signed-note verifier key: name+key id+key' }),
   public_key: Type.String({ description: 'Raw Ed25519 public key, base64' }),
+});
+
+const LedgerFindingSchema = Type.Object({
+  kind: Type.Union(LEDGER_FINDING_KINDS.map((kind) => Type.Literal(kind))),
+  subject: Type.Union(LEDGER_SUBJECTS.map((subject) => Type.Literal(subject))),
+  log_index: Type.Optional(Type.Integer()),
+  count: Type.Optional(Type.Integer()),
+  certificate_id: Type.Optional(Type.String()),
+  event_id: Type.Optional(Type.String()),
+  chain_sequence: Type.Optional(Type.Integer()),
+  tree_size: Type.Optional(Type.Integer()),
+  node: Type.Optional(Type.Object({ level: Type.Integer(), index: Type.Integer() })),
+  fields: Type.Optional(Type.Array(Type.String())),
+  detail: Type.String(),
+});
+
+const LedgerReportSchema = Type.Object({
+  tenant_id: Type.String(),
+  ok: Type.Boolean({ description: 'True when there is no finding' }),
+  tree_size: Type.Integer({ description: 'Log size when verification started' }),
+  checked: Type.Object({
+    leaves: Type.Integer(),
+    certificates: Type.Integer(),
+    audit_events: Type.Integer(),
+    nodes: Type.Integer(),
+    checkpoints: Type.Integer(),
+  }),
+  not_checked: Type.Object({
+    leaves_appended_during_run: Type.Integer(),
+    checkpoints_published_during_run: Type.Integer(),
+  }),
+  totals: Type.Object(
+    Object.fromEntries(LEDGER_FINDING_KINDS.map((kind) => [kind, Type.Integer()])) as Record<
+      LedgerFindingKind,
+      ReturnType<typeof Type.Integer>
+    >,
+  ),
+  findings: Type.Array(LedgerFindingSchema),
+  findings_truncated: Type.Boolean(),
+  started_at: Type.String(),
+  duration_ms: Type.Integer(),
 });
 
 function checkpointBody(row: {
@@ -142,6 +188,20 @@ export function registerLogRoutes(app: FastifyInstance, services: Services): voi
     },
     async (request) =>
       log.consistencyProof(tenantOf(request), Number(request.query.from), Number(request.query.to)),
+  );
+  app.post(
+    ROUTES.ledgerVerification.url,
+    {
+      config: { access: ROUTES.ledgerVerification },
+      schema: {
+        tags: ['log'],
+        summary:
+          "Verify the tenant's whole ledger: every leaf, certificate, node, checkpoint and the head",
+        response: { 200: LedgerReportSchema },
+        security,
+      },
+    },
+    async (request) => services.ledger.verify(tenantOf(request)),
   );
   app.get<{ Params: { certificate_id: string }; Querystring: Static<typeof InclusionQuery> }>(
     ROUTES.inclusionProof.url,

@@ -220,6 +220,56 @@ export async function listUntimestampedCheckpoints(
   return found.map((row) => toCheckpoint(row)!);
 }
 
+export async function listCheckpoints(
+  client: Queryable,
+  tenantId: string,
+  afterSize: number,
+  limit: number,
+): Promise<CheckpointRow[]> {
+  const found = await rows<CheckpointRow>(client, LOG_SQL.listCheckpoints, [
+    tenantId,
+    afterSize,
+    limit,
+  ]);
+  return found.map((row) => toCheckpoint(row)!);
+}
+
+export async function listLogNodes(
+  client: Queryable,
+  tenantId: string,
+  level: number,
+  fromIndex: number,
+  toIndex: number,
+): Promise<LogNodeRow[]> {
+  const found = await rows<LogNodeRow>(client, LOG_SQL.listNodes, [
+    tenantId,
+    level,
+    fromIndex,
+    toIndex,
+  ]);
+  return found.map((raw) => ({
+    level: raw.level,
+    node_index: Number(raw.node_index),
+    hash: raw.hash,
+  }));
+}
+
+export async function nextLogIndex(
+  client: Queryable,
+  tenantId: string,
+  fromIndex: number,
+): Promise<number | undefined> {
+  const [row] = await rows<{ next_index: number | string | null }>(client, LOG_SQL.nextIndex, [
+    tenantId,
+    fromIndex,
+    tenantId,
+    fromIndex,
+  ]);
+  return row?.next_index === null || row?.next_index === undefined
+    ? undefined
+    : Number(row.next_index);
+}
+
 /**
  * Adds up to BACKFILL_BATCH certificates of one tenant stored before the log existed to its log,
  * in chain order. Call inside a transaction that holds the tenant's chain head lock.

@@ -4,6 +4,7 @@
 import pg from 'pg';
 import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
+import { LOG_SQL } from '../log-sql.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
@@ -818,6 +819,44 @@ export class PgStore implements Store {
   }
 
   /** Adds certificates stored before the log existed to their logs, one batch per transaction. */
+  async listLogCertificates(
+    tenantId: string,
+    fromIndex: number,
+    toIndex: number,
+  ): Promise<CertificateRow[]> {
+    const rows = await this.#rows<RawCertificate>(LOG_SQL.listLogCertificates, [
+      tenantId,
+      fromIndex,
+      toIndex,
+    ]);
+    return rows.map((row) => toCertificate(row)!);
+  }
+
+  async listUnloggedCertificates(tenantId: string, limit: number): Promise<CertificateRow[]> {
+    const rows = await this.#rows<RawCertificate>(LOG_SQL.listUnloggedCertificateRows, [
+      tenantId,
+      limit,
+    ]);
+    return rows.map((row) => toCertificate(row)!);
+  }
+
+  listLogNodes(
+    tenantId: string,
+    level: number,
+    fromIndex: number,
+    toIndex: number,
+  ): Promise<LogNodeRow[]> {
+    return log.listLogNodes(this.#pool, tenantId, level, fromIndex, toIndex);
+  }
+
+  nextLogIndex(tenantId: string, fromIndex: number): Promise<number | undefined> {
+    return log.nextLogIndex(this.#pool, tenantId, fromIndex);
+  }
+
+  listCheckpoints(tenantId: string, afterSize: number, limit: number): Promise<CheckpointRow[]> {
+    return log.listCheckpoints(this.#pool, tenantId, afterSize, limit);
+  }
+
   async #backfillLog(client: pg.PoolClient): Promise<void> {
     for (const tenantId of await log.tenantsWithUnloggedCertificates(client)) {
       for (;;) {

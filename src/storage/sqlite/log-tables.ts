@@ -172,6 +172,28 @@ export class SqliteLogTables {
     }
   }
 
+  listCheckpoints(tenantId: string, afterSize: number, limit: number): CheckpointRow[] {
+    return (this.sql.listCheckpoints.all(tenantId, afterSize, limit) as CheckpointRow[]).map(
+      (row) => toCheckpoint(row)!,
+    );
+  }
+
+  listNodes(tenantId: string, level: number, fromIndex: number, toIndex: number): LogNodeRow[] {
+    const rows = this.sql.listNodes.all(tenantId, level, fromIndex, toIndex) as LogNodeRow[];
+    return rows.map((raw) => ({
+      level: raw.level,
+      node_index: Number(raw.node_index),
+      hash: raw.hash,
+    }));
+  }
+
+  nextIndex(tenantId: string, fromIndex: number): number | undefined {
+    const row = this.sql.nextIndex.get(tenantId, fromIndex, tenantId, fromIndex) as {
+      next_index: number | bigint | null;
+    };
+    return row.next_index === null ? undefined : Number(row.next_index);
+  }
+
   listUntimestamped(limit: number): CheckpointRow[] {
     return (this.sql.listUntimestamped.all(limit) as CheckpointRow[]).map((row) =>
       toCheckpoint(row)!,

@@ -6,6 +6,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
+import { LOG_SQL } from '../log-sql.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import { SqliteLogTables } from './log-tables.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
@@ -574,5 +575,44 @@ export class SqliteStore implements Store {
 
   listUntimestampedCheckpoints(limit: number): Promise<CheckpointRow[]> {
     return settle(() => this.#log.listUntimestamped(limit));
+  }
+
+  listLogCertificates(
+    tenantId: string,
+    fromIndex: number,
+    toIndex: number,
+  ): Promise<CertificateRow[]> {
+    return settle(() => {
+      const rows = this.#db
+        .prepare(LOG_SQL.listLogCertificates)
+        .all(tenantId, fromIndex, toIndex) as RawCertificate[];
+      return rows.map((row) => toCertificate(row)!);
+    });
+  }
+
+  listUnloggedCertificates(tenantId: string, limit: number): Promise<CertificateRow[]> {
+    return settle(() => {
+      const rows = this.#db
+        .prepare(LOG_SQL.listUnloggedCertificateRows)
+        .all(tenantId, limit) as RawCertificate[];
+      return rows.map((row) => toCertificate(row)!);
+    });
+  }
+
+  listLogNodes(
+    tenantId: string,
+    level: number,
+    fromIndex: number,
+    toIndex: number,
+  ): Promise<LogNodeRow[]> {
+    return settle(() => this.#log.listNodes(tenantId, level, fromIndex, toIndex));
+  }
+
+  nextLogIndex(tenantId: string, fromIndex: number): Promise<number | undefined> {
+    return settle(() => this.#log.nextIndex(tenantId, fromIndex));
+  }
+
+  listCheckpoints(tenantId: string, afterSize: number, limit: number): Promise<CheckpointRow[]> {
+    return settle(() => this.#log.listCheckpoints(tenantId, afterSize, limit));
   }
 }
