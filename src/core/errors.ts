@@ -120,3 +120,22 @@ export class TimestampError extends Error {
     this.code = code;
   }
 }
+
+export const AuditErrorCode = {
+  EVENT_MALFORMED: 'AUDIT_EVENT_MALFORMED',
+  EXPORT_UNUSABLE: 'AUDIT_EXPORT_UNUSABLE',
+} as const;
+export type AuditErrorCode = (typeof AuditErrorCode)[keyof typeof AuditErrorCode];
+
+/**
+ * An audit event is not a well-formed canonical `cdil.audit-event.v1` event, or an audit
+ * export cannot be read at all (no usable header), so nothing in it can be checked.
+ */
+export class AuditError extends Error {
+  override readonly name = 'AuditError';
+  readonly code: AuditErrorCode;
+  constructor(code: AuditErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}

@@ -3,6 +3,7 @@ import type { Config } from '../config/config.ts';
 import { openStore } from '../storage/open.ts';
 import type { MigrationReport, Store } from '../storage/store.ts';
 import { loadDefaultRuleset } from '../scoring/ruleset.ts';
+import { AuditTrail } from './audit.ts';
 import { CertificateService } from './certificates.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
@@ -22,6 +23,7 @@ export interface Services {
   shadow: ShadowService;
   dashboard: DashboardService;
   log: TransparencyLog;
+  audit: AuditTrail;
   migration: MigrationReport | undefined;
   close(): Promise<void>;
 }
@@ -66,6 +68,7 @@ export async function createServices(
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
     log,
+    audit: new AuditTrail(store, keyring, clock),
     migration,
     close: () => store.close(),
   };

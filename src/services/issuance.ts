@@ -17,6 +17,7 @@ import {
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { utf8Decode, toBase64 } from '../core/encoding.ts';
 import type { AppendItem, CertificateRow, ChainLink, Store } from '../storage/store.ts';
+import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import type { Keyring, TenantKeys } from './keyring.ts';
@@ -99,10 +100,15 @@ export class IssuanceService {
     this.#clock = clock;
   }
 
+  /**
+   * Certifies one note. The `certificate.issue` audit event is appended in the certificate's
+   * own transaction, right after its leaf, and only when a new certificate is created.
+   */
   async issue(
     tenantId: string,
     request: IssueRequest,
     idempotencyKey?: string,
+    audit: AuditContext = INTERNAL_CONTEXT,
   ): Promise<IssueOutcome> {
     checkReviewer(request);
     checkWellFormed(request as unknown as Record<string, unknown>);
@@ -125,7 +131,8 @@ export class IssuanceService {
         },
       );
     }
-    const issuedAt = this.#clock.now().toISOString();
+    const issuedAtDate = this.#clock.now();
+    const issuedAt = issuedAtDate.toISOString();
     const reviewerHash =
       request.human_reviewed && request.human_reviewer_id !== undefined
         ? keys.hashIdentifier('human_reviewer_id', request.human_reviewer_id)
@@ -149,6 +156,17 @@ export class IssuanceService {
       prompt_version: request.prompt_version,
       tenant_id: tenantId,
     };
+    const auditEvent = buildAuditEvent(
+      tenantId,
+      (subject) => keys.hashIdentifier('token_subject', subject),
+      audit,
+      {
+        action: 'certificate.issue',
+        outcome: 'success',
+        object: { type: 'certificate', id: message.certificate_id },
+      },
+      issuedAtDate,
+    );
     const requestHash =
       idempotencyKey === undefined
         ? undefined
@@ -162,6 +180,7 @@ export class IssuanceService {
               ? undefined
               : keys.hashIdentifier('idempotency_key', idempotencyKey),
           requestHash,
+          auditEvent: () => auditEvent,
           message,
           keys,
           resolve,

@@ -7,9 +7,10 @@ import { toPublishedJwk, type Jwks, type KeyDescriptor } from '../core/key.ts';
 import { sealSecret } from '../keys/envelope.ts';
 import { generateP256KeyPair, sealPrivateKey } from '../keys/signer.ts';
 import { TenantExistsError, type PhiPolicy, type Store } from '../storage/store.ts';
+import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
-import { tenantHmacAad, toKeyDescriptor } from './keyring.ts';
+import { keyedIdentifierHash, tenantHmacAad, toKeyDescriptor } from './keyring.ts';
 import type { TransparencyLog } from './transparency-log.ts';
 
 /** Tenant ids are short, URL-safe and case-sensitive. */
@@ -37,7 +38,15 @@ export class TenantService {
     this.#log = log;
   }
 
-  async create(tenantId: string, options: { phiPolicy?: PhiPolicy } = {}): Promise<TenantSummary> {
+  /**
+   * Provisions a tenant. Its `tenant.create` audit event is the first leaf of its log, written
+   * in the same transaction as the tenant.
+   */
+  async create(
+    tenantId: string,
+    options: { phiPolicy?: PhiPolicy } = {},
+    audit: AuditContext = INTERNAL_CONTEXT,
+  ): Promise<TenantSummary> {
     if (!TENANT_ID_RE.test(tenantId)) {
       throw new AppError(
         'VALIDATION_FAILED',
@@ -49,14 +58,16 @@ export class TenantService {
         },
       );
     }
-    const now = this.#clock.now().toISOString();
+    const nowDate = this.#clock.now();
+    const now = nowDate.toISOString();
     const { publicKeyPem, privateKey } = generateP256KeyPair();
+    const hmacSecret = randomBytes(32);
     const keyId = jwkThumbprint(nodeCrypto, nodeCrypto.importPublicKeyPem(publicKeyPem).jwk);
     const tenant = {
       tenant_id: tenantId,
       created_at: now,
       phi_policy: options.phiPolicy ?? 'flag',
-      hmac_secret_sealed: sealSecret(this.#kek, randomBytes(32), tenantHmacAad(tenantId)),
+      hmac_secret_sealed: sealSecret(this.#kek, hmacSecret, tenantHmacAad(tenantId)),
     };
     const key = {
       tenant_id: tenantId,
@@ -69,8 +80,15 @@ export class TenantService {
       private_key_sealed: sealPrivateKey(this.#kek, tenantId, keyId, privateKey),
       created_at: now,
     };
+    const auditEvent = buildAuditEvent(
+      tenantId,
+      (subject) => keyedIdentifierHash(hmacSecret, 'token_subject', subject),
+      audit,
+      { action: 'tenant.create', outcome: 'success', object: { type: 'tenant', id: tenantId } },
+      nowDate,
+    );
     try {
-      await this.#store.createTenant(tenant, key);
+      await this.#store.createTenant(tenant, key, auditEvent);
     } catch (error) {
       if (error instanceof TenantExistsError) {
         throw new AppError('TENANT_EXISTS', `tenant ${tenantId} already exists`);

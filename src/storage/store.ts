@@ -199,8 +199,11 @@ export interface Store extends ShadowStore, LogStore {
   ping(): Promise<void>;
   close(): Promise<void>;
 
-  /** Creates a tenant with its first signing key in one transaction; throws TenantExistsError. */
-  createTenant(tenant: TenantRow, key: SigningKeyRow): Promise<void>;
+  /**
+   * Creates a tenant with its first signing key in one transaction; throws TenantExistsError.
+   * `auditEvent`, when given, becomes the first leaf of the tenant's log in that transaction.
+   */
+  createTenant(tenant: TenantRow, key: SigningKeyRow, auditEvent?: NewAuditEvent): Promise<void>;
   getTenant(tenantId: string): Promise<TenantRow | undefined>;
   listTenants(): Promise<TenantRow[]>;
   listKeys(tenantId: string): Promise<SigningKeyRow[]>;

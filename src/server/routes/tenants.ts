@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Services } from '../../services/container.ts';
+import { auditContextOf } from '../audit-context.ts';
 import { ROUTES } from '../route-table.ts';
 import {
   CreateTenantBody,
@@ -38,9 +39,11 @@ export function registerTenantRoutes(app: FastifyInstance, services: Services): 
       },
     },
     async (request, reply) => {
-      const tenant = await services.tenants.create(request.body.tenant_id, {
-        phiPolicy: request.body.phi_policy,
-      });
+      const tenant = await services.tenants.create(
+        request.body.tenant_id,
+        { phiPolicy: request.body.phi_policy },
+        auditContextOf(request),
+      );
       request.log.info({ tenantId: tenant.tenant_id }, 'tenant created');
       return reply.code(201).send(tenant);
     },
