@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/config.ts';
 import { AppError } from '../services/errors.ts';
 import { registerAdminCommands } from './commands/admin.ts';
+import { registerAuditCommand } from './commands/audit.ts';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerServeCommand } from './commands/serve.ts';
 import { registerShadowCommand } from './commands/shadow.ts';
@@ -19,6 +20,7 @@ const program = new Command('cdil')
 registerServeCommand(program);
 registerAdminCommands(program);
 registerVerifyCommand(program);
+registerAuditCommand(program);
 registerDemoCommand(program);
 registerShadowCommand(program);
 

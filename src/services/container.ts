@@ -4,6 +4,7 @@ import { openStore } from '../storage/open.ts';
 import type { MigrationReport, Store } from '../storage/store.ts';
 import { loadDefaultRuleset } from '../scoring/ruleset.ts';
 import { AuditTrail } from './audit.ts';
+import { AuditExporter } from './audit-export.ts';
 import { CertificateService } from './certificates.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
@@ -24,6 +25,7 @@ export interface Services {
   dashboard: DashboardService;
   log: TransparencyLog;
   audit: AuditTrail;
+  auditExport: AuditExporter;
   migration: MigrationReport | undefined;
   close(): Promise<void>;
 }
@@ -69,6 +71,7 @@ export async function createServices(
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
     log,
     audit: new AuditTrail(store, keyring, clock),
+    auditExport: new AuditExporter(store, log, clock),
     migration,
     close: () => store.close(),
   };

@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.ts';
 import { ROLES, type Role } from '../../server/route-table.ts';
+import { CLI_CONTEXT } from '../../services/audit.ts';
 import type { Services } from '../../services/container.ts';
 
 async function openServices(options: { migrate?: boolean } = {}): Promise<Services> {
@@ -10,7 +11,7 @@ async function openServices(options: { migrate?: boolean } = {}): Promise<Servic
   return createServices(loadConfig(), options);
 }
 
-async function withServices<T>(run: (services: Services) => Promise<T>): Promise<T> {
+export async function withServices<T>(run: (services: Services) => Promise<T>): Promise<T> {
   const services = await openServices();
   try {
     return await run(services);
@@ -52,7 +53,7 @@ export function registerAdminCommands(program: Command): void {
       }
       const policy = options.phiPolicy;
       const created = await withServices((services) =>
-        services.tenants.create(id, { phiPolicy: policy }),
+        services.tenants.create(id, { phiPolicy: policy }, CLI_CONTEXT),
       );
       console.log(JSON.stringify(created, null, 2));
     });

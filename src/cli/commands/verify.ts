@@ -18,7 +18,7 @@ export interface VerifyCliOptions {
   json?: boolean;
 }
 
-function readInput(path: string, what: string, maxBytes: number): Buffer {
+export function readInput(path: string, what: string, maxBytes: number): Buffer {
   let size: number;
   try {
     const stat = statSync(path);
@@ -49,7 +49,7 @@ function readInput(path: string, what: string, maxBytes: number): Buffer {
 // eslint-disable-next-line no-control-regex -- control characters are what this escapes
 const UNSAFE_FOR_TERMINAL = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
-function printable(text: string): string {
+export function printable(text: string): string {
   return text.replace(
     UNSAFE_FOR_TERMINAL,
     (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
