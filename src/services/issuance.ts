@@ -5,12 +5,14 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { canonicalJson } from '../core/canonical.ts';
 import {
   CERTIFICATE_FORMAT_VERSION,
+  DEFAULT_ATTESTATION_MEANING,
   computeChainHash,
   governancePolicyHash,
   sha256Hex,
   signedBytes,
   SIGNATURE_ALGORITHM,
   chainHashInputOf,
+  type AttestationMeaning,
   type Certificate,
   type SignedMessage,
 } from '../core/certificate.ts';
@@ -31,6 +33,8 @@ export interface IssueRequest {
   note_text: string;
   human_reviewed: boolean;
   human_reviewer_id?: string | undefined;
+  /** Meaning of the reviewer's attestation; only with human_reviewed, default reviewed_and_approved. */
+  attestation_meaning?: AttestationMeaning | undefined;
   encounter_id: string;
   patient_reference: string;
 }
@@ -138,6 +142,9 @@ export class IssuanceService {
         ? keys.hashIdentifier('human_reviewer_id', request.human_reviewer_id)
         : null;
     const message: PendingItem['message'] = {
+      attestation_meaning: request.human_reviewed
+        ? (request.attestation_meaning ?? DEFAULT_ATTESTATION_MEANING)
+        : null,
       certificate_id: randomUUID(),
       encounter_id_hash: keys.hashIdentifier('encounter_id', request.encounter_id),
       format_version: CERTIFICATE_FORMAT_VERSION,
@@ -292,6 +299,21 @@ export function checkWellFormed(fields: Readonly<Record<string, unknown>>): void
 }
 
 function checkReviewer(request: IssueRequest): void {
+  if (!request.human_reviewed && request.attestation_meaning !== undefined) {
+    throw new AppError(
+      'VALIDATION_FAILED',
+      'attestation_meaning is allowed only when human_reviewed is true',
+      {
+        details: [
+          {
+            field: 'attestation_meaning',
+            rule: 'dependency',
+            message: 'allowed only when human_reviewed is true',
+          },
+        ],
+      },
+    );
+  }
   if (
     request.human_reviewed &&
     (request.human_reviewer_id === undefined || request.human_reviewer_id === '')
