@@ -20,6 +20,7 @@ import { runSql } from '../helpers/database.ts';
 interface Item {
   log_index: number;
   event: AuditEvent;
+  event_json: string;
 }
 
 describe('cdil audit', () => {
@@ -215,5 +216,27 @@ describe('cdil audit', () => {
       ),
     );
     assert.match(verified.stdout, /PASS {2}inclusion_proof/);
+  });
+
+  test('edited event row fails its inclusion proof', async () => {
+    const edited = (await events('carol')).find((item) => item.event.action === 'tenant.create')!;
+    await runSql(
+      t,
+      'UPDATE audit_events SET event_json = ? WHERE tenant_id = ? AND log_index = ?',
+      [
+        edited.event_json.replace('"channel":"internal"', '"channel":"cli"'),
+        'carol',
+        edited.log_index,
+      ],
+    );
+    const out = join(dir, 'carol-edited.jsonl');
+    runCli(['audit', 'export', '--tenant', 'carol', '--out', out], env);
+    const verified = runCli(['audit', 'verify', out], env);
+    assert.equal(verified.status, 1);
+    assert.match(verified.stdout, /FAIL {2}inclusion_proof +1 failure\n/);
+    assert.match(
+      verified.stdout,
+      new RegExp(`\\(leaf ${edited.log_index}\\): the proof does not lead`),
+    );
   });
 });
