@@ -1,8 +1,10 @@
 // Ties the docs to the code: error codes, routes with their roles, verification checks and
 // configuration variables must match in both directions.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { AUDIT_ACTIONS } from '../src/core/audit-event.ts';
+import { AUDIT_EXPORT_CHECKS } from '../src/core/audit-export.ts';
 import { maxProofSize } from '../src/core/merkle.ts';
 import { CHECK_NAMES } from '../src/core/verify/verify.ts';
 import { ROUTES } from '../src/server/route-table.ts';
@@ -12,6 +14,7 @@ const read = (path: string) => readFileSync(new URL(`../${path}`, import.meta.ur
 const api = read('docs/api.md');
 const formats = read('docs/formats.md');
 const operations = read('docs/operations.md');
+const part11 = read('docs/part11.md');
 
 function tableRows(markdown: string, firstHeader: string): string[][] {
   const lines = markdown.split('\n');
@@ -84,5 +87,29 @@ test('documented maximum proof sizes match maxProofSize', () => {
       `${max.consistencyHashes} hashes, ${max.consistencyBytes} bytes`,
       leaves,
     );
+  }
+});
+
+test('every audit action is documented, and no other', () => {
+  const rows = tableRows(api, 'action');
+  assert.deepEqual(
+    rows.map(([action]) => action!.replace(/`/g, '')).sort(),
+    [...AUDIT_ACTIONS].sort(),
+  );
+});
+
+test('every audit export check is documented in order', () => {
+  const rows = tableRows(formats, 'audit check');
+  assert.deepEqual(
+    rows.map(([check]) => check!.replace(/`/g, '')),
+    [...AUDIT_EXPORT_CHECKS],
+  );
+});
+
+test('every test file the Part 11 map names exists', () => {
+  const named = new Set([...part11.matchAll(/`([a-z0-9/-]+\.test\.ts)`/g)].map((m) => m[1]!));
+  assert.ok(named.size >= 10, `only ${named.size} test files named`);
+  for (const file of named) {
+    assert.ok(existsSync(new URL(`./${file}`, import.meta.url)), file);
   }
 });

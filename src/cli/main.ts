@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/config.ts';
 import { AppError } from '../services/errors.ts';
 import { registerAdminCommands } from './commands/admin.ts';
+import { registerAuditCommand } from './commands/audit.ts';
 import { registerDemoCommand } from './commands/demo.ts';
 import { registerLedgerCommand } from './commands/ledger.ts';
 import { registerServeCommand } from './commands/serve.ts';
@@ -23,6 +24,7 @@ registerAdminCommands(program);
 registerVerifyCommand(program);
 registerLedgerCommand(program);
 registerWitnessCommand(program);
+registerAuditCommand(program);
 registerDemoCommand(program);
 registerShadowCommand(program);
 

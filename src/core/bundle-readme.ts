@@ -46,8 +46,11 @@ export function renderBundleReadme(
   timestampFiles: readonly string[] = [],
 ): string {
   const tokens = [...timestampFiles].sort();
+  // Format v2 certificates sign the meaning of the attestation. Texts of v1 certificates stay
+  // unchanged.
+  const meaning = certificate.attestation_meaning ? `${certificate.attestation_meaning}, ` : '';
   const review = certificate.human_reviewed
-    ? `yes, attested at ${certificate.human_attested_at_utc ?? 'an unrecorded time'}`
+    ? `yes, ${meaning}attested at ${certificate.human_attested_at_utc ?? 'an unrecorded time'}`
     : 'no';
   return `CDIL defense bundle
 ===================

@@ -5,9 +5,30 @@ import { canonicalSignedJson, flatCanonicalJson } from './canonical.ts';
 import type { CryptoProvider, EcPublicJwk } from './crypto.ts';
 import { toBase64Url, toHex, utf8Encode } from './encoding.ts';
 
-/** Version of the signed message layout; bump it when signed fields are added. */
-export const CERTIFICATE_FORMAT_VERSION = 'cdil.certificate.v1';
+export const CERTIFICATE_FORMAT_V1 = 'cdil.certificate.v1';
+/** Adds attestation_meaning, the signed meaning of the human attestation. */
+export const CERTIFICATE_FORMAT_V2 = 'cdil.certificate.v2';
+/** Versions of the signed message layout, oldest first. A new signed field needs a new one. */
+export const CERTIFICATE_FORMAT_VERSIONS = [CERTIFICATE_FORMAT_V1, CERTIFICATE_FORMAT_V2] as const;
+export type CertificateFormatVersion = (typeof CERTIFICATE_FORMAT_VERSIONS)[number];
+/** The version CDIL issues; verifiers accept every version in CERTIFICATE_FORMAT_VERSIONS. */
+export const CERTIFICATE_FORMAT_VERSION: CertificateFormatVersion = CERTIFICATE_FORMAT_V2;
 export const SIGNATURE_ALGORITHM = 'ECDSA_P256_SHA256';
+
+/**
+ * Meanings of a reviewer's attestation. 21 CFR 11.50(a)(3) requires a signed record to show
+ * the meaning of the signature, such as review, approval, responsibility or authorship.
+ */
+export const ATTESTATION_MEANINGS = [
+  'reviewed_and_approved',
+  'reviewed',
+  'approved',
+  'authored',
+  'responsibility_accepted',
+] as const;
+export type AttestationMeaning = (typeof ATTESTATION_MEANINGS)[number];
+/** The meaning recorded when a reviewed note's request names none. */
+export const DEFAULT_ATTESTATION_MEANING: AttestationMeaning = 'reviewed_and_approved';
 
 /** The signed fields shared with the original Python CDIL. */
 export const LEGACY_SIGNED_FIELDS = [
@@ -38,12 +59,36 @@ export const ADDED_SIGNED_FIELDS = [
   'previous_hash',
 ] as const;
 
-export const SIGNED_FIELDS = [...LEGACY_SIGNED_FIELDS, ...ADDED_SIGNED_FIELDS].sort();
+/** Field added in format v2: null when no human reviewed the note. */
+export const ATTESTATION_SIGNED_FIELDS = ['attestation_meaning'] as const;
 
-export type SignedFieldName = (typeof SIGNED_FIELDS)[number];
+export const SIGNED_FIELDS_V1 = [...LEGACY_SIGNED_FIELDS, ...ADDED_SIGNED_FIELDS].sort();
+export const SIGNED_FIELDS_V2 = [...SIGNED_FIELDS_V1, ...ATTESTATION_SIGNED_FIELDS].sort();
+
+export type SignedFieldName = (typeof SIGNED_FIELDS_V2)[number];
+
+const SIGNED_FIELDS_BY_VERSION: Readonly<
+  Record<CertificateFormatVersion, readonly SignedFieldName[]>
+> = {
+  [CERTIFICATE_FORMAT_V1]: SIGNED_FIELDS_V1,
+  [CERTIFICATE_FORMAT_V2]: SIGNED_FIELDS_V2,
+};
+
+export function isCertificateFormatVersion(value: unknown): value is CertificateFormatVersion {
+  return (CERTIFICATE_FORMAT_VERSIONS as readonly unknown[]).includes(value);
+}
+
+/** Returns the signed fields of a format version, sorted, or undefined for an unknown version. */
+export function signedFieldsOf(formatVersion: unknown): readonly SignedFieldName[] | undefined {
+  return isCertificateFormatVersion(formatVersion)
+    ? SIGNED_FIELDS_BY_VERSION[formatVersion]
+    : undefined;
+}
 
 /** The message whose canonical JSON bytes are signed. */
 export interface SignedMessage {
+  /** Present from format v2 on: the meaning of the human attestation, or null without one. */
+  attestation_meaning?: AttestationMeaning | null;
   certificate_id: string;
   chain_hash: string;
   chain_sequence: number;
@@ -112,9 +157,14 @@ export function signedBytes(message: SignedMessage): Uint8Array {
   );
 }
 
+/** Copies the signed fields of the message's format version; raises for an unknown version. */
 export function pickSignedFields(source: SignedMessage): SignedMessage {
+  const fields = signedFieldsOf(source.format_version);
+  if (!fields) {
+    throw new TypeError(`format_version ${JSON.stringify(source.format_version)} is not known`);
+  }
   const out: Record<string, unknown> = {};
-  for (const field of SIGNED_FIELDS) {
+  for (const field of fields) {
     out[field] = source[field];
   }
   return out as unknown as SignedMessage;

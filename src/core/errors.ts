@@ -121,3 +121,23 @@ export class TimestampError extends Error {
     this.code = code;
   }
 }
+
+export const AuditErrorCode = {
+  EVENT_MALFORMED: 'AUDIT_EVENT_MALFORMED',
+  EXPORT_UNUSABLE: 'AUDIT_EXPORT_UNUSABLE',
+  LOG_KEY_INVALID: 'AUDIT_LOG_KEY_INVALID',
+} as const;
+export type AuditErrorCode = (typeof AuditErrorCode)[keyof typeof AuditErrorCode];
+
+/**
+ * An audit event is not a well-formed canonical `cdil.audit-event.v1` event, an audit export
+ * cannot be read at all (no usable header), or a pinned log key is not a verifier key.
+ */
+export class AuditError extends Error {
+  override readonly name = 'AuditError';
+  readonly code: AuditErrorCode;
+  constructor(code: AuditErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}

@@ -8,7 +8,9 @@ import type { Config } from '../config/config.ts';
 import type { Services } from '../services/container.ts';
 import { AppError } from '../services/errors.ts';
 import { makeAuthHook, TokenVerifier } from './auth.ts';
-import { handleError, handleNotFound } from './errors.ts';
+import { recordRejection } from './audit-context.ts';
+import { handleNotFound, makeErrorHandler } from './errors.ts';
+import { registerAuditRoutes } from './routes/audit.ts';
 import { registerCertificateRoutes } from './routes/certificates.ts';
 import { registerLogRoutes } from './routes/log.ts';
 import { registerHealthRoutes } from './routes/health.ts';
@@ -132,6 +134,7 @@ export async function buildServer(
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   app.decorateRequest('auth', undefined);
+  app.decorateRequest('auditEventIds', null);
   app.addHook(
     'onRequest',
     makeAuthHook(
@@ -153,18 +156,22 @@ export async function buildServer(
         status: reply.statusCode,
         durationMs: Math.round(reply.elapsedTime * 10) / 10,
         tenantId: request.auth?.tenantId,
+        auditEventIds: request.auditEventIds ?? undefined,
       },
       'request completed',
     );
   });
   services.rateLimiter.useLogger(app.log);
-  app.setErrorHandler(handleError);
+  app.setErrorHandler(
+    makeErrorHandler((request, error) => recordRejection(services.audit, request, error)),
+  );
   app.setNotFoundHandler(handleNotFound);
 
   registerHealthRoutes(app, services);
   registerTenantRoutes(app, services);
   registerCertificateRoutes(app, services);
   registerLogRoutes(app, services);
+  registerAuditRoutes(app, services);
   registerShadowRoutes(app, services);
   if (config.checkpointIntervalMs > 0) {
     const publisher = services.log.startPublisher(config.checkpointIntervalMs, (error) => {

@@ -14,6 +14,10 @@ export interface AuthContext {
 
 declare module 'fastify' {
   interface FastifyRequest {
+    /**
+     * Claims of the request's verified token. Set as soon as the token verifies, also when the
+     * role check then rejects the request, so the rejection can be recorded for the tenant.
+     */
     auth: AuthContext | undefined;
   }
   interface FastifyContextConfig {
@@ -128,7 +132,10 @@ export async function signToken(options: AuthOptions, request: TokenRequest): Pr
   return jwt.sign(options.secret);
 }
 
-/** onRequest hook: authenticates and authorizes according to the route's access entry. */
+/**
+ * onRequest hook: authenticates and authorizes according to the route's access entry. Route
+ * handlers run only when both pass, so no handler runs with the claims of a rejected token.
+ */
 export function makeAuthHook(verifier: TokenVerifier) {
   return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const access = request.routeOptions.config.access;
@@ -142,6 +149,7 @@ export function makeAuthHook(verifier: TokenVerifier) {
       throw new AppError('UNAUTHENTICATED', 'Authorization header must be "Bearer <token>"');
     }
     const auth = await verifier.verify(match[1]!);
+    request.auth = auth;
     if (!auth.roles.some((role) => (access.roles as readonly Role[]).includes(role))) {
       throw new AppError(
         'FORBIDDEN',
@@ -151,7 +159,6 @@ export function makeAuthHook(verifier: TokenVerifier) {
     if (access.tenantScoped && auth.tenantId === undefined) {
       throw new AppError('FORBIDDEN', 'this endpoint requires a token with a tenant_id claim');
     }
-    request.auth = auth;
   };
 }
 

@@ -2,7 +2,8 @@
 // framework errors to registry codes, and makes sure no request content reaches a response or
 // a log line: JSON parse errors in Node quote the input, so their text is replaced.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, ErrorRegistry, type ErrorCode, type FieldProblem } from '../services/errors.ts';
+import { auditReasonOf } from '../services/audit.ts';
+import { AppError, type ErrorCode, type FieldProblem } from '../services/errors.ts';
 import { PRINTABLE_PATTERN } from './schemas.ts';
 
 export interface ErrorBody {
@@ -123,21 +124,58 @@ export function errorBody(error: AppError, requestId: string): ErrorBody {
   return body;
 }
 
-export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
-  const appError = toAppError(error);
-  const status = ErrorRegistry[appError.code].status;
+/** Records a rejected or failed request in the audit trail before the error is sent. */
+export type RejectionRecorder = (request: FastifyRequest, error: AppError) => Promise<void>;
+
+function logRejection(error: unknown, appError: AppError, request: FastifyRequest): void {
+  const status = appError.status;
+  const reason = auditReasonOf(appError.code);
   if (status >= 500) {
     // Only our own code builds messages that reach this line; causes are logged with their
     // stack for the operator and never returned to the client.
-    request.log.error({ err: error, code: appError.code }, 'request failed');
+    request.log.error({ err: error, code: appError.code, reason }, 'request failed');
   } else {
-    request.log.info({ code: appError.code, status }, 'request rejected');
+    request.log.info({ code: appError.code, status, reason }, 'request rejected');
   }
+}
+
+/**
+ * Builds the error handler. With `recordRejection` it records the rejection before sending the
+ * error. A failed recording is logged, and the original error is still sent, because a
+ * rejected request changed nothing.
+ */
+export function makeErrorHandler(recordRejection?: RejectionRecorder) {
+  return async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const appError = toAppError(error);
+    logRejection(error, appError, request);
+    if (recordRejection) {
+      try {
+        await recordRejection(request, appError);
+      } catch (auditError) {
+        request.log.error(
+          { err: auditError, code: appError.code, tenantId: request.auth?.tenantId },
+          'audit event for a rejected request could not be recorded',
+        );
+      }
+    }
+    if (appError.headers) {
+      void reply.headers(appError.headers);
+    }
+    return reply
+      .code(appError.status)
+      .type('application/json')
+      .send(errorBody(appError, String(request.id)));
+  };
+}
+
+export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
+  const appError = toAppError(error);
+  logRejection(error, appError, request);
   if (appError.headers) {
     void reply.headers(appError.headers);
   }
   void reply
-    .code(status)
+    .code(appError.status)
     .type('application/json')
     .send(errorBody(appError, String(request.id)));
 }

@@ -92,6 +92,12 @@ export const ROUTES = {
     roles: ['auditor'],
     tenantScoped: true,
   },
+  auditEvents: {
+    method: 'GET',
+    url: '/v1/audit-events',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
   issue: {
     method: 'POST',
     url: '/v1/clinical/documentation',

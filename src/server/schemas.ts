@@ -1,6 +1,7 @@
 // Request and response schemas. They validate requests (unknown fields are rejected) and
 // generate the OpenAPI document served at /docs.
 import { Type, type Static } from 'typebox';
+import { ATTESTATION_MEANINGS } from '../core/certificate.ts';
 import { CHECK_NAMES } from '../core/verify/verify.ts';
 import { MAX_RATE_LIMIT_PER_MINUTE } from '../config/config.ts';
 import { REVOCATION_REASONS } from '../core/key.ts';
@@ -50,6 +51,15 @@ export const IssueBody = Type.Object(
         'Reviewer identifier; required when human_reviewed is true; stored only as a keyed hash',
       ),
     ),
+    attestation_meaning: Type.Optional(
+      Type.Union(
+        ATTESTATION_MEANINGS.map((meaning) => Type.Literal(meaning)),
+        {
+          description:
+            'Meaning of the reviewer attestation, signed into the certificate; only with human_reviewed true, default reviewed_and_approved',
+        },
+      ),
+    ),
     encounter_id: label(
       FIELD_LIMITS.encounter_id,
       'Encounter identifier; stored only as a keyed hash',
@@ -77,6 +87,11 @@ const nullableString = Type.Union([Type.String(), Type.Null()]);
 
 export const CertificateSchema = Type.Object(
   {
+    attestation_meaning: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], {
+        description: 'Meaning of the human attestation (format v2 on); null without review',
+      }),
+    ),
     certificate_id: Type.String(),
     chain_hash: Type.String(),
     chain_sequence: Type.Integer(),

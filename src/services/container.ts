@@ -3,6 +3,8 @@ import type { Config } from '../config/config.ts';
 import { openStore } from '../storage/open.ts';
 import type { MigrationReport, Store } from '../storage/store.ts';
 import { loadDefaultRuleset } from '../scoring/ruleset.ts';
+import { AuditTrail } from './audit.ts';
+import { AuditExporter } from './audit-export.ts';
 import { CertificateService } from './certificates.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
@@ -27,6 +29,8 @@ export interface Services {
   dashboard: DashboardService;
   log: TransparencyLog;
   ledger: LedgerVerifier;
+  audit: AuditTrail;
+  auditExport: AuditExporter;
   migration: MigrationReport | undefined;
   /** Adds the last rate-limit counts to the shared counters, then closes the store. */
   close(): Promise<void>;
@@ -86,6 +90,8 @@ export async function createServices(
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
     log,
     ledger: new LedgerVerifier(store, clock),
+    audit: new AuditTrail(store, keyring, clock),
+    auditExport: new AuditExporter(store, log, clock),
     migration,
     close: async () => {
       try {

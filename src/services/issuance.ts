@@ -7,18 +7,21 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { canonicalJson } from '../core/canonical.ts';
 import {
   CERTIFICATE_FORMAT_VERSION,
+  DEFAULT_ATTESTATION_MEANING,
   computeChainHash,
   governancePolicyHash,
   sha256Hex,
   signedBytes,
   SIGNATURE_ALGORITHM,
   chainHashInputOf,
+  type AttestationMeaning,
   type Certificate,
   type SignedMessage,
 } from '../core/certificate.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { utf8Decode, toBase64 } from '../core/encoding.ts';
 import type { AppendItem, CertificateRow, ChainLink, Store } from '../storage/store.ts';
+import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import type { Keyring, TenantKeys } from './keyring.ts';
@@ -35,6 +38,8 @@ export interface IssueRequest {
   note_text: string;
   human_reviewed: boolean;
   human_reviewer_id?: string | undefined;
+  /** Meaning of the reviewer's attestation; only with human_reviewed, default reviewed_and_approved. */
+  attestation_meaning?: AttestationMeaning | undefined;
   encounter_id: string;
   patient_reference: string;
 }
@@ -173,10 +178,15 @@ export class IssuanceService {
     return new Date(Math.max(now, Date.parse(keys.activeKey.valid_from))).toISOString();
   }
 
+  /**
+   * Certifies one note. The `certificate.issue` audit event is appended in the certificate's
+   * own transaction, right after its leaf, and only when a new certificate is created.
+   */
   async issue(
     tenantId: string,
     request: IssueRequest,
     idempotencyKey?: string,
+    audit: AuditContext = INTERNAL_CONTEXT,
   ): Promise<IssueOutcome> {
     checkReviewer(request);
     checkWellFormed(request as unknown as Record<string, unknown>);
@@ -201,11 +211,15 @@ export class IssuanceService {
       );
     }
     const issuedAt = this.#issuedAt(keys);
+    const issuedAtDate = new Date(issuedAt);
     const reviewerHash =
       request.human_reviewed && request.human_reviewer_id !== undefined
         ? keys.hashIdentifier('human_reviewer_id', request.human_reviewer_id)
         : null;
     const message: PendingItem['message'] = {
+      attestation_meaning: request.human_reviewed
+        ? (request.attestation_meaning ?? DEFAULT_ATTESTATION_MEANING)
+        : null,
       certificate_id: randomUUID(),
       encounter_id_hash: keys.hashIdentifier('encounter_id', request.encounter_id),
       format_version: CERTIFICATE_FORMAT_VERSION,
@@ -224,6 +238,17 @@ export class IssuanceService {
       prompt_version: request.prompt_version,
       tenant_id: tenantId,
     };
+    const auditEvent = buildAuditEvent(
+      tenantId,
+      (subject) => keys.hashIdentifier('token_subject', subject),
+      audit,
+      {
+        action: 'certificate.issue',
+        outcome: 'success',
+        object: { type: 'certificate', id: message.certificate_id },
+      },
+      issuedAtDate,
+    );
     const requestHash =
       idempotencyKey === undefined
         ? undefined
@@ -239,6 +264,7 @@ export class IssuanceService {
               : keys.hashIdentifier('idempotency_key', idempotencyKey),
           requestHash,
           signingKeyId: keys.signer.keyId,
+          auditEvent: () => auditEvent,
           message,
           keys,
           timestampToken,
@@ -407,6 +433,21 @@ export function checkWellFormed(fields: Readonly<Record<string, unknown>>): void
 }
 
 function checkReviewer(request: IssueRequest): void {
+  if (!request.human_reviewed && request.attestation_meaning !== undefined) {
+    throw new AppError(
+      'VALIDATION_FAILED',
+      'attestation_meaning is allowed only when human_reviewed is true',
+      {
+        details: [
+          {
+            field: 'attestation_meaning',
+            rule: 'dependency',
+            message: 'allowed only when human_reviewed is true',
+          },
+        ],
+      },
+    );
+  }
   if (
     request.human_reviewed &&
     (request.human_reviewer_id === undefined || request.human_reviewer_id === '')

@@ -25,7 +25,17 @@ export type IdentifierKind =
   | 'human_reviewer_id'
   | 'idempotency_key'
   | 'idempotency_request'
-  | 'shadow_note_ref';
+  | 'shadow_note_ref'
+  | 'token_subject';
+
+/** Computes HMAC-SHA-256 over `<kind> NUL <value>` under a tenant's identifier secret, as hex. */
+export function keyedIdentifierHash(
+  secret: Uint8Array,
+  kind: IdentifierKind,
+  value: string,
+): string {
+  return createHmac('sha256', secret).update(`${kind}\u0000${value}`).digest('hex');
+}
 
 export function tenantHmacAad(tenantId: string): string {
   return `cdil:tenant-hmac:${tenantId}`;
@@ -118,8 +128,7 @@ export class Keyring {
       signer: new SoftwareSigner(activeKey.key_id, privateKey),
       activeKey,
       keys,
-      hashIdentifier: (kind, value) =>
-        createHmac('sha256', hmacSecret).update(`${kind}\u0000${value}`).digest('hex'),
+      hashIdentifier: (kind, value) => keyedIdentifierHash(hmacSecret, kind, value),
     };
   }
 }

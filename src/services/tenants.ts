@@ -22,9 +22,10 @@ import {
   type TenantRow,
   type TimestampPolicy,
 } from '../storage/store.ts';
+import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
-import { tenantHmacAad, toKeyDescriptor, type Keyring } from './keyring.ts';
+import { keyedIdentifierHash, tenantHmacAad, toKeyDescriptor, type Keyring } from './keyring.ts';
 import type { TransparencyLog } from './transparency-log.ts';
 
 /** Tenant ids are short, URL-safe and case-sensitive. */
@@ -116,7 +117,15 @@ export class TenantService {
     };
   }
 
-  async create(tenantId: string, options: TenantOptions = {}): Promise<TenantSummary> {
+  /**
+   * Provisions a tenant. Its `tenant.create` audit event is the first leaf of its log, written
+   * in the same transaction as the tenant.
+   */
+  async create(
+    tenantId: string,
+    options: TenantOptions = {},
+    audit: AuditContext = INTERNAL_CONTEXT,
+  ): Promise<TenantSummary> {
     if (!TENANT_ID_RE.test(tenantId)) {
       throw new AppError(
         'VALIDATION_FAILED',
@@ -128,12 +137,14 @@ export class TenantService {
         },
       );
     }
-    const now = this.#clock.now().toISOString();
+    const nowDate = this.#clock.now();
+    const now = nowDate.toISOString();
+    const hmacSecret = randomBytes(32);
     const tenant: TenantRow = {
       tenant_id: tenantId,
       created_at: now,
       phi_policy: options.phiPolicy ?? 'flag',
-      hmac_secret_sealed: sealSecret(this.#kek, randomBytes(32), tenantHmacAad(tenantId)),
+      hmac_secret_sealed: sealSecret(this.#kek, hmacSecret, tenantHmacAad(tenantId)),
       timestamp_policy: options.timestampPolicy ?? 'best_effort',
       timestamp_certificates: options.timestampCertificates ?? false,
       rate_limit_per_minute: null,
@@ -147,8 +158,15 @@ export class TenantService {
       revoked_at: null,
       revocation_reason: null,
     };
+    const auditEvent = buildAuditEvent(
+      tenantId,
+      (subject) => keyedIdentifierHash(hmacSecret, 'token_subject', subject),
+      audit,
+      { action: 'tenant.create', outcome: 'success', object: { type: 'tenant', id: tenantId } },
+      nowDate,
+    );
     try {
-      await this.#store.createTenant(tenant, key);
+      await this.#store.createTenant(tenant, key, auditEvent);
     } catch (error) {
       if (error instanceof TenantExistsError) {
         throw new AppError('TENANT_EXISTS', `tenant ${tenantId} already exists`);

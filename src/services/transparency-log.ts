@@ -327,6 +327,25 @@ export class TransparencyLog {
     };
   }
 
+  /**
+   * Builds the audit paths of several leaves in the tree of `treeSize` leaves, reading every node
+   * they need in one batch. Returns one path per index, in the order given.
+   */
+  async inclusionPaths(
+    tenantId: string,
+    treeSize: number,
+    indexes: readonly number[],
+  ): Promise<Uint8Array[][]> {
+    const refs = new Map<string, NodeRef>();
+    for (const index of indexes) {
+      for (const ref of inclusionProofRefs(index, treeSize)) {
+        refs.set(nodeKey(ref), ref);
+      }
+    }
+    const nodes = await this.#nodes(tenantId, [...refs.values()]);
+    return indexes.map((index) => buildInclusionProof(nodeCrypto, index, treeSize, nodes));
+  }
+
   /** Inclusion proof of a certificate's leaf. */
   async certificateInclusion(
     tenantId: string,

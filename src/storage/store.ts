@@ -286,8 +286,15 @@ export interface Store extends ShadowStore, LogStore {
   ping(): Promise<void>;
   close(): Promise<void>;
 
-  /** Creates a tenant with its first signing key in one transaction; throws TenantExistsError. */
-  createTenant(tenant: NewTenantRow, key: NewSigningKeyRow): Promise<void>;
+  /**
+   * Creates a tenant with its first signing key in one transaction; throws TenantExistsError.
+   * `auditEvent`, when given, becomes the first leaf of the tenant's log in that transaction.
+   */
+  createTenant(
+    tenant: NewTenantRow,
+    key: NewSigningKeyRow,
+    auditEvent?: NewAuditEvent,
+  ): Promise<void>;
   getTenant(tenantId: string): Promise<TenantRow | undefined>;
   listTenants(): Promise<TenantRow[]>;
   listKeys(tenantId: string): Promise<SigningKeyRow[]>;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BundleFile, prettyJson } from '../../src/core/bundle.ts';
 import { canonicalSignedJson } from '../../src/core/canonical.ts';
-import { SIGNED_FIELDS } from '../../src/core/certificate.ts';
+import { ATTESTATION_MEANINGS, SIGNED_FIELDS_V2 } from '../../src/core/certificate.ts';
 import { EXIT_INVALID, EXIT_VALID } from '../../src/cli/commands/verify.ts';
 import { CHECK_NAMES } from '../../src/core/verify/verify.ts';
 import {
@@ -28,6 +28,10 @@ import {
 
 /** Returns a different value of the same JSON type, so the message stays well-formed. */
 function alteredValue(value: unknown): unknown {
+  // An attestation meaning must stay one of the known meanings to keep the message readable.
+  if ((ATTESTATION_MEANINGS as readonly unknown[]).includes(value)) {
+    return ATTESTATION_MEANINGS.find((meaning) => meaning !== value);
+  }
   if (typeof value === 'string') {
     const last = value.at(-1);
     return value.slice(0, -1) + (last === 'a' ? 'b' : 'a');
@@ -112,7 +116,7 @@ void describe('genuine bundle', () => {
 });
 
 void describe('signed field altered in canonical_message.json', () => {
-  for (const field of SIGNED_FIELDS) {
+  for (const field of SIGNED_FIELDS_V2) {
     if (field === 'format_version') {
       continue;
     }
@@ -140,7 +144,7 @@ void describe('signed field altered in canonical_message.json', () => {
 
   test('format_version makes the message unreadable', () => {
     const message = readJsonFile(files, BundleFile.canonicalMessage);
-    message.format_version = 'cdil.certificate.v2';
+    message.format_version = 'cdil.certificate.v3';
     const altered = withFile(
       files,
       BundleFile.canonicalMessage,
@@ -155,6 +159,32 @@ void describe('signed field altered in canonical_message.json', () => {
     assert.ok(checksWithStatus(outcome.report, 'skipped').includes('signature'));
   });
 
+  test('downgrade to v1 keeping the meaning is unreadable', () => {
+    const message = readJsonFile(files, BundleFile.canonicalMessage);
+    message.format_version = 'cdil.certificate.v1';
+    const altered = withFile(
+      files,
+      BundleFile.canonicalMessage,
+      canonicalSignedJson(message as Record<string, string>),
+    );
+    const outcome = verifyZip(work, packBundle(altered));
+    assertFailed(outcome, 'message_format');
+    const detail = outcome.report!.checks.find((check) => check.check === 'message_format')!;
+    assert.match(detail.detail, /unexpected attestation_meaning/);
+  });
+
+  test('unknown attestation meaning is unreadable', () => {
+    const message = readJsonFile(files, BundleFile.canonicalMessage);
+    message.attestation_meaning = 'witnessed';
+    const altered = withFile(
+      files,
+      BundleFile.canonicalMessage,
+      canonicalSignedJson(message as Record<string, string>),
+    );
+    const outcome = verifyZip(work, packBundle(altered));
+    assertFailed(outcome, 'message_format');
+  });
+
   test('non-canonical whitespace is rejected', () => {
     const message = readJsonFile(files, BundleFile.canonicalMessage);
     const altered = withFile(files, BundleFile.canonicalMessage, JSON.stringify(message, null, 1));
@@ -163,7 +193,7 @@ void describe('signed field altered in canonical_message.json', () => {
 });
 
 void describe('signed field altered in certificate.json', () => {
-  for (const field of SIGNED_FIELDS) {
+  for (const field of SIGNED_FIELDS_V2) {
     test(`${field} differs from the signed message`, () => {
       const certificate = readJsonFile(files, BundleFile.certificate);
       certificate[field] = alteredValue(certificate[field]);

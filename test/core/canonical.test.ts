@@ -15,7 +15,8 @@ import {
   computeChainHash,
   jwkThumbprint,
   pickSignedFields,
-  SIGNED_FIELDS,
+  SIGNED_FIELDS_V1,
+  SIGNED_FIELDS_V2,
   signedBytes,
   type ChainHashInput,
   type SignedMessage,
@@ -67,7 +68,7 @@ void describe('canonicalSignedJson on the signed message shape', () => {
   test('sorts keys and omits whitespace', () => {
     const text = canonicalSignedJson(sampleMessage() as unknown as SignedRecord);
     const keys = Object.keys(JSON.parse(text) as object);
-    assert.deepEqual(keys, [...SIGNED_FIELDS]);
+    assert.deepEqual(keys, [...SIGNED_FIELDS_V1]);
     assert.deepEqual(keys, [...keys].sort());
     assert.equal(text, sortedJson(sampleMessage() as unknown as Record<string, unknown>));
     assert.doesNotMatch(text, /[ \n\r\t]/);
@@ -198,7 +199,37 @@ void describe('signedBytes', () => {
     const expected = sortedJson(message as unknown as Record<string, unknown>);
     assert.equal(Buffer.from(bytes).toString('utf8'), expected);
     assert.deepEqual(Buffer.from(bytes), Buffer.from(expected, 'utf8'));
-    assert.deepEqual(Object.keys(pickSignedFields(certificate)), [...SIGNED_FIELDS]);
+    assert.deepEqual(Object.keys(pickSignedFields(certificate)), [...SIGNED_FIELDS_V1]);
+  });
+
+  test('v2 adds attestation_meaning in sorted place', () => {
+    const message = sampleMessage({
+      format_version: 'cdil.certificate.v2',
+      attestation_meaning: 'reviewed_and_approved',
+      human_reviewed: true,
+    });
+    const text = Buffer.from(signedBytes(message)).toString('utf8');
+    assert.deepEqual(Object.keys(JSON.parse(text) as object), [...SIGNED_FIELDS_V2]);
+    assert.ok(text.startsWith('{"attestation_meaning":"reviewed_and_approved","certificate_id"'));
+    assert.equal(text, sortedJson(message as unknown as Record<string, unknown>));
+    assert.deepEqual(
+      SIGNED_FIELDS_V2.filter((field) => !(SIGNED_FIELDS_V1 as string[]).includes(field)),
+      ['attestation_meaning'],
+    );
+  });
+
+  test('v2 signs a null meaning and v1 leaves it out', () => {
+    const v2 = sampleMessage({ format_version: 'cdil.certificate.v2', attestation_meaning: null });
+    assert.ok(Buffer.from(signedBytes(v2)).toString('utf8').includes('"attestation_meaning":null'));
+    const v1 = sampleMessage({ attestation_meaning: 'authored' });
+    assert.ok(!Buffer.from(signedBytes(v1)).toString('utf8').includes('attestation_meaning'));
+  });
+
+  test('unknown format version cannot be signed', () => {
+    assert.throws(
+      () => signedBytes(sampleMessage({ format_version: 'cdil.certificate.v9' })),
+      /not known/,
+    );
   });
 });
 

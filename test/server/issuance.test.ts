@@ -28,7 +28,8 @@ describe('POST /v1/clinical/documentation', () => {
     assert.equal(response.statusCode, 201);
     const { certificate, phi_screening } = response.json();
     assert.equal(certificate.tenant_id, 'alice');
-    assert.equal(certificate.format_version, 'cdil.certificate.v1');
+    assert.equal(certificate.format_version, 'cdil.certificate.v2');
+    assert.equal(certificate.attestation_meaning, 'reviewed_and_approved');
     assert.match(certificate.note_hash, /^[0-9a-f]{64}$/);
     assert.match(certificate.patient_hash, /^[0-9a-f]{64}$/);
     assert.match(certificate.encounter_id_hash, /^[0-9a-f]{64}$/);
@@ -106,6 +107,30 @@ describe('POST /v1/clinical/documentation', () => {
     assert.equal(response.statusCode, 201);
     assert.equal(response.json().certificate.human_reviewer_id_hash, null);
     assert.equal(response.json().certificate.human_attested_at_utc, null);
+    assert.equal(response.json().certificate.attestation_meaning, null);
+  });
+
+  test('attestation meaning is signed as sent', async () => {
+    const response = await issue(issueBody({ attestation_meaning: 'authored' }));
+    assert.equal(response.statusCode, 201);
+    const { certificate } = response.json();
+    assert.equal(certificate.attestation_meaning, 'authored');
+    const row = await t.services.store.getCertificate('alice', certificate.certificate_id);
+    assert.ok(row!.signed_message.startsWith('{"attestation_meaning":"authored",'));
+    const report = await t.services.certificates.verify('alice', certificate.certificate_id);
+    assert.equal(report.valid, true);
+    assert.match(report.summary, /with the meaning authored at/);
+  });
+
+  test('attestation meaning without review is rejected', async () => {
+    const body = issueBody({ human_reviewed: false, attestation_meaning: 'reviewed' });
+    delete body.human_reviewer_id;
+    const response = await issue(body);
+    assert.equal(response.statusCode, 400);
+    assert.equal(response.json().error.details[0].field, 'attestation_meaning');
+    const unknown = await issue(issueBody({ attestation_meaning: 'witnessed' }));
+    assert.equal(unknown.statusCode, 400);
+    assert.equal(unknown.json().error.details[0].field, 'attestation_meaning');
   });
 
   test('malformed JSON gets 400 without echoing the body', async () => {

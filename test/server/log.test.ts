@@ -18,6 +18,8 @@ describe('tenant Merkle log over HTTP', () => {
   let t: TestApp;
   let auditor: string;
   let logKey: string;
+  /** Log size after the first certificates: the size of the first checkpoint. */
+  let initialSize: number;
   const issued: { id: string; message: string }[] = [];
 
   const get = (url: string, token = auditor) =>
@@ -48,6 +50,7 @@ describe('tenant Merkle log over HTTP', () => {
     await t.services.tenants.create('bob');
     auditor = await t.token('auditor', 'alice');
     await issueMany(11);
+    initialSize = (await t.services.store.getLogHead('alice'))!.tree_size;
     const key = await t.app.inject({ method: 'GET', url: '/v1/tenants/alice/log-key' });
     assert.equal(key.statusCode, 200);
     logKey = key.json().verifier_key;
@@ -155,8 +158,8 @@ describe('tenant Merkle log over HTTP', () => {
       `/v1/log/consistency-proof?from=01&to=3`,
       `/v1/log/consistency-proof?from=-1&to=3`,
       `/v1/log/consistency-proof?from=1`,
-      // The first checkpoint was published at 11 leaves, before this certificate existed.
-      `/v1/certificates/${issued[15]!.id}/inclusion-proof?tree_size=11`,
+      // The first checkpoint was published before this certificate existed.
+      `/v1/certificates/${issued[15]!.id}/inclusion-proof?tree_size=${initialSize}`,
     ];
     for (const url of cases) {
       const response = await get(url);
@@ -177,16 +180,25 @@ describe('tenant Merkle log over HTTP', () => {
     assert.equal(response.statusCode, 404);
     assert.equal(response.json().error.code, 'CERTIFICATE_NOT_FOUND');
     const bobCheckpoint = (await get('/v1/log/checkpoint', bobAuditor)).json<CheckpointBody>();
-    assert.equal(bobCheckpoint.tree_size, 0);
+    // Bob's log holds only Bob's audit events: his tenant's creation and the rejected request.
+    const events = (await get('/v1/audit-events', bobAuditor)).json().items;
+    assert.equal(bobCheckpoint.tree_size, events.length);
+    assert.deepEqual(
+      events.map((item: { event: { action: string } }) => item.event.action),
+      ['tenant.create', 'request.rejected'],
+    );
+    assert.equal(events[1].event.reason, 'cross_tenant_or_missing');
     assert.throws(() => open(bobCheckpoint));
   });
 
   test('the periodic publisher signs grown logs once per size', async () => {
+    // Publishing through the service records no audit event, so the log stops at this size.
+    const before = await t.services.log.publish('alice');
     await issueMany(1);
-    const before = (await get('/v1/log/checkpoint')).json<CheckpointBody>();
     assert.equal(await t.services.log.publishGrown(), 1);
     assert.equal(await t.services.log.publishGrown(), 0);
     const after = (await get('/v1/log/checkpoint')).json<CheckpointBody>();
-    assert.equal(after.tree_size, before.tree_size + 1);
+    // One leaf for the certificate and one for its issuance event.
+    assert.equal(after.tree_size, before.tree_size + 2);
   });
 });

@@ -1,10 +1,11 @@
 // Issues certificates with distinctive note text and identifiers, including requests that
 // fail, then scans everything stored (every byte of the SQLite files, or every row of every
-// PostgreSQL table) and every captured log line for them.
+// PostgreSQL table) and every captured log line for them. The requests also leave audit
+// events, and the audit export is scanned too.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
-import { readStoredData } from '../helpers/database.ts';
+import { readStoredData, runSql } from '../helpers/database.ts';
 
 const MARKERS = {
   note_text: 'ZEBRA-NOTE-MARKER-7731 patient with unusual xylophone symptoms',
@@ -13,8 +14,15 @@ const MARKERS = {
   human_reviewer_id: 'REVIEWER-MARKER-4410',
 };
 
+/**
+ * A client-chosen request id that looks like an identifier. It appears in the structured log,
+ * which echoes request ids, but must not reach the audit trail, which can never be erased.
+ */
+const REQUEST_ID_MARKER = 'MRN-REQUEST-MARKER-3306';
+
 describe('no PHI at rest or in logs', () => {
   let t: TestApp;
+  let auditExport: string;
 
   before(async () => {
     t = await startTestApp({ CDIL_LOG_LEVEL: 'trace' });
@@ -56,8 +64,30 @@ describe('no PHI at rest or in logs', () => {
     await t.app.inject({
       method: 'GET',
       url: `/v1/certificates/${id}/defense-bundle`,
+      headers: { ...bearer(auditor), 'x-request-id': REQUEST_ID_MARKER },
+    });
+    await t.app.inject({
+      method: 'GET',
+      url: `/v1/certificates/${id}/evidence-bundle.json`,
       headers: bearer(auditor),
     });
+    // Rejected requests with a valid token are recorded. The markers are in the body.
+    await post(issueBody(MARKERS), auditor, { 'x-request-id': REQUEST_ID_MARKER });
+    await t.app.inject({
+      method: 'POST',
+      url: `/v1/certificates/${id}/verify`,
+      headers: bearer(auditor),
+      payload: { note_text: MARKERS.note_text, patient_reference: MARKERS.patient_reference },
+    });
+    const events = await runSql(t, 'SELECT action, event_json FROM audit_events');
+    assert.ok(events.some((event) => event.action === 'request.rejected'));
+    assert.ok(events.some((event) => event.action === 'certificate.verify'));
+    const lines: string[] = [];
+    await t.services.auditExport.export('alice', {}, (line) => {
+      lines.push(line);
+      return Promise.resolve();
+    });
+    auditExport = lines.join('\n');
     await t.services.store.close();
   });
   after(() => t.close());
@@ -72,7 +102,16 @@ describe('no PHI at rest or in logs', () => {
         }
       }
       assert.equal(bytes.indexOf(Buffer.from('123-45-6789')), -1);
+      assert.equal(bytes.indexOf(Buffer.from(REQUEST_ID_MARKER)), -1, `request id in ${name}`);
     }
+  });
+
+  test('audit export holds no note text or identifiers', () => {
+    assert.ok(auditExport.includes('certificate.issue'));
+    for (const [field, marker] of Object.entries(MARKERS)) {
+      assert.ok(!auditExport.includes(marker.slice(0, 12)), `${field} found in the audit export`);
+    }
+    assert.ok(!auditExport.includes(REQUEST_ID_MARKER));
   });
 
   test('log lines hold no note text or identifiers', () => {

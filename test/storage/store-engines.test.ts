@@ -18,6 +18,7 @@ import {
   type AppendResult,
   type CertificateRow,
   type ChainLink,
+  type NewAuditEvent,
   type NewShadowItem,
   type NewSigningKey,
   type SigningKeyRow,
@@ -55,7 +56,26 @@ function openStore(location: StorageLocation, migrations?: readonly Migration[])
     : new PgStore(location.database.url, { ...options, poolSize: 4 });
 }
 
-async function createTenant(store: Store, tenantId: string): Promise<void> {
+/** Builds a stand-in audit event whose leaf text names its id. */
+function auditEvent(action = 'test.event'): NewAuditEvent {
+  const eventId = randomUUID();
+  return {
+    event_id: eventId,
+    occurred_at: new Date().toISOString(),
+    action,
+    outcome: 'success',
+    actor_hash: null,
+    object_type: null,
+    object_id: null,
+    event_json: `{"event_id":"${eventId}"}`,
+  };
+}
+
+async function createTenant(
+  store: Store,
+  tenantId: string,
+  creationEvent?: NewAuditEvent,
+): Promise<void> {
   const now = new Date().toISOString();
   await store.createTenant(
     {
@@ -77,6 +97,7 @@ async function createTenant(store: Store, tenantId: string): Promise<void> {
       private_key_sealed: 'sealed',
       created_at: now,
     },
+    creationEvent,
   );
 }
 
@@ -545,6 +566,49 @@ describe(`storage on ${TEST_ENGINE}`, () => {
     assert.equal(await stores[1]!.pruneRateLimitCounters(window2), 1);
     assert.equal(await rowsIn(window1), 0);
     assert.equal(await rowsIn(window2), 1);
+  });
+
+  test('audit events and certificates share one dense log', async () => {
+    const tenantId = 'audit-log';
+    const created = auditEvent('tenant.create');
+    await createTenant(stores[0]!, tenantId, created);
+    const withEvents = [0, 1, 2].map(() => {
+      const event = auditEvent('certificate.issue');
+      return newItem({ auditEvent: () => event });
+    });
+    const appends: Promise<unknown>[] = [
+      stores[1]!.appendCertificates(tenantId, withEvents, seal(tenantId)),
+    ];
+    for (let round = 0; round < 10; round++) {
+      for (const store of stores) {
+        appends.push(store.appendAuditEvents(tenantId, [auditEvent(), auditEvent()]));
+      }
+    }
+    await Promise.all(appends);
+    const head = await stores[2]!.getLogHead(tenantId);
+    assert.equal(head!.tree_size, 1 + 6 + 60);
+    const entries = await stores[2]!.listLogEntries(tenantId, 0, head!.tree_size);
+    assert.deepEqual(
+      entries.map((entry) => entry.log_index),
+      Array.from({ length: head!.tree_size }, (_, i) => i),
+    );
+    assert.equal(entries[0]!.id, created.event_id);
+    // Each certificate leaf is followed by its issuance event.
+    for (const [position, entry] of entries.entries()) {
+      if (entry.kind === 'certificate') {
+        const next = entries[position + 1]!;
+        assert.equal(next.kind, 'audit_event');
+        const stored = await stores[0]!.listAuditEvents(tenantId, {}, next.log_index - 1, 1);
+        assert.equal(stored[0]!.action, 'certificate.issue');
+      }
+    }
+    const issued = await stores[0]!.listAuditEvents(
+      tenantId,
+      { action: 'certificate.issue' },
+      -1,
+      10,
+    );
+    assert.equal(issued.length, 3);
   });
 
   test('concurrent assumption writes get distinct revisions', async () => {

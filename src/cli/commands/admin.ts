@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { loadConfig, MAX_RATE_LIMIT_PER_MINUTE } from '../../config/config.ts';
 import { REVOCATION_REASONS, type RevocationReason } from '../../core/key.ts';
 import { ROLES, type Role } from '../../server/route-table.ts';
+import { CLI_CONTEXT } from '../../services/audit.ts';
 import type { Services } from '../../services/container.ts';
 
 async function openServices(options: { migrate?: boolean } = {}): Promise<Services> {
@@ -12,7 +13,7 @@ async function openServices(options: { migrate?: boolean } = {}): Promise<Servic
   return createServices(loadConfig(), options);
 }
 
-async function withServices<T>(run: (services: Services) => Promise<T>): Promise<T> {
+export async function withServices<T>(run: (services: Services) => Promise<T>): Promise<T> {
   const services = await openServices();
   try {
     return await run(services);
@@ -70,11 +71,15 @@ export function registerAdminCommands(program: Command): void {
         const policy = options.phiPolicy;
         const timestampPolicy = options.timestampPolicy;
         const created = await withServices((services) =>
-          services.tenants.create(id, {
-            phiPolicy: policy,
-            timestampPolicy,
-            timestampCertificates: options.timestampCertificates === true,
-          }),
+          services.tenants.create(
+            id,
+            {
+              phiPolicy: policy,
+              timestampPolicy,
+              timestampCertificates: options.timestampCertificates === true,
+            },
+            CLI_CONTEXT,
+          ),
         );
         console.log(JSON.stringify(created, null, 2));
       },

@@ -19,7 +19,7 @@ export interface VerifyCliOptions {
   json?: boolean;
 }
 
-function readInput(path: string, what: string, maxBytes: number): Buffer {
+export function readInput(path: string, what: string, maxBytes: number): Buffer {
   let size: number;
   try {
     const stat = statSync(path);

@@ -5,8 +5,8 @@ import {
   computeChainHash,
   jwkThumbprint,
   SIGNATURE_ALGORITHM,
-  SIGNED_FIELDS,
   sha256Hex,
+  signedFieldsOf,
   type SignedMessage,
 } from '../certificate.ts';
 import type { CryptoProvider, PublicKeyHandle } from '../crypto.ts';
@@ -18,22 +18,24 @@ import { keyValidAt, type Jwks, type KeyDescriptor } from '../key.ts';
 const CERTIFICATE_EXTRA_FIELDS = ['signature', 'signature_algorithm'];
 
 /**
- * Checks that the certificate contains exactly the signed fields, each equal to its counterpart in
- * the signed message, plus the signature and its algorithm, so an unsigned field cannot be
- * slipped in beside the signed ones.
+ * Checks that the certificate contains exactly the signed fields of the message's format
+ * version, each equal to its counterpart in the signed message, plus the signature and its
+ * algorithm. So an unsigned field cannot be slipped in beside the signed ones.
  */
 export function verifyCertificateFields(
   certificate: Record<string, unknown>,
   message: SignedMessage,
 ): string {
-  const differing = SIGNED_FIELDS.filter((field) => certificate[field] !== message[field]);
+  // parseSignedMessage accepted the version, so its field list exists.
+  const signedFields = signedFieldsOf(message.format_version)!;
+  const differing = signedFields.filter((field) => certificate[field] !== message[field]);
   if (differing.length > 0) {
     throw new VerificationError(
       'FIELD_MISMATCH',
       `certificate fields differ from the signed message: ${differing.join(', ')}`,
     );
   }
-  const known = new Set<string>([...SIGNED_FIELDS, ...CERTIFICATE_EXTRA_FIELDS]);
+  const known = new Set<string>([...signedFields, ...CERTIFICATE_EXTRA_FIELDS]);
   const unknown = Object.keys(certificate).filter((field) => !known.has(field));
   if (unknown.length > 0) {
     throw new VerificationError(
@@ -47,7 +49,7 @@ export function verifyCertificateFields(
       `signature_algorithm must be ${SIGNATURE_ALGORITHM}`,
     );
   }
-  return `all ${SIGNED_FIELDS.length} certificate fields equal the signed message`;
+  return `all ${signedFields.length} certificate fields equal the signed message`;
 }
 
 /** Checks the ECDSA P-256 signature over the exact signed bytes. */

@@ -38,8 +38,11 @@ export function summarize(report: VerificationReport, message: SignedMessage | u
     }
     return lines.join(' ');
   }
+  const meaning = message.attestation_meaning
+    ? ` with the meaning ${message.attestation_meaning.replaceAll('_', ' ')}`
+    : '';
   const reviewed = message.human_reviewed
-    ? `a human reviewer attested it at ${message.human_attested_at_utc ?? 'an unrecorded time'}`
+    ? `a human reviewer attested it${meaning} at ${message.human_attested_at_utc ?? 'an unrecorded time'}`
     : 'no human review was recorded';
   const parts = [
     `Certificate ${id} is valid.`,

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Services } from '../../services/container.ts';
-import { AppError } from '../../services/errors.ts';
+import { recordForRequest, auditContextOf } from '../audit-context.ts';
 import { tenantOf } from '../auth.ts';
+import { toUtcInstant } from '../date-time.ts';
 import { ROUTES } from '../route-table.ts';
 import {
   CertificateIdParams,
@@ -17,23 +18,9 @@ import {
 
 const security = [{ bearer: [] }];
 
-/**
- * Normalizes an RFC 3339 date-time to the stored UTC form. Some values the schema accepts,
- * such as a leap second (23:59:60), have no JavaScript Date, so they are rejected here.
- */
-function toUtcInstant(field: string, value: string | undefined): string | undefined {
-  if (value === undefined) {
-    return undefined;
-  }
-  const instant = new Date(value);
-  if (Number.isNaN(instant.getTime())) {
-    throw new AppError('VALIDATION_FAILED', `${field} is not a date-time CDIL can compare`, {
-      details: [
-        { field, rule: 'format', message: 'must be an ISO 8601 date-time without leap seconds' },
-      ],
-    });
-  }
-  return instant.toISOString();
+/** The audit object of a certificate the handler has already found in the caller's tenant. */
+function certificate(certificateId: string): { type: 'certificate'; id: string } {
+  return { type: 'certificate', id: certificateId };
 }
 
 interface IdParams {
@@ -59,6 +46,7 @@ export function registerCertificateRoutes(app: FastifyInstance, services: Servic
         tenantOf(request),
         request.body,
         request.headers['idempotency-key'],
+        auditContextOf(request),
       );
       if (outcome.replayed) {
         void reply.header('idempotent-replayed', 'true');
@@ -125,11 +113,23 @@ export function registerCertificateRoutes(app: FastifyInstance, services: Servic
       },
     },
     async (request) => {
+      const tenantId = tenantOf(request);
+      const certificateId = request.params.certificate_id;
       const report = await services.certificates.verify(
-        tenantOf(request),
-        request.params.certificate_id,
+        tenantId,
+        certificateId,
         request.body?.note_text,
       );
+      await recordForRequest(services.audit, request, tenantId, [
+        report.valid
+          ? { action: 'certificate.verify', outcome: 'success', object: certificate(certificateId) }
+          : {
+              action: 'certificate.verify',
+              outcome: 'failure',
+              reason: 'verification_failed',
+              object: certificate(certificateId),
+            },
+      ]);
       return { ...report, verified_at: new Date().toISOString() };
     },
   );
@@ -145,10 +145,18 @@ export function registerCertificateRoutes(app: FastifyInstance, services: Servic
       },
     },
     async (request, reply) => {
+      const tenantId = tenantOf(request);
       const { zip } = await services.certificates.defenseBundle(
-        tenantOf(request),
+        tenantId,
         request.params.certificate_id,
       );
+      await recordForRequest(services.audit, request, tenantId, [
+        {
+          action: 'certificate.export_defense_bundle',
+          outcome: 'success',
+          object: certificate(request.params.certificate_id),
+        },
+      ]);
       return reply
         .type('application/zip')
         .header(
@@ -169,7 +177,20 @@ export function registerCertificateRoutes(app: FastifyInstance, services: Servic
         security,
       },
     },
-    (request) =>
-      services.certificates.evidenceBundle(tenantOf(request), request.params.certificate_id),
+    async (request) => {
+      const tenantId = tenantOf(request);
+      const bundle = await services.certificates.evidenceBundle(
+        tenantId,
+        request.params.certificate_id,
+      );
+      await recordForRequest(services.audit, request, tenantId, [
+        {
+          action: 'certificate.export_evidence',
+          outcome: 'success',
+          object: certificate(request.params.certificate_id),
+        },
+      ]);
+      return bundle;
+    },
   );
 }

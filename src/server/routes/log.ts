@@ -6,6 +6,7 @@ import {
   LEDGER_SUBJECTS,
   type LedgerFindingKind,
 } from '../../services/ledger.ts';
+import { recordForRequest } from '../audit-context.ts';
 import { tenantOf } from '../auth.ts';
 import { ROUTES } from '../route-table.ts';
 import { CertificateIdParams, TenantIdParams } from '../schemas.ts';
@@ -157,7 +158,20 @@ export function registerLogRoutes(app: FastifyInstance, services: Services): voi
         security,
       },
     },
-    async (request) => checkpointBody(await log.publish(tenantOf(request))),
+    async (request) => {
+      const tenantId = tenantOf(request);
+      const checkpoint = await log.publish(tenantId);
+      // The event becomes the next leaf, so the log is one leaf past this checkpoint. The
+      // periodic publisher records nothing, so it signs that leaf once and stops.
+      await recordForRequest(services.audit, request, tenantId, [
+        {
+          action: 'log.checkpoint_publish',
+          outcome: 'success',
+          object: { type: 'checkpoint', id: String(checkpoint.tree_size) },
+        },
+      ]);
+      return checkpointBody(checkpoint);
+    },
   );
   app.get<{ Params: Static<typeof TreeSizeParams> }>(
     ROUTES.checkpointAtSize.url,

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Services } from '../../services/container.ts';
+import { auditContextOf } from '../audit-context.ts';
 import { ROUTES } from '../route-table.ts';
 import {
   CreateTenantBody,
@@ -43,11 +44,15 @@ export function registerTenantRoutes(app: FastifyInstance, services: Services): 
       },
     },
     async (request, reply) => {
-      const tenant = await services.tenants.create(request.body.tenant_id, {
-        phiPolicy: request.body.phi_policy,
-        timestampPolicy: request.body.timestamp_policy,
-        timestampCertificates: request.body.timestamp_certificates,
-      });
+      const tenant = await services.tenants.create(
+        request.body.tenant_id,
+        {
+          phiPolicy: request.body.phi_policy,
+          timestampPolicy: request.body.timestamp_policy,
+          timestampCertificates: request.body.timestamp_certificates,
+        },
+        auditContextOf(request),
+      );
       request.log.info({ tenantId: tenant.tenant_id }, 'tenant created');
       return reply.code(201).send(tenant);
     },

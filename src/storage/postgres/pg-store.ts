@@ -290,7 +290,11 @@ export class PgStore implements Store {
     }
   }
 
-  async createTenant(tenant: NewTenantRow, key: NewSigningKeyRow): Promise<void> {
+  async createTenant(
+    tenant: NewTenantRow,
+    key: NewSigningKeyRow,
+    auditEvent?: NewAuditEvent,
+  ): Promise<void> {
     try {
       await this.#transaction(async (client) => {
         const existing = await client.query('SELECT 1 FROM tenants WHERE tenant_id = $1', [
@@ -316,6 +320,13 @@ export class PgStore implements Store {
           'INSERT INTO chain_heads (tenant_id, chain_sequence, chain_hash) VALUES ($1, 0, NULL)',
           [tenant.tenant_id],
         );
+        if (auditEvent) {
+          const logHead = await log.lockLogHead(client, tenant.tenant_id);
+          await log.insertAuditEvents(client, tenant.tenant_id, [
+            { ...auditEvent, tenant_id: tenant.tenant_id, log_index: logHead.tree_size },
+          ]);
+          await log.extendLogIn(client, tenant.tenant_id, logHead, [auditEvent.event_json]);
+        }
       });
     } catch (error) {
       // Another process created the same tenant between the check and the insert.

@@ -232,7 +232,11 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
-  createTenant(tenant: NewTenantRow, key: NewSigningKeyRow): Promise<void> {
+  createTenant(
+    tenant: NewTenantRow,
+    key: NewSigningKeyRow,
+    auditEvent?: NewAuditEvent,
+  ): Promise<void> {
     const sql = this.sql;
     const create = this.#db.transaction(() => {
       if (sql.getTenant.get(tenant.tenant_id)) {
@@ -244,6 +248,15 @@ export class SqliteStore implements Store {
       });
       sql.insertKey.run(key);
       sql.insertHead.run(tenant.tenant_id);
+      if (auditEvent) {
+        const logHead = this.#log.head(tenant.tenant_id);
+        this.#log.insertAuditEvent({
+          ...auditEvent,
+          tenant_id: tenant.tenant_id,
+          log_index: logHead.tree_size,
+        });
+        this.#log.extend(tenant.tenant_id, logHead, [auditEvent.event_json]);
+      }
     });
     return settle(() => create.immediate());
   }
