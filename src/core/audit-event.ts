@@ -14,6 +14,9 @@ export const AUDIT_ACTIONS = [
   'certificate.export_defense_bundle',
   'certificate.export_evidence',
   'tenant.create',
+  'tenant.set_rate_limit',
+  'key.rotate',
+  'key.revoke',
   'log.checkpoint_publish',
   'audit.export',
   'request.rejected',
@@ -47,7 +50,7 @@ export type AuditReason = (typeof AUDIT_REASONS)[number];
 export const AUDIT_CHANNELS = ['http', 'cli', 'internal'] as const;
 export type AuditChannel = (typeof AUDIT_CHANNELS)[number];
 
-export const AUDIT_OBJECT_TYPES = ['certificate', 'tenant', 'checkpoint'] as const;
+export const AUDIT_OBJECT_TYPES = ['certificate', 'tenant', 'checkpoint', 'signing_key'] as const;
 export type AuditObjectType = (typeof AUDIT_OBJECT_TYPES)[number];
 
 /** One audit event, as signed into the log. Every field is present; absent values are null. */

@@ -107,6 +107,16 @@ describe('key rotation and revocation', () => {
     assert.notEqual(rotation.active_key.key_id, before.key_id);
     assert.equal(rotation.previous_key.valid_until, rotation.active_key.valid_from);
     assert.ok(rotation.previous_key.valid_until > before.issued_at_utc);
+    // The rotation is an audit event in the tenant's log, with the new key as its object.
+    const events = await t.services.store.listAuditEvents(
+      'rotating',
+      { action: 'key.rotate' },
+      -1,
+      10,
+    );
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.object_id, rotation.active_key.key_id);
+    assert.equal(events[0]!.object_type, 'signing_key');
 
     const published = await jwks('rotating');
     assert.deepEqual(

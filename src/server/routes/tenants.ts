@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Services } from '../../services/container.ts';
-import { auditContextOf } from '../audit-context.ts';
+import { auditContextOf, recordForRequest } from '../audit-context.ts';
 import { ROUTES } from '../route-table.ts';
 import {
   CreateTenantBody,
@@ -104,6 +104,13 @@ function registerKeyRoutes(app: FastifyInstance, services: Services): void {
         },
         'signing key rotated',
       );
+      await recordForRequest(services.audit, request, rotation.tenant_id, [
+        {
+          action: 'key.rotate',
+          outcome: 'success',
+          object: { type: 'signing_key', id: rotation.active_key.key_id },
+        },
+      ]);
       return reply.code(201).send(rotation);
     },
   );
@@ -135,6 +142,13 @@ function registerKeyRoutes(app: FastifyInstance, services: Services): void {
         },
         'signing key revoked',
       );
+      await recordForRequest(services.audit, request, revocation.tenant_id, [
+        {
+          action: 'key.revoke',
+          outcome: 'success',
+          object: { type: 'signing_key', id: revocation.revoked_key.key_id },
+        },
+      ]);
       return revocation;
     },
   );
@@ -159,6 +173,13 @@ function registerKeyRoutes(app: FastifyInstance, services: Services): void {
         { tenantId: tenant.tenant_id, rateLimitPerMinute: tenant.rate_limit_per_minute },
         'tenant rate limit set',
       );
+      await recordForRequest(services.audit, request, tenant.tenant_id, [
+        {
+          action: 'tenant.set_rate_limit',
+          outcome: 'success',
+          object: { type: 'tenant', id: tenant.tenant_id },
+        },
+      ]);
       return tenant;
     },
   );
