@@ -1,0 +1,169 @@
+// Tampering with the log evidence of a real format v2 defense bundle, one change at a time,
+// through `cdil verify --json`. Each altered bundle keeps its manifest recomputed, so the check
+// named in each test is the one that catches the change.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BundleFile, LogBundleFile, prettyJson } from '../../src/core/bundle.ts';
+import {
+  createVerifierKey,
+  formatVerifierKey,
+  parseCheckpoint,
+  signNote,
+} from '../../src/core/checkpoint.ts';
+import { nodeCrypto } from '../../src/core/crypto-node.ts';
+import { issueRequest } from '../helpers/bundle.ts';
+import {
+  checksWithStatus,
+  createBundleFixture,
+  packBundle,
+  readJsonFile,
+  refreshManifest,
+  unpackBundle,
+  verifyZip,
+  withFile,
+  type BundleFixture,
+} from '../helpers/bundle.ts';
+import { generateEd25519Key } from '../helpers/ed25519.ts';
+
+let fixture: BundleFixture;
+let work: string;
+let files: Map<string, Uint8Array>;
+let logKeyPath: string;
+
+const text = (name: string, source = files) => Buffer.from(source.get(name)!).toString('utf8');
+
+/** Re-signs checkpoint.txt's body with a fresh key under the same key name. */
+function resignCheckpoint(source: Map<string, Uint8Array>) {
+  const note = text(LogBundleFile.checkpoint, source);
+  const body = note.slice(0, note.indexOf('\n\n') + 1);
+  const origin = parseCheckpoint(body).origin;
+  const key = generateEd25519Key();
+  const signed = signNote(nodeCrypto, body, origin, key.sign, key.publicKey);
+  const verifier = formatVerifierKey(createVerifierKey(nodeCrypto, origin, key.publicKey));
+  return { signed, verifier };
+}
+
+function failedChecks(zip: Uint8Array, options: { trustedLogKeys?: string } = {}) {
+  const outcome = verifyZip(work, zip, options);
+  return { outcome, failed: checksWithStatus(outcome.report, 'fail') };
+}
+
+before(async () => {
+  fixture = await createBundleFixture();
+  work = mkdtempSync(join(tmpdir(), 'cdil-bundle-log-'));
+  files = unpackBundle(fixture.zip);
+  logKeyPath = join(work, 'log-key.txt');
+  writeFileSync(logKeyPath, text(LogBundleFile.logKey));
+});
+
+after(async () => {
+  await fixture.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+void describe('log evidence of a genuine v2 bundle', () => {
+  test('passes both log checks, also with the log key pinned', () => {
+    const { outcome, failed } = failedChecks(fixture.zip, { trustedLogKeys: logKeyPath });
+    assert.deepEqual(failed, []);
+    const passed = checksWithStatus(outcome.report, 'pass');
+    assert.ok(passed.includes('log_checkpoint'));
+    assert.ok(passed.includes('log_inclusion'));
+  });
+});
+
+void describe('log evidence altered', () => {
+  test('a certificate swapped in from another bundle of the tenant fails log_inclusion', async () => {
+    const { certificate } = await fixture.services.issuance.issue(
+      't1',
+      issueRequest({ encounter_id: 'enc-swap' }),
+    );
+    const { zip } = await fixture.services.certificates.defenseBundle(
+      't1',
+      certificate.certificate_id,
+    );
+    const other = unpackBundle(zip);
+    const swapped = new Map(files);
+    for (const name of [
+      BundleFile.certificate,
+      BundleFile.canonicalMessage,
+      BundleFile.signature,
+      BundleFile.readme,
+      BundleFile.verificationReport,
+    ]) {
+      swapped.set(name, other.get(name)!);
+    }
+    refreshManifest(swapped);
+    const { failed } = failedChecks(packBundle(swapped));
+    assert.deepEqual(failed, ['log_inclusion']);
+  });
+
+  test('an edited proof hash fails log_inclusion', () => {
+    const proof = readJsonFile(files, LogBundleFile.inclusionProof) as { proof: string[] };
+    const hash = Buffer.from(proof.proof[0]!, 'base64');
+    hash[0] = hash[0]! ^ 1;
+    proof.proof[0] = hash.toString('base64');
+    const { failed } = failedChecks(
+      packBundle(withFile(files, LogBundleFile.inclusionProof, prettyJson(proof))),
+    );
+    assert.deepEqual(failed, ['log_inclusion']);
+  });
+
+  test('a wrong log index fails log_inclusion', () => {
+    const proof = readJsonFile(files, LogBundleFile.inclusionProof) as { log_index: number };
+    proof.log_index += 1;
+    const { failed } = failedChecks(
+      packBundle(withFile(files, LogBundleFile.inclusionProof, prettyJson(proof))),
+    );
+    assert.deepEqual(failed, ['log_inclusion']);
+  });
+
+  test('a checkpoint re-signed with another key fails log_checkpoint', () => {
+    const { signed, verifier } = resignCheckpoint(files);
+    const unkeyed = failedChecks(packBundle(withFile(files, LogBundleFile.checkpoint, signed)));
+    assert.deepEqual(unkeyed.failed, ['log_checkpoint']);
+
+    // With its own key shipped beside it, only a pinned log key tells it from the real one.
+    const forged = withFile(
+      withFile(files, LogBundleFile.checkpoint, signed),
+      LogBundleFile.logKey,
+      `${verifier}\n`,
+    );
+    assert.deepEqual(failedChecks(packBundle(forged)).failed, []);
+    const pinned = failedChecks(packBundle(forged), { trustedLogKeys: logKeyPath });
+    assert.deepEqual(pinned.failed, ['log_checkpoint']);
+    const check = pinned.outcome.report!.checks.find((item) => item.check === 'log_checkpoint');
+    assert.equal(check?.code, 'CHECKPOINT_INVALID');
+  });
+
+  test("another tenant's checkpoint and key fail log_checkpoint", async () => {
+    await fixture.services.tenants.create('t2');
+    const { certificate } = await fixture.services.issuance.issue('t2', issueRequest());
+    const other = unpackBundle(
+      (await fixture.services.certificates.defenseBundle('t2', certificate.certificate_id)).zip,
+    );
+    let foreign = withFile(files, LogBundleFile.checkpoint, text(LogBundleFile.checkpoint, other));
+    foreign = withFile(foreign, LogBundleFile.logKey, text(LogBundleFile.logKey, other));
+    foreign = withFile(
+      foreign,
+      LogBundleFile.inclusionProof,
+      other.get(LogBundleFile.inclusionProof)!,
+    );
+    const { failed, outcome } = failedChecks(packBundle(foreign));
+    assert.deepEqual(failed, ['log_checkpoint']);
+    const check = outcome.report!.checks.find((item) => item.check === 'log_checkpoint');
+    assert.match(check!.detail, /not the log of tenant t1/);
+  });
+
+  test('a missing log file or a malformed proof fails, not passes', () => {
+    const missing = new Map(files);
+    missing.delete(LogBundleFile.inclusionProof);
+    refreshManifest(missing);
+    assert.ok(failedChecks(packBundle(missing)).failed.includes('log_checkpoint'));
+
+    const malformed = withFile(files, LogBundleFile.inclusionProof, '{"format":"x"}\n');
+    assert.ok(failedChecks(packBundle(malformed)).failed.includes('log_checkpoint'));
+  });
+});
