@@ -20,10 +20,14 @@ import { runSql } from '../helpers/database.ts';
 const TENANT = 'ward-a';
 
 /**
- * Builds this log, with checkpoints at sizes 0, 4 and 10:
+ * Builds this log, with checkpoints at sizes 1, 8 and 19:
  *
- *   index: 0  1  2  3      4  5  6  7      8  9
- *   leaf:  c1 c2 c3 event  c4 c5 c6 event  c7 c8   (cN: certificate with chain sequence N)
+ *   index: 0       1  2   3  4   5  6   7       8  9  ...  14      15 16  17 18
+ *   leaf:  tenant  c1 i1  c2 i2  c3 i3  export  c4 i4 ...  verify  c7 i7  c8 i8
+ *
+ * tenant is the tenant.create event, cN the certificate with chain sequence N, iN its
+ * certificate.issue event, and export and verify are events appended directly. The first test
+ * checks this layout, and the others look indexes and sizes up in the database.
  */
 async function buildLedger(t: TestApp): Promise<void> {
   await t.services.tenants.create(TENANT);
@@ -107,13 +111,58 @@ function kindsOf(report: LedgerReport): string[] {
   return [...new Set(report.findings.map((finding) => finding.kind))].sort();
 }
 
-async function certificateAt(t: TestApp, logIndex: number): Promise<Record<string, unknown>> {
-  const [row] = await sql(t, 'SELECT * FROM certificates WHERE tenant_id = ? AND log_index = ?', [
-    TENANT,
-    logIndex,
-  ]);
-  assert.ok(row, `no certificate at log index ${logIndex}`);
+async function certificateWithSequence(
+  t: TestApp,
+  sequence: number,
+): Promise<Record<string, unknown>> {
+  const [row] = await sql(
+    t,
+    'SELECT * FROM certificates WHERE tenant_id = ? AND chain_sequence = ?',
+    [TENANT, sequence],
+  );
+  assert.ok(row, `no certificate with chain sequence ${sequence}`);
   return row;
+}
+
+/** Returns the log index of the certificate with the given chain sequence. */
+async function logIndexOf(t: TestApp, sequence: number): Promise<number> {
+  const row = await certificateWithSequence(t, sequence);
+  assert.notEqual(row.log_index, null, `certificate ${sequence} has no log index`);
+  return Number(row.log_index);
+}
+
+/** Returns the log index of the one audit event with the given action. */
+async function eventLogIndexOf(t: TestApp, action: string): Promise<number> {
+  const rows = await sql(
+    t,
+    'SELECT log_index FROM audit_events WHERE tenant_id = ? AND action = ?',
+    [TENANT, action],
+  );
+  assert.equal(rows.length, 1, `expected one ${action} event`);
+  return Number(rows[0]!.log_index);
+}
+
+async function headSize(t: TestApp): Promise<number> {
+  const head = await t.services.store.getLogHead(TENANT);
+  assert.ok(head, 'the tenant has no log head');
+  return head.tree_size;
+}
+
+/** Returns the sizes of the stored checkpoints, smallest first. */
+async function checkpointSizes(t: TestApp): Promise<number[]> {
+  const rows = await sql(
+    t,
+    'SELECT tree_size FROM log_checkpoints WHERE tenant_id = ? ORDER BY tree_size',
+    [TENANT],
+  );
+  return rows.map((row) => Number(row.tree_size));
+}
+
+/** Returns the size of the checkpoint published between the first and the last. */
+async function middleCheckpointSize(t: TestApp): Promise<number> {
+  const sizes = await checkpointSizes(t);
+  assert.equal(sizes.length, 3, `checkpoint sizes ${sizes.join(', ')}`);
+  return sizes[1]!;
 }
 
 describe('whole-ledger verification of a clean ledger', () => {
@@ -123,17 +172,49 @@ describe('whole-ledger verification of a clean ledger', () => {
   });
   after(() => t.close());
 
+  test('the test log interleaves audit events', async () => {
+    const rows = await sql(
+      t,
+      `SELECT log_index, 'certificate' AS leaf, chain_sequence FROM certificates
+        WHERE tenant_id = ?
+      UNION ALL
+      SELECT log_index, action AS leaf, NULL AS chain_sequence FROM audit_events
+        WHERE tenant_id = ?
+      ORDER BY log_index`,
+      [TENANT, TENANT],
+    );
+    const layout = rows.map((row) =>
+      row.leaf === 'certificate' ? `c${Number(row.chain_sequence)}` : String(row.leaf),
+    );
+    const issued = (sequence: number) => [`c${sequence}`, 'certificate.issue'];
+    assert.deepEqual(layout, [
+      'tenant.create',
+      ...[1, 2, 3].flatMap(issued),
+      'bundle.export',
+      ...[4, 5, 6].flatMap(issued),
+      'certificate.verify',
+      ...[7, 8].flatMap(issued),
+    ]);
+    assert.deepEqual(
+      rows.map((row) => Number(row.log_index)),
+      layout.map((_, index) => index),
+    );
+    assert.equal(await headSize(t), 19);
+    assert.deepEqual(await checkpointSizes(t), [1, 8, 19]);
+  });
+
   test('every page size gives a clean report', async () => {
     for (const pageSize of [1, 2, 3, 4, 1000]) {
       const report = await verify(t, pageSize);
       assert.equal(report.ok, true, `page size ${pageSize}: ${describeFindings(report)}`);
-      assert.equal(report.tree_size, 10);
+      assert.equal(report.tree_size, 19);
       assert.deepEqual(report.checked, {
-        leaves: 10,
+        leaves: 19,
         certificates: 8,
-        audit_events: 2,
-        // 10 leaves complete 10 level-0 nodes and 8 parents (5 + 2 + 1).
-        nodes: 18,
+        // The tenant.create event, 8 certificate.issue events and 2 appended directly.
+        audit_events: 11,
+        // 19 leaves complete 19 level-0 nodes and 16 parents (9 + 4 + 2 + 1).
+        nodes: 35,
         checkpoints: 3,
       });
       assert.deepEqual(report.not_checked, {
@@ -153,11 +234,11 @@ describe('whole-ledger verification of a clean ledger', () => {
     await t.services.ledger.verify(TENANT, {
       pageSize: 4,
       onProgress: (progress) => {
-        assert.equal(progress.leaves_total, 10);
+        assert.equal(progress.leaves_total, 19);
         seen.push(progress.leaves_checked);
       },
     });
-    assert.deepEqual(seen, [4, 8, 10]);
+    assert.deepEqual(seen, [4, 8, 12, 16, 19]);
   });
 
   test('an unknown tenant is reported as not found', async () => {
@@ -166,7 +247,7 @@ describe('whole-ledger verification of a clean ledger', () => {
 
   test('leaves and checkpoints added during the run are left for a later run', async () => {
     // The first page read waits for a new certificate and checkpoint, so both arrive after the
-    // run read the head.
+    // run read the head. The certificate brings its certificate.issue event, so two leaves.
     let injected = false;
     const store = new Proxy(t.services.store, {
       get(target, name, receiver) {
@@ -184,14 +265,14 @@ describe('whole-ledger verification of a clean ledger', () => {
     });
     const report = await new LedgerVerifier(store, systemClock).verify(TENANT, { pageSize: 3 });
     assert.equal(report.ok, true, describeFindings(report));
-    assert.equal(report.tree_size, 10);
+    assert.equal(report.tree_size, 19);
     assert.deepEqual(report.not_checked, {
-      leaves_appended_during_run: 1,
+      leaves_appended_during_run: 2,
       checkpoints_published_during_run: 1,
     });
     const next = await verify(t);
     assert.equal(next.ok, true, describeFindings(next));
-    assert.equal(next.tree_size, 11);
+    assert.equal(next.tree_size, 21);
     assert.equal(next.checked.checkpoints, 4);
   });
 });
@@ -200,13 +281,18 @@ describe('whole-ledger verification after direct database changes', () => {
   test('a deleted certificate row is a deleted leaf and a deleted sequence', async () => {
     const t = await startLedger();
     try {
-      await sql(t, 'DELETE FROM certificates WHERE tenant_id = ? AND log_index = 5', [TENANT]);
+      const deletedAt = await logIndexOf(t, 5);
+      const nextAt = await logIndexOf(t, 6);
+      await sql(t, 'DELETE FROM certificates WHERE tenant_id = ? AND log_index = ?', [
+        TENANT,
+        deletedAt,
+      ]);
       const report = await verify(t);
       assert.equal(report.ok, false);
-      assertFinding(report, { kind: 'deleted', subject: 'leaf', log_index: 5 });
+      assertFinding(report, { kind: 'deleted', subject: 'leaf', log_index: deletedAt });
       const chain = assertFinding(report, { kind: 'deleted', subject: 'certificate' });
       assert.equal(chain.chain_sequence, 5);
-      assert.equal(chain.log_index, 6);
+      assert.equal(chain.log_index, nextAt);
       // The stored node stands in for the missing leaf, so the checkpoints still match.
       assert.deepEqual(kindsOf(report), ['deleted']);
       assert.equal(report.totals.deleted, 2);
@@ -215,10 +301,30 @@ describe('whole-ledger verification after direct database changes', () => {
     }
   });
 
+  test('a deleted audit event row is a deleted leaf only', async () => {
+    const t = await startLedger();
+    try {
+      // The certificate.issue event right after certificate 5 sits between two certificates.
+      const deletedAt = (await logIndexOf(t, 5)) + 1;
+      await sql(t, 'DELETE FROM audit_events WHERE tenant_id = ? AND log_index = ?', [
+        TENANT,
+        deletedAt,
+      ]);
+      const report = await verify(t);
+      assertFinding(report, { kind: 'deleted', subject: 'leaf', log_index: deletedAt });
+      // The certificates around the gap still follow each other in the chain.
+      assert.deepEqual(kindsOf(report), ['deleted']);
+      assert.equal(report.findings.length, 1, describeFindings(report));
+    } finally {
+      await t.close();
+    }
+  });
+
   test('a forged certificate row above the head is inserted', async () => {
     const t = await startLedger();
     try {
-      const last = await certificateAt(t, 9);
+      const last = await certificateWithSequence(t, 8);
+      const forgedAt = await headSize(t);
       const forgedId = randomUUID();
       const message = JSON.parse(String(last.signed_message)) as Record<string, unknown>;
       const forged = {
@@ -232,7 +338,7 @@ describe('whole-ledger verification after direct database changes', () => {
         `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc,
           model_version, governance_policy_version, human_reviewed, chain_hash, previous_hash,
           key_id, signed_message, signature, log_index)
-        VALUES (?, 9, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 10)`,
+        VALUES (?, 9, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         [
           TENANT,
           forgedId,
@@ -245,10 +351,11 @@ describe('whole-ledger verification after direct database changes', () => {
           String(last.key_id),
           canonicalJson(forged),
           String(last.signature),
+          forgedAt,
         ],
       );
       const report = await verify(t);
-      const finding = assertFinding(report, { kind: 'inserted', log_index: 10 });
+      const finding = assertFinding(report, { kind: 'inserted', log_index: forgedAt });
       assert.equal(finding.certificate_id, forgedId);
       assert.equal(finding.subject, 'certificate');
       assert.deepEqual(kindsOf(report), ['inserted']);
@@ -268,7 +375,7 @@ describe('whole-ledger verification after direct database changes', () => {
           key_id, signed_message, signature, log_index)
         SELECT tenant_id, 9, ?, issued_at_utc, model_version, governance_policy_version,
           human_reviewed, chain_hash, chain_hash, key_id, signed_message, signature, NULL
-        FROM certificates WHERE tenant_id = ? AND log_index = 9`,
+        FROM certificates WHERE tenant_id = ? AND chain_sequence = 8`,
         [forgedId, TENANT],
       );
       const report = await verify(t);
@@ -283,27 +390,37 @@ describe('whole-ledger verification after direct database changes', () => {
   test('two certificates with swapped log positions are reordered', async () => {
     const t = await startLedger();
     try {
+      const fourthAt = await logIndexOf(t, 4);
+      const sixthAt = await logIndexOf(t, 6);
+      const [middleSize, lastSize] = (await checkpointSizes(t)).slice(1);
+      assert.ok(fourthAt >= middleSize!, 'both certificates lie above the middle checkpoint');
       // log_index is unique per tenant, so the swap goes through a free value.
-      await sql(t, 'UPDATE certificates SET log_index = -1 WHERE tenant_id = ? AND log_index = 4', [
-        TENANT,
-      ]);
-      await sql(t, 'UPDATE certificates SET log_index = 4 WHERE tenant_id = ? AND log_index = 6', [
-        TENANT,
-      ]);
-      await sql(t, 'UPDATE certificates SET log_index = 6 WHERE tenant_id = ? AND log_index = -1', [
-        TENANT,
-      ]);
+      const move = (from: number, to: number) =>
+        sql(t, 'UPDATE certificates SET log_index = ? WHERE tenant_id = ? AND log_index = ?', [
+          to,
+          TENANT,
+          from,
+        ]);
+      await move(fourthAt, -1);
+      await move(sixthAt, fourthAt);
+      await move(-1, sixthAt);
       const report = await verify(t);
-      assert.equal(assertFinding(report, { kind: 'reordered', log_index: 4 }).chain_sequence, 6);
-      assert.equal(assertFinding(report, { kind: 'reordered', log_index: 6 }).chain_sequence, 4);
+      const atFourth = assertFinding(report, { kind: 'reordered', log_index: fourthAt });
+      assert.equal(atFourth.chain_sequence, 6);
+      const atSixth = assertFinding(report, { kind: 'reordered', log_index: sixthAt });
+      assert.equal(atSixth.chain_sequence, 4);
       assert.equal(report.totals.reordered, 2, describeFindings(report));
       // Both certificates are still present, so nothing counts as deleted or edited.
       assert.equal(report.totals.deleted, 0, describeFindings(report));
       assert.equal(report.totals.edited, 0, describeFindings(report));
-      // The leaves no longer hash to the signed root of size 10 or to the head.
-      assertFinding(report, { kind: 'checkpoint_mismatch', subject: 'checkpoint', tree_size: 10 });
-      assertFinding(report, { kind: 'checkpoint_mismatch', subject: 'head', tree_size: 10 });
-      assert.equal(matching(report, { subject: 'checkpoint', tree_size: 4 }).length, 0);
+      // The leaves no longer hash to the last signed root or to the head.
+      assertFinding(report, {
+        kind: 'checkpoint_mismatch',
+        subject: 'checkpoint',
+        tree_size: lastSize,
+      });
+      assertFinding(report, { kind: 'checkpoint_mismatch', subject: 'head', tree_size: lastSize });
+      assert.equal(matching(report, { subject: 'checkpoint', tree_size: middleSize }).length, 0);
     } finally {
       await t.close();
     }
@@ -312,6 +429,8 @@ describe('whole-ledger verification after direct database changes', () => {
   test('two certificates with swapped chain sequences are reordered', async () => {
     const t = await startLedger();
     try {
+      const fourthAt = await logIndexOf(t, 4);
+      const sixthAt = await logIndexOf(t, 6);
       // (tenant_id, chain_sequence) is the primary key, so the swap goes through a free value.
       await sql(
         t,
@@ -329,7 +448,7 @@ describe('whole-ledger verification after direct database changes', () => {
         [TENANT],
       );
       const report = await verify(t);
-      for (const logIndex of [4, 6]) {
+      for (const logIndex of [fourthAt, sixthAt]) {
         const finding = assertFinding(report, { kind: 'reordered', log_index: logIndex });
         assert.deepEqual(finding.fields, ['chain_sequence']);
       }
@@ -342,13 +461,14 @@ describe('whole-ledger verification after direct database changes', () => {
   test('an edited model_version column is edited', async () => {
     const t = await startLedger();
     try {
+      const editedAt = await logIndexOf(t, 1);
       await sql(
         t,
-        "UPDATE certificates SET model_version = 'scribe-9' WHERE tenant_id = ? AND log_index = 1",
-        [TENANT],
+        "UPDATE certificates SET model_version = 'scribe-9' WHERE tenant_id = ? AND log_index = ?",
+        [TENANT, editedAt],
       );
       const report = await verify(t);
-      const finding = assertFinding(report, { kind: 'edited', log_index: 1 });
+      const finding = assertFinding(report, { kind: 'edited', log_index: editedAt });
       assert.deepEqual(finding.fields, ['model_version']);
       assert.equal(finding.subject, 'certificate');
       assert.equal(report.findings.length, 1, describeFindings(report));
@@ -360,29 +480,39 @@ describe('whole-ledger verification after direct database changes', () => {
   test('edited signed message bytes break the signature, the leaf and the checkpoints', async () => {
     const t = await startLedger();
     try {
-      const row = await certificateAt(t, 2);
+      const row = await certificateWithSequence(t, 3);
+      const editedAt = Number(row.log_index);
+      const [firstSize, middleSize, lastSize] = await checkpointSizes(t);
+      // The edited leaf lies under the middle checkpoint but not under the first.
+      assert.ok(editedAt >= firstSize!, `log index ${editedAt}, first checkpoint ${firstSize}`);
+      assert.ok(editedAt < middleSize!, `log index ${editedAt}, middle checkpoint ${middleSize}`);
       const message = String(row.signed_message);
       const changed = message.replace('"model_version":"2026.11"', '"model_version":"2026.12"');
       assert.notEqual(changed, message);
       await sql(
         t,
-        'UPDATE certificates SET signed_message = ? WHERE tenant_id = ? AND log_index = 2',
-        [changed, TENANT],
+        'UPDATE certificates SET signed_message = ? WHERE tenant_id = ? AND log_index = ?',
+        [changed, TENANT, editedAt],
       );
       const report = await verify(t);
-      assertFinding(report, { kind: 'signature_invalid', log_index: 2 });
-      const leaf = matching(report, { kind: 'edited', log_index: 2 });
+      assertFinding(report, { kind: 'signature_invalid', log_index: editedAt });
+      const leaf = matching(report, { kind: 'edited', log_index: editedAt });
       assert.ok(
         leaf.some((finding) => finding.fields === undefined),
-        `leaf hash finding at 2 in ${describeFindings(report)}`,
+        `leaf hash finding at ${editedAt} in ${describeFindings(report)}`,
       );
       assert.ok(
         leaf.some((finding) => JSON.stringify(finding.fields) === '["model_version"]'),
-        `column finding at 2 in ${describeFindings(report)}`,
+        `column finding at ${editedAt} in ${describeFindings(report)}`,
       );
-      assertFinding(report, { kind: 'checkpoint_mismatch', subject: 'checkpoint', tree_size: 4 });
-      assertFinding(report, { kind: 'checkpoint_mismatch', subject: 'checkpoint', tree_size: 10 });
-      assert.equal(matching(report, { subject: 'checkpoint', tree_size: 0 }).length, 0);
+      for (const size of [middleSize, lastSize]) {
+        assertFinding(report, {
+          kind: 'checkpoint_mismatch',
+          subject: 'checkpoint',
+          tree_size: size,
+        });
+      }
+      assert.equal(matching(report, { subject: 'checkpoint', tree_size: firstSize }).length, 0);
       assert.equal(report.totals.reordered, 0, describeFindings(report));
     } finally {
       await t.close();
@@ -392,24 +522,38 @@ describe('whole-ledger verification after direct database changes', () => {
   test('an edited audit event is edited', async () => {
     const t = await startLedger();
     try {
+      // The bundle.export event is the last leaf under the middle checkpoint.
+      const editedAt = await eventLogIndexOf(t, 'bundle.export');
+      const [firstSize, middleSize, lastSize] = await checkpointSizes(t);
+      assert.equal(editedAt, middleSize! - 1);
       const [event] = await sql(
         t,
-        'SELECT event_id, event_json FROM audit_events WHERE tenant_id = ? AND log_index = 3',
-        [TENANT],
+        'SELECT event_id, event_json FROM audit_events WHERE tenant_id = ? AND log_index = ?',
+        [TENANT, editedAt],
       );
       const changed = String(event!.event_json).replace(
         '"outcome":"success"',
         '"outcome":"failure"',
       );
-      await sql(t, 'UPDATE audit_events SET event_json = ? WHERE tenant_id = ? AND log_index = 3', [
+      assert.notEqual(changed, event!.event_json);
+      await sql(t, 'UPDATE audit_events SET event_json = ? WHERE tenant_id = ? AND log_index = ?', [
         changed,
         TENANT,
+        editedAt,
       ]);
       const report = await verify(t);
-      const finding = assertFinding(report, { kind: 'edited', log_index: 3 });
+      const finding = assertFinding(report, { kind: 'edited', log_index: editedAt });
       assert.equal(finding.subject, 'audit_event');
       assert.equal(finding.event_id, event!.event_id);
-      assertFinding(report, { kind: 'checkpoint_mismatch', subject: 'checkpoint', tree_size: 4 });
+      for (const size of [middleSize, lastSize]) {
+        assertFinding(report, {
+          kind: 'checkpoint_mismatch',
+          subject: 'checkpoint',
+          tree_size: size,
+        });
+      }
+      assertFinding(report, { kind: 'checkpoint_mismatch', subject: 'head', tree_size: lastSize });
+      assert.equal(matching(report, { subject: 'checkpoint', tree_size: firstSize }).length, 0);
       assert.deepEqual(kindsOf(report), ['checkpoint_mismatch', 'edited']);
       assert.equal(report.totals.edited, 1);
     } finally {
@@ -420,16 +564,22 @@ describe('whole-ledger verification after direct database changes', () => {
   test('an edited log node hash is edited', async () => {
     const t = await startLedger();
     try {
+      const editedAt = await logIndexOf(t, 5);
       await sql(
         t,
-        'UPDATE log_nodes SET hash = ? WHERE tenant_id = ? AND level = 0 AND node_index = 5',
-        ['ab'.repeat(32), TENANT],
+        'UPDATE log_nodes SET hash = ? WHERE tenant_id = ? AND level = 0 AND node_index = ?',
+        ['ab'.repeat(32), TENANT, editedAt],
       );
       const report = await verify(t);
-      const leaf = assertFinding(report, { kind: 'edited', log_index: 5, subject: 'certificate' });
+      const leaf = assertFinding(report, {
+        kind: 'edited',
+        log_index: editedAt,
+        subject: 'certificate',
+      });
       assert.match(leaf.detail, /level-0 node/);
-      // The parent over leaves 4 and 5 no longer hashes from its stored children.
-      assertFinding(report, { kind: 'edited', subject: 'node', node: { level: 1, index: 2 } });
+      // The parent over this leaf and its sibling no longer hashes from its stored children.
+      const parent = { level: 1, index: Math.floor(editedAt / 2) };
+      assertFinding(report, { kind: 'edited', subject: 'node', node: parent });
       // The leaves are intact, so the rebuilt tree still matches every checkpoint and the head.
       assert.deepEqual(kindsOf(report), ['edited']);
     } finally {
@@ -454,25 +604,36 @@ describe('whole-ledger verification after direct database changes', () => {
     }
   });
 
-  test('a head rolled back to size 6 leaves inserted leaves and a larger checkpoint', async () => {
+  test('a rolled-back head leaves inserted leaves and a larger checkpoint', async () => {
     const t = await startLedger();
     try {
-      // A consistent rollback: the frontier of size 6 from the stored nodes.
-      const refs = frontierRefs(6);
+      // Roll back to just before certificate 6: above the middle checkpoint, below the last.
+      const rolledBackSize = await logIndexOf(t, 6);
+      const treeSize = await headSize(t);
+      const [, middleSize, lastSize] = await checkpointSizes(t);
+      assert.ok(rolledBackSize > middleSize!, `size ${rolledBackSize}, middle ${middleSize}`);
+      assert.ok(rolledBackSize < lastSize!, `size ${rolledBackSize}, last checkpoint ${lastSize}`);
+      // A consistent rollback: the frontier of that size from the stored nodes.
+      const refs = frontierRefs(rolledBackSize);
       const nodes = await t.services.store.getLogNodes(TENANT, refs);
       const byKey = new Map(
         nodes.map((node) => [nodeKey({ level: node.level, index: node.node_index }), node.hash]),
       );
       const frontier = refs.map((ref) => byKey.get(nodeKey(ref))!).join('');
-      await sql(t, 'UPDATE log_heads SET tree_size = 6, frontier = ? WHERE tenant_id = ?', [
+      await sql(t, 'UPDATE log_heads SET tree_size = ?, frontier = ? WHERE tenant_id = ?', [
+        rolledBackSize,
         frontier,
         TENANT,
       ]);
       const report = await verify(t);
-      assert.equal(report.tree_size, 6);
-      const inserted = assertFinding(report, { kind: 'inserted', log_index: 6 });
-      assert.equal(inserted.count, 4);
-      assertFinding(report, { kind: 'checkpoint_mismatch', subject: 'checkpoint', tree_size: 10 });
+      assert.equal(report.tree_size, rolledBackSize);
+      const inserted = assertFinding(report, { kind: 'inserted', log_index: rolledBackSize });
+      assert.equal(inserted.count, treeSize - rolledBackSize);
+      assertFinding(report, {
+        kind: 'checkpoint_mismatch',
+        subject: 'checkpoint',
+        tree_size: lastSize,
+      });
       assert.deepEqual(kindsOf(report), ['checkpoint_mismatch', 'inserted']);
       assert.equal(report.findings.length, 2, describeFindings(report));
     } finally {
@@ -480,13 +641,14 @@ describe('whole-ledger verification after direct database changes', () => {
     }
   });
 
-  test('a checkpoint signed by another key is signature_invalid', async () => {
+  test('a checkpoint with an altered signature is signature_invalid', async () => {
     const t = await startLedger();
     try {
+      const size = await middleCheckpointSize(t);
       const [row] = await sql(
         t,
-        'SELECT note FROM log_checkpoints WHERE tenant_id = ? AND tree_size = 4',
-        [TENANT],
+        'SELECT note FROM log_checkpoints WHERE tenant_id = ? AND tree_size = ?',
+        [TENANT, size],
       );
       // Flip one character of the signature line.
       const note = String(row!.note);
@@ -497,12 +659,13 @@ describe('whole-ledger verification after direct database changes', () => {
         signature.slice(0, position) +
         (signature[position] === 'A' ? 'B' : 'A') +
         signature.slice(position + 1);
-      await sql(t, 'UPDATE log_checkpoints SET note = ? WHERE tenant_id = ? AND tree_size = 4', [
+      await sql(t, 'UPDATE log_checkpoints SET note = ? WHERE tenant_id = ? AND tree_size = ?', [
         lines.join('\n'),
         TENANT,
+        size,
       ]);
       const report = await verify(t);
-      assertFinding(report, { kind: 'signature_invalid', subject: 'checkpoint', tree_size: 4 });
+      assertFinding(report, { kind: 'signature_invalid', subject: 'checkpoint', tree_size: size });
       assert.deepEqual(kindsOf(report), ['signature_invalid']);
     } finally {
       await t.close();
@@ -529,14 +692,15 @@ describe('whole-ledger verification over HTTP and the command line', () => {
     const report = response.json<LedgerReport>();
     assert.equal(report.ok, true);
     assert.equal(report.tenant_id, TENANT);
-    assert.equal(report.checked.leaves, 10);
+    assert.equal(report.checked.leaves, await headSize(t));
     assert.deepEqual(report.findings, []);
   });
 
-  test('the command exits 0 on a clean ledger', () => {
+  test('the command exits 0 on a clean ledger', async () => {
+    const leaves = await headSize(t);
     const result = runCli(['ledger', 'verify', '--tenant', TENANT], cliEnv());
     assert.equal(result.status, 0, result.stderr);
-    assert.match(result.stdout, /^CLEAN {2}ledger of tenant ward-a, 10 leaves/);
+    assert.match(result.stdout, new RegExp(`^CLEAN {2}ledger of tenant ward-a, ${leaves} leaves`));
     const json = runCli(['ledger', 'verify', '--tenant', TENANT, '--json'], cliEnv());
     assert.equal(json.status, 0, json.stderr);
     assert.equal((JSON.parse(json.stdout) as LedgerReport).checked.certificates, 8);
@@ -545,8 +709,11 @@ describe('whole-ledger verification over HTTP and the command line', () => {
   test('the command shows progress on stderr for a large log', async () => {
     const tenant = 'ward-large';
     await t.services.tenants.create(tenant);
-    for (let batch = 0; batch < 4; batch++) {
-      const events = Array.from({ length: 2500 }, (_, i) => {
+    // The tenant.create event is leaf 0, so 9,999 appended events make 10,000 leaves: ten
+    // pages of the default 1,000 leaves, and a progress line after each.
+    const leaves = 10_000;
+    for (let appended = 1; appended < leaves; appended += 2500) {
+      const events = Array.from({ length: Math.min(2500, leaves - appended) }, (_, i) => {
         const event = {
           event_id: randomUUID(),
           occurred_at: new Date().toISOString(),
@@ -554,7 +721,7 @@ describe('whole-ledger verification over HTTP and the command line', () => {
           outcome: 'success',
           actor_hash: null,
           object_type: 'batch',
-          object_id: `${batch}-${i}`,
+          object_id: String(appended + i),
         };
         return { ...event, event_json: canonicalJson(event) };
       });
@@ -564,11 +731,12 @@ describe('whole-ledger verification over HTTP and the command line', () => {
     const result = await runCliAsync(['ledger', 'verify', '--tenant', tenant, '--json'], cliEnv());
     assert.equal(result.status, 0, result.stderr);
     const report = JSON.parse(result.stdout) as LedgerReport;
-    assert.equal(report.checked.audit_events, 10_000);
+    assert.equal(report.tree_size, leaves);
+    assert.equal(report.checked.audit_events, leaves);
     assert.equal(report.checked.checkpoints, 1);
     const lines = result.stderr.trim().split('\n');
     assert.ok(lines.length >= 10, result.stderr);
-    assert.equal(lines[lines.length - 1], 'verified 10000/10000 leaves');
+    assert.equal(lines[lines.length - 1], `verified ${leaves}/${leaves} leaves`);
   });
 
   test('the command exits 2 for an unknown tenant', () => {
@@ -578,10 +746,11 @@ describe('whole-ledger verification over HTTP and the command line', () => {
   });
 
   test('the report lists findings over HTTP and the command exits 1', async () => {
+    const editedAt = await logIndexOf(t, 7);
     await sql(
       t,
-      "UPDATE certificates SET governance_policy_version = 'policy-8' WHERE tenant_id = ? AND log_index = 8",
-      [TENANT],
+      "UPDATE certificates SET governance_policy_version = 'policy-8' WHERE tenant_id = ? AND log_index = ?",
+      [TENANT, editedAt],
     );
     const response = await t.app.inject({
       method: 'POST',
@@ -590,7 +759,7 @@ describe('whole-ledger verification over HTTP and the command line', () => {
     });
     const report = response.json<LedgerReport>();
     assert.equal(report.ok, false);
-    const finding = assertFinding(report, { kind: 'edited', log_index: 8 });
+    const finding = assertFinding(report, { kind: 'edited', log_index: editedAt });
     assert.deepEqual(finding.fields, ['governance_policy_version']);
 
     const result = runCli(['ledger', 'verify', '--tenant', TENANT], cliEnv());
@@ -598,7 +767,9 @@ describe('whole-ledger verification over HTTP and the command line', () => {
     assert.match(result.stdout, /^FINDINGS/);
     assert.match(
       result.stdout,
-      /edited +certificate [0-9a-f-]{36}, sequence 7, log index 8: stored columns differ/,
+      new RegExp(
+        `edited +certificate [0-9a-f-]{36}, sequence 7, log index ${editedAt}: stored columns differ`,
+      ),
     );
     // The report names the changed column, never its stored or signed value.
     assert.doesNotMatch(result.stdout, /policy-8/);
