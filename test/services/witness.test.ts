@@ -111,6 +111,11 @@ describe('witness', () => {
   let backup: TestDatabase | undefined;
   let server: RunningServer | undefined;
   let proxy: Proxy;
+  // Checkpoint sizes reached by grow(): each certificate adds its own leaf and the leaf of its
+  // certificate.issue event, after the tenant.create event at index 0.
+  let firstSize: number;
+  let backupSize: number;
+  let grownSize: number;
   const statePath = () => join(stateDir, `${TENANT}.json`);
 
   async function startServer(database: TestDatabase): Promise<RunningServer> {
@@ -130,13 +135,16 @@ describe('witness', () => {
   /** Issues certificates, publishes a checkpoint and returns its size. */
   async function grow(count: number): Promise<number> {
     const services = server!.app.services;
+    const before = (await services.store.getLogHead(TENANT))?.tree_size ?? 0;
     for (let i = 0; i < count; i++) {
       await services.issuance.issue(
         TENANT,
         issueBody({ note_text: `Witness note ${randomUUID()}: stable.` }) as never,
       );
     }
-    return (await services.log.publish(TENANT)).tree_size;
+    const size = (await services.log.publish(TENANT)).tree_size;
+    assert.equal(size, before + 2 * count, 'each certificate adds two leaves');
+    return size;
   }
 
   function witness(url: string, extra: string[] = [], state = stateDir): Promise<CliResult> {
@@ -178,18 +186,21 @@ describe('witness', () => {
   });
 
   test('first contact pins the key and records the checkpoint', async () => {
-    assert.equal(await grow(3), 3);
+    firstSize = await grow(3);
     const result = await witness(proxy.url);
     assert.equal(result.status, 0, result.stderr);
     assert.match(
       result.stdout,
       /pinned log key cdil\.local\/tenants\/ward-w\+[0-9a-f]{8} on first contact/,
     );
-    assert.match(result.stdout, /verified checkpoint of size 3, root \S+, signed by/);
-    assert.match(result.stdout, /recorded checkpoint of size 3 in /);
+    assert.match(
+      result.stdout,
+      new RegExp(`verified checkpoint of size ${firstSize}, root \\S+, signed by`),
+    );
+    assert.match(result.stdout, new RegExp(`recorded checkpoint of size ${firstSize} in `));
 
     const state = readState();
-    assert.equal(state.size, 3);
+    assert.equal(state.size, firstSize);
     assert.equal(state.tenant_id, TENANT);
     assert.equal(state.origin, 'cdil.local/tenants/ward-w');
     const key = await server!.app.services.log.keyInfo(TENANT);
@@ -212,20 +223,25 @@ describe('witness', () => {
   });
 
   test('growth with a valid consistency proof is recorded', async () => {
-    assert.equal(await grow(2), 5);
+    backupSize = await grow(2);
     const result = await witness(server!.url);
     assert.equal(result.status, 0, result.stderr);
-    assert.match(result.stdout, /verified consistency proof from size 3 to 5 \(\d+ hashes\)/);
-    assert.match(result.stdout, /recorded checkpoint of size 5/);
-    assert.equal(readState().size, 5);
+    assert.match(
+      result.stdout,
+      new RegExp(
+        `verified consistency proof from size ${firstSize} to ${backupSize} \\(\\d+ hashes\\)`,
+      ),
+    );
+    assert.match(result.stdout, new RegExp(`recorded checkpoint of size ${backupSize}\\b`));
+    assert.equal(readState().size, backupSize);
   });
 
-  test('a database backup is taken at size 5', async () => {
+  test('a database backup is taken at the recorded size', async () => {
     // PostgreSQL copies a database only while no session is connected to it.
     await stopServer();
     backup = await copyTestDatabase({ dir, database: primary });
     server = await startServer(primary);
-    assert.equal(await grow(3), 8);
+    grownSize = await grow(3);
   });
 
   test('an altered consistency proof is rejected', async () => {
@@ -237,7 +253,9 @@ describe('witness', () => {
       assert.equal(result.status, 1, result.stderr);
       assert.match(
         result.stdout,
-        /INCONSISTENT: the consistency proof from size 5 to 8 does not verify/,
+        new RegExp(
+          `INCONSISTENT: the consistency proof from size ${backupSize} to ${grownSize} does not verify`,
+        ),
       );
       assert.match(result.stdout, /state left unchanged/);
     } finally {
@@ -283,14 +301,17 @@ describe('witness', () => {
     const right = (await server!.app.services.log.keyInfo(TENANT)).verifier_key;
     const accepted = await witness(server!.url, ['--log-key', right], freshState);
     assert.equal(accepted.status, 0, accepted.stderr);
-    assert.match(accepted.stdout, /recorded checkpoint of size 8/);
+    assert.match(accepted.stdout, new RegExp(`recorded checkpoint of size ${grownSize}\\b`));
   });
 
   test('the witness records the bigger checkpoint', async () => {
     const result = await witness(server!.url);
     assert.equal(result.status, 0, result.stderr);
-    assert.match(result.stdout, /verified consistency proof from size 5 to 8/);
-    assert.equal(readState().size, 8);
+    assert.match(
+      result.stdout,
+      new RegExp(`verified consistency proof from size ${backupSize} to ${grownSize}\\b`),
+    );
+    assert.equal(readState().size, grownSize);
   });
 
   test('a restored backup is reported as a rollback', async () => {
@@ -299,26 +320,31 @@ describe('witness', () => {
     // The restored database is consistent in itself, so only the witness can tell.
     const ledger = await server.app.services.ledger.verify(TENANT);
     assert.equal(ledger.ok, true, JSON.stringify(ledger.findings));
-    assert.equal(ledger.tree_size, 5);
+    assert.equal(ledger.tree_size, backupSize);
 
     const before = readFileSync(statePath(), 'utf8');
     const result = await witness(server.url);
     assert.equal(result.status, 1, result.stderr);
     assert.match(
       result.stdout,
-      /ROLLBACK: the server's checkpoint has size 5, smaller than the recorded size 8; state left unchanged/,
+      new RegExp(
+        `ROLLBACK: the server's checkpoint has size ${backupSize}, smaller than the recorded size ${grownSize}; state left unchanged`,
+      ),
     );
     assert.equal(readFileSync(statePath(), 'utf8'), before);
   });
 
   test('a different history of the same size is a fork', async () => {
-    assert.equal(await grow(3), 8);
+    // The same three issuances as on the primary reach the recorded size with other leaves.
+    assert.equal(await grow(3), grownSize);
     const before = readFileSync(statePath(), 'utf8');
     const result = await witness(server!.url);
     assert.equal(result.status, 1, result.stderr);
     assert.match(
       result.stdout,
-      /FORK: the server's checkpoint of size 8 has root \S+, but the recorded checkpoint of that size has root \S+; state left unchanged/,
+      new RegExp(
+        `FORK: the server's checkpoint of size ${grownSize} has root \\S+, but the recorded checkpoint of that size has root \\S+; state left unchanged`,
+      ),
     );
     assert.equal(readFileSync(statePath(), 'utf8'), before);
   });
@@ -369,7 +395,7 @@ describe('witness', () => {
     });
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
-    assert.match(stdout, /recorded checkpoint of size 8/);
+    assert.match(stdout, new RegExp(`recorded checkpoint of size ${grownSize}\\b`));
     assert.match(stdout, /unchanged/);
   });
 
