@@ -229,7 +229,7 @@ function checkBundleFiles(
   }
   for (const name of PRETTY_JSON_FILES) {
     const bytes = files.get(name);
-    if (bytes && !bytesEqual(bytes, prettyJson(JSON.parse(utf8Decode(bytes))))) {
+    if (bytes && !isPrettyJson(bytes)) {
       problems.push(
         `${name} is not in its exported form (reformatted, reordered or duplicate keys)`,
       );
@@ -283,6 +283,15 @@ function checkBundleFiles(
     ok: true,
     detail: `all ${files.size} files are present, match the manifest and agree with the signed content`,
   };
+}
+
+/** Whether the bytes are UTF-8 JSON in exactly the layout prettyJson writes. */
+function isPrettyJson(bytes: Uint8Array): boolean {
+  try {
+    return bytesEqual(bytes, prettyJson(JSON.parse(utf8Decode(bytes))));
+  } catch {
+    return false;
+  }
 }
 
 /** Adds a problem for every difference between the manifest and the files. */
@@ -360,10 +369,16 @@ export function verifyBundle(
 export async function verifyBundleWithTimestamps(
   crypto: CryptoProvider,
   zipBytes: Uint8Array,
-  options: BundleVerifyOptions & { tsaRoots?: TrustedRoots | undefined } = {},
+  options: BundleVerifyOptions & {
+    tsaRoots?: TrustedRoots | undefined;
+    /** Fails a bundle that carries no checkpoint timestamp token. */
+    requireTimestamps?: boolean | undefined;
+  } = {},
 ): Promise<VerificationReport> {
   const files = readZipSafely(zipBytes, options.limits ?? DEFAULT_ZIP_LIMITS);
-  const timestamps = await timestampChecks(timestampEvidenceOf(files), options.tsaRoots);
+  const timestamps = await timestampChecks(timestampEvidenceOf(files), options.tsaRoots, {
+    requireCheckpointToken: options.requireTimestamps,
+  });
   return verifyBundleFiles(crypto, files, { ...options, timestamps });
 }
 

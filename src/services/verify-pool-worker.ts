@@ -15,11 +15,12 @@ async function verifyOne(request: PoolRequest, zip: Uint8Array): Promise<PoolOut
   try {
     return {
       report:
-        request.tsaRoots === undefined
+        request.tsaRoots === undefined && request.requireTimestamps !== true
           ? verifyBundle(nodeCrypto, zip, options)
           : await verifyBundleWithTimestamps(nodeCrypto, zip, {
               ...options,
               tsaRoots: request.tsaRoots,
+              requireTimestamps: request.requireTimestamps,
             }),
     };
   } catch (error) {

@@ -12,6 +12,7 @@ export interface PoolRequest {
   trustedKeys?: Jwks | undefined;
   trustedLogKeys?: readonly string[] | undefined;
   tsaRoots?: string | undefined;
+  requireTimestamps?: boolean | undefined;
   noteText?: Uint8Array | string | undefined;
 }
 
@@ -30,6 +31,8 @@ export interface VerifyManyOptions {
   trustedLogKeys?: readonly string[] | undefined;
   /** PEM text of the TSA roots; timestamp tokens are checked when given. */
   tsaRoots?: string | undefined;
+  /** Fails bundles without a checkpoint timestamp token. */
+  requireTimestamps?: boolean | undefined;
   noteText?: Uint8Array | string | undefined;
   /** Bundles per message to a worker. */
   batchSize?: number;
@@ -93,6 +96,7 @@ export class BundleVerifierPool {
         trustedKeys: options.trustedKeys,
         trustedLogKeys: options.trustedLogKeys,
         tsaRoots: options.tsaRoots,
+        requireTimestamps: options.requireTimestamps,
         noteText: options.noteText,
       };
       worker.postMessage(request);

@@ -24,6 +24,7 @@ import {
   unpackBundle,
   verifyZip,
   withFile,
+  withoutLog,
   type BundleFixture,
 } from '../helpers/bundle.ts';
 import { generateEd25519Key } from '../helpers/ed25519.ts';
@@ -165,5 +166,48 @@ void describe('log evidence altered', () => {
 
     const malformed = withFile(files, LogBundleFile.inclusionProof, '{"format":"x"}\n');
     assert.ok(failedChecks(packBundle(malformed)).failed.includes('log_checkpoint'));
+  });
+});
+
+void describe('log and timestamp evidence removed', () => {
+  test('a v2 bundle downgraded to v1 fails log_checkpoint', () => {
+    const downgraded = withoutLog(files);
+    const { failed, outcome } = failedChecks(packBundle(downgraded));
+    assert.deepEqual(failed, ['log_checkpoint']);
+    const check = outcome.report!.checks.find((item) => item.check === 'log_checkpoint');
+    assert.match(check!.detail, /always recorded in its tenant's log/);
+  });
+
+  test('the summary says when the log key was not pinned', () => {
+    const unpinned = verifyZip(work, fixture.zip);
+    assert.match(unpinned.report!.summary, /pin the tenant's log key/);
+    const pinned = verifyZip(work, fixture.zip, { trustedLogKeys: logKeyPath });
+    assert.match(pinned.report!.summary, /cannot have been removed or replaced/);
+  });
+
+  test('malformed JSON in a bundle file gives a report, not a crash', () => {
+    const broken = withFile(files, LogBundleFile.inclusionProof, '{"a":');
+    const { outcome } = failedChecks(packBundle(broken));
+    assert.equal(outcome.exitCode, 1);
+    assert.ok(checksWithStatus(outcome.report, 'fail').includes('bundle_manifest'));
+  });
+
+  test('--require-timestamps fails a bundle without a checkpoint token', async () => {
+    const { runVerifyWithTimestamps } = await import('../../src/cli/commands/verify.ts');
+    const path = join(work, 'no-tokens.zip');
+    writeFileSync(path, fixture.zip);
+    const out: string[] = [];
+    const status = await runVerifyWithTimestamps(
+      path,
+      { requireTimestamps: true, json: true },
+      (line) => out.push(line),
+      () => undefined,
+    );
+    assert.equal(status, 1);
+    const report = JSON.parse(out.join('\n')) as { checks: { check: string; status: string }[] };
+    assert.equal(
+      report.checks.find((check) => check.check === 'checkpoint_timestamp')?.status,
+      'fail',
+    );
   });
 });

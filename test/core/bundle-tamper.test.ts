@@ -255,16 +255,17 @@ void describe('signature and key', () => {
     assertFailed(outcome, 'key_binding');
   });
 
-  test('re-signed bundle fails the log proof, and without it fails only when pinned', () => {
+  test('re-signed bundle fails the log proof, and without the log also the pinned key', () => {
     const withLog = verifyZip(work, packBundle(resignBundle(files)));
     assert.deepEqual(checksWithStatus(withLog.report, 'fail'), ['log_inclusion']);
 
+    // A v2 certificate is always logged, so dropping the log evidence fails on its own.
     const forged = packBundle(resignBundle(withoutLog(files)));
-    assertValid(verifyZip(work, forged));
+    assert.deepEqual(checksWithStatus(verifyZip(work, forged).report, 'fail'), ['log_checkpoint']);
 
     const pinned = verifyZip(work, forged, { trustedKeys: jwksPath });
     assertFailed(pinned, 'trusted_key');
-    assert.deepEqual(checksWithStatus(pinned.report, 'fail'), ['trusted_key']);
+    assert.deepEqual(checksWithStatus(pinned.report, 'fail'), ['trusted_key', 'log_checkpoint']);
     assert.equal(
       pinned.report!.checks.find((check) => check.check === 'trusted_key')?.code,
       'KEY_NOT_TRUSTED',
@@ -299,7 +300,7 @@ void describe('chain fields', () => {
     });
     const outcome = verifyZip(work, packBundle(forged));
     assertFailed(outcome, 'chain_hash');
-    assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['chain_hash']);
+    assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['chain_hash', 'log_checkpoint']);
     assert.equal(
       outcome.report!.checks.find((check) => check.check === 'chain_hash')?.code,
       'CHAIN_HASH_MISMATCH',

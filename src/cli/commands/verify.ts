@@ -15,6 +15,7 @@ export interface VerifyCliOptions {
   trustedKeys?: string;
   trustedLogKeys?: string;
   tsaRoots?: string;
+  requireTimestamps?: boolean;
   note?: string;
   json?: boolean;
 }
@@ -177,6 +178,7 @@ export async function runVerifyWithTimestamps(
     const report = await verifyBundleWithTimestamps(nodeCrypto, inputs.zip, {
       ...inputs.options,
       tsaRoots: readTsaRoots(options.tsaRoots),
+      requireTimestamps: options.requireTimestamps,
     });
     return printReport(report, options, out);
   } catch (error) {
@@ -188,6 +190,7 @@ export interface VerifyManyCliOptions {
   trustedKeys?: string;
   trustedLogKeys?: string;
   tsaRoots?: string;
+  requireTimestamps?: boolean;
   json?: boolean;
   jobs?: string;
 }
@@ -245,7 +248,7 @@ export async function runVerifyMany(
   try {
     outcomes = await pool.verifyMany(
       readable.map((input) => new Uint8Array(input.zip)),
-      { trustedKeys, trustedLogKeys, tsaRoots },
+      { trustedKeys, trustedLogKeys, tsaRoots, requireTimestamps: options.requireTimestamps },
     );
   } finally {
     await pool.close();
@@ -299,6 +302,10 @@ export function registerVerifyCommand(program: Command): void {
     .option(
       '--tsa-roots <file>',
       'PEM file of the RFC 3161 TSA root certificates you trust; checks the timestamp tokens',
+    )
+    .option(
+      '--require-timestamps',
+      'fail a bundle without a checkpoint timestamp token (use with --tsa-roots)',
     )
     .option('--note <file>', 'also check that this file holds exactly the certified note text')
     .option('--json', 'print the full report as JSON')

@@ -57,8 +57,11 @@ export function summarize(report: VerificationReport, message: SignedMessage | u
   }
   const inclusion = report.checks.find((check) => check.check === 'log_inclusion');
   if (inclusion?.status === 'pass') {
+    const checkpoint = report.checks.find((check) => check.check === 'log_checkpoint');
     parts.push(
-      "It is recorded in the tenant's append-only log, so it cannot have been removed or replaced without detection.",
+      checkpoint?.detail.includes('a pinned log key')
+        ? "It is recorded in the tenant's append-only log, so it cannot have been removed or replaced without detection."
+        : "It is recorded in a log whose key came with the evidence; pin the tenant's log key to prove it is the tenant's append-only log.",
     );
   }
   const trusted = report.checks.find((check) => check.check === 'trusted_key');

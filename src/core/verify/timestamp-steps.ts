@@ -52,9 +52,17 @@ async function tokenCheck(
   data: Uint8Array | undefined,
   roots: TrustedRoots | undefined,
   what: string,
+  required = false,
 ): Promise<CheckResult> {
   if (!token || !data) {
-    return { check, status: 'skipped', detail: `the evidence carries no timestamp of ${what}` };
+    return required
+      ? {
+          check,
+          status: 'fail',
+          code: 'TIMESTAMP_INVALID',
+          detail: `a timestamp of ${what} is required, but the evidence carries none`,
+        }
+      : { check, status: 'skipped', detail: `the evidence carries no timestamp of ${what}` };
   }
   if (roots === undefined) {
     return {
@@ -83,10 +91,15 @@ async function tokenCheck(
   }
 }
 
-/** Runs both timestamp checks; a missing token or missing roots gives a skipped check. */
+/**
+ * Runs both timestamp checks; a missing token or missing roots gives a skipped check, unless
+ * `requireCheckpointToken` is set, which fails a bundle without its checkpoint token (bundles
+ * of a deployment with a TSA carry one, and removing a file leaves no other trace).
+ */
 export async function timestampChecks(
   evidence: TimestampEvidence,
   roots: TrustedRoots | undefined,
+  options: { requireCheckpointToken?: boolean | undefined } = {},
 ): Promise<CheckResult[]> {
   return Promise.all([
     tokenCheck(
@@ -95,6 +108,7 @@ export async function timestampChecks(
       evidence.checkpoint,
       roots,
       'the log checkpoint',
+      options.requireCheckpointToken === true,
     ),
     tokenCheck(
       'certificate_timestamp',

@@ -1,7 +1,7 @@
 // Runs every verification step in a fixed order and collects a report. Unlike a verifier that
 // stops at the first failure, the report lists the outcome of each check so an auditor sees
 // everything that is wrong at once.
-import type { SignedMessage } from '../certificate.ts';
+import { CERTIFICATE_FORMAT_V2, type SignedMessage } from '../certificate.ts';
 import type { CryptoProvider, PublicKeyHandle } from '../crypto.ts';
 import { VerificationError, type VerificationErrorCode } from '../errors.ts';
 import type { Jwks, KeyDescriptor } from '../key.ts';
@@ -230,6 +230,21 @@ function logChecks(
   }
   const evidence = input.log;
   if (!evidence) {
+    // Every certificate of format v2 is a log leaf from the moment it exists, and the bundle
+    // format named in the manifest is not signed, so a v2 certificate without log evidence,
+    // or any certificate when the caller pinned log keys, means the evidence was removed.
+    const required =
+      message.format_version === CERTIFICATE_FORMAT_V2
+        ? `a ${CERTIFICATE_FORMAT_V2} certificate is always recorded in its tenant's log, but the evidence carries no checkpoint or inclusion proof`
+        : input.trustedLogKeys !== undefined
+          ? 'log keys were pinned, but the evidence carries no checkpoint or inclusion proof'
+          : undefined;
+    if (required !== undefined) {
+      return [
+        { check: 'log_checkpoint', status: 'fail', code: 'CHECKPOINT_INVALID', detail: required },
+        skipped('log_inclusion', 'not run because the evidence carries no inclusion proof'),
+      ];
+    }
     return [
       skipped('log_checkpoint', 'the evidence carries no log checkpoint'),
       skipped('log_inclusion', 'the evidence carries no inclusion proof'),
