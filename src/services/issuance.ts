@@ -16,6 +16,7 @@ import {
 } from '../core/certificate.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { utf8Decode, toBase64 } from '../core/encoding.ts';
+import type { Signer } from '../keys/signer.ts';
 import type { AppendItem, CertificateRow, ChainLink, Store } from '../storage/store.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
@@ -53,11 +54,14 @@ export interface IssueOutcome {
   phiScreening: PhiScreening;
 }
 
+/** The signed fields that are known before the certificate's place in the chain. */
+export type UnsealedMessage = Omit<
+  SignedMessage,
+  'chain_sequence' | 'previous_hash' | 'chain_hash' | 'server_timestamp'
+>;
+
 interface PendingItem extends AppendItem {
-  message: Omit<
-    SignedMessage,
-    'chain_sequence' | 'previous_hash' | 'chain_hash' | 'server_timestamp'
-  >;
+  message: UnsealedMessage;
   keys: TenantKeys;
   resolve: (result: { row: CertificateRow; replayed: boolean }) => void;
   reject: (error: unknown) => void;
@@ -130,7 +134,7 @@ export class IssuanceService {
       request.human_reviewed && request.human_reviewer_id !== undefined
         ? keys.hashIdentifier('human_reviewer_id', request.human_reviewer_id)
         : null;
-    const message: PendingItem['message'] = {
+    const message: UnsealedMessage = {
       certificate_id: randomUUID(),
       encounter_id_hash: keys.hashIdentifier('encounter_id', request.encounter_id),
       format_version: CERTIFICATE_FORMAT_VERSION,
@@ -218,34 +222,47 @@ export class IssuanceService {
   }
 
   #seal(item: PendingItem, link: ChainLink): CertificateRow {
-    const partial = {
-      ...item.message,
-      chain_sequence: link.sequence,
-      previous_hash: link.previousHash,
-      server_timestamp: this.#clock.now().toISOString(),
-      chain_hash: '',
-    };
-    const message: SignedMessage = {
-      ...partial,
-      chain_hash: computeChainHash(nodeCrypto, chainHashInputOf(partial)),
-    };
-    const bytes = signedBytes(message);
-    const signature = toBase64(item.keys.signer.sign(bytes));
-    return {
-      tenant_id: message.tenant_id,
-      chain_sequence: message.chain_sequence,
-      certificate_id: message.certificate_id,
-      issued_at_utc: message.issued_at_utc,
-      model_version: message.model_version,
-      governance_policy_version: message.governance_policy_version,
-      human_reviewed: message.human_reviewed,
-      chain_hash: message.chain_hash,
-      previous_hash: message.previous_hash,
-      key_id: message.key_id,
-      signed_message: utf8Decode(bytes),
-      signature,
-    };
+    return sealCertificate(item.message, link, this.#clock.now().toISOString(), item.keys.signer);
   }
+}
+
+/**
+ * Places a certificate at `link` in its chain: computes the chain hash, signs the canonical
+ * message with `signer` and returns the row to store.
+ */
+export function sealCertificate(
+  unsealed: UnsealedMessage,
+  link: ChainLink,
+  serverTimestamp: string,
+  signer: Signer,
+): CertificateRow {
+  const partial = {
+    ...unsealed,
+    chain_sequence: link.sequence,
+    previous_hash: link.previousHash,
+    server_timestamp: serverTimestamp,
+    chain_hash: '',
+  };
+  const message: SignedMessage = {
+    ...partial,
+    chain_hash: computeChainHash(nodeCrypto, chainHashInputOf(partial)),
+  };
+  const bytes = signedBytes(message);
+  const signature = toBase64(signer.sign(bytes));
+  return {
+    tenant_id: message.tenant_id,
+    chain_sequence: message.chain_sequence,
+    certificate_id: message.certificate_id,
+    issued_at_utc: message.issued_at_utc,
+    model_version: message.model_version,
+    governance_policy_version: message.governance_policy_version,
+    human_reviewed: message.human_reviewed,
+    chain_hash: message.chain_hash,
+    previous_hash: message.previous_hash,
+    key_id: message.key_id,
+    signed_message: utf8Decode(bytes),
+    signature,
+  };
 }
 
 // A lone UTF-16 surrogate has no UTF-8 encoding: it would be hashed as U+FFFD, so two
