@@ -88,6 +88,82 @@ function isUniqueViolation(error: unknown): boolean {
   return error instanceof Error && (error as { code?: unknown }).code === UNIQUE_VIOLATION;
 }
 
+function isKeyClaimedElsewhere(error: unknown): boolean {
+  return isUniqueViolation(error) && (error as pg.DatabaseError).table === 'idempotency_keys';
+}
+
+/**
+ * Maximum attempts of one append whose idempotency key insert clashed with another writer. Each
+ * retry finds at least one more committed key, and a clash needs a writer that ignores the chain
+ * head lock, so a second attempt is already rare.
+ */
+const MAX_APPEND_ATTEMPTS = 5;
+
+const LOCK_CHAIN_HEAD_SQL =
+  'SELECT chain_sequence, chain_hash FROM chain_heads WHERE tenant_id = $1 FOR UPDATE';
+
+const SELECT_IDEMPOTENCY_KEYS_SQL = `SELECT k.idempotency_key AS key, k.request_hash, c.*
+  FROM idempotency_keys k
+  LEFT JOIN certificates c ON c.tenant_id = k.tenant_id AND c.certificate_id = k.certificate_id
+  WHERE k.tenant_id = $1 AND k.idempotency_key = ANY($2::text[])`;
+
+// One parameter per column, each an array with one element per certificate, so a batch of any
+// size is one statement with one prepared plan.
+const INSERT_CERTIFICATES_SQL = `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version,
+    governance_policy_version, human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature)
+  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])`;
+
+const INSERT_IDEMPOTENCY_KEYS_SQL = `INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at)
+  SELECT $1::text, claim.key, claim.request_hash, claim.certificate_id, $5::text
+  FROM unnest($2::text[], $3::text[], $4::text[]) AS claim (key, request_hash, certificate_id)`;
+
+const UPDATE_CHAIN_HEAD_SQL =
+  'UPDATE chain_heads SET chain_sequence = $1, chain_hash = $2 WHERE tenant_id = $3';
+
+/** Builds the column arrays of INSERT_CERTIFICATES_SQL for `rows`, in column order. */
+function certificateColumns(rows: CertificateRow[]): unknown[][] {
+  return [
+    rows.map((row) => row.tenant_id),
+    rows.map((row) => row.chain_sequence),
+    rows.map((row) => row.certificate_id),
+    rows.map((row) => row.issued_at_utc),
+    rows.map((row) => row.model_version),
+    rows.map((row) => row.governance_policy_version),
+    rows.map((row) => (row.human_reviewed ? 1 : 0)),
+    rows.map((row) => row.chain_hash),
+    rows.map((row) => row.previous_hash),
+    rows.map((row) => row.key_id),
+    rows.map((row) => row.signed_message),
+    rows.map((row) => row.signature),
+  ];
+}
+
+/** An idempotency key's stored request hash and certificate, or undefined for a missing one. */
+interface StoredKey {
+  requestHash: string;
+  row: CertificateRow | undefined;
+}
+
+/** Indexes the rows of SELECT_IDEMPOTENCY_KEYS_SQL by key. */
+function storedKeys(rows: (RawCertificate & { key: string; request_hash: string })[]) {
+  const known = new Map<string, StoredKey>();
+  for (const { key, request_hash: requestHash, ...certificate } of rows) {
+    // The LEFT JOIN yields NULL columns when the key's certificate is missing.
+    const row = certificate.certificate_id === null ? undefined : toCertificate(certificate);
+    known.set(key, { requestHash, row });
+  }
+  return known;
+}
+
+/** Returns the outcome for an item whose idempotency key is stored: a replay or a conflict. */
+function replayOutcome(stored: StoredKey, item: AppendItem): AppendResult {
+  if (stored.requestHash !== item.requestHash) {
+    return { kind: 'conflict' };
+  }
+  return stored.row ? { kind: 'replayed', row: stored.row } : { kind: 'conflict' };
+}
+
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
 export interface PgStoreOptions {
@@ -110,6 +186,9 @@ export class PgStore implements Store {
       max: options.poolSize ?? DEFAULT_POOL_SIZE,
       types: typeParsers,
       application_name: 'cdil',
+      // Sends a query without waiting for the results of earlier ones on the connection. Code
+      // that awaits each query behaves as without it, and appendCertificates sends groups.
+      pipeline: true,
     });
     // An idle pooled connection can fail, for example when the server restarts. The pool drops
     // it and opens a new one on demand. Without a listener the error would end the process.
@@ -124,17 +203,14 @@ export class PgStore implements Store {
   }
 
   /**
-   * Runs `work` in one transaction on one pooled connection and commits before returning. A
-   * connection whose rollback failed is closed instead of returned to the pool.
+   * Runs `work` on one pooled connection. When `work` fails, a transaction it left open is rolled
+   * back, and a connection whose rollback failed is closed instead of returned to the pool.
    */
-  async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  async #withConnection<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
     let broken = false;
     try {
-      await client.query(begin);
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
+      return await work(client);
     } catch (error) {
       try {
         await client.query('ROLLBACK');
@@ -145,6 +221,16 @@ export class PgStore implements Store {
     } finally {
       client.release(broken);
     }
+  }
+
+  /** Runs `work` in one transaction on one pooled connection and commits before returning. */
+  #transaction<T>(work: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+    return this.#withConnection(async (client) => {
+      await client.query(begin);
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    });
   }
 
   async migrate(): Promise<MigrationReport> {
@@ -273,102 +359,134 @@ export class PgStore implements Store {
     );
   }
 
-  appendCertificates<T extends AppendItem>(
+  async appendCertificates<T extends AppendItem>(
     tenantId: string,
     items: T[],
     seal: Sealer<T>,
   ): Promise<AppendResult[]> {
-    return this.#transaction(async (client) => {
-      const [head] = await this.#rows<{ chain_sequence: number; chain_hash: string | null }>(
-        'SELECT chain_sequence, chain_hash FROM chain_heads WHERE tenant_id = ? FOR UPDATE',
-        [tenantId],
-        client,
-      );
-      if (!head) {
-        throw new Error(`tenant ${tenantId} has no chain head`);
-      }
-      let sequence = head.chain_sequence;
-      let previousHash = head.chain_hash;
-      const results: AppendResult[] = [];
-      const now = new Date().toISOString();
-      for (const item of items) {
-        if (item.idempotencyKey !== undefined) {
-          const seen = await this.#replay(client, tenantId, item);
-          if (seen) {
-            results.push(seen);
-            continue;
-          }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#withConnection((client) => this.#append(client, tenantId, items, seal));
+      } catch (error) {
+        // Only a writer that bypasses the chain head lock can claim a key between the lookup and
+        // the insert. The retry finds that key and returns its item as a replay or conflict.
+        if (attempt < MAX_APPEND_ATTEMPTS && isKeyClaimedElsewhere(error)) {
+          continue;
         }
-        const row = seal(item, { sequence: sequence + 1, previousHash });
-        if (item.idempotencyKey !== undefined) {
-          // The key is claimed before the certificate is written. Appends hold the chain head
-          // lock, so the key can only be taken here by a writer that bypassed that lock. In that
-          // case the sealed row is dropped and the stored outcome returned instead.
-          const claimed = await client.query(
-            `INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, idempotency_key) DO NOTHING`,
-            [tenantId, item.idempotencyKey, item.requestHash ?? '', row.certificate_id, now],
-          );
-          if (claimed.rowCount === 0) {
-            results.push((await this.#replay(client, tenantId, item)) ?? { kind: 'conflict' });
-            continue;
-          }
-        }
-        await client.query(
-          `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version, governance_policy_version,
-             human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-          [
-            row.tenant_id,
-            row.chain_sequence,
-            row.certificate_id,
-            row.issued_at_utc,
-            row.model_version,
-            row.governance_policy_version,
-            row.human_reviewed ? 1 : 0,
-            row.chain_hash,
-            row.previous_hash,
-            row.key_id,
-            row.signed_message,
-            row.signature,
-          ],
-        );
-        sequence = row.chain_sequence;
-        previousHash = row.chain_hash;
-        results.push({ kind: 'created', row });
+        throw error;
       }
-      await client.query(
-        'UPDATE chain_heads SET chain_sequence = $1, chain_hash = $2 WHERE tenant_id = $3',
-        [sequence, previousHash, tenantId],
-      );
-      return results;
-    });
+    }
   }
 
-  /** Returns the stored outcome of an item whose idempotency key exists, or undefined. */
-  async #replay(
-    client: Queryable,
+  /**
+   * Appends one batch in one transaction: locks the chain head, looks up the batch's idempotency
+   * keys, seals every new certificate in item order, inserts all certificates and all keys with
+   * one statement each, moves the chain head and commits. Rows and results are the same as
+   * appending the items one at a time.
+   *
+   * The connection pipelines, so each group of statements below is sent at once and costs one
+   * round trip: BEGIN, the lock and the key lookup, then the inserts, the head update and
+   * COMMIT. The server runs them in order, and after a failed statement it rejects the rest of
+   * the transaction, including COMMIT, which then rolls back.
+   */
+  async #append<T extends AppendItem>(
+    client: pg.PoolClient,
     tenantId: string,
-    item: AppendItem,
-  ): Promise<AppendResult | undefined> {
-    const [seen] = await this.#rows<{ request_hash: string; certificate_id: string }>(
-      'SELECT request_hash, certificate_id FROM idempotency_keys WHERE tenant_id = ? AND idempotency_key = ?',
-      [tenantId, item.idempotencyKey!],
-      client,
+    items: T[],
+    seal: Sealer<T>,
+  ): Promise<AppendResult[]> {
+    const keys = items.flatMap((item) =>
+      item.idempotencyKey === undefined ? [] : [item.idempotencyKey],
     );
-    if (!seen) {
-      return undefined;
+    // The key lookup runs after the lock is granted, so it reads every key committed by earlier
+    // holders of the lock.
+    const [, head, stored] = await Promise.all([
+      client.query('BEGIN'),
+      client.query<{ chain_sequence: number; chain_hash: string | null }>({
+        name: 'cdil_lock_chain_head',
+        text: LOCK_CHAIN_HEAD_SQL,
+        values: [tenantId],
+      }),
+      keys.length === 0
+        ? undefined
+        : client.query<RawCertificate & { key: string; request_hash: string }>({
+            name: 'cdil_select_idempotency_keys',
+            text: SELECT_IDEMPOTENCY_KEYS_SQL,
+            values: [tenantId, keys],
+          }),
+    ]);
+    const [current] = head.rows;
+    if (!current) {
+      throw new Error(`tenant ${tenantId} has no chain head`);
     }
-    if (seen.request_hash !== item.requestHash) {
-      return { kind: 'conflict' };
+    const known = storedKeys(stored?.rows ?? []);
+
+    let sequence = current.chain_sequence;
+    let previousHash = current.chain_hash;
+    const results: AppendResult[] = [];
+    const created: CertificateRow[] = [];
+    const claims: { key: string; requestHash: string; certificateId: string }[] = [];
+    for (const item of items) {
+      const key = item.idempotencyKey;
+      const storedKey = key === undefined ? undefined : known.get(key);
+      if (storedKey) {
+        results.push(replayOutcome(storedKey, item));
+        continue;
+      }
+      const row = seal(item, { sequence: sequence + 1, previousHash });
+      created.push(row);
+      results.push({ kind: 'created', row });
+      if (key !== undefined) {
+        // A repeat of this key later in the batch is replayed from this certificate.
+        const requestHash = item.requestHash ?? '';
+        known.set(key, { requestHash, row });
+        claims.push({ key, requestHash, certificateId: row.certificate_id });
+      }
+      sequence = row.chain_sequence;
+      previousHash = row.chain_hash;
     }
-    const [raw] = await this.#rows<RawCertificate>(
-      'SELECT * FROM certificates WHERE tenant_id = ? AND certificate_id = ?',
-      [tenantId, seen.certificate_id],
-      client,
-    );
-    const row = toCertificate(raw);
-    return row ? { kind: 'replayed', row } : { kind: 'conflict' };
+
+    const writes: Promise<unknown>[] = [];
+    if (created.length > 0) {
+      writes.push(
+        client.query({
+          name: 'cdil_insert_certificates',
+          text: INSERT_CERTIFICATES_SQL,
+          values: certificateColumns(created),
+        }),
+      );
+    }
+    if (claims.length > 0) {
+      // No ON CONFLICT: a key that another writer committed since the lookup fails the whole
+      // transaction with a unique violation, and appendCertificates retries the batch.
+      writes.push(
+        client.query({
+          name: 'cdil_insert_idempotency_keys',
+          text: INSERT_IDEMPOTENCY_KEYS_SQL,
+          values: [
+            tenantId,
+            claims.map((claim) => claim.key),
+            claims.map((claim) => claim.requestHash),
+            claims.map((claim) => claim.certificateId),
+            new Date().toISOString(),
+          ],
+        }),
+      );
+    }
+    if (created.length > 0) {
+      writes.push(
+        client.query({
+          name: 'cdil_update_chain_head',
+          text: UPDATE_CHAIN_HEAD_SQL,
+          values: [sequence, previousHash, tenantId],
+        }),
+      );
+    }
+    writes.push(client.query('COMMIT'));
+    // Promise.all rejects with the error of the first statement that failed, because every
+    // statement after it in the transaction fails as well.
+    await Promise.all(writes);
+    return results;
   }
 
   async getCertificate(
