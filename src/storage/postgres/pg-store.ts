@@ -139,14 +139,79 @@ function certificateColumns(rows: CertificateRow[]): unknown[][] {
   ];
 }
 
-/** An idempotency key's stored request hash and certificate, or undefined for a missing one. */
+/** An idempotency key to insert for a new certificate. */
+interface KeyClaim {
+  key: string;
+  requestHash: string;
+  certificateId: string;
+}
+
+/** The stored request hash and certificate of an idempotency key. The row is undefined if missing. */
 interface StoredKey {
   requestHash: string;
   row: CertificateRow | undefined;
 }
 
+/**
+ * Decides each item's outcome in order and seals the new certificates from `head` on. An item
+ * whose key is stored, or repeats a key earlier in the batch, is replayed or a conflict.
+ */
+function sealBatch<T extends AppendItem>(
+  items: T[],
+  head: ChainHead,
+  known: Map<string, StoredKey>,
+  seal: Sealer<T>,
+): { results: AppendResult[]; created: CertificateRow[]; claims: KeyClaim[] } {
+  let sequence = head.chain_sequence;
+  let previousHash = head.chain_hash;
+  const results: AppendResult[] = [];
+  const created: CertificateRow[] = [];
+  const claims: KeyClaim[] = [];
+  for (const item of items) {
+    const key = item.idempotencyKey;
+    const stored = key === undefined ? undefined : known.get(key);
+    if (stored) {
+      results.push(replayOutcome(stored, item));
+      continue;
+    }
+    const row = seal(item, { sequence: sequence + 1, previousHash });
+    created.push(row);
+    results.push({ kind: 'created', row });
+    if (key !== undefined) {
+      const requestHash = item.requestHash ?? '';
+      known.set(key, { requestHash, row });
+      claims.push({ key, requestHash, certificateId: row.certificate_id });
+    }
+    sequence = row.chain_sequence;
+    previousHash = row.chain_hash;
+  }
+  return { results, created, claims };
+}
+
+/**
+ * Calls `send`, which issues queries on a pipelining connection, and returns its result. The
+ * socket is corked meanwhile: node-postgres writes each query as soon as it is issued, and the
+ * cork turns those writes into one system call and one wake-up of the server process.
+ */
+function sendTogether<T>(client: pg.PoolClient, send: () => T): T {
+  const socket = client.connection.stream;
+  socket.cork();
+  try {
+    return send();
+  } finally {
+    socket.uncork();
+  }
+}
+
+interface ChainHead {
+  chain_sequence: number;
+  chain_hash: string | null;
+}
+
+type StoredKeyRow = RawCertificate & { key: string; request_hash: string };
+
 /** Indexes the rows of SELECT_IDEMPOTENCY_KEYS_SQL by key. */
-function storedKeys(rows: (RawCertificate & { key: string; request_hash: string })[]) {
+function storedKeys(rows: StoredKeyRow[]): Map<string, StoredKey> {
   const known = new Map<string, StoredKey>();
   for (const { key, request_hash: requestHash, ...certificate } of rows) {
     // The LEFT JOIN yields NULL columns when the key's certificate is missing.
@@ -384,10 +449,10 @@ export class PgStore implements Store {
    * one statement each, moves the chain head and commits. Rows and results are the same as
    * appending the items one at a time.
    *
-   * The connection pipelines, so each group of statements below is sent at once and costs one
-   * round trip: BEGIN, the lock and the key lookup, then the inserts, the head update and
-   * COMMIT. The server runs them in order, and after a failed statement it rejects the rest of
-   * the transaction, including COMMIT, which then rolls back.
+   * The connection pipelines, so each group of statements is sent at once and costs one round
+   * trip: BEGIN, the lock and the key lookup, then the inserts, the head update and COMMIT. The
+   * server runs them in order, and after a failed statement it rejects the rest of the
+   * transaction, including COMMIT, which then rolls back.
    */
   async #append<T extends AppendItem>(
     client: pg.PoolClient,
@@ -395,59 +460,62 @@ export class PgStore implements Store {
     items: T[],
     seal: Sealer<T>,
   ): Promise<AppendResult[]> {
+    const { head, known } = await this.#lockHead(client, tenantId, items);
+    const batch = sealBatch(items, head, known, seal);
+    const writes = sendTogether(client, () =>
+      this.#sendWrites(client, tenantId, batch.created, batch.claims),
+    );
+    // Promise.all rejects with the error of the first statement that failed, because every
+    // statement after it in the transaction fails as well.
+    await Promise.all(writes);
+    return batch.results;
+  }
+
+  /** Begins the transaction, locks the tenant's chain head and reads the items' stored keys. */
+  async #lockHead(
+    client: pg.PoolClient,
+    tenantId: string,
+    items: AppendItem[],
+  ): Promise<{ head: ChainHead; known: Map<string, StoredKey> }> {
     const keys = items.flatMap((item) =>
       item.idempotencyKey === undefined ? [] : [item.idempotencyKey],
     );
     // The key lookup runs after the lock is granted, so it reads every key committed by earlier
     // holders of the lock.
-    const [, head, stored] = await Promise.all([
-      client.query('BEGIN'),
-      client.query<{ chain_sequence: number; chain_hash: string | null }>({
-        name: 'cdil_lock_chain_head',
-        text: LOCK_CHAIN_HEAD_SQL,
-        values: [tenantId],
-      }),
-      keys.length === 0
-        ? undefined
-        : client.query<RawCertificate & { key: string; request_hash: string }>({
-            name: 'cdil_select_idempotency_keys',
-            text: SELECT_IDEMPOTENCY_KEYS_SQL,
-            values: [tenantId, keys],
-          }),
-    ]);
-    const [current] = head.rows;
-    if (!current) {
+    const [, locked, stored] = await Promise.all(
+      sendTogether(client, () => [
+        client.query('BEGIN'),
+        client.query<ChainHead>({
+          name: 'cdil_lock_chain_head',
+          text: LOCK_CHAIN_HEAD_SQL,
+          values: [tenantId],
+        }),
+        keys.length === 0
+          ? Promise.resolve(undefined)
+          : client.query<StoredKeyRow>({
+              name: 'cdil_select_idempotency_keys',
+              text: SELECT_IDEMPOTENCY_KEYS_SQL,
+              values: [tenantId, keys],
+            }),
+      ]),
+    );
+    const [head] = locked.rows;
+    if (!head) {
       throw new Error(`tenant ${tenantId} has no chain head`);
     }
-    const known = storedKeys(stored?.rows ?? []);
+    return { head, known: storedKeys(stored?.rows ?? []) };
+  }
 
-    let sequence = current.chain_sequence;
-    let previousHash = current.chain_hash;
-    const results: AppendResult[] = [];
-    const created: CertificateRow[] = [];
-    const claims: { key: string; requestHash: string; certificateId: string }[] = [];
-    for (const item of items) {
-      const key = item.idempotencyKey;
-      const storedKey = key === undefined ? undefined : known.get(key);
-      if (storedKey) {
-        results.push(replayOutcome(storedKey, item));
-        continue;
-      }
-      const row = seal(item, { sequence: sequence + 1, previousHash });
-      created.push(row);
-      results.push({ kind: 'created', row });
-      if (key !== undefined) {
-        // A repeat of this key later in the batch is replayed from this certificate.
-        const requestHash = item.requestHash ?? '';
-        known.set(key, { requestHash, row });
-        claims.push({ key, requestHash, certificateId: row.certificate_id });
-      }
-      sequence = row.chain_sequence;
-      previousHash = row.chain_hash;
-    }
-
+  /** Issues the inserts, the chain head update and COMMIT of one append without awaiting them. */
+  #sendWrites(
+    client: pg.PoolClient,
+    tenantId: string,
+    created: CertificateRow[],
+    claims: KeyClaim[],
+  ): Promise<unknown>[] {
     const writes: Promise<unknown>[] = [];
-    if (created.length > 0) {
+    const last = created.at(-1);
+    if (last) {
       writes.push(
         client.query({
           name: 'cdil_insert_certificates',
@@ -473,20 +541,17 @@ export class PgStore implements Store {
         }),
       );
     }
-    if (created.length > 0) {
+    if (last) {
       writes.push(
         client.query({
           name: 'cdil_update_chain_head',
           text: UPDATE_CHAIN_HEAD_SQL,
-          values: [sequence, previousHash, tenantId],
+          values: [last.chain_sequence, last.chain_hash, tenantId],
         }),
       );
     }
     writes.push(client.query('COMMIT'));
-    // Promise.all rejects with the error of the first statement that failed, because every
-    // statement after it in the transaction fails as well.
-    await Promise.all(writes);
-    return results;
+    return writes;
   }
 
   async getCertificate(
