@@ -888,17 +888,25 @@ async function main(): Promise<void> {
   }
   const checkpointsEnd = await inspector.checkpoints();
 
+  // The plans of the two page probes, for a cursor in the middle of one tenant's chain and for
+  // a 1 s window at its last sampled certificate, which is also verified.
+  const planTenant = tenants[0]!;
+  const lastSample = filler.samples
+    .filter((sample) => sample.tenantId === planTenant.tenantId)
+    .at(-1)!;
   const verified = await services.certificates.verify(
-    tenants[0]!.tenantId,
-    filler.samples.filter((sample) => sample.tenantId === tenants[0]!.tenantId).at(-1)!
-      .certificateId,
+    planTenant.tenantId,
+    lastSample.certificateId,
   );
   const total = tenants.reduce((sum, tenant) => sum + tenant.length, 0);
   const plans = [
-    `page after a cursor: ${await inspector.explain(tenants[0]!.tenantId, {}, Math.floor(tenants[0]!.length / 2))}`,
-    `page in an issued_at range: ${await inspector.explain(
-      tenants[0]!.tenantId,
-      { issuedFrom: filler.samples[0]!.issuedAt, issuedTo: new Date().toISOString() },
+    `page after a cursor: ${await inspector.explain(planTenant.tenantId, {}, Math.floor(planTenant.length / 2))}`,
+    `page in a 1 s issued_at range: ${await inspector.explain(
+      planTenant.tenantId,
+      {
+        issuedFrom: lastSample.issuedAt,
+        issuedTo: new Date(Date.parse(lastSample.issuedAt) + TIME_RANGE_MS).toISOString(),
+      },
       0,
     )}`,
   ];
