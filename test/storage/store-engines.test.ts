@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../../src/storage/migrations.ts';
+import { certificateQuery } from '../../src/storage/certificate-query.ts';
 import { PgStore } from '../../src/storage/postgres/pg-store.ts';
-import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import { OPTIMIZE_EVERY_APPENDS, SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import {
   TenantExistsError,
   type AppendItem,
@@ -506,6 +507,43 @@ describe(`schema upgrade on ${TEST_ENGINE}`, () => {
       for (const store of stores) {
         await store.close();
       }
+      await location.remove();
+    }
+  });
+});
+
+describe('SQLite planner statistics', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite only' }, () => {
+  test('issued_at range page uses its index', async () => {
+    const location = await createLocation();
+    const store = openStore(location);
+    try {
+      await store.migrate();
+      await createTenant(store, 'planner');
+      // One certificate per second, so a one-second window selects one certificate.
+      const start = Date.parse('2026-01-01T00:00:00.000Z');
+      const at = (sequence: number) => new Date(start + sequence * 1000).toISOString();
+      const sealPlain = seal('planner');
+      const sealTimed = (item: TestItem, link: ChainLink): CertificateRow => ({
+        ...sealPlain(item, link),
+        issued_at_utc: at(link.sequence),
+      });
+      for (let appended = 0; appended < OPTIMIZE_EVERY_APPENDS; appended += 1000) {
+        const batch = Array.from({ length: 1000 }, () => newItem());
+        await store.appendCertificates('planner', batch, sealTimed);
+      }
+
+      const filter = { issuedFrom: at(9000), issuedTo: at(9001) };
+      const { sql, params } = certificateQuery('planner', filter, 0, 50);
+      const plan = await runSql(location, `EXPLAIN QUERY PLAN ${sql}`, params);
+      const details = plan.map((row) => String(row['detail'])).join(' / ');
+      assert.match(details, /USING INDEX certificates_issued/);
+      const page = await store.queryCertificates('planner', filter, 0, 50);
+      assert.deepEqual(
+        page.map((row) => row.chain_sequence),
+        [9000],
+      );
+    } finally {
+      await store.close();
       await location.remove();
     }
   });
