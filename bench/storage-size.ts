@@ -14,9 +14,9 @@
 //    cursor and a page in an issued_at range. It also times one-certificate appends, which lock
 //    and update the chain head. These probes run before the fill and after each of
 //    --checkpoints equal parts of it.
-// 4. Reports the bytes of every table, TOAST table and index, bytes per certificate, B-tree
-//    depth, and on PostgreSQL the WAL bytes per certificate; on SQLite the file size and the
-//    dbstat breakdown.
+// 4. Reports the bytes of every table, TOAST table and index, bytes per certificate and B-tree
+//    depth. On PostgreSQL it adds the WAL bytes per certificate, and on SQLite the file size
+//    and the dbstat breakdown.
 //
 // Run: node --import tsx bench/storage-size.ts [--count 1000000] [--tenants 10] [--real 2000]
 //        [--batch 500] [--concurrency 2] [--checkpoints 4] [--probes 200]
