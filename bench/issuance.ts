@@ -1,19 +1,22 @@
 // Measures certificate issuance over HTTP: certificates/s and p50/p99 latency at several
 // connection counts, for one tenant and for many tenants. The server runs in a child process
-// (`node bin/cdil.mjs serve`) on a throwaway SQLite database, so the load generator does not
-// share its event loop. Every 2xx body is checked to be a certificate for the note and tenant
-// sent, and at the end the per-tenant counts are compared with the chain heads in the database.
+// (`node bin/cdil.mjs serve`) on a throwaway SQLite database, or on PostgreSQL when
+// DATABASE_URL is set, so the load generator does not share its event loop. Every 2xx body is
+// checked to be a certificate for the note and tenant sent, and at the end the per-tenant counts
+// are compared with the chain heads in the database. On Linux each cell also reports the CPU
+// time per certificate of the server processes, of a PostgreSQL server on this machine, and of
+// this process, which is less sensitive than throughput to other programs on a shared machine.
 //
 // Run: node --import tsx bench/issuance.ts [--quick] [--duration 10] [--connections 1,16,64]
-//        [--tenants 1,50] [--warmup 3] [--workers 1] [--server-cpu-prof DIR]
+//        [--tenants 1,50] [--warmup 3] [--workers 1] [--server-cpu-prof DIR] [--keep]
 // Note bodies come from $CDIL_REFERENCE_DATA/mtsamples/notes.jsonl.gz, where
 // CDIL_REFERENCE_DATA defaults to ../shared/data relative to the repository root.
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -89,6 +92,16 @@ export interface CellResult {
   timeouts: number;
   statusCounts: Record<string, number>;
   samples: string[];
+  /** 1-minute load average of the machine when the cell ended. */
+  loadAverage?: number | undefined;
+  /** CPU µs per certificate of the server processes, PostgreSQL, and this load generator. */
+  cpuPerCertificateUs?: CpuPerCertificate | undefined;
+}
+
+export interface CpuPerCertificate {
+  server: number | undefined;
+  database: number | undefined;
+  loadGenerator: number;
 }
 
 export interface ServerProcess {
@@ -218,6 +231,113 @@ export function startServerProcess(
       }
     });
   });
+}
+
+let clockTicksPerSecond: number | undefined;
+
+/** Reads the CPU ticks of one process and its reaped children from /proc, or 0 if it exited. */
+function processTicks(pid: number): number {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 0;
+  }
+  // The command name in parentheses may contain spaces, so fields are counted after the last ')'.
+  // Field 3 (state) comes first, so utime, stime, cutime and cstime (fields 14 to 17) are 11 to 14.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return [11, 12, 13, 14].reduce((sum, index) => sum + Number(fields[index]), 0);
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+      readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8')
+        .split(' ')
+        .filter((text) => text.trim() !== '')
+        .map(Number),
+    );
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Returns the CPU seconds used so far by process `pid` and every descendant, live or already
+ * reaped. Reads /proc, so it returns undefined on systems without it.
+ */
+export function processTreeCpuSeconds(pid: number): number | undefined {
+  if (!existsSync(`/proc/${pid}/stat`)) {
+    return undefined;
+  }
+  clockTicksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+  let ticks = 0;
+  const pending = [pid];
+  while (pending.length > 0) {
+    const next = pending.pop()!;
+    ticks += processTicks(next);
+    pending.push(...childPids(next));
+  }
+  return ticks / clockTicksPerSecond;
+}
+
+const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '']);
+
+/**
+ * Returns the process id of the PostgreSQL server at `url` when it runs on this machine, found
+ * as the parent of this connection's backend, so its CPU time can be read. Returns undefined for
+ * a remote server or when /proc does not show it.
+ */
+export async function findLocalPostmaster(url: string): Promise<number | undefined> {
+  if (!LOCAL_HOSTS.has(new URL(url).hostname)) {
+    return undefined;
+  }
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const result = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    const status = readFileSync(`/proc/${result.rows[0]!.pid}/status`, 'utf8');
+    const parent = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+    const name = readFileSync(`/proc/${parent}/comm`, 'utf8').trim();
+    return name === 'postgres' ? parent : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await client.end();
+  }
+}
+
+/** CPU seconds of the server processes, PostgreSQL and this process at one moment. */
+interface CpuSnapshot {
+  server: number | undefined;
+  database: number | undefined;
+  loadGenerator: number;
+}
+
+function cpuSnapshot(
+  serverPid: number | undefined,
+  postmasterPid: number | undefined,
+): CpuSnapshot {
+  const own = process.cpuUsage();
+  return {
+    server: serverPid === undefined ? undefined : processTreeCpuSeconds(serverPid),
+    database: postmasterPid === undefined ? undefined : processTreeCpuSeconds(postmasterPid),
+    loadGenerator: (own.user + own.system) / 1e6,
+  };
+}
+
+function cpuPerCertificate(
+  before: CpuSnapshot,
+  after: CpuSnapshot,
+  certificates: number,
+): CpuPerCertificate {
+  const per = (start: number | undefined, end: number | undefined) =>
+    start === undefined || end === undefined ? undefined : ((end - start) * 1e6) / certificates;
+  return {
+    server: per(before.server, after.server),
+    database: per(before.database, after.database),
+    loadGenerator: per(before.loadGenerator, after.loadGenerator)!,
+  };
 }
 
 /** Creates tenants through the admin API and returns a clinician token for each. */
@@ -493,6 +613,20 @@ export function formatCellTable(cells: CellResult[]): string {
     String(cell.timeouts),
     String(cell.invalidBodies),
   ]);
+  // CPU columns appear only when some cell measured them, so other benchmarks keep their table.
+  const micros = (value: number | undefined) => (value === undefined ? '' : value.toFixed(0));
+  if (cells.some((cell) => cell.cpuPerCertificateUs !== undefined)) {
+    header.push('load', 'server CPU µs', 'PG CPU µs', 'client CPU µs');
+    cells.forEach((cell, i) => {
+      const cpu = cell.cpuPerCertificateUs;
+      rows[i]!.push(
+        cell.loadAverage === undefined ? '' : cell.loadAverage.toFixed(1),
+        micros(cpu?.server),
+        micros(cpu?.database),
+        micros(cpu?.loadGenerator),
+      );
+    });
+  }
   const widths = header.map((title, i) =>
     Math.max(title.length, ...rows.map((row) => row[i]!.length)),
   );
@@ -546,8 +680,22 @@ async function main(): Promise<void> {
       'server-cpu-prof': { type: 'string' },
       workers: { type: 'string', default: '1' },
       keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
     },
   });
+  if (values.help) {
+    console.log(`Usage: node --import tsx bench/issuance.ts [options]
+  --duration S           seconds of load per cell (default 10, or 3 with --quick)
+  --warmup S             seconds of load before the first cell (default 3, or 1 with --quick)
+  --connections N,...    concurrent connections, one cell per value (default 1,16,64)
+  --tenants N,...        tenants the requests rotate through, one set of cells per value (default 1,50)
+  --workers N            server processes sharing the port (default 1)
+  --server-cpu-prof DIR  write a V8 CPU profile of each server process to DIR
+  --keep                 keep the data folder
+The server stores its data in PostgreSQL when DATABASE_URL is set, for example under
+scripts/with-postgres.sh, and in a new SQLite file otherwise.`);
+    return;
+  }
   const seconds = parsePositive(values.duration ?? (values.quick ? '3' : '10'), '--duration');
   const warmupSeconds = parsePositive(values.warmup ?? (values.quick ? '1' : '3'), '--warmup');
   const connectionCounts = parseList(values.connections, '--connections');
@@ -567,6 +715,8 @@ async function main(): Promise<void> {
   const workers = parsePositive(values.workers, '--workers');
   console.log(`server processes: ${workers}`);
   const server = await startServerProcess(dataDir, cpuProfileDir, workers);
+  const postmasterPid =
+    config.databaseUrl === undefined ? undefined : await findLocalPostmaster(config.databaseUrl);
   const issued: IssuedCounts = new Map();
   const cells: CellResult[] = [];
   let inFlightLimit = 0;
@@ -593,6 +743,7 @@ async function main(): Promise<void> {
     let firstNote = 0;
     for (const tenantCount of tenantCounts) {
       for (const connections of connectionCounts) {
+        const cpuBefore = cpuSnapshot(server.child.pid, postmasterPid);
         const cell = await runLoadCell({
           url: server.url,
           tokens: allTokens.slice(0, tenantCount),
@@ -602,6 +753,12 @@ async function main(): Promise<void> {
           issued,
           firstNote,
         });
+        cell.loadAverage = loadavg()[0];
+        cell.cpuPerCertificateUs = cpuPerCertificate(
+          cpuBefore,
+          cpuSnapshot(server.child.pid, postmasterPid),
+          cell.certificates,
+        );
         firstNote += cell.certificates + cell.non2xx;
         inFlightLimit += connections;
         cells.push(cell);

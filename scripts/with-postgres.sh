@@ -4,6 +4,8 @@
 # DATABASE_URL for a fresh database. It stops the cluster on exit, also when the command fails.
 #
 # Usage: scripts/with-postgres.sh CMD [ARG...]
+# PG_SERVER_OPTIONS adds server settings after the defaults below, which it can override, for
+# example PG_SERVER_OPTIONS='-c fsync=on -c shared_preload_libraries=pg_stat_statements'.
 # PG_BIN selects the PostgreSQL binaries. By default it is /usr/lib/postgresql/15/bin, or the
 # newest version under /usr/lib/postgresql when 15 is not installed. Run as root, the server
 # runs as the postgres user, because PostgreSQL refuses to run as root.
@@ -59,7 +61,7 @@ port="$(node -e 'const s=require("node:net").createServer();s.listen(0,"127.0.0.
 # Durability settings are off because the cluster is thrown away: tests need speed, not
 # crash safety. max_connections covers parallel test files with several pools each.
 "${as_owner[@]}" "$PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 30 \
-  -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$pg_dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+  -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$pg_dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 ${PG_SERVER_OPTIONS:-}" \
   start >/dev/null || {
   cat "$pg_dir/server.log" >&2
   exit 1

@@ -20,6 +20,7 @@ import {
 } from '../core/certificate.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { utf8Decode, toBase64 } from '../core/encoding.ts';
+import type { Signer } from '../keys/signer.ts';
 import type { AppendItem, CertificateRow, ChainLink, Store } from '../storage/store.ts';
 import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
@@ -63,11 +64,14 @@ export interface IssueOutcome {
   phiScreening: PhiScreening;
 }
 
+/** The signed fields that are known before the certificate's place in the chain. */
+export type UnsealedMessage = Omit<
+  SignedMessage,
+  'chain_sequence' | 'previous_hash' | 'chain_hash' | 'server_timestamp'
+>;
+
 interface PendingItem extends AppendItem {
-  message: Omit<
-    SignedMessage,
-    'chain_sequence' | 'previous_hash' | 'chain_hash' | 'server_timestamp'
-  >;
+  message: UnsealedMessage;
   keys: TenantKeys;
   /** RFC 3161 token over certificateTimestampInput, base64 DER, when the tenant asks for one. */
   timestampToken: string | null;
@@ -216,7 +220,7 @@ export class IssuanceService {
       request.human_reviewed && request.human_reviewer_id !== undefined
         ? keys.hashIdentifier('human_reviewer_id', request.human_reviewer_id)
         : null;
-    const message: PendingItem['message'] = {
+    const message: UnsealedMessage = {
       attestation_meaning: request.human_reviewed
         ? (request.attestation_meaning ?? DEFAULT_ATTESTATION_MEANING)
         : null,
@@ -377,35 +381,50 @@ export class IssuanceService {
   }
 
   #seal(item: PendingItem, link: ChainLink): CertificateRow {
-    const partial = {
-      ...item.message,
-      chain_sequence: link.sequence,
-      previous_hash: link.previousHash,
-      server_timestamp: this.#clock.now().toISOString(),
-      chain_hash: '',
-    };
-    const message: SignedMessage = {
-      ...partial,
-      chain_hash: computeChainHash(nodeCrypto, chainHashInputOf(partial)),
-    };
-    const bytes = signedBytes(message);
-    const signature = toBase64(item.keys.signer.sign(bytes));
     return {
-      tenant_id: message.tenant_id,
-      chain_sequence: message.chain_sequence,
-      certificate_id: message.certificate_id,
-      issued_at_utc: message.issued_at_utc,
-      model_version: message.model_version,
-      governance_policy_version: message.governance_policy_version,
-      human_reviewed: message.human_reviewed,
-      chain_hash: message.chain_hash,
-      previous_hash: message.previous_hash,
-      key_id: message.key_id,
-      signed_message: utf8Decode(bytes),
-      signature,
+      ...sealCertificate(item.message, link, this.#clock.now().toISOString(), item.keys.signer),
       timestamp_token: item.timestampToken,
     };
   }
+}
+
+/**
+ * Places a certificate at `link` in its chain: computes the chain hash, signs the canonical
+ * message with `signer` and returns the row to store.
+ */
+export function sealCertificate(
+  unsealed: UnsealedMessage,
+  link: ChainLink,
+  serverTimestamp: string,
+  signer: Signer,
+): CertificateRow {
+  const partial = {
+    ...unsealed,
+    chain_sequence: link.sequence,
+    previous_hash: link.previousHash,
+    server_timestamp: serverTimestamp,
+    chain_hash: '',
+  };
+  const message: SignedMessage = {
+    ...partial,
+    chain_hash: computeChainHash(nodeCrypto, chainHashInputOf(partial)),
+  };
+  const bytes = signedBytes(message);
+  const signature = toBase64(signer.sign(bytes));
+  return {
+    tenant_id: message.tenant_id,
+    chain_sequence: message.chain_sequence,
+    certificate_id: message.certificate_id,
+    issued_at_utc: message.issued_at_utc,
+    model_version: message.model_version,
+    governance_policy_version: message.governance_policy_version,
+    human_reviewed: message.human_reviewed,
+    chain_hash: message.chain_hash,
+    previous_hash: message.previous_hash,
+    key_id: message.key_id,
+    signed_message: utf8Decode(bytes),
+    signature,
+  };
 }
 
 // A lone UTF-16 surrogate has no UTF-8 encoding: it would be hashed as U+FFFD, so two

@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../../src/storage/migrations.ts';
+import { certificateQuery } from '../../src/storage/certificate-query.ts';
 import { PgStore } from '../../src/storage/postgres/pg-store.ts';
-import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import { OPTIMIZE_EVERY_APPENDS, SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import {
   TenantExistsError,
   type AppendItem,
@@ -299,6 +300,129 @@ describe(`storage on ${TEST_ENGINE}`, () => {
       ['created', 'replayed', 'conflict'],
     );
     assert.equal((await walkChain(stores[0]!, tenantId)).length, 1);
+  });
+
+  test('mixed batch keeps item order and outcomes', async () => {
+    const tenantId = 'idem-mixed';
+    await createTenant(stores[0]!, tenantId);
+    const [first] = await stores[0]!.appendCertificates(
+      tenantId,
+      [newItem({ idempotencyKey: 'stored', requestHash: 'h1' })],
+      seal(tenantId),
+    );
+    assert.equal(first?.kind, 'created');
+    const storedRow = first.kind === 'created' ? first.row : undefined;
+
+    const items = [
+      newItem(),
+      newItem({ idempotencyKey: 'stored', requestHash: 'h1' }),
+      newItem({ idempotencyKey: 'new', requestHash: 'h2' }),
+      newItem({ idempotencyKey: 'stored', requestHash: 'other' }),
+      newItem({ idempotencyKey: 'new', requestHash: 'h2' }),
+      newItem({ idempotencyKey: 'new', requestHash: 'other' }),
+      newItem(),
+    ];
+    const results = await stores[1]!.appendCertificates(tenantId, items, seal(tenantId));
+    assert.deepEqual(
+      results.map((result) => result.kind),
+      ['created', 'replayed', 'created', 'conflict', 'replayed', 'conflict', 'created'],
+    );
+    assert.deepEqual(results[1], { kind: 'replayed', row: storedRow });
+    const newKeyRow = results[2]?.kind === 'created' ? results[2].row : undefined;
+    assert.deepEqual(results[4], { kind: 'replayed', row: newKeyRow });
+
+    const created = results.flatMap((result) => (result.kind === 'created' ? [result.row] : []));
+    assert.deepEqual(
+      created.map((row) => row.chain_sequence),
+      [2, 3, 4],
+    );
+    assert.deepEqual(
+      created.map((row) => row.certificate_id),
+      [items[0]!.certificateId, items[2]!.certificateId, items[6]!.certificateId],
+    );
+    for (const row of created) {
+      assert.deepEqual(
+        await stores[2]!.getCertificateBySequence(tenantId, row.chain_sequence),
+        row,
+      );
+    }
+    assert.equal((await walkChain(stores[0]!, tenantId)).length, 4);
+
+    const replay = await stores[2]!.appendCertificates(
+      tenantId,
+      [newItem({ idempotencyKey: 'new', requestHash: 'h2' })],
+      seal(tenantId),
+    );
+    assert.deepEqual(replay, [{ kind: 'replayed', row: created[1] }]);
+  });
+
+  test('batch of 600 stores each row unchanged', async () => {
+    const tenantId = 'large-batch';
+    await createTenant(stores[0]!, tenantId);
+    // Text that array literals and JSON must escape: quotes, backslashes, braces, commas,
+    // the word NULL, empty-looking values and characters outside ASCII.
+    const awkward = [
+      '"quoted"',
+      'back\\slash\\',
+      '{a,b}',
+      'NULL',
+      ' ',
+      'caf\u00e9 \u{1f9ea}',
+      "it's",
+    ];
+    const items = Array.from({ length: 600 }, (_, i) =>
+      newItem(i % 3 === 0 ? { idempotencyKey: `large-${i}`, requestHash: 'h' } : {}),
+    );
+    const sealPlain = seal(tenantId);
+    const results = await stores[0]!.appendCertificates(tenantId, items, (item, link) => {
+      const row = sealPlain(item, link);
+      const text = awkward[link.sequence % awkward.length]!;
+      return {
+        ...row,
+        model_version: text,
+        signed_message: JSON.stringify({ text, n: link.sequence }),
+      };
+    });
+    assert.equal(results.length, 600);
+    assert.ok(results.every((result) => result.kind === 'created'));
+    const page = await stores[1]!.queryCertificates(tenantId, {}, 0, 600);
+    assert.equal(page.length, 600);
+    page.forEach((row, i) => {
+      const result = results[i]!;
+      assert.deepEqual(row, result.kind === 'created' ? result.row : undefined, `row ${i + 1}`);
+    });
+    assert.equal((await walkChain(stores[2]!, tenantId)).length, 600);
+  });
+
+  test('failed batch leaves no rows and head', async () => {
+    const tenantId = 'failed-batch';
+    await createTenant(stores[0]!, tenantId);
+    const [first] = await stores[0]!.appendCertificates(tenantId, [newItem()], seal(tenantId));
+    assert.equal(first?.kind, 'created');
+    const takenId = first.kind === 'created' ? first.row.certificate_id : '';
+
+    // The third certificate reuses an existing id, so the insert violates its unique index.
+    const items = [
+      newItem({ idempotencyKey: 'lost-1', requestHash: 'h' }),
+      newItem(),
+      newItem({ certificateId: takenId }),
+    ];
+    await assert.rejects(stores[1]!.appendCertificates(tenantId, items, seal(tenantId)));
+
+    assert.deepEqual(await walkChain(stores[0]!, tenantId), [takenId]);
+    const keys = await runSql(
+      location,
+      'SELECT idempotency_key FROM idempotency_keys WHERE tenant_id = ?',
+      [tenantId],
+    );
+    assert.deepEqual(keys, []);
+    // The same store and connections still append, from the unchanged chain head.
+    const retry = await stores[1]!.appendCertificates(
+      tenantId,
+      [newItem({ idempotencyKey: 'lost-1', requestHash: 'h' })],
+      seal(tenantId),
+    );
+    assert.equal(retry[0]?.kind === 'created' && retry[0].row.chain_sequence, 2);
   });
 
   test('concurrent tenant creation raises TenantExistsError once', async () => {
@@ -776,6 +900,43 @@ describe(`schema upgrade on ${TEST_ENGINE}`, () => {
   });
 });
 
+describe('SQLite planner statistics', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite only' }, () => {
+  test('issued_at range page uses its index', async () => {
+    const location = await createLocation();
+    const store = openStore(location);
+    try {
+      await store.migrate();
+      await createTenant(store, 'planner');
+      // One certificate per second, so a one-second window selects one certificate.
+      const start = Date.parse('2026-01-01T00:00:00.000Z');
+      const at = (sequence: number) => new Date(start + sequence * 1000).toISOString();
+      const sealPlain = seal('planner');
+      const sealTimed = (item: TestItem, link: ChainLink): CertificateRow => ({
+        ...sealPlain(item, link),
+        issued_at_utc: at(link.sequence),
+      });
+      for (let appended = 0; appended < OPTIMIZE_EVERY_APPENDS; appended += 1000) {
+        const batch = Array.from({ length: 1000 }, () => newItem());
+        await store.appendCertificates('planner', batch, sealTimed);
+      }
+
+      const filter = { issuedFrom: at(9000), issuedTo: at(9001) };
+      const { sql, params } = certificateQuery('planner', filter, 0, 50);
+      const plan = await runSql(location, `EXPLAIN QUERY PLAN ${sql}`, params);
+      const details = plan.map((row) => String(row['detail'])).join(' / ');
+      assert.match(details, /USING INDEX certificates_issued/);
+      const page = await store.queryCertificates('planner', filter, 0, 50);
+      assert.deepEqual(
+        page.map((row) => row.chain_sequence),
+        [9000],
+      );
+    } finally {
+      await store.close();
+      await location.remove();
+    }
+  });
+});
+
 /** Waits until some session of the test database waits for a row or table lock. */
 async function waitForLockWait(location: StorageLocation): Promise<void> {
   for (let attempt = 0; attempt < 200; attempt++) {
@@ -830,6 +991,58 @@ describe(
         assert.equal(results[0]?.kind, 'replayed');
         assert.equal(results[0]?.kind === 'replayed' && results[0].row.certificate_id, storedId);
         assert.equal((await walkChain(store, 'bypass')).length, 1);
+      } finally {
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('key taken mid-batch keeps chain contiguous', async () => {
+      const location = await createLocation();
+      const store = openStore(location);
+      try {
+        await store.migrate();
+        await createTenant(store, 'bypass');
+        const [first] = await store.appendCertificates('bypass', [newItem()], seal('bypass'));
+        const storedId = first?.kind === 'created' ? first.row.certificate_id : '';
+        const items = [
+          newItem({ idempotencyKey: 'before', requestHash: 'h' }),
+          newItem({ idempotencyKey: 'late', requestHash: 'other' }),
+          newItem({ idempotencyKey: 'after', requestHash: 'h' }),
+        ];
+        let results: AppendResult[];
+        const rival = new pg.Client({ connectionString: location.database.url });
+        await rival.connect();
+        try {
+          await rival.query('BEGIN');
+          await rival.query(
+            'INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at) VALUES ($1, $2, $3, $4, $5)',
+            ['bypass', 'late', 'same', storedId, 'now'],
+          );
+          const pending = store.appendCertificates('bypass', items, seal('bypass'));
+          await waitForLockWait(location);
+          await rival.query('COMMIT');
+          results = await pending;
+        } finally {
+          await rival.end();
+        }
+        // The rival's key has another request hash, so its item is a conflict, and the two
+        // other items take the next two places in the chain.
+        assert.deepEqual(
+          results.map((result) => result.kind),
+          ['created', 'conflict', 'created'],
+        );
+        const chain = await walkChain(store, 'bypass');
+        assert.deepEqual(chain, [storedId, items[0]!.certificateId, items[2]!.certificateId]);
+        const keys = await runSql(
+          location,
+          'SELECT idempotency_key, certificate_id FROM idempotency_keys ORDER BY idempotency_key',
+        );
+        assert.deepEqual(keys, [
+          { idempotency_key: 'after', certificate_id: items[2]!.certificateId },
+          { idempotency_key: 'before', certificate_id: items[0]!.certificateId },
+          { idempotency_key: 'late', certificate_id: storedId },
+        ]);
       } finally {
         await store.close();
         await location.remove();

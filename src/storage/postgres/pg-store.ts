@@ -533,6 +533,7 @@ export class PgStore implements Store {
         }
         const row = seal(item, { sequence: sequence + 1, previousHash });
         row.log_index = logHead.tree_size + leaves.length;
+        row.timestamp_token ??= null;
         if (item.idempotencyKey !== undefined) {
           // The key is claimed before the certificate is written. Appends hold the chain head
           // lock, so the key can only be taken here by a writer that bypassed that lock. In that
