@@ -26,7 +26,13 @@ import {
   nodeKey,
   rootFromFrontier,
 } from '../core/merkle.ts';
-import type { CertificateRow, CheckpointRow, LogEntry, Store } from '../storage/store.ts';
+import type {
+  AuditEventRow,
+  CertificateRow,
+  CheckpointRow,
+  LogEntry,
+  Store,
+} from '../storage/store.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import { CertificateChecks } from './ledger-certificates.ts';
@@ -172,6 +178,8 @@ class LedgerRun {
   #missing: IndexRun | undefined;
 
   readonly #checked = { leaves: 0, certificates: 0, audit_events: 0, nodes: 0, checkpoints: 0 };
+  /** Audit event rows of the page being walked, by log index. */
+  #auditRows = new Map<number, AuditEventRow>();
   readonly #notChecked = { leaves_appended_during_run: 0, checkpoints_published_during_run: 0 };
 
   constructor(
@@ -258,11 +266,13 @@ class LedgerRun {
   // The walk over [0, head size).
 
   async #walkPage(from: number, to: number): Promise<void> {
-    const [entries, rows, nodes] = await Promise.all([
+    const [entries, rows, nodes, events] = await Promise.all([
       this.#store.listLogEntries(this.#tenantId, from, to),
       this.#store.listLogCertificates(this.#tenantId, from, to),
       this.#readPageNodes(from, to),
+      this.#store.listAuditEvents(this.#tenantId, {}, from - 1, to - from),
     ]);
+    this.#auditRows = new Map(events.map((event) => [event.log_index, event]));
     const certificates = new Map<number, CertificateRow>();
     for (const row of rows) {
       certificates.set(row.log_index!, row);
@@ -360,6 +370,10 @@ class LedgerRun {
       });
     } else {
       this.#checked.audit_events += 1;
+      if (leafMatchesNode) {
+        // Only authentic event JSON is a reference for the columns.
+        this.#checkAuditColumns(index, entry);
+      }
       if (node !== undefined && !leafMatchesNode) {
         this.#findings.add({
           kind: 'edited',
@@ -371,6 +385,41 @@ class LedgerRun {
       }
     }
     return hashes[chosen]!;
+  }
+
+  /**
+   * Checks that the columns the audit API filters on equal the event JSON, which is the leaf:
+   * an edited column would hide an event from a filtered query without touching the log.
+   */
+  #checkAuditColumns(index: number, entry: LogEntry): void {
+    const row = this.#auditRows.get(index);
+    if (!row || row.event_id !== entry.id) {
+      return;
+    }
+    let event: Record<string, unknown>;
+    try {
+      event = JSON.parse(entry.data) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    const columns = [
+      'action',
+      'outcome',
+      'actor_hash',
+      'object_type',
+      'object_id',
+      'occurred_at',
+    ] as const;
+    const differing = columns.filter((column) => (event[column] ?? null) !== row[column]);
+    if (differing.length > 0) {
+      this.#findings.add({
+        kind: 'edited',
+        subject: 'audit_event',
+        log_index: index,
+        event_id: entry.id,
+        detail: `stored columns differ from the event JSON: ${differing.join(', ')}`,
+      });
+    }
   }
 
   #recordMissing(index: number): void {

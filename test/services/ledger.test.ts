@@ -519,6 +519,25 @@ describe('whole-ledger verification after direct database changes', () => {
     }
   });
 
+  test('an audit event column edited apart from its JSON is edited', async () => {
+    const t = await startLedger();
+    try {
+      const editedAt = await eventLogIndexOf(t, 'bundle.export');
+      await sql(
+        t,
+        "UPDATE audit_events SET outcome = 'rejected', occurred_at = '2020-01-01T00:00:00.000Z' WHERE tenant_id = ? AND log_index = ?",
+        [TENANT, editedAt],
+      );
+      const report = await verify(t);
+      const finding = assertFinding(report, { kind: 'edited', log_index: editedAt });
+      assert.equal(finding.subject, 'audit_event');
+      assert.match(finding.detail, /outcome, occurred_at/);
+      assert.equal(report.findings.length, 1, describeFindings(report));
+    } finally {
+      await t.close();
+    }
+  });
+
   test('an edited audit event is edited', async () => {
     const t = await startLedger();
     try {
