@@ -230,6 +230,7 @@ class LedgerRun {
     await this.#scanAboveHead(treeSize);
     await this.#checkLaterCheckpoints();
     await this.#reportUnloggedCertificates();
+    await this.#checkChainHead(treeSize);
 
     return {
       tenant_id: this.#tenantId,
@@ -418,6 +419,40 @@ class LedgerRun {
         log_index: index,
         event_id: entry.id,
         detail: `stored columns differ from the event JSON: ${differing.join(', ')}`,
+      });
+    }
+  }
+
+  /**
+   * Checks that the chain head row, which the next append links to, names the last stored
+   * certificate: an edited head would make appends fail or link to the wrong predecessor.
+   */
+  async #checkChainHead(treeSize: number): Promise<void> {
+    const head = await this.#store.getChainHead(this.#tenantId);
+    if (!head) {
+      return;
+    }
+    const last =
+      head.chain_sequence === 0
+        ? undefined
+        : await this.#store.getCertificateBySequence(this.#tenantId, head.chain_sequence);
+    const next = await this.#store.getCertificateBySequence(
+      this.#tenantId,
+      head.chain_sequence + 1,
+    );
+    // A certificate after the head that the walk covered was there before the head was read.
+    const nextWasWalked =
+      next?.log_index !== undefined && next.log_index !== null && next.log_index < treeSize;
+    const headMatches =
+      head.chain_sequence === 0 ? head.chain_hash === null : last?.chain_hash === head.chain_hash;
+    if (!headMatches || nextWasWalked) {
+      this.#findings.add({
+        kind: 'edited',
+        subject: 'head',
+        chain_sequence: head.chain_sequence,
+        detail: nextWasWalked
+          ? `the chain head names sequence ${head.chain_sequence}, but a later certificate is stored`
+          : `the chain head's hash is not that of the certificate at sequence ${head.chain_sequence}`,
       });
     }
   }

@@ -345,6 +345,10 @@ export interface Store extends ShadowStore, LogStore {
   ): Promise<AppendResult[]>;
 
   getCertificate(tenantId: string, certificateId: string): Promise<CertificateRow | undefined>;
+  /** The tenant's chain head: the sequence and chain hash the next append links to. */
+  getChainHead(
+    tenantId: string,
+  ): Promise<{ chain_sequence: number; chain_hash: string | null } | undefined>;
   getCertificateBySequence(tenantId: string, sequence: number): Promise<CertificateRow | undefined>;
   /** Lists certificates in chain order after `afterSequence`, at most `limit` rows. */
   queryCertificates(

@@ -519,6 +519,34 @@ describe('whole-ledger verification after direct database changes', () => {
     }
   });
 
+  test('a chain head moved back is an edited head', async () => {
+    const t = await startLedger();
+    try {
+      const [first] = await sql(
+        t,
+        'SELECT chain_hash FROM certificates WHERE tenant_id = ? AND chain_sequence = 1',
+        [TENANT],
+      );
+      await sql(
+        t,
+        'UPDATE chain_heads SET chain_sequence = 1, chain_hash = ? WHERE tenant_id = ?',
+        [String(first!.chain_hash), TENANT],
+      );
+      const report = await verify(t);
+      const finding = assertFinding(report, { kind: 'edited', subject: 'head' });
+      assert.equal(finding.chain_sequence, 1);
+      assert.equal(report.findings.length, 1, describeFindings(report));
+
+      await sql(t, 'UPDATE chain_heads SET chain_hash = ? WHERE tenant_id = ?', [
+        'a'.repeat(64),
+        TENANT,
+      ]);
+      assertFinding(await verify(t), { kind: 'edited', subject: 'head' });
+    } finally {
+      await t.close();
+    }
+  });
+
   test('an audit event column edited apart from its JSON is edited', async () => {
     const t = await startLedger();
     try {

@@ -630,6 +630,16 @@ export class PgStore implements Store {
     return toCertificate(raw);
   }
 
+  async getChainHead(
+    tenantId: string,
+  ): Promise<{ chain_sequence: number; chain_hash: string | null } | undefined> {
+    const [head] = await this.#rows<{ chain_sequence: number; chain_hash: string | null }>(
+      'SELECT chain_sequence, chain_hash FROM chain_heads WHERE tenant_id = ?',
+      [tenantId],
+    );
+    return head;
+  }
+
   async getCertificateBySequence(
     tenantId: string,
     sequence: number,

@@ -493,6 +493,18 @@ export class SqliteStore implements Store {
     );
   }
 
+  getChainHead(
+    tenantId: string,
+  ): Promise<{ chain_sequence: number; chain_hash: string | null } | undefined> {
+    const head = this.sql.getHead.get(tenantId) as
+      { chain_sequence: number; chain_hash: string | null } | undefined;
+    return Promise.resolve(
+      head
+        ? { chain_sequence: Number(head.chain_sequence), chain_hash: head.chain_hash }
+        : undefined,
+    );
+  }
+
   getCertificateBySequence(
     tenantId: string,
     sequence: number,
