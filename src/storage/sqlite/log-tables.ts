@@ -23,6 +23,7 @@ import type {
   LogNodeRow,
   NewAuditEvent,
 } from '../store.ts';
+import { lazyStatements } from './lazy-statements.ts';
 
 export class SqliteLogTables {
   readonly #db: Database.Database;
@@ -37,20 +38,9 @@ export class SqliteLogTables {
     return this.#prepared;
   }
 
-  /** Prepares each statement on first use, like SqliteStore. */
+  /** Prepares each statement on first use (see lazyStatements). */
   private prepare() {
-    const db = this.#db;
-    const prepared = new Map<string, Database.Statement>();
-    return new Proxy({} as Record<keyof typeof LOG_SQL, Database.Statement>, {
-      get(_target, name: keyof typeof LOG_SQL) {
-        let statement = prepared.get(name);
-        if (!statement) {
-          statement = db.prepare(LOG_SQL[name]);
-          prepared.set(name, statement);
-        }
-        return statement;
-      },
-    });
+    return lazyStatements(this.#db, LOG_SQL);
   }
 
   /** Marks the next rows of a reset schema for re-preparation. */

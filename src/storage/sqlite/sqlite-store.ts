@@ -8,6 +8,7 @@ import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SQL } from '../log-sql.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
+import { lazyStatements } from './lazy-statements.ts';
 import { SqliteLogTables } from './log-tables.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
 import {
@@ -142,23 +143,9 @@ export class SqliteStore implements Store {
     return this.#prepared;
   }
 
-  /**
-   * Prepares each statement on first use, so a store opened on an older schema can still run
-   * the statements that schema supports (the upgrade tests build old databases this way).
-   */
+  /** Prepares each statement on first use (see lazyStatements). */
   private prepareStatements() {
-    const db = this.#db;
-    const prepared = new Map<string, Database.Statement>();
-    return new Proxy({} as Record<keyof typeof SQLITE_STORE_SQL, Database.Statement>, {
-      get(_target, name: keyof typeof SQLITE_STORE_SQL) {
-        let statement = prepared.get(name);
-        if (!statement) {
-          statement = db.prepare(SQLITE_STORE_SQL[name]);
-          prepared.set(name, statement);
-        }
-        return statement;
-      },
-    });
+    return lazyStatements(this.#db, SQLITE_STORE_SQL);
   }
 
   /** Statements on columns and tables of schema version 3, prepared on first use. */
