@@ -1,6 +1,6 @@
 // README.txt of a defense bundle. Lines starting with "  $ " are shell commands that a test
 // runs as written in an unpacked bundle, so the manual steps cannot drift from the format.
-// Verifiers compare the text byte for byte, so the v1 text must never change; bundles that
+// Verifiers compare the text byte for byte, so the v1 text must never change. Bundles that
 // carry a log proof (format v2) get the v1 text with the log files and steps added.
 import type { Certificate } from './certificate.ts';
 
@@ -37,8 +37,8 @@ openssl ts -verify -data checkpoint.txt -in checkpoint_timestamp.tsr -token_in -
 `;
 
 /**
- * Renders README.txt. Format v1 passes only the certificate; v2 adds the log files and the
- * names of the timestamp token files present, so the text lists exactly the bundle's files.
+ * Renders README.txt. Format v1 passes only the certificate. Format v2 also passes the log flag
+ * and the timestamp token files present, so the text lists exactly the bundle's files.
  */
 export function renderBundleReadme(
   certificate: Certificate,

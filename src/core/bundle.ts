@@ -47,6 +47,11 @@ export const TimestampBundleFile = {
 } as const;
 const TIMESTAMP_FILES: ReadonlySet<string> = new Set(Object.values(TimestampBundleFile));
 
+/** Lists the timestamp token files a bundle contains, which its README names. */
+function timestampFilesIn(files: ReadonlyMap<string, Uint8Array>): string[] {
+  return [...files.keys()].filter((name) => TIMESTAMP_FILES.has(name));
+}
+
 /** inclusion_proof.json. */
 export interface InclusionProofFile {
   format: typeof INCLUSION_PROOF_FORMAT;
@@ -129,11 +134,7 @@ export function buildBundleFiles(
   files.set(
     BundleFile.readme,
     utf8Encode(
-      renderBundleReadme(
-        evidence.certificate,
-        evidence.log !== undefined,
-        [...files.keys()].filter((name) => TIMESTAMP_FILES.has(name)),
-      ),
+      renderBundleReadme(evidence.certificate, evidence.log !== undefined, timestampFilesIn(files)),
     ),
   );
   const manifest: BundleManifest = {
@@ -178,7 +179,7 @@ function filesOf(format: BundleFormat): ReadonlySet<string> {
   return format === BUNDLE_FORMAT_V2 ? V2_FILES : V1_FILES;
 }
 
-/** The bundle format named by the manifest; v1 when the manifest names none we know. */
+/** Returns the bundle format the manifest names, or v1 when it names no known format. */
 function formatOf(files: Map<string, Uint8Array>): BundleFormat {
   try {
     const manifest = JSON.parse(utf8Decode(files.get(BundleFile.manifest)!)) as {
@@ -255,7 +256,7 @@ function checkBundleFiles(
       renderBundleReadme(
         certificate as unknown as Certificate,
         format === BUNDLE_FORMAT_V2,
-        [...files.keys()].filter((name) => TIMESTAMP_FILES.has(name)),
+        timestampFilesIn(files),
       )
   ) {
     problems.push(`${BundleFile.readme} differs from the text generated for this certificate`);
@@ -285,7 +286,7 @@ function checkBundleFiles(
   };
 }
 
-/** Whether the bytes are UTF-8 JSON in exactly the layout prettyJson writes. */
+/** Checks whether the bytes are UTF-8 JSON in exactly the layout prettyJson writes. */
 function isPrettyJson(bytes: Uint8Array): boolean {
   try {
     return bytesEqual(bytes, prettyJson(JSON.parse(utf8Decode(bytes))));
@@ -364,7 +365,7 @@ export function verifyBundle(
 
 /**
  * Verifies a defense bundle offline like verifyBundle, and also its RFC 3161 timestamp tokens
- * against `tsaRoots` (without roots, the timestamp checks are skipped and say so).
+ * against `tsaRoots`. Without roots, the timestamp checks are skipped and their details say why.
  */
 export async function verifyBundleWithTimestamps(
   crypto: CryptoProvider,

@@ -73,7 +73,7 @@ export type UnsealedMessage = Omit<
 interface PendingItem extends AppendItem {
   message: UnsealedMessage;
   keys: TenantKeys;
-  /** RFC 3161 token over certificateTimestampInput, base64 DER, when the tenant asks for one. */
+  /** RFC 3161 token over certificateTimestampInput, base64 DER, when the tenant requires one. */
   timestampToken: string | null;
   /** Times the item was signed again because the key changed before its append. */
   resigned: number;

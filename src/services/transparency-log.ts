@@ -1,6 +1,6 @@
 // The per-tenant Merkle log as a service: checkpoint signing and publication, inclusion and
-// consistency proofs. Leaves are appended by the store, in the same transaction as the
-// certificate or audit event they record; this service only reads the log and signs its state.
+// consistency proofs. The store appends leaves in the same transaction as the certificate or
+// audit event they record, so this service only reads the log and signs its state.
 import { createPrivateKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import {
   createVerifierKey,
@@ -190,7 +190,7 @@ export class TransparencyLog {
   /**
    * Timestamps a checkpoint text when a TSA is configured. A failure fails the publication for
    * a tenant whose policy is `required`; otherwise the checkpoint is stored without a token and
-   * retryTimestamps asks again later.
+   * retryTimestamps requests a token again later.
    */
   async #timestampCheckpoint(tenantId: string, note: string): Promise<Uint8Array | undefined> {
     if (!this.#tsa) {
@@ -269,7 +269,7 @@ export class TransparencyLog {
     };
   }
 
-  /** The latest checkpoint, published now when there is none yet. */
+  /** Returns the latest checkpoint, publishing one when there is none yet. */
   async latest(tenantId: string): Promise<CheckpointRow> {
     await this.#requireKey(tenantId);
     return (await this.#store.getLatestCheckpoint(tenantId)) ?? this.publish(tenantId);
@@ -284,7 +284,7 @@ export class TransparencyLog {
     return found;
   }
 
-  /** A checkpoint that includes leaf `index`: the latest, or a new one when it is too old. */
+  /** Returns a checkpoint that includes leaf `index`: the latest, or a new one when it is too old. */
   async checkpointCovering(tenantId: string, index: number): Promise<CheckpointRow> {
     const latest = await this.#store.getLatestCheckpoint(tenantId);
     return latest && latest.tree_size > index ? latest : this.publish(tenantId);

@@ -1,5 +1,5 @@
 // Extends a tenant's Merkle log by a batch of leaves, the part of an append that is the same on
-// both engines. It reads nothing but the head row: the frontier holds every hash a new leaf can
+// both engines. It reads nothing but the head row: the frontier contains every hash a new leaf can
 // merge with, so an append costs O(log n) hashing and creates about two node rows per leaf.
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { fromHex, toHex, utf8Encode } from '../core/encoding.ts';

@@ -126,7 +126,7 @@ void describe('log evidence altered', () => {
     const unkeyed = failedChecks(packBundle(withFile(files, LogBundleFile.checkpoint, signed)));
     assert.deepEqual(unkeyed.failed, ['log_checkpoint']);
 
-    // With its own key shipped beside it, only a pinned log key tells it from the real one.
+    // With its own key shipped beside it, only a pinned log key distinguishes it from the real one.
     const forged = withFile(
       withFile(files, LogBundleFile.checkpoint, signed),
       LogBundleFile.logKey,

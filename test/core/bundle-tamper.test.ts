@@ -255,7 +255,7 @@ void describe('signature and key', () => {
     assertFailed(outcome, 'key_binding');
   });
 
-  test('re-signed bundle fails the log proof, and without the log also the pinned key', () => {
+  test('re-signed bundle fails log and pin', () => {
     const withLog = verifyZip(work, packBundle(resignBundle(files)));
     assert.deepEqual(checksWithStatus(withLog.report, 'fail'), ['log_inclusion']);
 

@@ -72,7 +72,10 @@ function readTrustedLogKeys(path: string | undefined): string[] | undefined {
     .map((line) => line.trim())
     .filter((line) => line !== '' && !line.startsWith('#'));
   if (lines.length === 0) {
-    throw new BundleError('BUNDLE_MALFORMED_TRUSTED_KEYS', `${path} holds no log verifier key`);
+    throw new BundleError(
+      'BUNDLE_MALFORMED_TRUSTED_KEYS',
+      `${path} contains no log verifier key; put one signed-note verifier key per line`,
+    );
   }
   return lines;
 }

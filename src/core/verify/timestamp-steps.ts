@@ -92,9 +92,9 @@ async function tokenCheck(
 }
 
 /**
- * Runs both timestamp checks; a missing token or missing roots gives a skipped check, unless
- * `requireCheckpointToken` is set, which fails a bundle without its checkpoint token (bundles
- * of a deployment with a TSA carry one, and removing a file leaves no other trace).
+ * Runs both timestamp checks. A missing token or missing roots gives a skipped check.
+ * `requireCheckpointToken` fails a bundle without its checkpoint token instead, because a
+ * deployment with a TSA gives every checkpoint one and a removed file leaves no other trace.
  */
 export async function timestampChecks(
   evidence: TimestampEvidence,

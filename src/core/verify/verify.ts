@@ -230,9 +230,9 @@ function logChecks(
   }
   const evidence = input.log;
   if (!evidence) {
-    // Every certificate of format v2 is a log leaf from the moment it exists, and the bundle
-    // format named in the manifest is not signed, so a v2 certificate without log evidence,
-    // or any certificate when the caller pinned log keys, means the evidence was removed.
+    // A v2 certificate is a log leaf from the moment it exists. The bundle format in the
+    // manifest is not signed, so missing log evidence for such a certificate, or for any
+    // certificate when log keys are pinned, means the evidence was removed.
     const required =
       message.format_version === CERTIFICATE_FORMAT_V2
         ? `a ${CERTIFICATE_FORMAT_V2} certificate is always recorded in its tenant's log, but the evidence carries no checkpoint or inclusion proof`
