@@ -247,23 +247,59 @@ describe('verifier hardening', () => {
     assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['certificate_fields']);
   });
 
-  test('non-canonical base64 signature fails the signature check', () => {
-    const outcome = editedBundle((files) => {
-      const certificate = readJsonFile(files, BundleFile.certificate);
-      const signature = certificate.signature as string;
-      // A DER P-256 signature is 70-72 bytes, so its base64 ends in padding with unused bits.
-      const last = signature.replace(/=+$/, '').at(-1)!;
+  // Spellings that decode to the signature's own bytes: one padding character too many, and,
+  // when the encoding ends in padding (which depends on the DER length), unused bits set in
+  // the last data character.
+  const nonCanonicalSpellings = (signature: string): string[] => {
+    const spellings = [signature + '='];
+    const data = signature.replace(/=+$/, '');
+    if (data.length < signature.length) {
       const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-      const bumped = alphabet[alphabet.indexOf(last) + 1]!;
-      const index = signature.replace(/=+$/, '').length - 1;
-      certificate.signature = signature.slice(0, index) + bumped + signature.slice(index + 1);
+      const last = alphabet.indexOf(data.at(-1)!);
+      spellings.push(data.slice(0, -1) + alphabet[last + 1]! + signature.slice(data.length));
+    }
+    return spellings;
+  };
+
+  test('non-canonical base64 signature fails the signature check', () => {
+    const signature = fixture.certificate.signature;
+    const spellings = nonCanonicalSpellings(signature);
+    assert.ok(spellings.length > 0);
+    for (const spelling of spellings) {
+      assert.notEqual(spelling, signature);
+      assert.deepEqual(Buffer.from(spelling, 'base64'), Buffer.from(signature, 'base64'));
+      const outcome = editedBundle((files) => {
+        const certificate = readJsonFile(files, BundleFile.certificate);
+        certificate.signature = spelling;
+        files.set(BundleFile.certificate, prettyJson(certificate));
+      });
+      // An extra padding character also makes signature.sig disagree with the certificate.
+      const failed = checksWithStatus(outcome.report, 'fail');
+      assert.ok(failed.includes('signature'), spelling);
       assert.deepEqual(
-        Buffer.from(certificate.signature as string, 'base64'),
-        Buffer.from(signature, 'base64'),
+        failed.filter((check) => check !== 'bundle_manifest'),
+        ['signature'],
+        spelling,
       );
-      files.set(BundleFile.certificate, prettyJson(certificate));
-    });
-    assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['signature']);
+    }
+  });
+
+  test('non-canonical spellings exist for every DER signature length', () => {
+    // Low-S DER P-256 signatures are 68 to 71 bytes long; 69 bytes needs no padding.
+    for (const [length, count] of [
+      [68, 2],
+      [69, 1],
+      [70, 2],
+      [71, 2],
+    ] as const) {
+      const signature = Buffer.alloc(length, 0x30).toString('base64');
+      const spellings = nonCanonicalSpellings(signature);
+      assert.equal(spellings.length, count, String(length));
+      for (const spelling of spellings) {
+        assert.notEqual(spelling, signature);
+        assert.deepEqual(Buffer.from(spelling, 'base64'), Buffer.from(signature, 'base64'));
+      }
+    }
   });
 
   test('key record validity start differing from the pinned set fails trust', () => {
