@@ -284,8 +284,9 @@ describe('verifier hardening', () => {
     }
   });
 
-  test('non-canonical spellings exist for every DER signature length', () => {
-    // Low-S DER P-256 signatures are 68 to 71 bytes long; 69 bytes needs no padding.
+  test('non-canonical spellings for each length', () => {
+    // Low-S DER P-256 signatures are at most 71 bytes and almost always 68 to 71. A 69-byte
+    // signature encodes without padding.
     for (const [length, count] of [
       [68, 2],
       [69, 1],
