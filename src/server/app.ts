@@ -1,7 +1,7 @@
 // Builds the HTTP server: logging, request ids, auth, schemas, OpenAPI and routes.
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Config } from '../config/config.ts';
@@ -106,7 +106,7 @@ export async function buildServer(
     },
     bodyLimit: config.bodyLimit,
     // One line per request, written by the onResponse hook below, instead of Fastify's two.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
     return503OnClosing: true,
     clientErrorHandler: answerClientError,
