@@ -174,8 +174,17 @@ export async function buildServer(
   registerAuditRoutes(app, services);
   registerShadowRoutes(app, services);
   if (config.checkpointIntervalMs > 0) {
-    const publisher = services.log.startPublisher(config.checkpointIntervalMs, (error) => {
-      app.log.error({ err: error }, 'checkpoint publication failed');
+    const publisher = services.log.startPublisher(config.checkpointIntervalMs, {
+      failed: (error, tenantId) => {
+        const message = error instanceof Error ? error.message : String(error);
+        app.log.error(
+          { tenant_id: tenantId, error: message },
+          'checkpoint publication or timestamp failed; the publisher keeps retrying and logs again when the failure changes',
+        );
+      },
+      recovered: (tenantId) => {
+        app.log.info({ tenant_id: tenantId }, 'checkpoint publication recovered');
+      },
     });
     app.addHook('onClose', async () => publisher.stop());
   }

@@ -80,6 +80,14 @@ export interface TransparencyLogOptions {
   onTimestampFailure?: (error: unknown, context: Record<string, unknown>) => void;
 }
 
+/** Callbacks for the failures and recoveries of the checkpoint publisher (startPublisher). */
+export interface PublisherReport {
+  /** Called when publication or a timestamp retry starts failing, or fails differently. */
+  failed(error: unknown, tenantId: string | undefined): void;
+  /** Called when a tenant that was reported as failing succeeds again. */
+  recovered?(tenantId: string | undefined): void;
+}
+
 export class TransparencyLog {
   readonly #store: Store;
   readonly #kek: Uint8Array;
@@ -212,8 +220,15 @@ export class TransparencyLog {
     }
   }
 
-  /** Asks the TSA again for checkpoints stored without a token; returns how many got one. */
-  async retryTimestamps(limit = 20): Promise<number> {
+  /**
+   * Requests tokens again for checkpoints stored without one and returns how many got one.
+   * Failures go to `onFailure`, by default the onTimestampFailure option.
+   */
+  async retryTimestamps(
+    limit = 20,
+    onFailure: (error: unknown, context: Record<string, unknown>) => void = this
+      .#onTimestampFailure,
+  ): Promise<number> {
     if (!this.#tsa) {
       return 0;
     }
@@ -224,41 +239,92 @@ export class TransparencyLog {
         token = toBase64(await this.#tsa.timestamp(utf8Encode(checkpoint.note)));
         stamped += 1;
       } catch (error) {
-        this.#onTimestampFailure(error, {
-          tenantId: checkpoint.tenant_id,
-          treeSize: checkpoint.tree_size,
-        });
+        onFailure(error, { tenantId: checkpoint.tenant_id, treeSize: checkpoint.tree_size });
       }
       await this.#store.setCheckpointTimestamp(checkpoint.tenant_id, checkpoint.tree_size, token);
     }
     return stamped;
   }
 
-  /** Publishes a checkpoint for every tenant whose log grew since its latest checkpoint. */
-  async publishGrown(): Promise<number> {
+  /**
+   * Publishes a checkpoint for every tenant whose log grew since its latest checkpoint and
+   * returns how many were published. A failing tenant does not stop the others: its error goes
+   * to `onFailure` when given, and is raised after the loop otherwise.
+   */
+  async publishGrown(onFailure?: (tenantId: string, error: unknown) => void): Promise<number> {
     let published = 0;
+    const failures: unknown[] = [];
     for (const tenant of await this.#store.listTenants()) {
-      const head = await this.#store.getLogHead(tenant.tenant_id);
-      const latest = await this.#store.getLatestCheckpoint(tenant.tenant_id);
-      if (head && head.tree_size > (latest?.tree_size ?? -1)) {
-        await this.publish(tenant.tenant_id);
-        published += 1;
+      try {
+        const head = await this.#store.getLogHead(tenant.tenant_id);
+        const latest = await this.#store.getLatestCheckpoint(tenant.tenant_id);
+        if (head && head.tree_size > (latest?.tree_size ?? -1)) {
+          await this.publish(tenant.tenant_id);
+          published += 1;
+        }
+      } catch (error) {
+        if (onFailure) {
+          onFailure(tenant.tenant_id, error);
+        } else {
+          failures.push(error);
+        }
       }
+    }
+    if (failures.length === 1) {
+      throw failures[0];
+    }
+    if (failures.length > 1) {
+      throw new AggregateError(
+        failures,
+        `checkpoint publication failed for ${failures.length} tenants`,
+      );
     }
     return published;
   }
 
   /**
-   * Publishes grown logs every `intervalMs` until stopped. Every process may run one: a
-   * checkpoint is stored once per size, so concurrent publishers agree.
+   * Publishes grown logs and retries missing timestamps every `intervalMs` until stopped. Every
+   * process may run one: a checkpoint is stored once per size, so concurrent publishers agree.
+   * A failure is reported once per tenant until its message changes or the tenant succeeds
+   * again, so a TSA that stays down produces one report, not one per interval.
    */
-  startPublisher(intervalMs: number, onError: (error: unknown) => void): { stop(): Promise<void> } {
+  startPublisher(intervalMs: number, report: PublisherReport): { stop(): Promise<void> } {
+    const failing = new Map<string, string>();
+    const fail = (key: string, tenantId: string | undefined, error: unknown) => {
+      const message = error instanceof Error ? error.message : String(error);
+      if (failing.get(key) !== message) {
+        failing.set(key, message);
+        report.failed(error, tenantId);
+      }
+    };
+    const tick = async () => {
+      const failedNow = new Set<string>();
+      const tenantFailed = (prefix: string) => (tenantId: string | undefined, error: unknown) => {
+        const key = `${prefix}:${tenantId ?? ''}`;
+        failedNow.add(key);
+        fail(key, tenantId, error);
+      };
+      try {
+        await this.publishGrown(tenantFailed('publish'));
+        const timestampFailed = tenantFailed('timestamp');
+        await this.retryTimestamps(undefined, (error, context) =>
+          timestampFailed(context.tenantId as string | undefined, error),
+        );
+      } catch (error) {
+        const key = 'publisher:';
+        failedNow.add(key);
+        fail(key, undefined, error);
+      }
+      for (const key of [...failing.keys()]) {
+        if (!failedNow.has(key)) {
+          failing.delete(key);
+          report.recovered?.(key.slice(key.indexOf(':') + 1) || undefined);
+        }
+      }
+    };
     let running: Promise<unknown> = Promise.resolve();
     const timer = setInterval(() => {
-      running = running
-        .then(() => this.publishGrown())
-        .then(() => this.retryTimestamps())
-        .catch(onError);
+      running = running.then(tick);
     }, intervalMs);
     timer.unref();
     return {

@@ -31,6 +31,17 @@ class SwitchableTsa implements TimestampAuthority {
   }
 }
 
+/** Polls `condition` every 10 ms and fails after 10 seconds. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) {
+      assert.fail(`timed out waiting for ${what}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 function checkStatus(
   report: { checks: { check: string; status: string; code?: string }[] },
   name: string,
@@ -215,6 +226,79 @@ describe('RFC 3161 timestamps of checkpoints and certificates', () => {
     const stamped = await t.services.store.getCheckpoint('relaxed', checkpointSize);
     assert.ok(stamped?.timestamp_token);
     assert.equal(stamped.timestamp_attempts, 3);
+  });
+
+  test('a failing tenant does not stop publication for others', async () => {
+    // Tenants are published in id order, so this one comes before "relaxed".
+    await t.services.tenants.create('a-required', { timestampPolicy: 'required' });
+    assert.equal((await issue('a-required')).statusCode, 201);
+    assert.equal((await issue('relaxed')).statusCode, 201);
+    const relaxedSize = (await t.services.store.getLogHead('relaxed'))!.tree_size;
+    switchable.up = false;
+    try {
+      // Other required tenants whose logs grew in earlier tests fail as well.
+      const failure: unknown = await t.services.log.publishGrown().then(
+        () => assert.fail('publication succeeded with the TSA down'),
+        (error: unknown) => error,
+      );
+      const errors = failure instanceof AggregateError ? failure.errors : [failure];
+      assert.ok(errors.length >= 1);
+      for (const error of errors) {
+        assert.equal((error as { code?: string }).code, 'TIMESTAMP_UNAVAILABLE');
+      }
+      const relaxed = await t.services.store.getLatestCheckpoint('relaxed');
+      assert.equal(relaxed?.tree_size, relaxedSize);
+      assert.equal(await t.services.store.getLatestCheckpoint('a-required'), undefined);
+    } finally {
+      switchable.up = true;
+    }
+    await t.services.log.publish('a-required');
+  });
+
+  test('publisher reports an outage once per tenant', async () => {
+    assert.equal((await issue('strict-log')).statusCode, 201);
+    assert.equal((await issue('relaxed')).statusCode, 201);
+    const relaxedSize = (await t.services.store.getLogHead('relaxed'))!.tree_size;
+    const failed: string[] = [];
+    const recovered: (string | undefined)[] = [];
+    let ticks = 0;
+    switchable.up = false;
+    const publisher = t.services.log.startPublisher(20, {
+      failed: (error, tenantId) => {
+        failed.push(`${tenantId}: ${error instanceof Error ? error.message : String(error)}`);
+      },
+      recovered: (tenantId) => {
+        recovered.push(tenantId);
+      },
+    });
+    try {
+      const callsBefore = switchable.calls;
+      // Wait for several ticks, each of which requests at least one token.
+      await until(() => switchable.calls - callsBefore >= 8, 'the publisher to tick');
+      ticks = switchable.calls - callsBefore;
+
+      // The best-effort tenant is published without a token, the required one is not published.
+      const relaxed = await t.services.store.getLatestCheckpoint('relaxed');
+      assert.ok(relaxed !== undefined);
+      assert.ok(relaxed.tree_size >= relaxedSize);
+      const strictHead = (await t.services.store.getLogHead('strict-log'))!.tree_size;
+      const strict = await t.services.store.getLatestCheckpoint('strict-log');
+      assert.ok((strict?.tree_size ?? 0) < strictHead);
+      assert.ok(
+        failed.some((line) => line.startsWith('strict-log: ')),
+        failed.join('\n'),
+      );
+      assert.equal(new Set(failed).size, failed.length, failed.join('\n'));
+      assert.ok(failed.length < ticks, `${failed.length} reports in ${ticks} TSA calls`);
+
+      switchable.up = true;
+      await until(() => recovered.includes('strict-log'), 'strict-log to recover');
+      const published = await t.services.store.getLatestCheckpoint('strict-log');
+      assert.ok(published?.timestamp_token);
+    } finally {
+      switchable.up = true;
+      await publisher.stop();
+    }
   });
 
   test('cdil verify --tsa-roots checks the tokens from the command line', async () => {
