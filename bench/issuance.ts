@@ -163,14 +163,19 @@ export function benchEnv(dataDir: string): NodeJS.ProcessEnv {
 
 /**
  * Starts `cdil serve` on 127.0.0.1 with an OS-chosen port and resolves once it listens.
- * With cpuProfileDir set, the child writes a V8 CPU profile there when it exits.
+ * With cpuProfileDir set, the child writes a V8 CPU profile there when it exits. With
+ * withoutMerkleLog set, the child loads bench/without-merkle-log.ts first.
  */
 export function startServerProcess(
   dataDir: string,
   cpuProfileDir?: string,
   workers = 1,
+  withoutMerkleLog = false,
 ): Promise<ServerProcess> {
   const nodeArgs = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : [];
+  if (withoutMerkleLog) {
+    nodeArgs.push('--import', 'tsx', '--import', join(repoRoot, 'bench/without-merkle-log.ts'));
+  }
   const child = spawn(
     process.execPath,
     [
@@ -679,6 +684,7 @@ async function main(): Promise<void> {
       tenants: { type: 'string', default: '1,50' },
       'server-cpu-prof': { type: 'string' },
       workers: { type: 'string', default: '1' },
+      'without-merkle-log': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -691,6 +697,8 @@ async function main(): Promise<void> {
   --tenants N,...        tenants the requests rotate through, one set of cells per value (default 1,50)
   --workers N            server processes sharing the port (default 1)
   --server-cpu-prof DIR  write a V8 CPU profile of each server process to DIR
+  --without-merkle-log   count log leaves instead of appending them (one SQLite server process
+                         only), to measure what the Merkle log costs; the data left has no log
   --keep                 keep the data folder
 The server stores its data in PostgreSQL when DATABASE_URL is set, for example under
 scripts/with-postgres.sh, and in a new SQLite file otherwise.`);
@@ -714,7 +722,12 @@ scripts/with-postgres.sh, and in a new SQLite file otherwise.`);
   const cpuProfileDir = values['server-cpu-prof'] ? resolve(values['server-cpu-prof']) : undefined;
   const workers = parsePositive(values.workers, '--workers');
   console.log(`server processes: ${workers}`);
-  const server = await startServerProcess(dataDir, cpuProfileDir, workers);
+  const withoutMerkleLog = values['without-merkle-log'];
+  if (withoutMerkleLog && (workers !== 1 || config.databaseUrl !== undefined)) {
+    throw new Error('--without-merkle-log needs one server process on SQLite (no DATABASE_URL)');
+  }
+  console.log(`Merkle log: ${withoutMerkleLog ? 'replaced by a leaf counter' : 'on'}`);
+  const server = await startServerProcess(dataDir, cpuProfileDir, workers, withoutMerkleLog);
   const postmasterPid =
     config.databaseUrl === undefined ? undefined : await findLocalPostmaster(config.databaseUrl);
   const issued: IssuedCounts = new Map();
