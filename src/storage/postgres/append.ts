@@ -300,9 +300,9 @@ function sendWrites(
 
 /**
  * Appends `items` to the tenant's chain and log in one transaction on `client`, from BEGIN to
- * COMMIT. On an error the transaction may still be open: the caller rolls it back. Throws an
- * error for which isKeyClaimedConcurrently is true when another writer inserted one of the
- * batch's idempotency keys meanwhile; nothing is stored then, and the append can be retried.
+ * COMMIT. After an error the transaction may still be open, so the caller rolls it back. When
+ * another writer inserted one of the batch's idempotency keys meanwhile, the error satisfies
+ * isKeyClaimedConcurrently. Nothing is stored then, and the append can be retried.
  */
 export async function appendBatch<T extends AppendItem>(
   client: pg.PoolClient,

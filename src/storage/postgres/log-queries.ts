@@ -56,9 +56,9 @@ const LOCK_HEAD = numberPlaceholders(`${LOG_SQL.getHead} FOR UPDATE`);
 const SET_HEAD = numberPlaceholders(LOG_SQL.setHead);
 
 /**
- * Reads and locks the tenant's log head, creating an empty one. Issues both statements before
- * either reply is read, so on a pipelining connection they cost one round trip; other statements
- * issued in the same tick join it. Call inside a transaction.
+ * Reads and locks the tenant's log head, creating an empty one. Call inside a transaction. Both
+ * statements are issued before either reply is read, so on a pipelining connection they share a
+ * round trip with any other statements issued before the caller awaits.
  */
 export function lockLogHead(client: Queryable, tenantId: string): Promise<LogHeadRow> {
   const ensured = client.query(ENSURE_HEAD, [tenantId]);

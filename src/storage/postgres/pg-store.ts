@@ -518,6 +518,10 @@ export class PgStore implements Store {
         if (attempt >= MAX_APPEND_ATTEMPTS || !isKeyClaimedConcurrently(error)) {
           throw error;
         }
+        process.emitWarning(
+          `append for tenant ${tenantId} retried (attempt ${attempt + 1} of ${MAX_APPEND_ATTEMPTS}): ` +
+            `another writer inserted one of its idempotency keys: ${(error as Error).message}`,
+        );
       }
     }
   }

@@ -1,10 +1,10 @@
 // Helpers for sending several statements on one connection before reading any reply. PgStore
-// opens its pool with node-postgres's `pipeline` option (pg 8.23 and later): a query is written to
-// the socket as soon as it is issued, so statements issued without awaiting in between share one
-// round trip. The server still runs them one after another, in the order they were issued, and
-// ends each with its own Sync, so a failed statement does not discard the ones after it. Inside a
-// transaction those fail as well ("current transaction is aborted"), and a COMMIT after a failure
-// rolls back.
+// opens its pool with the `pipeline` client option of node-postgres (pg 8.23.1 has it): a query
+// is written to the socket as soon as it is issued, so statements issued without awaiting in
+// between share one round trip. The server still runs them one after another, in issue order.
+// Each ends with its own Sync, so a failed statement does not discard the ones after it, but
+// inside a transaction those fail as well ("current transaction is aborted"), and a COMMIT after
+// a failure rolls back.
 import type pg from 'pg';
 
 /**
