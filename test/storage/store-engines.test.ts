@@ -425,6 +425,21 @@ describe(`storage on ${TEST_ENGINE}`, () => {
     assert.equal(retry[0]?.kind === 'created' && retry[0].row.chain_sequence, 2);
   });
 
+  test('append to unknown tenant rejects', async () => {
+    await assert.rejects(
+      stores[0]!.appendCertificates('no-such-tenant', [newItem()], seal('no-such-tenant')),
+      /tenant no-such-tenant has no chain head/,
+    );
+    // The connection that failed is usable again.
+    await createTenant(stores[0]!, 'after-unknown');
+    const [result] = await stores[0]!.appendCertificates(
+      'after-unknown',
+      [newItem()],
+      seal('after-unknown'),
+    );
+    assert.equal(result?.kind, 'created');
+  });
+
   test('concurrent tenant creation raises TenantExistsError once', async () => {
     const outcomes = await Promise.allSettled(
       stores.map((store) => createTenant(store, 'same-tenant')),

@@ -1,5 +1,5 @@
-// Certificate batch append for PgStore. A batch costs the same statements whatever its size,
-// sent in two pipelined groups, so it pays two round trips while the chain head is locked:
+// Certificate batch append for PgStore. A batch sends at most 13 statements whatever its size,
+// in two pipelined groups, so it pays two round trips while the chain head is locked:
 //
 //   1. BEGIN, lock the chain head, create and lock the log head, read the active key, look up
 //      the batch's idempotency keys.
