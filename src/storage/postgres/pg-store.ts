@@ -70,6 +70,8 @@ export const DEFAULT_POOL_SIZE = 10;
 const MIGRATION_LOCK_KEY = 0x4344_494c; // "CDIL" in ASCII
 
 const UNIQUE_VIOLATION = '23505';
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
 
 /**
  * Maximum attempts of one append whose idempotency key insert clashed with another writer. Such
@@ -77,8 +79,6 @@ const UNIQUE_VIOLATION = '23505';
  * more committed key, so a second attempt is already rare.
  */
 const MAX_APPEND_ATTEMPTS = 5;
-const INT8_OID = 20;
-const NUMERIC_OID = 1700;
 
 // BIGINT (int8) and NUMERIC (the type of SUM over BIGINT) arrive as strings by default. Every
 // such value here is a count, sequence number or amount in cents or dollars, far below 2^53,
