@@ -130,7 +130,10 @@ export type AppendResult =
   | { kind: 'conflict' }
   | { kind: 'key_inactive'; activeKeyId: string | undefined };
 
-/** Builds and signs the certificate for one item once its place in the chain is known. */
+/**
+ * Builds and signs the certificate for one item once its place in the chain is known. An engine
+ * may call it again for the same item when it retries an append, so it must have no side effects.
+ */
 export type Sealer<T extends AppendItem> = (item: T, link: ChainLink) => CertificateRow;
 
 export interface CertificateFilter {

@@ -425,6 +425,21 @@ describe(`storage on ${TEST_ENGINE}`, () => {
     assert.equal(retry[0]?.kind === 'created' && retry[0].row.chain_sequence, 2);
   });
 
+  test('append to unknown tenant rejects', async () => {
+    await assert.rejects(
+      stores[0]!.appendCertificates('no-such-tenant', [newItem()], seal('no-such-tenant')),
+      /tenant no-such-tenant has no chain head/,
+    );
+    // The connection that failed is usable again.
+    await createTenant(stores[0]!, 'after-unknown');
+    const [result] = await stores[0]!.appendCertificates(
+      'after-unknown',
+      [newItem()],
+      seal('after-unknown'),
+    );
+    assert.equal(result?.kind, 'created');
+  });
+
   test('concurrent tenant creation raises TenantExistsError once', async () => {
     const outcomes = await Promise.allSettled(
       stores.map((store) => createTenant(store, 'same-tenant')),
@@ -951,6 +966,80 @@ async function waitForLockWait(location: StorageLocation): Promise<void> {
   }
   throw new Error('no session started waiting for a lock within 5 s');
 }
+
+/** Returns the SQL text of the first argument of a `pg` query call, whitespace collapsed. */
+function statementText(config: unknown): string {
+  const text = typeof config === 'string' ? config : (config as { text?: unknown }).text;
+  return String(text).replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * Runs `work` while every `pg.Client` query is recorded, and returns the SQL texts in the order
+ * they were issued. The store's pool creates `pg.Client` connections, so its queries are counted.
+ */
+async function recordStatements(work: () => Promise<void>): Promise<string[]> {
+  const sent: string[] = [];
+  const prototype = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
+  const original = prototype.query;
+  prototype.query = function (this: unknown, ...args: unknown[]) {
+    sent.push(statementText(args[0]));
+    return original.apply(this, args);
+  };
+  try {
+    await work();
+  } finally {
+    prototype.query = original;
+  }
+  return sent;
+}
+
+describe(
+  'PostgreSQL append statements',
+  { skip: TEST_ENGINE !== 'postgres' && 'needs DATABASE_URL' },
+  () => {
+    test('statement count independent of batch size', async () => {
+      const location = await createLocation();
+      const store = openStore(location);
+      try {
+        await store.migrate();
+        const tenantId = 'statements';
+        await createTenant(store, tenantId);
+        const bySize = new Map<number, string[]>();
+        for (const size of [1, 16, 64]) {
+          // Every item uses each feature that adds a statement: a key, the active key, an event.
+          const items = Array.from({ length: size }, (_, i) =>
+            newItem({
+              idempotencyKey: `key-${size}-${i}`,
+              requestHash: 'hash',
+              signingKeyId: `${tenantId}-key`,
+              auditEvent: () => auditEvent('certificate.issue'),
+            }),
+          );
+          let results: AppendResult[] = [];
+          const sent = await recordStatements(async () => {
+            results = await store.appendCertificates(tenantId, items, seal(tenantId));
+          });
+          assert.equal(results.length, size);
+          assert.ok(
+            results.every((result) => result.kind === 'created'),
+            results.map((result) => result.kind).join(', '),
+          );
+          bySize.set(size, sent);
+        }
+        const single = bySize.get(1)!;
+        assert.deepEqual(bySize.get(16), single, 'batch of 16 against batch of 1');
+        assert.deepEqual(bySize.get(64), single, 'batch of 64 against batch of 1');
+        // BEGIN, 2 head locks, log head insert, active key, key lookup, 4 inserts, 2 head updates, COMMIT.
+        assert.equal(single.length, 13, single.join('\n'));
+        assert.equal((await walkChain(store, tenantId)).length, 1 + 16 + 64);
+        assert.equal((await store.getLogHead(tenantId))?.tree_size, 2 * (1 + 16 + 64));
+      } finally {
+        await store.close();
+        await location.remove();
+      }
+    });
+  },
+);
 
 describe(
   'PostgreSQL idempotency',

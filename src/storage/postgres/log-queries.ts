@@ -1,7 +1,8 @@
 // PostgreSQL side of the Merkle log, checkpoint and audit tables. PgStore delegates its LogStore
-// methods here and calls `head`/`extend` inside its certificate transaction. Node rows and audit
-// events of a batch go in one multi-row statement each, so a batch costs a fixed number of round
-// trips whatever its size.
+// methods here and issues the log writes inside its certificate transaction. Node rows and audit
+// events of a batch go in one multi-row statement each, so a batch costs a fixed number of
+// statements whatever its size. `lockLogHead` and the `send...` functions issue their statements
+// without awaiting, so that an append can pipeline them with its own (see pipeline.ts).
 import type pg from 'pg';
 import { extendLog, type LogExtension } from '../log-append.ts';
 import {
@@ -16,6 +17,7 @@ import {
 } from '../log-sql.ts';
 import type { SqlParam } from '../shadow-sql.ts';
 import { numberPlaceholders } from './placeholders.ts';
+import { settleInOrder } from './pipeline.ts';
 import type {
   AuditEventFilter,
   AuditEventRow,
@@ -49,11 +51,58 @@ const GET_NODES = `SELECT n.level, n.node_index, n.hash FROM log_nodes n
     ON n.level = r.level AND n.node_index = r.node_index
   WHERE n.tenant_id = $1`;
 
-/** Reads and locks the tenant's log head, creating an empty one. Call inside a transaction. */
-export async function lockLogHead(client: Queryable, tenantId: string): Promise<LogHeadRow> {
-  await rows(client, LOG_SQL.ensureHead, [tenantId]);
-  const [raw] = await rows<LogHeadRow>(client, `${LOG_SQL.getHead} FOR UPDATE`, [tenantId]);
-  return { tree_size: Number(raw!.tree_size), frontier: raw!.frontier };
+const ENSURE_HEAD = numberPlaceholders(LOG_SQL.ensureHead);
+const LOCK_HEAD = numberPlaceholders(`${LOG_SQL.getHead} FOR UPDATE`);
+const SET_HEAD = numberPlaceholders(LOG_SQL.setHead);
+
+/**
+ * Reads and locks the tenant's log head, creating an empty one. Call inside a transaction. Both
+ * statements are issued before either reply is read, so on a pipelining connection they share a
+ * round trip with any other statements issued before the caller awaits.
+ */
+export function lockLogHead(client: Queryable, tenantId: string): Promise<LogHeadRow> {
+  const ensured = client.query(ENSURE_HEAD, [tenantId]);
+  const locked = client.query<LogHeadRow>(LOCK_HEAD, [tenantId]);
+  return settleInOrder([ensured, locked])
+    .then(() => locked)
+    .then((result) => {
+      const raw = result.rows[0]!;
+      return { tree_size: Number(raw.tree_size), frontier: raw.frontier };
+    });
+}
+
+/**
+ * Issues the inserts of the extension's new nodes and the update of the log head, without
+ * awaiting them, and returns their promises. Call inside the transaction that locked the head.
+ */
+export function sendLogExtension(
+  client: Queryable,
+  tenantId: string,
+  extension: LogExtension,
+): Promise<unknown>[] {
+  const sent: Promise<unknown>[] = [];
+  if (extension.nodes.length > 0) {
+    sent.push(
+      client.query({
+        name: 'cdil_insert_log_nodes',
+        text: INSERT_NODES,
+        values: [
+          tenantId,
+          extension.nodes.map((node) => node.level),
+          extension.nodes.map((node) => node.node_index),
+          extension.nodes.map((node) => node.hash),
+        ],
+      }),
+    );
+  }
+  sent.push(
+    client.query({
+      name: 'cdil_set_log_head',
+      text: SET_HEAD,
+      values: [extension.head.tree_size, extension.head.frontier, tenantId],
+    }),
+  );
+  return sent;
 }
 
 /** Appends leaves after `head` and stores the new nodes and head. Call inside a transaction. */
@@ -64,20 +113,41 @@ export async function extendLogIn(
   leafTexts: readonly string[],
 ): Promise<LogExtension> {
   const extension = extendLog(head, leafTexts);
-  if (extension.nodes.length > 0) {
-    await client.query(INSERT_NODES, [
-      tenantId,
-      extension.nodes.map((node) => node.level),
-      extension.nodes.map((node) => node.node_index),
-      extension.nodes.map((node) => node.hash),
-    ]);
-  }
-  await rows(client, LOG_SQL.setHead, [
-    extension.head.tree_size,
-    extension.head.frontier,
-    tenantId,
-  ]);
+  await settleInOrder(sendLogExtension(client, tenantId, extension));
   return extension;
+}
+
+/**
+ * Issues the insert of audit events whose leaves the caller appends, one statement for all of
+ * them, without awaiting it. Returns no promise when there are no events.
+ */
+export function sendAuditEvents(
+  client: Queryable,
+  tenantId: string,
+  events: readonly AuditEventRow[],
+): Promise<unknown>[] {
+  if (events.length === 0) {
+    return [];
+  }
+  const column = <K extends keyof AuditEventRow>(key: K) => events.map((event) => event[key]);
+  return [
+    client.query({
+      name: 'cdil_insert_audit_events',
+      text: INSERT_AUDIT_EVENTS,
+      values: [
+        tenantId,
+        column('log_index'),
+        column('event_id'),
+        column('occurred_at'),
+        column('action'),
+        column('outcome'),
+        column('actor_hash'),
+        column('object_type'),
+        column('object_id'),
+        column('event_json'),
+      ],
+    }),
+  ];
 }
 
 /** Stores audit events whose leaves the caller appends, in one statement. */
@@ -86,22 +156,7 @@ export async function insertAuditEvents(
   tenantId: string,
   events: readonly AuditEventRow[],
 ): Promise<void> {
-  if (events.length === 0) {
-    return;
-  }
-  const column = <K extends keyof AuditEventRow>(key: K) => events.map((event) => event[key]);
-  await client.query(INSERT_AUDIT_EVENTS, [
-    tenantId,
-    column('log_index'),
-    column('event_id'),
-    column('occurred_at'),
-    column('action'),
-    column('outcome'),
-    column('actor_hash'),
-    column('object_type'),
-    column('object_id'),
-    column('event_json'),
-  ]);
+  await settleInOrder(sendAuditEvents(client, tenantId, events));
 }
 
 export async function getLogHead(

@@ -6,6 +6,8 @@ import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SQL } from '../log-sql.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
+import { appendBatch, isKeyClaimedConcurrently } from './append.ts';
+import { toCertificate, type RawCertificate } from './certificate-row.ts';
 import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
 import { toTenant, type RawTenant } from '../tenant-row.ts';
@@ -71,6 +73,13 @@ const UNIQUE_VIOLATION = '23505';
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
 
+/**
+ * Maximum attempts of one append whose idempotency key insert clashed with another writer. Such
+ * a clash needs a writer that ignores the chain head lock, and each attempt finds at least one
+ * more committed key, so a second attempt is already rare.
+ */
+const MAX_APPEND_ATTEMPTS = 5;
+
 // BIGINT (int8) and NUMERIC (the type of SUM over BIGINT) arrive as strings by default. Every
 // such value here is a count, sequence number or amount in cents or dollars, far below 2^53,
 // so reading them as numbers is exact and matches what the SQLite engine returns.
@@ -86,22 +95,6 @@ const typeParsers: pg.CustomTypesConfig = {
 };
 
 export { numberPlaceholders };
-
-interface RawCertificate extends Omit<CertificateRow, 'human_reviewed'> {
-  human_reviewed: number;
-}
-
-function toCertificate(raw: RawCertificate | undefined): CertificateRow | undefined {
-  return raw
-    ? {
-        ...raw,
-        chain_sequence: Number(raw.chain_sequence),
-        human_reviewed: raw.human_reviewed === 1,
-        log_index:
-          raw.log_index === null || raw.log_index === undefined ? null : Number(raw.log_index),
-      }
-    : undefined;
-}
 
 /**
  * Inserts a new key. A new key is never revoked, so the revocation columns keep their NULL
@@ -184,6 +177,9 @@ export class PgStore implements Store {
       max: options.poolSize ?? DEFAULT_POOL_SIZE,
       types: typeParsers,
       application_name: 'cdil',
+      // Writes each query to the socket when it is issued instead of after the previous reply.
+      // Code that awaits each query behaves as before, and appendCertificates sends groups.
+      pipeline: true,
     });
     // An idle pooled connection can fail, for example when the server restarts. The pool drops
     // it and opens a new one on demand. Without a listener the error would end the process.
@@ -202,13 +198,24 @@ export class PgStore implements Store {
    * connection whose rollback failed is closed instead of returned to the pool.
    */
   async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
-    const client = await this.#pool.connect();
-    let broken = false;
-    try {
+    return this.#withClient(async (client) => {
       await client.query(begin);
       const result = await work(client);
       await client.query('COMMIT');
       return result;
+    });
+  }
+
+  /**
+   * Runs `work`, which begins and commits its own transaction, on one pooled connection. After an
+   * error it rolls back whatever transaction is still open, and a connection whose rollback
+   * failed is closed instead of returned to the pool.
+   */
+  async #withClient<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    let broken = false;
+    try {
+      return await work(client);
     } catch (error) {
       try {
         await client.query('ROLLBACK');
@@ -493,130 +500,30 @@ export class PgStore implements Store {
     return deleted.rowCount ?? 0;
   }
 
-  appendCertificates<T extends AppendItem>(
+  /**
+   * Appends the batch in one transaction with a fixed number of statements (see append.ts). When
+   * a writer that bypassed the chain head lock inserted one of the batch's idempotency keys
+   * meanwhile, nothing is stored and the whole batch is sealed and appended again, so `seal` can
+   * run more than once for an item. The next attempt finds that key stored.
+   */
+  async appendCertificates<T extends AppendItem>(
     tenantId: string,
     items: T[],
     seal: Sealer<T>,
   ): Promise<AppendResult[]> {
-    return this.#transaction(async (client) => {
-      const [head] = await this.#rows<{ chain_sequence: number; chain_hash: string | null }>(
-        'SELECT chain_sequence, chain_hash FROM chain_heads WHERE tenant_id = ? FOR UPDATE',
-        [tenantId],
-        client,
-      );
-      if (!head) {
-        throw new Error(`tenant ${tenantId} has no chain head`);
-      }
-      let sequence = head.chain_sequence;
-      let previousHash = head.chain_hash;
-      const results: AppendResult[] = [];
-      const now = new Date().toISOString();
-      const logHead = await log.lockLogHead(client, tenantId);
-      const leaves: string[] = [];
-      const audit: AuditEventRow[] = [];
-      // A separate statement gets a snapshot taken after the chain head lock was granted, so it
-      // includes a rotation that held the lock before this append.
-      const activeKeyId = items.some((item) => item.signingKeyId !== undefined)
-        ? (await this.#activeKey(client, tenantId))?.key_id
-        : undefined;
-      for (const item of items) {
-        if (item.idempotencyKey !== undefined) {
-          const seen = await this.#replay(client, tenantId, item);
-          if (seen) {
-            results.push(seen);
-            continue;
-          }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#withClient((client) => appendBatch(client, tenantId, items, seal));
+      } catch (error) {
+        if (attempt >= MAX_APPEND_ATTEMPTS || !isKeyClaimedConcurrently(error)) {
+          throw error;
         }
-        if (item.signingKeyId !== undefined && item.signingKeyId !== activeKeyId) {
-          results.push({ kind: 'key_inactive', activeKeyId });
-          continue;
-        }
-        const row = seal(item, { sequence: sequence + 1, previousHash });
-        row.log_index = logHead.tree_size + leaves.length;
-        row.timestamp_token ??= null;
-        if (item.idempotencyKey !== undefined) {
-          // The key is claimed before the certificate is written. Appends hold the chain head
-          // lock, so the key can only be taken here by a writer that bypassed that lock. In that
-          // case the sealed row is dropped and the stored outcome returned instead.
-          const claimed = await client.query(
-            `INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, idempotency_key) DO NOTHING`,
-            [tenantId, item.idempotencyKey, item.requestHash ?? '', row.certificate_id, now],
-          );
-          if (claimed.rowCount === 0) {
-            results.push((await this.#replay(client, tenantId, item)) ?? { kind: 'conflict' });
-            continue;
-          }
-        }
-        await client.query(
-          `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc, model_version, governance_policy_version,
-             human_reviewed, chain_hash, previous_hash, key_id, signed_message, signature, log_index, timestamp_token)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-          [
-            row.tenant_id,
-            row.chain_sequence,
-            row.certificate_id,
-            row.issued_at_utc,
-            row.model_version,
-            row.governance_policy_version,
-            row.human_reviewed ? 1 : 0,
-            row.chain_hash,
-            row.previous_hash,
-            row.key_id,
-            row.signed_message,
-            row.signature,
-            row.log_index,
-            row.timestamp_token ?? null,
-          ],
+        process.emitWarning(
+          `append for tenant ${tenantId} retried (attempt ${attempt + 1} of ${MAX_APPEND_ATTEMPTS}): ` +
+            `another writer inserted one of its idempotency keys: ${(error as Error).message}`,
         );
-        leaves.push(row.signed_message);
-        if (item.auditEvent) {
-          const event = item.auditEvent(row);
-          audit.push({
-            ...event,
-            tenant_id: tenantId,
-            log_index: logHead.tree_size + leaves.length,
-          });
-          leaves.push(event.event_json);
-        }
-        sequence = row.chain_sequence;
-        previousHash = row.chain_hash;
-        results.push({ kind: 'created', row });
       }
-      await client.query(
-        'UPDATE chain_heads SET chain_sequence = $1, chain_hash = $2 WHERE tenant_id = $3',
-        [sequence, previousHash, tenantId],
-      );
-      await log.insertAuditEvents(client, tenantId, audit);
-      await log.extendLogIn(client, tenantId, logHead, leaves);
-      return results;
-    });
-  }
-
-  /** Returns the stored outcome of an item whose idempotency key exists, or undefined. */
-  async #replay(
-    client: Queryable,
-    tenantId: string,
-    item: AppendItem,
-  ): Promise<AppendResult | undefined> {
-    const [seen] = await this.#rows<{ request_hash: string; certificate_id: string }>(
-      'SELECT request_hash, certificate_id FROM idempotency_keys WHERE tenant_id = ? AND idempotency_key = ?',
-      [tenantId, item.idempotencyKey!],
-      client,
-    );
-    if (!seen) {
-      return undefined;
     }
-    if (seen.request_hash !== item.requestHash) {
-      return { kind: 'conflict' };
-    }
-    const [raw] = await this.#rows<RawCertificate>(
-      'SELECT * FROM certificates WHERE tenant_id = ? AND certificate_id = ?',
-      [tenantId, seen.certificate_id],
-      client,
-    );
-    const row = toCertificate(raw);
-    return row ? { kind: 'replayed', row } : { kind: 'conflict' };
   }
 
   async getCertificate(

@@ -1,0 +1,18 @@
+// Conversion of certificate rows as PostgreSQL returns them to the engine-neutral CertificateRow.
+import type { CertificateRow } from '../store.ts';
+
+export interface RawCertificate extends Omit<CertificateRow, 'human_reviewed'> {
+  human_reviewed: number;
+}
+
+export function toCertificate(raw: RawCertificate | undefined): CertificateRow | undefined {
+  return raw
+    ? {
+        ...raw,
+        chain_sequence: Number(raw.chain_sequence),
+        human_reviewed: raw.human_reviewed === 1,
+        log_index:
+          raw.log_index === null || raw.log_index === undefined ? null : Number(raw.log_index),
+      }
+    : undefined;
+}
