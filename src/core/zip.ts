@@ -30,11 +30,20 @@ export const DEFAULT_ZIP_LIMITS: ZipLimits = {
 // the same stored bytes in every time zone.
 const FIXED_MTIME = new Date(1980, 0, 1, 0, 0, 0);
 
+/**
+ * External attributes of every entry: a regular Unix file with mode 0644 in the upper 16 bits.
+ * Without them unzip restores the files with mode 0000, unreadable to anyone but root.
+ */
+const REGULAR_FILE_0644 = (0o100644 << 16) >>> 0;
+
 /** Writes a ZIP whose bytes depend only on the file names and contents. */
 export function writeDeterministicZip(files: ReadonlyMap<string, Uint8Array>): Uint8Array {
   const zippable: Zippable = {};
   for (const name of [...files.keys()].sort()) {
-    zippable[name] = [files.get(name)!, { level: 0, mtime: FIXED_MTIME, os: 3 }];
+    zippable[name] = [
+      files.get(name)!,
+      { level: 0, mtime: FIXED_MTIME, os: 3, attrs: REGULAR_FILE_0644 },
+    ];
   }
   return zipSync(zippable);
 }

@@ -126,6 +126,42 @@ void describe('README.txt OpenSSL steps', () => {
   });
 });
 
+/** Returns the "version made by" and external attributes of each central directory entry. */
+function centralEntries(zip: Uint8Array): { name: string; madeBy: number; attributes: number }[] {
+  const view = new DataView(zip.buffer, zip.byteOffset, zip.byteLength);
+  const eocd = zip.byteLength - 22;
+  assert.equal(view.getUint32(eocd, true), 0x06054b50, 'archive ends with a bare EOCD record');
+  const count = view.getUint16(eocd + 10, true);
+  const entries = [];
+  let offset = view.getUint32(eocd + 16, true);
+  for (let index = 0; index < count; index += 1) {
+    assert.equal(view.getUint32(offset, true), 0x02014b50);
+    const nameLength = view.getUint16(offset + 28, true);
+    const extraLength = view.getUint16(offset + 30, true);
+    const commentLength = view.getUint16(offset + 32, true);
+    entries.push({
+      name: Buffer.from(zip.subarray(offset + 46, offset + 46 + nameLength)).toString('utf8'),
+      madeBy: view.getUint16(offset + 4, true),
+      attributes: view.getUint32(offset + 38, true),
+    });
+    offset += 46 + nameLength + extraLength + commentLength;
+  }
+  return entries;
+}
+
+void describe('bundle archive entries', () => {
+  test('unpack as readable regular files', () => {
+    // unzip applies the Unix mode in the upper 16 bits of the external attributes when the
+    // entry was made on Unix (host 3), so a mode of 0 would leave files only root can read.
+    const entries = centralEntries(fixture.zip);
+    assert.equal(entries.length, files.size);
+    for (const entry of entries) {
+      assert.equal(entry.madeBy >> 8, 3, entry.name);
+      assert.equal((entry.attributes >>> 16).toString(8), '100644', entry.name);
+    }
+  });
+});
+
 void describe('README.txt OpenSSL steps on altered files', () => {
   test('step 1 fails on an altered signed message', () => {
     requireOpenssl();
