@@ -8,6 +8,7 @@ import type { Config } from '../config/config.ts';
 import type { Services } from '../services/container.ts';
 import { AppError } from '../services/errors.ts';
 import { makeAuthHook, TokenVerifier } from './auth.ts';
+import { describeFailure } from '../services/transparency-log.ts';
 import { recordRejection } from './audit-context.ts';
 import { handleNotFound, makeErrorHandler } from './errors.ts';
 import { registerAuditRoutes } from './routes/audit.ts';
@@ -176,9 +177,8 @@ export async function buildServer(
   if (config.checkpointIntervalMs > 0) {
     const publisher = services.log.startPublisher(config.checkpointIntervalMs, {
       failed: (error, tenantId) => {
-        const message = error instanceof Error ? error.message : String(error);
         app.log.error(
-          { tenant_id: tenantId, error: message },
+          { tenant_id: tenantId, error: describeFailure(error) },
           'checkpoint publication or timestamp failed; the publisher keeps retrying and logs again when the failure changes',
         );
       },

@@ -92,6 +92,12 @@ export const ROUTES = {
     roles: ['auditor'],
     tenantScoped: true,
   },
+  leafInclusionProof: {
+    method: 'GET',
+    url: '/v1/log/entries/:log_index/inclusion-proof',
+    roles: ['auditor'],
+    tenantScoped: true,
+  },
   auditEvents: {
     method: 'GET',
     url: '/v1/audit-events',

@@ -54,6 +54,7 @@ const REASON_OF_ERROR: Record<ErrorCode, AuditReason> = {
   CERTIFICATE_NOT_FOUND: 'cross_tenant_or_missing',
   SHADOW_ITEM_NOT_FOUND: 'cross_tenant_or_missing',
   CHECKPOINT_NOT_FOUND: 'cross_tenant_or_missing',
+  LEAF_NOT_FOUND: 'cross_tenant_or_missing',
   KEY_NOT_FOUND: 'cross_tenant_or_missing',
   TENANT_EXISTS: 'conflict',
   KEY_ACTIVE: 'conflict',

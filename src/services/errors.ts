@@ -12,6 +12,7 @@ export const ErrorRegistry = {
   CERTIFICATE_NOT_FOUND: { status: 404, title: 'No such certificate' },
   SHADOW_ITEM_NOT_FOUND: { status: 404, title: 'No such shadow item' },
   CHECKPOINT_NOT_FOUND: { status: 404, title: 'No checkpoint of that size' },
+  LEAF_NOT_FOUND: { status: 404, title: 'No log leaf at that index' },
   KEY_NOT_FOUND: { status: 404, title: 'No such signing key' },
   TENANT_EXISTS: { status: 409, title: 'The tenant already exists' },
   KEY_ACTIVE: {

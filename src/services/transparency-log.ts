@@ -2,6 +2,7 @@
 // consistency proofs. The store appends leaves in the same transaction as the certificate or
 // audit event they record, so this service only reads the log and signs its state.
 import { createPrivateKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { inspect } from 'node:util';
 import {
   createVerifierKey,
   formatCheckpoint,
@@ -80,9 +81,31 @@ export interface TransparencyLogOptions {
   onTimestampFailure?: (error: unknown, context: Record<string, unknown>) => void;
 }
 
+/**
+ * Describes an error with the code and message of it and each of its causes, for example
+ * "TIMESTAMP_UNAVAILABLE: the time-stamping authority ...: TSA_UNREACHABLE: ...".
+ */
+export function describeFailure(error: unknown): string {
+  const parts: string[] = [];
+  for (let current: unknown = error; current !== undefined && parts.length < 8;) {
+    if (current instanceof Error) {
+      const code = (current as { code?: unknown }).code;
+      parts.push(typeof code === 'string' ? `${code}: ${current.message}` : current.message);
+      current = current.cause;
+    } else {
+      parts.push(inspect(current, { depth: 1, breakLength: Infinity }));
+      current = undefined;
+    }
+  }
+  return parts.join(': ');
+}
+
 /** Callbacks for the failures and recoveries of the checkpoint publisher (startPublisher). */
 export interface PublisherReport {
-  /** Called when publication or a timestamp retry starts failing, or fails differently. */
+  /**
+   * Called when publication or a timestamp retry starts failing for a tenant, or fails with
+   * another error or cause (see describeFailure).
+   */
   failed(error: unknown, tenantId: string | undefined): void;
   /** Called when a tenant that was reported as failing succeeds again. */
   recovered?(tenantId: string | undefined): void;
@@ -285,13 +308,13 @@ export class TransparencyLog {
   /**
    * Publishes grown logs and retries missing timestamps every `intervalMs` until stopped. Every
    * process may run one: a checkpoint is stored once per size, so concurrent publishers agree.
-   * A failure is reported once per tenant until its message changes or the tenant succeeds
-   * again, so a TSA that stays down produces one report, not one per interval.
+   * A failure is reported once per tenant until its description (describeFailure) changes or
+   * the tenant succeeds again, so a TSA that stays down produces one report, not one per tick.
    */
   startPublisher(intervalMs: number, report: PublisherReport): { stop(): Promise<void> } {
     const failing = new Map<string, string>();
     const fail = (key: string, tenantId: string | undefined, error: unknown) => {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = describeFailure(error);
       if (failing.get(key) !== message) {
         failing.set(key, message);
         report.failed(error, tenantId);
@@ -363,6 +386,22 @@ export class TransparencyLog {
       throw new Error(`log of tenant ${tenantId} is missing nodes a proof needs`);
     }
     return found;
+  }
+
+  /**
+   * Returns the inclusion proof of leaf `index` for a caller that names the index: raises
+   * LEAF_NOT_FOUND (404) for an index past the log's end, instead of publishing a checkpoint.
+   */
+  async leafInclusion(tenantId: string, index: number, treeSize?: number): Promise<InclusionProof> {
+    await this.#requireKey(tenantId);
+    const head = await this.#store.getLogHead(tenantId);
+    if (index >= (head?.tree_size ?? 0)) {
+      throw new AppError(
+        'LEAF_NOT_FOUND',
+        `the log has ${head?.tree_size ?? 0} leaves, so there is no leaf ${index}`,
+      );
+    }
+    return this.inclusionProof(tenantId, index, treeSize);
   }
 
   /** Inclusion proof of leaf `index` against the checkpoint of `treeSize` (default: covering). */

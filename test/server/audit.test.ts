@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { parseAuditEvent, type AuditEvent } from '../../src/core/audit-event.ts';
 import { openCheckpoint, parseVerifierKey } from '../../src/core/checkpoint.ts';
 import { nodeCrypto } from '../../src/core/crypto-node.ts';
-import { fromBase64, utf8Encode } from '../../src/core/encoding.ts';
+import { fromBase64, fromHex, utf8Encode } from '../../src/core/encoding.ts';
 import { leafHash, verifyInclusion } from '../../src/core/merkle.ts';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
 
@@ -135,6 +135,49 @@ describe('audit trail over HTTP', () => {
         `event at ${item.log_index}`,
       );
     }
+  });
+
+  test('event proofs served over HTTP', async () => {
+    const checkpoint = await t.services.log.publish('alice');
+    const all = await events();
+    const proofOf = (index: number | string, query = '', token = auditor) =>
+      t.app.inject({
+        method: 'GET',
+        url: `/v1/log/entries/${index}/inclusion-proof${query}`,
+        headers: bearer(token),
+      });
+
+    for (const item of all.slice(0, 3)) {
+      const response = await proofOf(item.log_index, `?tree_size=${checkpoint.tree_size}`);
+      assert.equal(response.statusCode, 200, response.body);
+      const body = response.json<{ tree_size: number; proof: string[]; checkpoint: string }>();
+      assert.equal(body.tree_size, checkpoint.tree_size);
+      assert.equal(body.checkpoint, checkpoint.note);
+      const leaf = leafHash(nodeCrypto, utf8Encode(item.event_json));
+      const hashes = body.proof.map((hash) => fromBase64(hash)!);
+      assert.ok(
+        verifyInclusion(
+          nodeCrypto,
+          leaf,
+          item.log_index,
+          checkpoint.tree_size,
+          hashes,
+          fromHex(checkpoint.root_hash),
+        ),
+        `event at ${item.log_index}`,
+      );
+    }
+
+    const head = (await t.services.store.getLogHead('alice'))!.tree_size;
+    const past = await proofOf(head + 5);
+    assert.equal(past.statusCode, 404);
+    assert.equal(past.json().error.code, 'LEAF_NOT_FOUND');
+    assert.equal((await proofOf('-1')).statusCode, 400);
+    assert.equal((await proofOf('1e3')).statusCode, 400);
+    // Bob's auditor asks about alice's leaf 0 and gets a proof from bob's own log.
+    const bobs = await proofOf(0, '', await t.token('auditor', 'bob'));
+    assert.equal(bobs.statusCode, 200, bobs.body);
+    assert.match(bobs.json().checkpoint as string, /^cdil\.local\/tenants\/bob\n/);
   });
 
   test('verification records its outcome', async () => {

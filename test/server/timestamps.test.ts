@@ -12,6 +12,7 @@ import {
 } from '../../src/core/bundle.ts';
 import { nodeCrypto } from '../../src/core/crypto-node.ts';
 import { readZipSafely, writeDeterministicZip } from '../../src/core/zip.ts';
+import { describeFailure } from '../../src/services/transparency-log.ts';
 import { TsaClient, type TimestampAuthority } from '../../src/services/tsa-client.ts';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
 import { refreshManifest } from '../helpers/bundle.ts';
@@ -20,6 +21,8 @@ import { startLocalTsa, type LocalTsa } from '../helpers/tsa.ts';
 /** A real TSA client that a test can switch off, as if the TSA went down. */
 class SwitchableTsa implements TimestampAuthority {
   up = true;
+  /** Message of the error a request fails with while the TSA is down. */
+  reason = 'TSA is down';
   calls = 0;
   readonly #client: TsaClient;
   constructor(client: TsaClient) {
@@ -27,7 +30,7 @@ class SwitchableTsa implements TimestampAuthority {
   }
   timestamp(data: Uint8Array): Promise<Uint8Array> {
     this.calls += 1;
-    return this.up ? this.#client.timestamp(data) : Promise.reject(new Error('TSA is down'));
+    return this.up ? this.#client.timestamp(data) : Promise.reject(new Error(this.reason));
   }
 }
 
@@ -265,7 +268,7 @@ describe('RFC 3161 timestamps of checkpoints and certificates', () => {
     switchable.up = false;
     const publisher = t.services.log.startPublisher(20, {
       failed: (error, tenantId) => {
-        failed.push(`${tenantId}: ${error instanceof Error ? error.message : String(error)}`);
+        failed.push(`${tenantId}: ${describeFailure(error)}`);
       },
       recovered: (tenantId) => {
         recovered.push(tenantId);
@@ -292,12 +295,21 @@ describe('RFC 3161 timestamps of checkpoints and certificates', () => {
       assert.equal(new Set(failed).size, failed.length, failed.join('\n'));
       assert.ok(failed.length < ticks, `${failed.length} reports in ${ticks} TSA calls`);
 
+      // A required tenant's error wraps the TSA error, and a new cause is reported again.
+      const strictLines = () => failed.filter((line) => line.startsWith('strict-log: '));
+      assert.equal(strictLines().length, 1);
+      assert.match(strictLines()[0]!, /TIMESTAMP_UNAVAILABLE: .*: TSA is down$/);
+      switchable.reason = 'TSA certificate is not trusted';
+      await until(() => strictLines().length === 2, 'a report of the new cause');
+      assert.match(strictLines()[1]!, /: TSA certificate is not trusted$/);
+
       switchable.up = true;
       await until(() => recovered.includes('strict-log'), 'strict-log to recover');
       const published = await t.services.store.getLatestCheckpoint('strict-log');
       assert.ok(published?.timestamp_token);
     } finally {
       switchable.up = true;
+      switchable.reason = 'TSA is down';
       await publisher.stop();
     }
   });

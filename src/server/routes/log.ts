@@ -27,6 +27,7 @@ const Checkpoint = Type.Object({
 });
 
 const TreeSizeParams = Type.Object({ tree_size: TreeSize });
+const LogIndexParams = Type.Object({ log_index: TreeSize });
 const ConsistencyQuery = Type.Object(
   { from: TreeSize, to: TreeSize },
   { additionalProperties: false },
@@ -216,6 +217,27 @@ export function registerLogRoutes(app: FastifyInstance, services: Services): voi
       },
     },
     async (request) => services.ledger.verify(tenantOf(request)),
+  );
+  app.get<{ Params: Static<typeof LogIndexParams>; Querystring: Static<typeof InclusionQuery> }>(
+    ROUTES.leafInclusionProof.url,
+    {
+      config: { access: ROUTES.leafInclusionProof },
+      schema: {
+        tags: ['log'],
+        summary:
+          "Proof that leaf `log_index` (a certificate or an audit event) is in the tenant's log",
+        params: LogIndexParams,
+        querystring: InclusionQuery,
+        response: { 200: InclusionResponse },
+        security,
+      },
+    },
+    async (request) =>
+      log.leafInclusion(
+        tenantOf(request),
+        Number(request.params.log_index),
+        request.query.tree_size === undefined ? undefined : Number(request.query.tree_size),
+      ),
   );
   app.get<{ Params: { certificate_id: string }; Querystring: Static<typeof InclusionQuery> }>(
     ROUTES.inclusionProof.url,
