@@ -286,6 +286,8 @@ export interface LogStore {
 export interface Store extends ShadowStore, LogStore {
   readonly engine: 'sqlite' | 'postgres';
   migrate(): Promise<MigrationReport>;
+  /** Returns the highest applied migration version, or 0 when none has been applied. */
+  schemaVersion(): Promise<number>;
   ping(): Promise<void>;
   close(): Promise<void>;
 
