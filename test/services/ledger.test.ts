@@ -421,6 +421,53 @@ describe('whole-ledger verification after direct database changes', () => {
     }
   });
 
+  test('an audit event row at a negative log index is inserted', async () => {
+    const t = await startLedger();
+    try {
+      const copiedAt = await eventLogIndexOf(t, 'bundle.export');
+      const copyId = randomUUID();
+      await sql(
+        t,
+        `INSERT INTO audit_events (tenant_id, log_index, event_id, occurred_at, action, outcome,
+          actor_hash, object_type, object_id, event_json)
+        SELECT tenant_id, -1, ?, occurred_at, action, outcome, actor_hash, object_type,
+          object_id, event_json
+        FROM audit_events WHERE tenant_id = ? AND log_index = ?`,
+        [copyId, TENANT, copiedAt],
+      );
+      const report = await verify(t);
+      const finding = assertFinding(report, { kind: 'inserted', log_index: -1 });
+      assert.equal(finding.subject, 'audit_event');
+      assert.equal(finding.event_id, copyId);
+      assert.deepEqual(kindsOf(report), ['inserted']);
+      assert.equal(report.findings.length, 1, describeFindings(report));
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a run of negative log indexes is inserted', async () => {
+    const t = await startLedger();
+    try {
+      for (const [logIndex, sequence] of [
+        [-3, 1],
+        [-2, 2],
+      ] as const) {
+        await sql(
+          t,
+          'UPDATE certificates SET log_index = ? WHERE tenant_id = ? AND chain_sequence = ?',
+          [logIndex, TENANT, sequence],
+        );
+      }
+      const report = await verify(t);
+      const finding = assertFinding(report, { kind: 'inserted', log_index: -3 });
+      assert.equal(finding.subject, 'leaf');
+      assert.equal(finding.count, 2);
+    } finally {
+      await t.close();
+    }
+  });
+
   test('two certificates with swapped log positions are reordered', async () => {
     const t = await startLedger();
     try {

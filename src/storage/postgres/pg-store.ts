@@ -710,6 +710,10 @@ export class PgStore implements Store {
     return log.listLogEntries(this.#pool, tenantId, fromIndex, toIndex);
   }
 
+  listLogEntriesBelowZero(tenantId: string, limit: number): Promise<LogEntry[]> {
+    return log.listLogEntriesBelowZero(this.#pool, tenantId, limit);
+  }
+
   appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
     return this.#transaction(async (client) => {
       const head = await log.lockLogHead(client, tenantId);

@@ -603,6 +603,10 @@ export class SqliteStore implements Store {
     return settle(() => this.#log.listEntries(tenantId, fromIndex, toIndex));
   }
 
+  listLogEntriesBelowZero(tenantId: string, limit: number): Promise<LogEntry[]> {
+    return settle(() => this.#log.listEntriesBelowZero(tenantId, limit));
+  }
+
   appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
     return settle(() => this.#log.appendAuditEvents(tenantId, events));
   }
