@@ -19,6 +19,9 @@ export function auditContextOf(request: FastifyRequest): AuditContext {
     actor: request.auth ? { subject: request.auth.subject, roles: request.auth.roles } : undefined,
     route: route === undefined ? undefined : `${request.method} ${route}`,
     requestId: String(request.id),
+    onRecorded: (eventIds) => {
+      request.auditEventIds = [...(request.auditEventIds ?? []), ...eventIds];
+    },
   };
 }
 
@@ -29,8 +32,7 @@ export async function recordForRequest(
   tenantId: string,
   records: AuditRecord[],
 ): Promise<void> {
-  const rows = await audit.record(tenantId, auditContextOf(request), records);
-  request.auditEventIds = [...(request.auditEventIds ?? []), ...rows.map((row) => row.event_id)];
+  await audit.record(tenantId, auditContextOf(request), records);
 }
 
 /**

@@ -1,9 +1,11 @@
 // The audit trail: builds `cdil.audit-event.v1` events and appends them to the tenant's Merkle
 // log. Issuance and tenant creation events are appended by the store in the same transaction
-// as the certificate or tenant (see IssuanceService and TenantService). The HTTP routes and the
-// CLI record the other events after the action. Events that arrive for one tenant while an
-// append runs go into the next transaction together.
+// as the certificate or tenant (see IssuanceService and TenantService). TenantService records
+// key and rate-limit changes after the action, whichever edge called it, and the HTTP routes
+// and the CLI record the other events. Events that arrive for one tenant while an append runs
+// go into the next transaction together.
 import { randomUUID } from 'node:crypto';
+import { userInfo } from 'node:os';
 import {
   AUDIT_EVENT_FORMAT,
   auditEventJson,
@@ -20,14 +22,29 @@ import type { Clock } from './clock.ts';
 import { AppError, type ErrorCode } from './errors.ts';
 import type { Keyring } from './keyring.ts';
 
+/** Kind of identifier that names an actor. It domain-separates the actor's keyed hash. */
+export type ActorIdentifierKind = 'token_subject' | 'os_user';
+
+/** The actor of an event: a verified token's subject and roles, or a command's local user. */
+export interface AuditActor {
+  /** Token `sub` for `token_subject`, operating system user name for `os_user`. */
+  subject: string;
+  /** Defaults to `token_subject`. */
+  kind?: ActorIdentifierKind | undefined;
+  /** Roles of the verified token, empty for a command. */
+  roles: readonly string[];
+}
+
 /** The caller of an action and the channel the call came through. */
 export interface AuditContext {
   channel: AuditChannel;
-  /** Claims of the caller's verified token; absent for commands and internal calls. */
-  actor?: { subject: string; roles: readonly string[] } | undefined;
+  /** Absent for internal calls, and for HTTP requests without a verified token. */
+  actor?: AuditActor | undefined;
   /** Method and route pattern of the HTTP request. */
   route?: string | undefined;
   requestId?: string | undefined;
+  /** Receives the ids of the events recorded with this context, after they are committed. */
+  onRecorded?: ((eventIds: readonly string[]) => void) | undefined;
 }
 
 /** The action taken, its outcome and the object it acted on. */
@@ -39,7 +56,21 @@ export interface AuditRecord {
 }
 
 export const INTERNAL_CONTEXT: AuditContext = { channel: 'internal' };
-export const CLI_CONTEXT: AuditContext = { channel: 'cli' };
+
+/**
+ * Returns the context of a `cdil` command: channel `cli`, and as actor the operating system
+ * user running it, which the event stores only as a keyed hash (kind `os_user`). A process
+ * whose user id has no user name, as in some containers, is named `uid:<id>`.
+ */
+export function cliAuditContext(): AuditContext {
+  let userName: string;
+  try {
+    userName = userInfo().username;
+  } catch {
+    userName = `uid:${process.getuid?.() ?? 'unknown'}`;
+  }
+  return { channel: 'cli', actor: { subject: userName, kind: 'os_user', roles: [] } };
+}
 
 /** The audit reason of each error code, so a new code cannot be added without one. */
 const REASON_OF_ERROR: Record<ErrorCode, AuditReason> = {
@@ -71,13 +102,13 @@ export function auditReasonOf(code: ErrorCode): AuditReason {
   return REASON_OF_ERROR[code];
 }
 
-/** Hashes a token subject under the tenant secret; see Keyring.hashIdentifier. */
-export type SubjectHasher = (subject: string) => string;
+/** Hashes an actor's identifier under the tenant secret; see Keyring.hashIdentifier. */
+export type ActorHasher = (kind: ActorIdentifierKind, identifier: string) => string;
 
 /** Builds the stored form of one event: its columns and its canonical JSON leaf text. */
 export function buildAuditEvent(
   tenantId: string,
-  hashSubject: SubjectHasher,
+  hashActor: ActorHasher,
   context: AuditContext,
   record: AuditRecord,
   occurredAt: Date,
@@ -90,7 +121,9 @@ export function buildAuditEvent(
     action: record.action,
     outcome: record.outcome,
     reason: record.reason ?? null,
-    actor_hash: context.actor ? hashSubject(context.actor.subject) : null,
+    actor_hash: context.actor
+      ? hashActor(context.actor.kind ?? 'token_subject', context.actor.subject)
+      : null,
     actor_roles: context.actor ? [...context.actor.roles] : [],
     channel: context.channel,
     route: context.route ?? null,
@@ -197,11 +230,11 @@ export class AuditTrail {
       return [];
     }
     const now = this.#clock.now();
-    const hashSubject = (subject: string) => keys.hashIdentifier('token_subject', subject);
+    const hashActor: ActorHasher = (kind, identifier) => keys.hashIdentifier(kind, identifier);
     const events = records.map((record) =>
-      buildAuditEvent(tenantId, hashSubject, context, record, now),
+      buildAuditEvent(tenantId, hashActor, context, record, now),
     );
-    return new Promise<AuditEventRow[]>((resolve, reject) => {
+    const rows = await new Promise<AuditEventRow[]>((resolve, reject) => {
       let queue = this.#queues.get(tenantId);
       if (queue) {
         queue.push({ events, resolve, reject });
@@ -211,6 +244,8 @@ export class AuditTrail {
       this.#queues.set(tenantId, queue);
       setImmediate(() => void this.#drain(tenantId, queue));
     });
+    context.onRecorded?.(rows.map((row) => row.event_id));
+    return rows;
   }
 
   /** Appends queued events in transactions of up to MAX_AUDIT_BATCH until the queue is empty. */

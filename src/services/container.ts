@@ -70,6 +70,7 @@ export async function createServices(
     onTimestampFailure: options.onTimestampFailure,
   });
   const certificates = new CertificateService(store, log, config.tsa?.trustedRoots);
+  const audit = new AuditTrail(store, keyring, clock);
   const ruleset = loadDefaultRuleset();
   const shadow = new ShadowService({
     store,
@@ -83,14 +84,14 @@ export async function createServices(
     store,
     keyring,
     rateLimiter,
-    tenants: new TenantService(store, config.kek, clock, keyring, log),
+    tenants: new TenantService(store, config.kek, clock, keyring, log, audit),
     issuance: new IssuanceService(store, keyring, clock, rateLimiter, tsa),
     certificates,
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
     log,
     ledger: new LedgerVerifier(store, clock),
-    audit: new AuditTrail(store, keyring, clock),
+    audit,
     auditExport: new AuditExporter(store, log, clock),
     migration,
     close: async () => {

@@ -244,7 +244,7 @@ export class IssuanceService {
     };
     const auditEvent = buildAuditEvent(
       tenantId,
-      (subject) => keys.hashIdentifier('token_subject', subject),
+      (kind, identifier) => keys.hashIdentifier(kind, identifier),
       audit,
       {
         action: 'certificate.issue',

@@ -26,7 +26,8 @@ export type IdentifierKind =
   | 'idempotency_key'
   | 'idempotency_request'
   | 'shadow_note_ref'
-  | 'token_subject';
+  | 'token_subject'
+  | 'os_user';
 
 /** Computes HMAC-SHA-256 over `<kind> NUL <value>` under a tenant's identifier secret, as hex. */
 export function keyedIdentifierHash(

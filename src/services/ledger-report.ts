@@ -14,7 +14,8 @@ export const LEDGER_FINDING_KINDS = [
 /**
  * Kind of a finding:
  * - `deleted`: a log index, chain sequence or node row that should exist is missing.
- * - `inserted`: a leaf or row exists that no log head covers, or a second leaf shares an index.
+ * - `inserted`: a leaf or row exists that no log head covers (above the head, at a negative
+ *   log index or without one), or a second leaf shares an index.
  * - `reordered`: a certificate is at another place in the log than its chain position, or its
  *   stored chain position or link differs from the signed one.
  * - `edited`: stored bytes or columns differ from what was signed or hashed into the log.

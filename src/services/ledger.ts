@@ -228,6 +228,7 @@ class LedgerRun {
     this.#checkpoints.refresh();
     await this.#compareCheckpointsAtSize();
     await this.#scanAboveHead(treeSize);
+    await this.#reportBelowZero();
     await this.#checkLaterCheckpoints();
     await this.#reportUnloggedCertificates();
     await this.#checkChainHead(treeSize);
@@ -679,7 +680,8 @@ class LedgerRun {
 
   /**
    * Finds rows at or above the head size and reports those no later head covers.
-   * NOTE: Node rows above the head are not read, so extra node rows there go unreported.
+   * NOTE: Node rows above the head or at negative indexes are not read, so extra node rows
+   * there go unreported.
    */
   async #scanAboveHead(treeSize: number): Promise<void> {
     const runs: IndexRun[] = [];
@@ -687,23 +689,7 @@ class LedgerRun {
     let next = await this.#store.nextLogIndex(this.#tenantId, treeSize);
     while (next !== undefined && tracking) {
       const entries = await this.#store.listLogEntries(this.#tenantId, next, next + this.#pageSize);
-      for (const entry of entries) {
-        const last = runs[runs.length - 1];
-        if (last && last.end === entry.log_index) {
-          last.end += 1;
-        } else if (!last || last.end < entry.log_index) {
-          if (runs.length >= this.#maxTracked) {
-            this.#findings.truncated = true;
-            tracking = false;
-            break;
-          }
-          runs.push({
-            start: entry.log_index,
-            end: entry.log_index + 1,
-            first: { kind: entry.kind, id: entry.id },
-          });
-        }
-      }
+      tracking = this.#addToRuns(runs, entries);
       next = await this.#store.nextLogIndex(this.#tenantId, next + this.#pageSize);
     }
     // Read the head after the rows: an append commits its rows and the head that covers them
@@ -721,7 +707,69 @@ class LedgerRun {
     }
   }
 
+  /**
+   * Adds entries, in log order, to runs of consecutive indexes. Returns false, and marks the
+   * findings truncated, once `maxFindings` runs are tracked and an entry starts another.
+   */
+  #addToRuns(runs: IndexRun[], entries: readonly LogEntry[]): boolean {
+    for (const entry of entries) {
+      const last = runs[runs.length - 1];
+      if (last && last.end === entry.log_index) {
+        last.end += 1;
+      } else if (!last || last.end < entry.log_index) {
+        if (runs.length >= this.#maxTracked) {
+          this.#findings.truncated = true;
+          return false;
+        }
+        runs.push({
+          start: entry.log_index,
+          end: entry.log_index + 1,
+          first: { kind: entry.kind, id: entry.id },
+        });
+      }
+    }
+    return true;
+  }
+
   #reportAboveHead(run: IndexRun, start: number, covered: number): void {
+    const count = run.end - start;
+    this.#reportInserted(run, start, {
+      tree_size: covered,
+      detail:
+        count > 1
+          ? `log indexes ${start} to ${run.end - 1} are stored above the log head`
+          : 'this log index is stored above the log head',
+    });
+  }
+
+  /**
+   * Reports rows at negative log indexes. Log indexes start at 0, so no head covers them and
+   * only a write that bypassed the service stores them.
+   */
+  async #reportBelowZero(): Promise<void> {
+    const limit = this.#maxTracked;
+    const entries = await this.#store.listLogEntriesBelowZero(this.#tenantId, limit + 1);
+    if (entries.length > limit) {
+      this.#findings.truncated = true;
+    }
+    const runs: IndexRun[] = [];
+    this.#addToRuns(runs, entries.slice(0, limit));
+    for (const run of runs) {
+      this.#reportInserted(run, run.start, {
+        detail:
+          run.end - run.start > 1
+            ? `log indexes ${run.start} to ${run.end - 1} are negative, and log indexes start at 0`
+            : 'this log index is negative, and log indexes start at 0',
+      });
+    }
+  }
+
+  /** Reports the indexes from `start` to the end of `run` as one `inserted` finding. */
+  #reportInserted(
+    run: IndexRun,
+    start: number,
+    finding: { detail: string; tree_size?: number },
+  ): void {
     const count = run.end - start;
     const first = start === run.start && count === 1 ? run.first : undefined;
     this.#findings.add({
@@ -731,11 +779,7 @@ class LedgerRun {
       ...(count > 1 ? { count } : {}),
       ...(first?.kind === 'certificate' ? { certificate_id: first.id } : {}),
       ...(first?.kind === 'audit_event' ? { event_id: first.id } : {}),
-      tree_size: covered,
-      detail:
-        count > 1
-          ? `log indexes ${start} to ${run.end - 1} are stored above the log head`
-          : 'this log index is stored above the log head',
+      ...finding,
     });
   }
 

@@ -22,7 +22,13 @@ import {
   type TenantRow,
   type TimestampPolicy,
 } from '../storage/store.ts';
-import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
+import {
+  buildAuditEvent,
+  INTERNAL_CONTEXT,
+  type AuditContext,
+  type AuditRecord,
+  type AuditTrail,
+} from './audit.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import { keyedIdentifierHash, tenantHmacAad, toKeyDescriptor, type Keyring } from './keyring.ts';
@@ -88,20 +94,31 @@ export class TenantService {
   readonly #keyring: Keyring | undefined;
 
   readonly #log: TransparencyLog;
+  readonly #audit: AuditTrail;
 
-  /** Key changes made here invalidate `keyring`, so this process uses them at once. */
+  /**
+   * Key changes made here invalidate `keyring`, so this process uses them at once. Key and
+   * rate-limit changes are recorded in `audit` after they succeed, for every caller.
+   */
   constructor(
     store: Store,
     kek: Uint8Array,
     clock: Clock,
     keyring: Keyring | undefined,
     log: TransparencyLog,
+    audit: AuditTrail,
   ) {
     this.#store = store;
     this.#kek = kek;
     this.#clock = clock;
     this.#keyring = keyring;
     this.#log = log;
+    this.#audit = audit;
+  }
+
+  /** Records one successful action on the tenant's log, after the action committed. */
+  async #record(tenantId: string, context: AuditContext, record: AuditRecord): Promise<void> {
+    await this.#audit.record(tenantId, context, [record]);
   }
 
   /** Generates a P-256 key pair for the tenant and seals its private key under the KEK. */
@@ -160,7 +177,7 @@ export class TenantService {
     };
     const auditEvent = buildAuditEvent(
       tenantId,
-      (subject) => keyedIdentifierHash(hmacSecret, 'token_subject', subject),
+      (kind, identifier) => keyedIdentifierHash(hmacSecret, kind, identifier),
       audit,
       { action: 'tenant.create', outcome: 'success', object: { type: 'tenant', id: tenantId } },
       nowDate,
@@ -173,6 +190,7 @@ export class TenantService {
       }
       throw error;
     }
+    audit.onRecorded?.([auditEvent.event_id]);
     await this.#log.ensureKey(tenantId);
     return summarize(tenant, [key]);
   }
@@ -189,7 +207,10 @@ export class TenantService {
    * Replaces the tenant's active key with a new one. The old key is retired: it signs nothing
    * more, and certificates it signed before the rotation keep verifying.
    */
-  async rotateKey(tenantId: string): Promise<KeyRotationSummary> {
+  async rotateKey(
+    tenantId: string,
+    audit: AuditContext = INTERNAL_CONTEXT,
+  ): Promise<KeyRotationSummary> {
     const replacement = await this.#store.rotateSigningKey(
       tenantId,
       this.#generateKey(tenantId),
@@ -199,6 +220,11 @@ export class TenantService {
       throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
     }
     this.#keyring?.invalidate(tenantId);
+    await this.#record(tenantId, audit, {
+      action: 'key.rotate',
+      outcome: 'success',
+      object: { type: 'signing_key', id: replacement.current.key_id },
+    });
     return {
       tenant_id: tenantId,
       active_key: toKeyDescriptor(replacement.current),
@@ -215,6 +241,7 @@ export class TenantService {
     tenantId: string,
     keyId: string,
     options: RevokeOptions,
+    audit: AuditContext = INTERNAL_CONTEXT,
   ): Promise<KeyRevocationSummary> {
     const result = await this.#store.revokeSigningKey(
       tenantId,
@@ -250,6 +277,11 @@ export class TenantService {
     if (!active) {
       throw new Error(`tenant ${tenantId} has no active signing key after revocation`);
     }
+    await this.#record(tenantId, audit, {
+      action: 'key.revoke',
+      outcome: 'success',
+      object: { type: 'signing_key', id: result.key.key_id },
+    });
     return {
       tenant_id: tenantId,
       revoked_key: toKeyDescriptor(result.key),
@@ -259,7 +291,11 @@ export class TenantService {
   }
 
   /** Sets the tenant's issuance limit per minute; null returns it to the configured default. */
-  async setRateLimit(tenantId: string, perMinute: number | null): Promise<TenantSummary> {
+  async setRateLimit(
+    tenantId: string,
+    perMinute: number | null,
+    audit: AuditContext = INTERNAL_CONTEXT,
+  ): Promise<TenantSummary> {
     if (
       perMinute !== null &&
       (!Number.isSafeInteger(perMinute) || perMinute < 0 || perMinute > MAX_RATE_LIMIT_PER_MINUTE)
@@ -281,6 +317,11 @@ export class TenantService {
     if (!(await this.#store.setTenantRateLimit(tenantId, perMinute))) {
       throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
     }
+    await this.#record(tenantId, audit, {
+      action: 'tenant.set_rate_limit',
+      outcome: 'success',
+      object: { type: 'tenant', id: tenantId },
+    });
     return this.get(tenantId);
   }
 

@@ -20,6 +20,14 @@ export const LOG_SQL = {
     SELECT log_index, 'audit_event' AS kind, event_id AS id, event_json AS data
       FROM audit_events WHERE tenant_id = ? AND log_index >= ? AND log_index < ?
     ORDER BY log_index`,
+  // Log indexes start at 0, so only a write that bypassed the service stores a negative one.
+  listEntriesBelowZero: `SELECT log_index, kind, id, data FROM (
+      SELECT log_index, 'certificate' AS kind, certificate_id AS id, signed_message AS data
+        FROM certificates WHERE tenant_id = ? AND log_index < 0
+      UNION ALL
+      SELECT log_index, 'audit_event' AS kind, event_id AS id, event_json AS data
+        FROM audit_events WHERE tenant_id = ? AND log_index < 0
+    ) AS below_zero ORDER BY log_index LIMIT ?`,
   unloggedCertificates: `SELECT certificate_id, signed_message FROM certificates
     WHERE tenant_id = ? AND log_index IS NULL ORDER BY chain_sequence LIMIT ?`,
   setCertificateLogIndex:

@@ -4,11 +4,17 @@ import { PgStore } from './postgres/pg-store.ts';
 import { SqliteStore } from './sqlite/sqlite-store.ts';
 import type { Store } from './store.ts';
 
+/**
+ * Opens the configured store. With `readOnly`, the store changes nothing, every write fails,
+ * and a missing SQLite file is an error instead of a new database.
+ */
 export function openStore(
   config: Pick<Config, 'databaseUrl' | 'databasePoolSize' | 'sqlitePath'>,
+  options: { readOnly?: boolean } = {},
 ): Store {
+  const readOnly = options.readOnly ?? false;
   if (config.databaseUrl !== undefined) {
-    return new PgStore(config.databaseUrl, { poolSize: config.databasePoolSize });
+    return new PgStore(config.databaseUrl, { poolSize: config.databasePoolSize, readOnly });
   }
-  return new SqliteStore(config.sqlitePath);
+  return new SqliteStore(config.sqlitePath, { readOnly });
 }

@@ -268,6 +268,8 @@ export interface LogStore {
     fromIndex: number,
     toIndex: number,
   ): Promise<CertificateRow[]>;
+  /** Lists at most `limit` certificates and audit events with a negative log index, lowest first. */
+  listLogEntriesBelowZero(tenantId: string, limit: number): Promise<LogEntry[]>;
   /** Lists at most `limit` certificates without a log index, in chain order. */
   listUnloggedCertificates(tenantId: string, limit: number): Promise<CertificateRow[]>;
   /** Lists the stored nodes of one level with node index in [fromIndex, toIndex), in order. */
@@ -286,6 +288,8 @@ export interface LogStore {
 export interface Store extends ShadowStore, LogStore {
   readonly engine: 'sqlite' | 'postgres';
   migrate(): Promise<MigrationReport>;
+  /** Returns the highest applied migration version, or 0 when none has been applied. */
+  schemaVersion(): Promise<number>;
   ping(): Promise<void>;
   close(): Promise<void>;
 

@@ -159,3 +159,29 @@ export async function readStoredData(location: StorageLocation): Promise<StoredD
   }
   return stored;
 }
+
+/**
+ * Returns the rows of every table as sorted text, by table name, to compare a database before
+ * and after a command that must not write. Covers both engines, unlike the file bytes.
+ */
+export async function readAllRows(location: StorageLocation): Promise<Record<string, string[]>> {
+  const tables =
+    location.database.url === undefined
+      ? await runSql(location, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+      : await runSql(
+          location,
+          "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+        );
+  const rowsByTable: Record<string, string[]> = {};
+  for (const { name } of tables) {
+    const table = String(name);
+    const rows =
+      location.database.url === undefined
+        ? (await runSql(location, `SELECT * FROM "${table}"`)).map((row) => JSON.stringify(row))
+        : (await runSql(location, `SELECT t::text AS row_text FROM "${table}" t`)).map((row) =>
+            String(row.row_text),
+          );
+    rowsByTable[table] = rows.sort();
+  }
+  return rowsByTable;
+}

@@ -3,6 +3,9 @@
 // its own database, and checks that the change is reported with the right kind and index.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { canonicalJson } from '../../src/core/canonical.ts';
 import { frontierRefs, nodeKey } from '../../src/core/merkle.ts';
@@ -12,10 +15,19 @@ import {
   type LedgerFinding,
   type LedgerReport,
 } from '../../src/services/ledger.ts';
+import { LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/storage/migrations.ts';
+import { PgStore } from '../../src/storage/postgres/pg-store.ts';
+import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/storage/store.ts';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
 import { runCli, runCliAsync } from '../helpers/cli.ts';
-import { runSql } from '../helpers/database.ts';
+import {
+  createTestDatabase,
+  readAllRows,
+  runSql,
+  TEST_ENGINE,
+  type StorageLocation,
+} from '../helpers/database.ts';
 
 const TENANT = 'ward-a';
 
@@ -122,6 +134,25 @@ async function certificateWithSequence(
   );
   assert.ok(row, `no certificate with chain sequence ${sequence}`);
   return row;
+}
+
+/**
+ * Inserts a copy of certificate 8 as chain sequence 9 with no log index, as a forger who
+ * bypasses the service would, and returns its certificate id.
+ */
+async function insertUnloggedCertificate(t: TestApp): Promise<string> {
+  const forgedId = randomUUID();
+  await sql(
+    t,
+    `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc,
+      model_version, governance_policy_version, human_reviewed, chain_hash, previous_hash,
+      key_id, signed_message, signature, log_index)
+    SELECT tenant_id, 9, ?, issued_at_utc, model_version, governance_policy_version,
+      human_reviewed, chain_hash, chain_hash, key_id, signed_message, signature, NULL
+    FROM certificates WHERE tenant_id = ? AND chain_sequence = 8`,
+    [forgedId, TENANT],
+  );
+  return forgedId;
 }
 
 /** Returns the log index of the certificate with the given chain sequence. */
@@ -367,21 +398,71 @@ describe('whole-ledger verification after direct database changes', () => {
   test('a certificate row without a log index is inserted', async () => {
     const t = await startLedger();
     try {
-      const forgedId = randomUUID();
-      await sql(
-        t,
-        `INSERT INTO certificates (tenant_id, chain_sequence, certificate_id, issued_at_utc,
-          model_version, governance_policy_version, human_reviewed, chain_hash, previous_hash,
-          key_id, signed_message, signature, log_index)
-        SELECT tenant_id, 9, ?, issued_at_utc, model_version, governance_policy_version,
-          human_reviewed, chain_hash, chain_hash, key_id, signed_message, signature, NULL
-        FROM certificates WHERE tenant_id = ? AND chain_sequence = 8`,
-        [forgedId, TENANT],
-      );
+      const forgedId = await insertUnloggedCertificate(t);
       const report = await verify(t);
       const finding = assertFinding(report, { kind: 'inserted', certificate_id: forgedId });
       assert.equal(finding.chain_sequence, 9);
+      assert.match(finding.detail, /no log index/);
       assert.deepEqual(kindsOf(report), ['inserted']);
+
+      // The endpoint runs in the server, which migrated at start-up, and appends nothing.
+      const response = await t.app.inject({
+        method: 'POST',
+        url: '/v1/log/verification',
+        headers: bearer(await t.token('auditor', TENANT)),
+      });
+      assert.equal(response.statusCode, 200, response.body);
+      const overHttp = response.json<LedgerReport>();
+      assertFinding(overHttp, { kind: 'inserted', certificate_id: forgedId });
+      assert.deepEqual(kindsOf(overHttp), ['inserted']);
+      assert.equal(await headSize(t), 19);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('an audit event row at a negative log index is inserted', async () => {
+    const t = await startLedger();
+    try {
+      const copiedAt = await eventLogIndexOf(t, 'bundle.export');
+      const copyId = randomUUID();
+      await sql(
+        t,
+        `INSERT INTO audit_events (tenant_id, log_index, event_id, occurred_at, action, outcome,
+          actor_hash, object_type, object_id, event_json)
+        SELECT tenant_id, -1, ?, occurred_at, action, outcome, actor_hash, object_type,
+          object_id, event_json
+        FROM audit_events WHERE tenant_id = ? AND log_index = ?`,
+        [copyId, TENANT, copiedAt],
+      );
+      const report = await verify(t);
+      const finding = assertFinding(report, { kind: 'inserted', log_index: -1 });
+      assert.equal(finding.subject, 'audit_event');
+      assert.equal(finding.event_id, copyId);
+      assert.deepEqual(kindsOf(report), ['inserted']);
+      assert.equal(report.findings.length, 1, describeFindings(report));
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a run of negative log indexes is inserted', async () => {
+    const t = await startLedger();
+    try {
+      for (const [logIndex, sequence] of [
+        [-3, 1],
+        [-2, 2],
+      ] as const) {
+        await sql(
+          t,
+          'UPDATE certificates SET log_index = ? WHERE tenant_id = ? AND chain_sequence = ?',
+          [logIndex, TENANT, sequence],
+        );
+      }
+      const report = await verify(t);
+      const finding = assertFinding(report, { kind: 'inserted', log_index: -3 });
+      assert.equal(finding.subject, 'leaf');
+      assert.equal(finding.count, 2);
     } finally {
       await t.close();
     }
@@ -821,4 +902,91 @@ describe('whole-ledger verification over HTTP and the command line', () => {
     // The report names the changed column, never its stored or signed value.
     assert.doesNotMatch(result.stdout, /policy-8/);
   });
+});
+
+describe('whole-ledger verification command on the stored database', () => {
+  /** Opens the location's database with only the given migrations applicable. */
+  function openAt(location: StorageLocation, migrations: typeof MIGRATIONS): Store {
+    return location.database.url === undefined
+      ? new SqliteStore(join(location.dir, 'cdil.sqlite'), { migrations })
+      : new PgStore(location.database.url, { migrations, poolSize: 2 });
+  }
+
+  test('command reports unlogged row without writing', async () => {
+    const t = await startLedger();
+    try {
+      const forgedId = await insertUnloggedCertificate(t);
+      // The test server's rate limiter writes its counters on a timer; stop it first.
+      await t.services.rateLimiter.close();
+      const before = await readAllRows(t);
+      const result = await runCliAsync(['ledger', 'verify', '--tenant', TENANT, '--json'], {
+        CDIL_DATA_DIR: t.dir,
+        ...t.database.env,
+      });
+      assert.equal(result.status, 1, result.stderr);
+      const report = JSON.parse(result.stdout) as LedgerReport;
+      const finding = assertFinding(report, { kind: 'inserted', certificate_id: forgedId });
+      assert.equal(finding.subject, 'certificate');
+      assert.equal(finding.chain_sequence, 9);
+      assert.match(finding.detail, /no log index/);
+      assert.deepEqual(kindsOf(report), ['inserted']);
+      assert.equal(report.tree_size, 19);
+      assert.equal(await headSize(t), 19);
+      assert.deepEqual(await readAllRows(t), before);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('command exits 2 on an older schema', async () => {
+    const location: StorageLocation = {
+      dir: mkdtempSync(join(tmpdir(), 'cdil-test-')),
+      database: await createTestDatabase(),
+    };
+    try {
+      const olderVersion = LATEST_SCHEMA_VERSION - 1;
+      const older = openAt(location, MIGRATIONS.slice(0, olderVersion));
+      try {
+        assert.equal((await older.migrate()).current, olderVersion);
+      } finally {
+        await older.close();
+      }
+      const result = await runCliAsync(['ledger', 'verify', '--tenant', TENANT], {
+        CDIL_DATA_DIR: location.dir,
+        ...location.database.env,
+      });
+      assert.equal(result.status, 2, result.stdout);
+      assert.match(
+        result.stderr,
+        new RegExp(`schema version ${olderVersion} is older .*run \`cdil migrate\` first`),
+      );
+      const reopened = openAt(location, []);
+      try {
+        assert.equal(await reopened.schemaVersion(), olderVersion);
+      } finally {
+        await reopened.close();
+      }
+    } finally {
+      await location.database.drop();
+      rmSync(location.dir, { recursive: true, force: true });
+    }
+  });
+
+  test(
+    'command leaves a missing SQLite file absent',
+    { skip: TEST_ENGINE === 'postgres' && 'the database is PostgreSQL' },
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'cdil-test-'));
+      try {
+        const result = await runCliAsync(['ledger', 'verify', '--tenant', TENANT], {
+          CDIL_DATA_DIR: dir,
+        });
+        assert.equal(result.status, 2, result.stdout);
+        assert.match(result.stderr, /cdil\.sqlite does not exist/);
+        assert.equal(existsSync(join(dir, 'cdil.sqlite')), false);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });

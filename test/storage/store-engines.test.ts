@@ -915,6 +915,49 @@ describe(`schema upgrade on ${TEST_ENGINE}`, () => {
   });
 });
 
+describe(`read-only store on ${TEST_ENGINE}`, () => {
+  function openReadOnly(location: StorageLocation): Store {
+    return location.database.url === undefined
+      ? new SqliteStore(join(location.dir, 'cdil.sqlite'), { readOnly: true })
+      : new PgStore(location.database.url, { poolSize: 2, readOnly: true });
+  }
+
+  test('schema version is 0 before migration', async () => {
+    const location = await createLocation();
+    const store = openStore(location);
+    try {
+      assert.equal(await store.schemaVersion(), 0);
+      await store.migrate();
+      assert.equal(await store.schemaVersion(), LATEST_SCHEMA_VERSION);
+    } finally {
+      await store.close();
+      await location.remove();
+    }
+  });
+
+  test('read-only store reads and rejects writes', async () => {
+    const location = await createLocation();
+    const writable = openStore(location);
+    const readOnly = openReadOnly(location);
+    try {
+      await writable.migrate();
+      await runSql(
+        location,
+        'INSERT INTO tenants (tenant_id, created_at, phi_policy, hmac_secret_sealed) VALUES (?, ?, ?, ?)',
+        ['read-only', '2026-01-01T00:00:00Z', 'flag', 'sealed'],
+      );
+      assert.equal(await readOnly.schemaVersion(), LATEST_SCHEMA_VERSION);
+      assert.equal((await readOnly.getTenant('read-only'))?.rate_limit_per_minute, null);
+      await assert.rejects(readOnly.setTenantRateLimit('read-only', 5), /read.?only/i);
+      assert.equal((await writable.getTenant('read-only'))?.rate_limit_per_minute, null);
+    } finally {
+      await readOnly.close();
+      await writable.close();
+      await location.remove();
+    }
+  });
+});
+
 describe('SQLite planner statistics', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite only' }, () => {
   test('issued_at range page uses its index', async () => {
     const location = await createLocation();

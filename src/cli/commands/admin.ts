@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { loadConfig, MAX_RATE_LIMIT_PER_MINUTE } from '../../config/config.ts';
 import { REVOCATION_REASONS, type RevocationReason } from '../../core/key.ts';
 import { ROLES, type Role } from '../../server/route-table.ts';
-import { CLI_CONTEXT } from '../../services/audit.ts';
+import { cliAuditContext } from '../../services/audit.ts';
 import type { Services } from '../../services/container.ts';
 
 async function openServices(options: { migrate?: boolean } = {}): Promise<Services> {
@@ -78,7 +78,7 @@ export function registerAdminCommands(program: Command): void {
               timestampPolicy,
               timestampCertificates: options.timestampCertificates === true,
             },
-            CLI_CONTEXT,
+            cliAuditContext(),
           ),
         );
         console.log(JSON.stringify(created, null, 2));
@@ -98,7 +98,9 @@ export function registerAdminCommands(program: Command): void {
     )
     .argument('<id>', 'tenant id')
     .action(async (id: string) => {
-      const rotation = await withServices((services) => services.tenants.rotateKey(id));
+      const rotation = await withServices((services) =>
+        services.tenants.rotateKey(id, cliAuditContext()),
+      );
       console.log(JSON.stringify(rotation, null, 2));
     });
   tenant
@@ -118,7 +120,12 @@ export function registerAdminCommands(program: Command): void {
       }
       const reason = options.reason as RevocationReason;
       const revocation = await withServices((services) =>
-        services.tenants.revokeKey(id, keyId, { reason, rotate: options.rotate === true }),
+        services.tenants.revokeKey(
+          id,
+          keyId,
+          { reason, rotate: options.rotate === true },
+          cliAuditContext(),
+        ),
       );
       console.log(JSON.stringify(revocation, null, 2));
     });
@@ -139,7 +146,9 @@ export function registerAdminCommands(program: Command): void {
           `limit must be an integer from 0 to ${MAX_RATE_LIMIT_PER_MINUTE} or "default", got ${JSON.stringify(limitText)}`,
         );
       }
-      const updated = await withServices((services) => services.tenants.setRateLimit(id, limit));
+      const updated = await withServices((services) =>
+        services.tenants.setRateLimit(id, limit, cliAuditContext()),
+      );
       console.log(JSON.stringify(updated, null, 2));
     });
 

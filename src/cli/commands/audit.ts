@@ -7,7 +7,7 @@ import { AuditExportVerifier, type AuditExportReport } from '../../core/audit-ex
 import { parseVerifierKey } from '../../core/checkpoint.ts';
 import { nodeCrypto } from '../../core/crypto-node.ts';
 import { AuditError, BundleError } from '../../core/errors.ts';
-import { CLI_CONTEXT } from '../../services/audit.ts';
+import { cliAuditContext } from '../../services/audit.ts';
 import { withServices } from './admin.ts';
 import { EXIT_INVALID, EXIT_UNUSABLE, EXIT_VALID, printable, readInput } from './verify.ts';
 
@@ -73,7 +73,7 @@ export async function runAuditExport(
       await file.sync();
       await file.close();
       await rename(partial, options.out);
-      await services.audit.record(options.tenant, CLI_CONTEXT, [
+      await services.audit.record(options.tenant, cliAuditContext(), [
         {
           action: 'audit.export',
           outcome: 'success',

@@ -1,9 +1,12 @@
 // `cdil ledger verify`: whole-ledger verification of one tenant on the configured database.
-// It reads only, so it is safe to run beside live servers.
+// It opens the database read-only and never migrates it, so it is safe to run beside live
+// servers and the report describes the rows as they are stored.
 import type { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/config.ts';
+import { existsSync } from 'node:fs';
+import { loadConfig, type Config } from '../../config/config.ts';
 import type { LedgerFinding, LedgerProgress, LedgerReport } from '../../services/ledger.ts';
+import type { Store } from '../../storage/store.ts';
 import { printable } from './verify.ts';
 
 export const EXIT_CLEAN = 0;
@@ -150,6 +153,38 @@ function parseMaxFindings(text: string | undefined): number | undefined {
   return value;
 }
 
+/**
+ * Opens the configured database read-only. Migrating here would change what is checked: the
+ * migration appends certificates without a log index to the log. Raises when the database is
+ * missing or its schema is older than this version of cdil reads.
+ */
+async function openReadOnlyStore(config: Config): Promise<Store> {
+  if (config.databaseUrl === undefined && !existsSync(config.sqlitePath)) {
+    throw new Error(
+      `database file ${config.sqlitePath} does not exist; set CDIL_SQLITE_PATH or DATABASE_URL, ` +
+        'or run `cdil migrate` to create an empty database',
+    );
+  }
+  const [{ openStore }, { LATEST_SCHEMA_VERSION }] = await Promise.all([
+    import('../../storage/open.ts'),
+    import('../../storage/migrations.ts'),
+  ]);
+  const store = openStore(config, { readOnly: true });
+  try {
+    const version = await store.schemaVersion();
+    if (version < LATEST_SCHEMA_VERSION) {
+      throw new Error(
+        `database schema version ${version} is older than version ${LATEST_SCHEMA_VERSION}, ` +
+          'which this cdil reads; run `cdil migrate` first, then verify again',
+      );
+    }
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  return store;
+}
+
 /** Verifies the tenant's ledger and returns the exit status. */
 export async function runLedgerVerify(
   options: LedgerVerifyOptions,
@@ -160,15 +195,18 @@ export async function runLedgerVerify(
   const progress = await createProgress();
   try {
     const maxFindings = parseMaxFindings(options.maxFindings);
-    const { createServices } = await import('../../services/container.ts');
-    const services = await createServices(loadConfig());
+    const [{ LedgerVerifier }, { systemClock }] = await Promise.all([
+      import('../../services/ledger.ts'),
+      import('../../services/clock.ts'),
+    ]);
+    const store = await openReadOnlyStore(loadConfig());
     try {
-      report = await services.ledger.verify(options.tenant, {
+      report = await new LedgerVerifier(store, systemClock).verify(options.tenant, {
         maxFindings,
         onProgress: (update) => progress.update(update),
       });
     } finally {
-      await services.close();
+      await store.close();
     }
   } catch (error) {
     progress.stop();
@@ -193,8 +231,9 @@ export function registerLedgerCommand(program: Command): void {
     .description(
       "Verify a tenant's whole ledger on the configured database: every log leaf against its " +
         'stored bytes, every certificate signature, chain link and column, every stored node, ' +
-        'and the rebuilt tree against the log head and every signed checkpoint. Exit status: ' +
-        '0 clean, 1 findings, 2 unusable (unknown tenant, database error).',
+        'and the rebuilt tree against the log head and every signed checkpoint. The database ' +
+        'is opened read-only and not migrated. Exit status: 0 clean, 1 findings, 2 unusable ' +
+        '(unknown tenant, database error, schema older than this cdil).',
     )
     .requiredOption('--tenant <id>', 'tenant whose ledger to verify')
     .option('--json', 'print the full report as JSON')

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Services } from '../../services/container.ts';
-import { auditContextOf, recordForRequest } from '../audit-context.ts';
+import { auditContextOf } from '../audit-context.ts';
 import { ROUTES } from '../route-table.ts';
 import {
   CreateTenantBody,
@@ -95,7 +95,10 @@ function registerKeyRoutes(app: FastifyInstance, services: Services): void {
       },
     },
     async (request, reply) => {
-      const rotation = await services.tenants.rotateKey(request.params.tenant_id);
+      const rotation = await services.tenants.rotateKey(
+        request.params.tenant_id,
+        auditContextOf(request),
+      );
       request.log.info(
         {
           tenantId: rotation.tenant_id,
@@ -104,13 +107,6 @@ function registerKeyRoutes(app: FastifyInstance, services: Services): void {
         },
         'signing key rotated',
       );
-      await recordForRequest(services.audit, request, rotation.tenant_id, [
-        {
-          action: 'key.rotate',
-          outcome: 'success',
-          object: { type: 'signing_key', id: rotation.active_key.key_id },
-        },
-      ]);
       return reply.code(201).send(rotation);
     },
   );
@@ -131,6 +127,7 @@ function registerKeyRoutes(app: FastifyInstance, services: Services): void {
         request.params.tenant_id,
         request.params.key_id,
         { reason: request.body.reason, rotate: request.body.rotate },
+        auditContextOf(request),
       );
       request.log.info(
         {
@@ -142,13 +139,6 @@ function registerKeyRoutes(app: FastifyInstance, services: Services): void {
         },
         'signing key revoked',
       );
-      await recordForRequest(services.audit, request, revocation.tenant_id, [
-        {
-          action: 'key.revoke',
-          outcome: 'success',
-          object: { type: 'signing_key', id: revocation.revoked_key.key_id },
-        },
-      ]);
       return revocation;
     },
   );
@@ -168,18 +158,12 @@ function registerKeyRoutes(app: FastifyInstance, services: Services): void {
       const tenant = await services.tenants.setRateLimit(
         request.params.tenant_id,
         request.body.requests_per_minute,
+        auditContextOf(request),
       );
       request.log.info(
         { tenantId: tenant.tenant_id, rateLimitPerMinute: tenant.rate_limit_per_minute },
         'tenant rate limit set',
       );
-      await recordForRequest(services.audit, request, tenant.tenant_id, [
-        {
-          action: 'tenant.set_rate_limit',
-          outcome: 'success',
-          object: { type: 'tenant', id: tenant.tenant_id },
-        },
-      ]);
       return tenant;
     },
   );

@@ -201,6 +201,19 @@ export async function listLogEntries(
   return found.map(toLogEntry);
 }
 
+export async function listLogEntriesBelowZero(
+  client: Queryable,
+  tenantId: string,
+  limit: number,
+): Promise<LogEntry[]> {
+  const found = await rows<LogEntry>(client, LOG_SQL.listEntriesBelowZero, [
+    tenantId,
+    tenantId,
+    limit,
+  ]);
+  return found.map(toLogEntry);
+}
+
 export async function listAuditEvents(
   client: Queryable,
   tenantId: string,

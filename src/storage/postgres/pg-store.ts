@@ -162,6 +162,11 @@ export interface PgStoreOptions {
   migrations?: readonly Migration[];
   /** Maximum number of pooled connections. */
   poolSize?: number;
+  /**
+   * Opens every connection with `default_transaction_read_only = on`, so the server rejects
+   * any write. For read-only commands such as `cdil ledger verify`.
+   */
+  readOnly?: boolean;
 }
 
 export class PgStore implements Store {
@@ -177,6 +182,7 @@ export class PgStore implements Store {
       max: options.poolSize ?? DEFAULT_POOL_SIZE,
       types: typeParsers,
       application_name: 'cdil',
+      ...(options.readOnly ? { options: '-c default_transaction_read_only=on' } : {}),
       // Writes each query to the socket when it is issued instead of after the previous reply.
       // Code that awaits each query behaves as before, and appendCertificates sends groups.
       pipeline: true,
@@ -284,6 +290,19 @@ export class PgStore implements Store {
       await this.#backfillLog(client);
     }
     return { applied, current: row?.version ?? 0 };
+  }
+
+  async schemaVersion(): Promise<number> {
+    const [table] = await this.#rows<{ name: string | null }>(
+      "SELECT to_regclass('schema_migrations')::text AS name",
+    );
+    if (table === undefined || table.name === null) {
+      return 0;
+    }
+    const [row] = await this.#rows<{ version: number | null }>(
+      'SELECT MAX(version) AS version FROM schema_migrations',
+    );
+    return row?.version ?? 0;
   }
 
   async ping(): Promise<void> {
@@ -689,6 +708,10 @@ export class PgStore implements Store {
 
   listLogEntries(tenantId: string, fromIndex: number, toIndex: number): Promise<LogEntry[]> {
     return log.listLogEntries(this.#pool, tenantId, fromIndex, toIndex);
+  }
+
+  listLogEntriesBelowZero(tenantId: string, limit: number): Promise<LogEntry[]> {
+    return log.listLogEntriesBelowZero(this.#pool, tenantId, limit);
   }
 
   appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {

@@ -88,6 +88,11 @@ export class SqliteLogTables {
     return rows.map(toLogEntry);
   }
 
+  listEntriesBelowZero(tenantId: string, limit: number): LogEntry[] {
+    const rows = this.sql.listEntriesBelowZero.all(tenantId, tenantId, limit) as LogEntry[];
+    return rows.map(toLogEntry);
+  }
+
   /** Stores an audit event whose leaf the caller appends. Call inside a transaction. */
   insertAuditEvent(row: AuditEventRow): void {
     this.sql.insertAuditEvent.run(...auditEventParams(row));

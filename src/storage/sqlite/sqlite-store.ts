@@ -81,6 +81,12 @@ export const OPTIMIZE_EVERY_APPENDS = 10_000;
 export interface SqliteStoreOptions {
   /** Migrations to apply; defaults to all. Tests pass a prefix to build an older schema. */
   migrations?: readonly Migration[];
+  /**
+   * Opens an existing database file without changing it: no file or folder is created, no
+   * pragma that writes is run, and every write statement fails. For read-only commands such
+   * as `cdil ledger verify`.
+   */
+  readOnly?: boolean;
 }
 
 const SQLITE_STORE_SQL = {
@@ -108,6 +114,34 @@ const SQLITE_STORE_SQL = {
   getBySequence: 'SELECT * FROM certificates WHERE tenant_id = ? AND chain_sequence = ?',
 } as const;
 
+function openWritable(path: string): Database.Database {
+  if (path !== ':memory:') {
+    // The database contains sealed keys and keyed hashes, so only its owner may read it. SQLite
+    // gives its -wal and -shm files the permissions of the database file.
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    closeSync(openSync(path, 'a', 0o600));
+  }
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 10000');
+  db.pragma('foreign_keys = ON');
+  // Analyzes every table whose statistics are missing or out of date. Since SQLite 3.46 the
+  // pragma samples a limited number of rows, so it stays fast on a large database.
+  db.pragma('optimize=0x10002');
+  return db;
+}
+
+/**
+ * Opens an existing file read-only. The journal mode is stored in the file, so a database the
+ * service created stays in WAL mode. `pragma optimize` is skipped because ANALYZE writes.
+ */
+function openReadOnly(path: string): Database.Database {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  db.pragma('busy_timeout = 10000');
+  return db;
+}
+
 export class SqliteStore implements Store {
   readonly engine = 'sqlite';
   readonly #db: Database.Database;
@@ -119,20 +153,7 @@ export class SqliteStore implements Store {
   #appendedSinceOptimize = 0;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
-    if (path !== ':memory:') {
-      // The database contains sealed keys and keyed hashes, so only its owner may read it. SQLite
-      // gives its -wal and -shm files the permissions of the database file.
-      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      closeSync(openSync(path, 'a', 0o600));
-    }
-    this.#db = new Database(path);
-    this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma('synchronous = NORMAL');
-    this.#db.pragma('busy_timeout = 10000');
-    this.#db.pragma('foreign_keys = ON');
-    // Analyzes every table whose statistics are missing or out of date. Since SQLite 3.46 the
-    // pragma samples a limited number of rows, so it stays fast on a large database.
-    this.#db.pragma('optimize=0x10002');
+    this.#db = options.readOnly ? openReadOnly(path) : openWritable(path);
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#shadow = new SqliteShadowTables(this.#db);
     this.#log = new SqliteLogTables(this.#db);
@@ -217,6 +238,19 @@ export class SqliteStore implements Store {
       this.#log.backfill();
     }
     return Promise.resolve({ applied, current: row.version ?? 0 });
+  }
+
+  schemaVersion(): Promise<number> {
+    const table = this.#db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+      .get();
+    if (!table) {
+      return Promise.resolve(0);
+    }
+    const row = this.#db.prepare('SELECT MAX(version) AS version FROM schema_migrations').get() as {
+      version: number | null;
+    };
+    return Promise.resolve(row.version ?? 0);
   }
 
   ping(): Promise<void> {
@@ -567,6 +601,10 @@ export class SqliteStore implements Store {
 
   listLogEntries(tenantId: string, fromIndex: number, toIndex: number): Promise<LogEntry[]> {
     return settle(() => this.#log.listEntries(tenantId, fromIndex, toIndex));
+  }
+
+  listLogEntriesBelowZero(tenantId: string, limit: number): Promise<LogEntry[]> {
+    return settle(() => this.#log.listEntriesBelowZero(tenantId, limit));
   }
 
   appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
