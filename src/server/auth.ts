@@ -151,10 +151,11 @@ export function makeAuthHook(verifier: TokenVerifier) {
     const auth = await verifier.verify(match[1]!);
     request.auth = auth;
     if (!auth.roles.some((role) => (access.roles as readonly Role[]).includes(role))) {
-      throw new AppError(
-        'FORBIDDEN',
-        `this endpoint requires one of the roles ${access.roles.join(', ')}`,
-      );
+      const required =
+        access.roles.length === 1
+          ? `the ${access.roles[0]} role`
+          : `one of the roles ${access.roles.join(', ')}`;
+      throw new AppError('FORBIDDEN', `this endpoint requires ${required}`);
     }
     if (access.tenantScoped && auth.tenantId === undefined) {
       throw new AppError('FORBIDDEN', 'this endpoint requires a token with a tenant_id claim');

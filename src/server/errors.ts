@@ -18,9 +18,43 @@ export interface ErrorBody {
 
 interface AjvIssue {
   instancePath: string;
+  schemaPath: string;
   keyword: string;
   message?: string;
   params: Record<string, unknown>;
+}
+
+/**
+ * Replaces the issues of an anyOf whose failed branches are all constants (a union of
+ * literals) with one enum issue. Ajv reports such a union as "must be equal to constant" once
+ * per branch, which names none of the allowed values.
+ */
+function mergeConstantAlternatives(issues: readonly AjvIssue[]): AjvIssue[] {
+  const merged: AjvIssue[] = [];
+  for (const issue of issues) {
+    if (issue.keyword === 'anyOf') {
+      const branchPrefix = `${issue.schemaPath}/`;
+      let start = merged.length;
+      while (start > 0 && merged[start - 1]!.schemaPath.startsWith(branchPrefix)) {
+        start -= 1;
+      }
+      const branches = merged.slice(start);
+      const allConstants = branches.every(
+        (branch) => branch.keyword === 'const' && branch.instancePath === issue.instancePath,
+      );
+      if (branches.length > 0 && allConstants) {
+        merged.splice(start, branches.length, {
+          instancePath: issue.instancePath,
+          schemaPath: issue.schemaPath,
+          keyword: 'enum',
+          params: { allowedValues: branches.map((branch) => branch.params.allowedValue) },
+        });
+        continue;
+      }
+    }
+    merged.push(issue);
+  }
+  return merged;
 }
 
 function fieldOf(issue: AjvIssue): string {
@@ -53,7 +87,7 @@ function describe(issue: AjvIssue): string {
 const MAX_DETAILS = 20;
 
 function fromValidation(error: FastifyError): AppError {
-  const issues = (error.validation ?? []) as unknown as AjvIssue[];
+  const issues = mergeConstantAlternatives(error.validation ?? []);
   // A body with thousands of bad fields would otherwise get an error body many times its size.
   const details = issues.slice(0, MAX_DETAILS).map((issue) => ({
     field: fieldOf(issue),

@@ -522,7 +522,9 @@ function screenStoredFields(request: IssueRequest): void {
   if (flagged.length > 0) {
     throw new AppError(
       'PHI_DETECTED',
-      `${flagged.join(', ')} contain text that looks like PHI; these fields are stored in the certificate`,
+      flagged.length === 1
+        ? `${flagged[0]} contains text that looks like PHI; this field is stored in the certificate`
+        : `${flagged.join(', ')} contain text that looks like PHI; these fields are stored in the certificate`,
       {
         details: flagged.map((field) => ({ field, rule: 'phi', message: 'looks like PHI' })),
       },

@@ -19,6 +19,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { decodeJwt } from 'jose';
 import {
   formatVerifierKey,
   openCheckpoint,
@@ -127,6 +128,51 @@ export interface WitnessOptions {
 }
 
 const TENANT_ID_RE = new RegExp(TENANT_ID_PATTERN);
+const TENANT_IN_ORIGIN = /\/tenants\/([^/]+)$/;
+
+/**
+ * Raises INVALID_INPUT when the token's tenant_id claim names another tenant, and returns the
+ * claim. The server reads the tenant from that claim, so it would return the other tenant's
+ * checkpoint. The claim is decoded without verifying the token, which only the server can do.
+ * Returns undefined for a token that is not a JWT or has no tenant_id claim.
+ */
+function checkTokenTenant(token: string, tenantId: string): string | undefined {
+  let claim: unknown;
+  try {
+    claim = decodeJwt(token).tenant_id;
+  } catch {
+    return undefined;
+  }
+  if (typeof claim !== 'string') {
+    return undefined;
+  }
+  if (claim !== tenantId) {
+    throw invalidInput(
+      `the token is for tenant ${claim}, not --tenant ${tenantId}; give an auditor token of tenant ${tenantId}`,
+    );
+  }
+  return claim;
+}
+
+/**
+ * Raises INVALID_INPUT when the signed note, not yet verified, is the checkpoint of another
+ * tenant's log. Used only for a token without a readable tenant claim. The server took the
+ * tenant from that token, so the token is for the other tenant. With a token of this tenant,
+ * such a checkpoint is the server's fault and is rejected as an invalid checkpoint.
+ */
+function checkCheckpointOrigin(note: string, tenantId: string): void {
+  const origin = note.slice(0, Math.max(0, note.indexOf('\n')));
+  if (origin.endsWith(tenantOriginSuffix(tenantId))) {
+    return;
+  }
+  const otherTenant = TENANT_IN_ORIGIN.exec(origin)?.[1];
+  if (otherTenant !== undefined) {
+    throw invalidInput(
+      `GET /v1/log/checkpoint returned the checkpoint of log ${origin}, not of the log of tenant ${tenantId}, ` +
+        `so the token is for tenant ${otherTenant}; give an auditor token of tenant ${tenantId}`,
+    );
+  }
+}
 
 export function stateFilePath(stateDir: string, tenantId: string): string {
   return join(stateDir, `${tenantId}.json`);
@@ -277,6 +323,7 @@ export async function runWitness(options: WitnessOptions): Promise<WitnessOutcom
   if (base.protocol !== 'http:' && base.protocol !== 'https:') {
     throw invalidInput(`--url must start with http:// or https://, got ${base.protocol}`);
   }
+  const tokenTenant = checkTokenTenant(options.token, tenantId);
   const timeoutMs = options.timeoutMs ?? DEFAULT_WITNESS_TIMEOUT_MS;
   const endpoint = (path: string) => new URL(path, base);
   const now = options.now ?? (() => new Date());
@@ -296,6 +343,9 @@ export async function runWitness(options: WitnessOptions): Promise<WitnessOutcom
 
   if (typeof response.checkpoint !== 'string') {
     throw badResponse('GET /v1/log/checkpoint returned no checkpoint text');
+  }
+  if (tokenTenant === undefined) {
+    checkCheckpointOrigin(response.checkpoint, tenantId);
   }
   let checkpoint: Checkpoint;
   try {

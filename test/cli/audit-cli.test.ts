@@ -163,6 +163,32 @@ describe('cdil audit', () => {
     assert.equal(existsSync(`${out}.partial`), false);
   });
 
+  test('reversed time range exits 2 without a file', async () => {
+    const eventsBefore = await events('carol');
+    const out = join(dir, 'carol-reversed.jsonl');
+    for (const [from, to] of [
+      ['2026-03-02T00:00:00Z', '2026-03-01T00:00:00Z'],
+      ['2026-03-01T00:00:00Z', '2026-03-01T00:00:00Z'],
+    ]) {
+      const result = runCli(
+        ['audit', 'export', '--tenant', 'carol', '--out', out, '--from', from!, '--to', to!],
+        env,
+      );
+      assert.equal(result.status, 2, result.stdout);
+      assert.equal(result.stdout, '');
+      assert.match(result.stderr, /--from 2026-03-0\dT00:00:00\.000Z must be earlier than --to/);
+      assert.equal(existsSync(out), false);
+      assert.equal(existsSync(`${out}.partial`), false);
+    }
+    const eventsAfter = await events('carol');
+    assert.equal(eventsAfter.length, eventsBefore.length);
+    assert.equal(
+      eventsAfter.filter((item) => item.event.action === 'audit.export').length,
+      0,
+      'no audit.export event is recorded',
+    );
+  });
+
   test('time range exports the leaves between matching events', async () => {
     const issued = (await events('bob')).filter(
       (item) => item.event.action === 'certificate.issue',

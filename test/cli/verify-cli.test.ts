@@ -1,10 +1,16 @@
 // `cdil verify` run as a real child process: exit statuses, text and JSON output, and help.
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BundleFile, prettyJson } from '../../src/core/bundle.ts';
+import {
+  BundleFile,
+  LogBundleFile,
+  TimestampBundleFile,
+  prettyJson,
+} from '../../src/core/bundle.ts';
 import { CHECK_NAMES, type VerificationReport } from '../../src/core/verify/verify.ts';
 import {
   createBundleFixture,
@@ -15,6 +21,7 @@ import {
   type BundleFixture,
 } from '../helpers/bundle.ts';
 import { runCli } from '../helpers/cli.ts';
+import { createCertificate } from '../helpers/tsa.ts';
 
 let fixture: BundleFixture;
 let dir: string;
@@ -22,6 +29,8 @@ let validPath: string;
 let tamperedPath: string;
 let jwksPath: string;
 let notePath: string;
+let garbageTokensPath: string;
+let logKeyPath: string;
 
 before(async () => {
   fixture = await createBundleFixture();
@@ -42,6 +51,17 @@ before(async () => {
   writeFileSync(jwksPath, JSON.stringify(fixture.jwks));
   notePath = join(dir, 'note.txt');
   writeFileSync(notePath, fixture.noteText);
+
+  let withTokens = withFile(files, TimestampBundleFile.checkpoint, 'not a timestamp token');
+  withTokens = withFile(withTokens, TimestampBundleFile.certificate, 'not a timestamp token');
+  garbageTokensPath = join(dir, 'garbage-tokens.zip');
+  writeFileSync(garbageTokensPath, packBundle(withTokens));
+
+  logKeyPath = join(dir, 'log-key.txt');
+  writeFileSync(
+    logKeyPath,
+    `# log key of t1\n\n${Buffer.from(files.get(LogBundleFile.logKey)!).toString('utf8')}`,
+  );
 });
 
 after(async () => {
@@ -105,10 +125,126 @@ void describe('cdil verify', () => {
     assert.match(result.stderr, /\[BUNDLE_MALFORMED_TRUSTED_KEYS\]/);
   });
 
+  test('text columns align for long names', () => {
+    const result = runCli(['verify', validPath]);
+    assert.equal(result.status, 0, result.stderr);
+    const checkLines = result.stdout
+      .split('\n')
+      .filter((line) => /^ {2}(PASS|SKIP|FAIL) /.test(line));
+    assert.equal(checkLines.length, CHECK_NAMES.length);
+    const width = Math.max(...CHECK_NAMES.map((name) => name.length));
+    for (const line of checkLines) {
+      const match = /^ {2}(?:PASS|SKIP|FAIL) {2}(\S+)( +)\S/.exec(line);
+      assert.ok(match, line);
+      assert.equal(match[1]!.length + match[2]!.length, width + 1, line);
+    }
+  });
+
   test('missing bundle argument is a usage error', () => {
     const result = runCli(['verify']);
     assert.equal(result.status, 2);
     assert.match(result.stderr, /missing required argument 'bundles'/);
+  });
+});
+
+void describe('cdil verify trust options', () => {
+  test('--require-timestamps alone is a usage error', () => {
+    const result = runCli(['verify', garbageTokensPath, '--require-timestamps']);
+    assert.equal(result.status, 2);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /--require-timestamps/);
+    assert.match(result.stderr, /--tsa-roots/);
+  });
+
+  test('--require-timestamps alone with several bundles', () => {
+    const result = runCli(['verify', validPath, garbageTokensPath, '--require-timestamps']);
+    assert.equal(result.status, 2);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /--require-timestamps.*--tsa-roots/);
+  });
+
+  test('pinned log key file passes', () => {
+    const result = runCli(['verify', validPath, '--trusted-log-keys', logKeyPath]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /^ {2}PASS {2}log_checkpoint +.*signed by a pinned log key/m);
+  });
+
+  test('JWKS as log key file exits 2', () => {
+    for (const args of [[validPath], [validPath, tamperedPath]]) {
+      const result = runCli(['verify', ...args, '--trusted-log-keys', jwksPath]);
+      assert.equal(result.status, 2, result.stdout);
+      assert.doesNotMatch(result.stdout, /CHECKPOINT_INVALID/);
+      assert.match(result.stderr, /--trusted-log-keys/);
+      assert.match(result.stderr, /tenant-jwks\.json/);
+      assert.match(result.stderr, /signed-note verifier key/);
+      assert.match(result.stderr, /\[BUNDLE_MALFORMED_TRUSTED_KEYS\]/);
+    }
+  });
+
+  test('bad log key line exits 2', () => {
+    const path = join(dir, 'log-keys-typo.txt');
+    const logKey = unpackBundle(fixture.zip).get(LogBundleFile.logKey)!;
+    const key = Buffer.from(logKey).toString('utf8').trim();
+    writeFileSync(path, `${key}\n${key.slice(0, -4)}\n`);
+    const result = runCli(['verify', validPath, '--trusted-log-keys', path]);
+    assert.equal(result.status, 2, result.stdout);
+    assert.match(result.stderr, /--trusted-log-keys .*log-keys-typo\.txt line 2/);
+  });
+
+  test('unusable log key file as JSON', () => {
+    const result = runCli(['verify', validPath, '--trusted-log-keys', jwksPath, '--json']);
+    assert.equal(result.status, 2);
+    const output = JSON.parse(result.stdout) as { valid: boolean; error: { code: string } };
+    assert.equal(output.valid, false);
+    assert.equal(output.error.code, 'BUNDLE_MALFORMED_TRUSTED_KEYS');
+  });
+
+  test('unusable TSA root files exit 2', async () => {
+    const privateKeyPath = join(dir, 'tsa-key.pem');
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const leaf = await createCertificate('/CN=CDIL test TSA', [
+      'basicConstraints = critical, CA:FALSE',
+      'extendedKeyUsage = critical, timeStamping',
+    ]);
+    writeFileSync(privateKeyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const leafPath = join(dir, 'tsa-leaf.pem');
+    writeFileSync(leafPath, leaf);
+    const keyAndRootPath = join(dir, 'key-and-root.pem');
+    const root = await createCertificate('/CN=CDIL test root', [
+      'basicConstraints = critical, CA:TRUE',
+    ]);
+    writeFileSync(
+      keyAndRootPath,
+      `${root}${privateKey.export({ type: 'sec1', format: 'pem' }).toString()}`,
+    );
+    const cases: [string, RegExp][] = [
+      [privateKeyPath, /tsa-key\.pem contains a private key/],
+      [keyAndRootPath, /key-and-root\.pem contains a private key/],
+      [leafPath, /tsa-leaf\.pem.*is not a CA certificate/],
+      [jwksPath, /tenant-jwks\.json contains no PEM certificate/],
+    ];
+    for (const [path, message] of cases) {
+      for (const bundles of [[validPath], [validPath, garbageTokensPath]]) {
+        const result = runCli(['verify', ...bundles, '--tsa-roots', path]);
+        assert.equal(result.status, 2, `${path}: ${result.stdout}`);
+        assert.match(result.stderr, /--tsa-roots/, path);
+        assert.match(result.stderr, message, path);
+        assert.match(result.stderr, /\[BUNDLE_MALFORMED_TRUSTED_KEYS\]/, path);
+      }
+    }
+  });
+
+  test('CA certificate as --tsa-roots is accepted', async () => {
+    const rootPath = join(dir, 'root.pem');
+    writeFileSync(
+      rootPath,
+      await createCertificate('/CN=CDIL test root', ['basicConstraints = critical, CA:TRUE']),
+    );
+    const result = runCli(['verify', validPath, '--tsa-roots', rootPath]);
+    assert.equal(result.status, 0, result.stderr);
+    const garbage = runCli(['verify', garbageTokensPath, '--tsa-roots', rootPath]);
+    assert.equal(garbage.status, 1, garbage.stderr);
+    assert.match(garbage.stdout, /^ {2}FAIL {2}checkpoint_timestamp +.*\[TIMESTAMP_INVALID\]$/m);
   });
 });
 

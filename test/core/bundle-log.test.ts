@@ -28,6 +28,7 @@ import {
   type BundleFixture,
 } from '../helpers/bundle.ts';
 import { generateEd25519Key } from '../helpers/ed25519.ts';
+import { createCertificate } from '../helpers/tsa.ts';
 
 let fixture: BundleFixture;
 let work: string;
@@ -196,10 +197,15 @@ void describe('log and timestamp evidence removed', () => {
     const { runVerifyWithTimestamps } = await import('../../src/cli/commands/verify.ts');
     const path = join(work, 'no-tokens.zip');
     writeFileSync(path, fixture.zip);
+    const rootsPath = join(work, 'tsa-root.pem');
+    writeFileSync(
+      rootsPath,
+      await createCertificate('/CN=CDIL test root', ['basicConstraints = critical, CA:TRUE']),
+    );
     const out: string[] = [];
     const status = await runVerifyWithTimestamps(
       path,
-      { requireTimestamps: true, json: true },
+      { tsaRoots: rootsPath, requireTimestamps: true, json: true },
       (line) => out.push(line),
       () => undefined,
     );

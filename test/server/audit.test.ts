@@ -3,7 +3,7 @@
 // It also covers requests whose tenant cannot be trusted and audit writes that fail.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { parseAuditEvent, type AuditEvent } from '../../src/core/audit-event.ts';
+import { AUDIT_ACTIONS, parseAuditEvent, type AuditEvent } from '../../src/core/audit-event.ts';
 import { openCheckpoint, parseVerifierKey } from '../../src/core/checkpoint.ts';
 import { nodeCrypto } from '../../src/core/crypto-node.ts';
 import { fromBase64, fromHex, utf8Encode } from '../../src/core/encoding.ts';
@@ -482,5 +482,15 @@ describe('audit event listing', () => {
       assert.equal(response.statusCode, 400, query);
       assert.equal(response.json().error.details[0].field, field, query);
     }
+  });
+
+  test('unknown action and outcome list the allowed values', async () => {
+    const action = (await list('?action=certificate.delete')).json().error;
+    assert.equal(action.details.length, 1);
+    assert.equal(action.details[0].message, `must be one of ${AUDIT_ACTIONS.join(', ')}`);
+    assert.match(action.message, /^querystring field action must be one of certificate\.issue, /);
+    const outcome = (await list('?outcome=maybe')).json().error;
+    assert.equal(outcome.details.length, 1);
+    assert.equal(outcome.details[0].message, 'must be one of success, failure, rejected');
   });
 });

@@ -94,6 +94,11 @@ describe('auth and roles', () => {
         });
         assert.equal(response.statusCode, 403);
         assert.equal(response.json().error.code, 'FORBIDDEN');
+        const required =
+          allowed.length === 1
+            ? `requires the ${allowed[0]} role`
+            : `requires one of the roles ${allowed.join(', ')}`;
+        assert.equal(response.json().error.message, `this endpoint ${required}`);
       });
     }
 

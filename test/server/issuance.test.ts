@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { ATTESTATION_MEANINGS } from '../../src/core/certificate.ts';
 import { FIELD_LIMITS } from '../../src/server/schemas.ts';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
 
@@ -110,6 +111,24 @@ describe('POST /v1/clinical/documentation', () => {
     assert.equal(response.json().certificate.attestation_meaning, null);
   });
 
+  test('unknown attestation meaning lists the allowed values', async () => {
+    const response = await issue(issueBody({ attestation_meaning: 'glanced_at' }));
+    assert.equal(response.statusCode, 400);
+    const { error } = response.json();
+    assert.equal(error.code, 'VALIDATION_FAILED');
+    assert.deepEqual(error.details, [
+      {
+        field: 'attestation_meaning',
+        rule: 'enum',
+        message: `must be one of ${ATTESTATION_MEANINGS.join(', ')}`,
+      },
+    ]);
+    assert.equal(
+      error.message,
+      `body field attestation_meaning must be one of ${ATTESTATION_MEANINGS.join(', ')}`,
+    );
+  });
+
   test('attestation meaning is signed as sent', async () => {
     const response = await issue(issueBody({ attestation_meaning: 'authored' }));
     assert.equal(response.statusCode, 201);
@@ -218,6 +237,18 @@ describe('POST /v1/clinical/documentation', () => {
     const response = await issue(issueBody({ model_name: 'model for 123-45-6789' }));
     assert.equal(response.statusCode, 422);
     assert.equal(response.json().error.details[0].field, 'model_name');
+    assert.match(
+      response.json().error.message,
+      /^model_name contains text that looks like PHI; this field is stored/,
+    );
+    const both = await issue(
+      issueBody({ model_name: 'model for 123-45-6789', model_version: 'v 234-56-7891' }),
+    );
+    assert.equal(both.statusCode, 422);
+    assert.match(
+      both.json().error.message,
+      /^model_name, model_version contain text that looks like PHI; these fields are stored/,
+    );
     assert.ok(!response.body.includes('123-45-6789'));
   });
 

@@ -35,11 +35,15 @@ interface RunningServer {
   url: string;
 }
 
-/** An HTTP proxy on 127.0.0.1 that can rewrite response bodies and lists request paths. */
+/**
+ * An HTTP proxy on 127.0.0.1 that lists request paths and can rewrite response bodies and
+ * replace the bearer token it forwards.
+ */
 interface Proxy {
   url: string;
   paths: string[];
   rewrite: ((path: string, body: string) => string) | undefined;
+  token: string | undefined;
   close(): Promise<void>;
 }
 
@@ -53,6 +57,7 @@ async function startProxy(target: () => string): Promise<Proxy> {
     url: '',
     paths: [],
     rewrite: undefined,
+    token: undefined,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
   const server = createServer((request, response) => {
@@ -60,7 +65,8 @@ async function startProxy(target: () => string): Promise<Proxy> {
     proxy.paths.push(path);
     const headers: Record<string, string> = {};
     if (request.headers.authorization) {
-      headers.authorization = request.headers.authorization;
+      headers.authorization =
+        proxy.token === undefined ? request.headers.authorization : `Bearer ${proxy.token}`;
     }
     fetch(new URL(request.url!, target()), { headers })
       .then(async (upstream) => {
@@ -424,5 +430,83 @@ describe('witness', () => {
     const unreadable = await witness(server!.url, [], corrupt);
     assert.equal(unreadable.status, 2);
     assert.match(unreadable.stderr, /is not JSON\. Restore it, or remove it to start over/);
+  });
+  test('a token of another tenant is unusable before any request', async () => {
+    const other = 'ward-x';
+    await server!.app.services.tenants.create(other);
+    const freshState = join(dir, 'other-tenant-state');
+    const requestsBefore = proxy.paths.length;
+    const result = await runCliAsync([
+      'witness',
+      '--url',
+      proxy.url,
+      '--tenant',
+      other,
+      '--token-file',
+      tokenFile,
+      '--state',
+      freshState,
+    ]);
+    assert.equal(result.status, 2, result.stdout);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /the token is for tenant ward-w, not --tenant ward-x/);
+    assert.match(result.stderr, /\[WITNESS_INVALID_INPUT\]/);
+    assert.equal(proxy.paths.length, requestsBefore, 'no request reaches the server');
+    assert.equal(existsSync(join(freshState, `${other}.json`)), false);
+  });
+
+  test('an opaque token of another tenant is unusable', async () => {
+    const other = 'ward-y';
+    await server!.app.services.tenants.create(other);
+    await server!.app.services.log.publish(other);
+    const opaqueTokenFile = join(dir, 'opaque.token');
+    writeFileSync(opaqueTokenFile, 'opaque-gateway-token', { mode: 0o600 });
+    const freshState = join(dir, 'opaque-token-state');
+    // The proxy acts as a gateway that maps the opaque token to a ward-y token.
+    proxy.token = await server!.app.token('auditor', other);
+    try {
+      const result = await runCliAsync([
+        'witness',
+        '--url',
+        proxy.url,
+        '--tenant',
+        TENANT,
+        '--token-file',
+        opaqueTokenFile,
+        '--state',
+        freshState,
+      ]);
+      assert.equal(result.status, 2, result.stdout);
+      assert.equal(result.stdout, '');
+      assert.match(
+        result.stderr,
+        /checkpoint of log cdil\.local\/tenants\/ward-y, not of the log of tenant ward-w/,
+      );
+      assert.match(result.stderr, /the token is for tenant ward-y/);
+    } finally {
+      proxy.token = undefined;
+    }
+    assert.equal(existsSync(join(freshState, `${TENANT}.json`)), false);
+  });
+
+  test("another tenant's checkpoint for this token is rejected", async () => {
+    const stateBefore = readFileSync(statePath(), 'utf8');
+    const otherCheckpoint = await fetch(`${server!.url}/v1/log/checkpoint`, {
+      headers: { authorization: `Bearer ${await server!.app.token('auditor', 'ward-y')}` },
+    });
+    assert.equal(otherCheckpoint.status, 200);
+    const otherBody = await otherCheckpoint.text();
+    proxy.rewrite = (path, body) => (path === '/v1/log/checkpoint' ? otherBody : body);
+    try {
+      const result = await witness(proxy.url);
+      assert.equal(result.status, 1, result.stderr);
+      assert.match(
+        result.stdout,
+        /INVALID: the server's checkpoint does not verify with the pinned key/,
+      );
+    } finally {
+      proxy.rewrite = undefined;
+    }
+    assert.equal(readFileSync(statePath(), 'utf8'), stateBefore);
   });
 });

@@ -43,13 +43,26 @@ function parseInstant(value: string): string {
 
 /**
  * Writes the export to `<out>.partial` and renames it into place once complete, then records
- * an `audit.export` event. Returns 0, or 1 when the log has leaves without a stored row.
+ * an `audit.export` event. Returns 0, 1 when the log has leaves without a stored row, or 2
+ * without writing or recording anything when --from is not earlier than --to.
  */
 export async function runAuditExport(
   options: AuditExportCliOptions,
   out: Output,
   err: Output,
 ): Promise<number> {
+  // The range includes --from and excludes --to, so equal bounds also match nothing.
+  if (
+    options.from !== undefined &&
+    options.to !== undefined &&
+    Date.parse(options.from) >= Date.parse(options.to)
+  ) {
+    err(
+      `error: --from ${options.from} must be earlier than --to ${options.to}, ` +
+        'because the range includes --from and excludes --to',
+    );
+    return EXIT_UNUSABLE;
+  }
   const range = { occurredFrom: options.from, occurredTo: options.to };
   const partial = `${options.out}.partial`;
   const result = await withServices(async (services) => {

@@ -84,8 +84,20 @@ function locate(finding: LedgerFinding): string {
       parts.push(`node ${finding.node!.level}/${finding.node!.index}`);
       break;
     case 'head':
+      // A log head finding has the head's tree size, a chain head finding its chain sequence.
+      if (finding.tree_size !== undefined) {
+        parts.push(`log head of size ${finding.tree_size}`);
+      } else {
+        parts.push('chain head');
+      }
+      if (finding.chain_sequence !== undefined) {
+        parts.push(`sequence ${finding.chain_sequence}`);
+      }
+      break;
     case 'checkpoint':
-      parts.push(`${finding.subject} of size ${finding.tree_size}`);
+      parts.push(
+        finding.tree_size === undefined ? 'checkpoint' : `checkpoint of size ${finding.tree_size}`,
+      );
       break;
     case 'leaf':
       parts.push('leaf');

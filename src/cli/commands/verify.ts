@@ -2,8 +2,10 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseTrustedKeys, verifyBundle, verifyBundleWithTimestamps } from '../../core/bundle.ts';
+import { parseVerifierKey } from '../../core/checkpoint.ts';
 import { nodeCrypto } from '../../core/crypto-node.ts';
-import { BundleError } from '../../core/errors.ts';
+import { BundleError, TimestampError } from '../../core/errors.ts';
+import { decodeTrustedRoots, parseTrustedRoots } from '../../core/timestamp/certificates.ts';
 import type { VerificationReport } from '../../core/verify/verify.ts';
 import { DEFAULT_ZIP_LIMITS } from '../../core/zip.ts';
 
@@ -58,26 +60,101 @@ export function printable(text: string): string {
   );
 }
 
+/** Largest trust file (key set, log keys, TSA roots) read, in bytes. */
+const MAX_TRUST_FILE_BYTES = 1024 * 1024;
+
+function malformedTrustFile(option: string, path: string, problem: string): BundleError {
+  return new BundleError('BUNDLE_MALFORMED_TRUSTED_KEYS', `${option} ${path} ${problem}`);
+}
+
+/** Reads the tenant key set (JWKS) that the signing key must belong to. */
+function readTrustedKeys(path: string | undefined) {
+  if (path === undefined) {
+    return undefined;
+  }
+  const text = readInput(path, 'trusted key set', MAX_TRUST_FILE_BYTES).toString('utf8');
+  try {
+    return parseTrustedKeys(text);
+  } catch (error) {
+    if (!(error instanceof BundleError)) {
+      throw error;
+    }
+    throw malformedTrustFile(
+      '--trusted-keys',
+      path,
+      `is not usable: ${error.message}; expected the tenant's JWKS from /v1/tenants/{tenant_id}/jwks.json`,
+    );
+  }
+}
+
 /**
  * Reads pinned log verifier keys: one signed-note verifier key per line, blank lines and lines
- * starting with # ignored.
+ * starting with # ignored. Every other line must parse as an Ed25519 verifier key, so a typo
+ * cannot silently drop a pinned key and a wrong file is reported as such, not as a forged log.
  */
 function readTrustedLogKeys(path: string | undefined): string[] | undefined {
   if (path === undefined) {
     return undefined;
   }
-  const lines = readInput(path, 'trusted log key file', 1024 * 1024)
+  const expected = 'expected one Ed25519 signed-note verifier key per line';
+  const lines = readInput(path, 'trusted log key file', MAX_TRUST_FILE_BYTES)
     .toString('utf8')
     .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line !== '' && !line.startsWith('#'));
+    .map((line, index) => ({ number: index + 1, text: line.trim() }))
+    .filter((line) => line.text !== '' && !line.text.startsWith('#'));
   if (lines.length === 0) {
-    throw new BundleError(
-      'BUNDLE_MALFORMED_TRUSTED_KEYS',
-      `${path} contains no log verifier key; put one signed-note verifier key per line`,
+    throw malformedTrustFile('--trusted-log-keys', path, `contains no log key; ${expected}`);
+  }
+  for (const line of lines) {
+    try {
+      parseVerifierKey(nodeCrypto, line.text);
+    } catch (error) {
+      throw malformedTrustFile(
+        '--trusted-log-keys',
+        `${path} line ${line.number}`,
+        `is not a signed-note verifier key: ${(error as Error).message}; ${expected}`,
+      );
+    }
+  }
+  return lines.map((line) => line.text);
+}
+
+// Matches the PEM labels of PKCS #8, encrypted PKCS #8, PKCS #1 and SEC 1 private keys.
+const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+
+/**
+ * Reads the TSA root certificates (PEM) that timestamp tokens must chain to. The file must
+ * contain at least one certificate, and each must parse and be a CA certificate. A private key
+ * anywhere in the file is rejected, because it means the wrong file was given.
+ */
+function readTsaRoots(path: string | undefined): string | undefined {
+  if (path === undefined) {
+    return undefined;
+  }
+  const text = readInput(path, 'TSA root file', MAX_TRUST_FILE_BYTES).toString('utf8');
+  if (PEM_PRIVATE_KEY.test(text)) {
+    throw malformedTrustFile(
+      '--tsa-roots',
+      path,
+      'contains a private key; expected only the PEM certificates of the TSA root CAs',
     );
   }
-  return lines;
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+    throw malformedTrustFile(
+      '--tsa-roots',
+      path,
+      'contains no PEM certificate; expected the PEM certificates of the TSA root CAs',
+    );
+  }
+  try {
+    parseTrustedRoots(decodeTrustedRoots(text));
+  } catch (error) {
+    if (!(error instanceof TimestampError)) {
+      throw error;
+    }
+    throw malformedTrustFile('--tsa-roots', path, `is not usable: ${error.message}`);
+  }
+  return text;
 }
 
 const STATUS_MARKS = { pass: 'PASS', fail: 'FAIL', skipped: 'SKIP' } as const;
@@ -86,35 +163,25 @@ export function formatReport(report: VerificationReport): string {
   const lines = [
     `${report.valid ? 'VALID' : 'INVALID'}  certificate ${report.certificate_id ?? '(unknown)'}`,
   ];
+  const nameWidth = Math.max(0, ...report.checks.map((check) => check.check.length));
   for (const check of report.checks) {
     const mark = STATUS_MARKS[check.status];
-    lines.push(
-      `  ${mark}  ${check.check.padEnd(18)} ${check.detail}${check.code ? ` [${check.code}]` : ''}`,
-    );
+    const code = check.code ? ` [${check.code}]` : '';
+    lines.push(`  ${mark}  ${check.check.padEnd(nameWidth)} ${check.detail}${code}`);
   }
   lines.push('', report.summary);
   return lines.map(printable).join('\n');
 }
 
-/** Reads the TSA root certificates (PEM) that timestamp tokens must chain to. */
-function readTsaRoots(path: string | undefined): string | undefined {
-  return path === undefined
-    ? undefined
-    : readInput(path, 'TSA root file', 1024 * 1024).toString('utf8');
-}
-
 function readVerifyInputs(bundlePath: string, options: VerifyCliOptions) {
+  const trustedKeys = readTrustedKeys(options.trustedKeys);
+  const trustedLogKeys = readTrustedLogKeys(options.trustedLogKeys);
   const zip = readInput(bundlePath, 'bundle', DEFAULT_ZIP_LIMITS.maxArchiveBytes);
-  const trustedKeys = options.trustedKeys
-    ? parseTrustedKeys(
-        readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'),
-      )
-    : undefined;
   return {
     zip,
     options: {
       trustedKeys,
-      trustedLogKeys: readTrustedLogKeys(options.trustedLogKeys),
+      trustedLogKeys,
       noteText: options.note ? readInput(options.note, 'note', 16 * 1024 * 1024) : undefined,
     },
   };
@@ -169,6 +236,24 @@ export function runVerify(
   }
 }
 
+/**
+ * Writes a usage error and returns false for --require-timestamps without --tsa-roots, because
+ * without roots the tokens are not checked and the option would pass tokens that are garbage.
+ */
+function timestampOptionsUsable(
+  options: { tsaRoots?: string | undefined; requireTimestamps?: boolean | undefined },
+  err: (text: string) => void,
+): boolean {
+  if (options.requireTimestamps === true && options.tsaRoots === undefined) {
+    err(
+      'error: --require-timestamps needs --tsa-roots <file>, the TSA root certificates that ' +
+        'the timestamp tokens are checked against',
+    );
+    return false;
+  }
+  return true;
+}
+
 /** Runs the whole verification, RFC 3161 timestamp tokens included, and returns the exit status. */
 export async function runVerifyWithTimestamps(
   bundlePath: string,
@@ -176,11 +261,15 @@ export async function runVerifyWithTimestamps(
   out: (text: string) => void,
   err: (text: string) => void,
 ): Promise<number> {
+  if (!timestampOptionsUsable(options, err)) {
+    return EXIT_UNUSABLE;
+  }
   try {
+    const tsaRoots = readTsaRoots(options.tsaRoots);
     const inputs = readVerifyInputs(bundlePath, options);
     const report = await verifyBundleWithTimestamps(nodeCrypto, inputs.zip, {
       ...inputs.options,
-      tsaRoots: readTsaRoots(options.tsaRoots),
+      tsaRoots,
       requireTimestamps: options.requireTimestamps,
     });
     return printReport(report, options, out);
@@ -217,17 +306,16 @@ export async function runVerifyMany(
     err('error: --jobs must be an integer from 1 to 64');
     return EXIT_UNUSABLE;
   }
+  if (!timestampOptionsUsable(options, err)) {
+    return EXIT_UNUSABLE;
+  }
   let trustedKeys;
   let trustedLogKeys;
   let tsaRoots;
   try {
+    trustedKeys = readTrustedKeys(options.trustedKeys);
     trustedLogKeys = readTrustedLogKeys(options.trustedLogKeys);
     tsaRoots = readTsaRoots(options.tsaRoots);
-    trustedKeys = options.trustedKeys
-      ? parseTrustedKeys(
-          readInput(options.trustedKeys, 'trusted key set', 1024 * 1024).toString('utf8'),
-        )
-      : undefined;
   } catch (error) {
     if (error instanceof BundleError) {
       err(`error: ${error.message} [${error.code}]`);
@@ -308,7 +396,7 @@ export function registerVerifyCommand(program: Command): void {
     )
     .option(
       '--require-timestamps',
-      'fail a bundle without a checkpoint timestamp token (use with --tsa-roots)',
+      'fail a bundle without a checkpoint timestamp token (requires --tsa-roots)',
     )
     .option('--note <file>', 'also check that this file holds exactly the certified note text')
     .option('--json', 'print the full report as JSON')

@@ -169,7 +169,7 @@ export function registerWitnessCommand(program: Command): void {
         'with the pinned log key and a consistency proof from the checkpoint recorded in --state, ' +
         'and records the new checkpoint only when both verify. Exit status: 0 accepted, ' +
         '1 rejected (rollback, fork, invalid signature or proof; the state is left unchanged), ' +
-        '2 unusable (bad option, state file or server response).',
+        '2 unusable (bad option, token of another tenant, state file or server response).',
     )
     .requiredOption('--url <url>', 'base URL of the CDIL server, for example http://127.0.0.1:8080')
     .requiredOption('--tenant <id>', 'tenant whose log to watch')
