@@ -115,6 +115,33 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+const HEADER_KEYS = new Set([
+  'format',
+  'tenant_id',
+  'exported_at',
+  'log_key',
+  'checkpoint',
+  'tree_size',
+  'range',
+]);
+const RANGE_KEYS = new Set(['start', 'end', 'occurred_from', 'occurred_to']);
+const ENTRY_KEYS = new Set([
+  'kind',
+  'log_index',
+  'leaf_hash',
+  'leaf_data',
+  'certificate_id',
+  'inclusion_proof',
+]);
+
+/**
+ * Returns the keys of `value` that are not in `allowed`. No check covers unknown fields, so an
+ * export that carried them could show a reader text that nothing vouches for.
+ */
+function unknownKeys(value: Record<string, unknown>, allowed: ReadonlySet<string>): string[] {
+  return Object.keys(value).filter((key) => !allowed.has(key));
+}
+
 /** Decodes a proof hash in canonical base64 of exactly 32 bytes, or returns undefined. */
 function decodeProofHash(text: unknown): Uint8Array | undefined {
   if (typeof text !== 'string') {
@@ -157,6 +184,13 @@ export function parseAuditExportHeader(line: string | Uint8Array): AuditExportHe
     !(range.occurred_to === null || typeof range.occurred_to === 'string')
   ) {
     problems.push('range must have integers start <= end and occurred_from, occurred_to');
+  }
+  const extra = [
+    ...unknownKeys(value, HEADER_KEYS),
+    ...(isRecord(range) ? unknownKeys(range, RANGE_KEYS).map((key) => `range.${key}`) : []),
+  ];
+  if (extra.length > 0) {
+    problems.push(`unknown fields ${extra.join(', ')}`);
   }
   if (problems.length > 0) {
     throw unusable(`header is invalid: ${problems.join('; ')}`);
@@ -335,6 +369,10 @@ export class AuditExportVerifier {
     const isCertificate = value.kind === 'certificate';
     if (isCertificate !== (typeof value.certificate_id === 'string')) {
       return fail('certificate_id must be set on certificate lines and only there');
+    }
+    const extra = unknownKeys(value, ENTRY_KEYS);
+    if (extra.length > 0) {
+      return fail(`unknown fields ${extra.join(', ')}`);
     }
     return value as unknown as AuditExportEntry;
   }

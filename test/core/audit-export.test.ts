@@ -187,6 +187,24 @@ describe('audit export verification', () => {
     assert.equal(check(report, 'entry_format').failures.length, 2);
   });
 
+  test('unknown fields are rejected', () => {
+    const lines = copy();
+    lines[3] = JSON.stringify({ ...entry(lines, 3), note: 'reviewed by the auditor' });
+    const report = verify(lines);
+    // The rejected line is not counted, so its leaf is also missing from the range.
+    assert.deepEqual(failed(report), ['entry_format', 'completeness']);
+    assert.match(check(report, 'entry_format').failures[0]!, /line 4: unknown fields note/);
+
+    const extraHeader = copy();
+    extraHeader[0] = JSON.stringify({ ...header(extraHeader), comment: 'x' });
+    assert.throws(() => verify(extraHeader), /header is invalid: unknown fields comment/);
+
+    const extraRange = copy();
+    const head = header(extraRange);
+    extraRange[0] = JSON.stringify({ ...head, range: { ...head.range, step: 2 } });
+    assert.throws(() => verify(extraRange), /unknown fields range\.step/);
+  });
+
   test('checkpoint signed by another key fails', () => {
     const lines = copy();
     const head = header(lines);
