@@ -130,6 +130,9 @@ export interface ChainHashInput {
 }
 
 export function sha256Hex(crypto: CryptoProvider, data: Uint8Array | string): string {
+  if (crypto.sha256Hex) {
+    return crypto.sha256Hex(data);
+  }
   return toHex(crypto.sha256(typeof data === 'string' ? utf8Encode(data) : data));
 }
 

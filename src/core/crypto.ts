@@ -17,6 +17,12 @@ export interface PublicKeyHandle {
 
 export interface CryptoProvider {
   sha256(data: Uint8Array): Uint8Array;
+  /**
+   * Returns SHA-256 of `data` as lowercase hex. Optional: without it, callers hex-encode the
+   * result of `sha256`. A provider may offer it because returning a string skips allocating
+   * a byte array, which is most of the cost of hashing inputs of a few hundred bytes.
+   */
+  sha256Hex?(data: Uint8Array | string): string;
   /** Parses an SPKI PEM holding an EC P-256 public key; throws on anything else. */
   importPublicKeyPem(pem: string): PublicKeyHandle;
   /** Imports an EC P-256 public JWK; throws on anything else. */
