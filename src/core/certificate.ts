@@ -173,10 +173,29 @@ export function pickSignedFields(source: SignedMessage): SignedMessage {
   return out as unknown as SignedMessage;
 }
 
+const MAX_CACHED_THUMBPRINTS = 256;
+const thumbprintCaches = new WeakMap<CryptoProvider, Map<string, string>>();
+
 /** Computes the RFC 7638 JWK thumbprint (SHA-256, base64url), used as the key id. */
 export function jwkThumbprint(crypto: CryptoProvider, jwk: EcPublicJwk): string {
-  const members = flatCanonicalJson({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
-  return toBase64Url(crypto.sha256(utf8Encode(members)));
+  // The members are listed in sorted order, so JSON.stringify writes their canonical JSON.
+  const members = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+  // Verifying a bundle set computes the thumbprint of one tenant key again and again. The
+  // cache key is the exact hashed text, and each provider has its own cache.
+  let cache = thumbprintCaches.get(crypto);
+  if (!cache) {
+    cache = new Map();
+    thumbprintCaches.set(crypto, cache);
+  }
+  let thumbprint = cache.get(members);
+  if (thumbprint === undefined) {
+    thumbprint = toBase64Url(crypto.sha256(utf8Encode(members)));
+    if (cache.size >= MAX_CACHED_THUMBPRINTS) {
+      cache.clear();
+    }
+    cache.set(members, thumbprint);
+  }
+  return thumbprint;
 }
 
 /** Computes the governance policy hash: SHA-256 of the policy version string. */
