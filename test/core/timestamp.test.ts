@@ -43,6 +43,61 @@ function flipped(bytes: Uint8Array, index: number, mask = 0x01): Uint8Array {
   return copy;
 }
 
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** 32-bit FNV-1a of the first `length` bytes, the hash that picks a verifier cache slot. */
+function fnv1a(bytes: Uint8Array, length = bytes.length): number {
+  let hash = FNV_OFFSET;
+  for (let i = 0; i < length; i++) {
+    hash = Math.imul(hash ^ bytes[i]!, FNV_PRIME);
+  }
+  return hash >>> 0;
+}
+
+/** Inverse of an odd number modulo 2^32, by Newton's iteration. */
+function inverseMod32(odd: number): number {
+  let inverse = odd;
+  for (let i = 0; i < 5; i++) {
+    inverse = Math.imul(inverse, 2 - Math.imul(odd, inverse));
+  }
+  return inverse;
+}
+
+/**
+ * Returns a copy of `bytes` with the same length and 32-bit FNV-1a hash but other content. One
+ * byte near the end is flipped, and the last four bytes are solved for by meeting in the
+ * middle: two bytes forward from the flipped prefix, two bytes back from the target hash.
+ */
+function fnvCollision(bytes: Uint8Array): Uint8Array {
+  const target = fnv1a(bytes);
+  const inverse = inverseMod32(FNV_PRIME);
+  const n = bytes.length;
+  for (let mask = 1; mask < 256; mask++) {
+    const candidate = flipped(bytes, n - 5, mask);
+    const prefix = fnv1a(candidate, n - 4);
+    const forward = new Map<number, number>();
+    for (let pair = 0; pair < 0x10000; pair++) {
+      const state = Math.imul(
+        Math.imul(prefix ^ (pair >>> 8), FNV_PRIME) ^ (pair & 0xff),
+        FNV_PRIME,
+      );
+      forward.set(state >>> 0, pair);
+    }
+    for (let pair = 0; pair < 0x10000; pair++) {
+      const beforeLast = Math.imul(target, inverse) ^ (pair & 0xff);
+      const state = (Math.imul(beforeLast, inverse) ^ (pair >>> 8)) >>> 0;
+      const head = forward.get(state);
+      if (head !== undefined) {
+        candidate.set([head >>> 8, head & 0xff, pair >>> 8, pair & 0xff], n - 4);
+        assert.equal(fnv1a(candidate), target);
+        return candidate;
+      }
+    }
+  }
+  throw new Error('no FNV-1a collision found');
+}
+
 function indexOfBytes(haystack: Uint8Array, needle: Uint8Array, from = 0): number {
   const index = Buffer.from(haystack).indexOf(Buffer.from(needle), from);
   assert.ok(index >= 0, 'byte pattern not found in token');
@@ -457,6 +512,67 @@ describe('timestamp verification cache', () => {
       TimestampErrorCode.CHAIN_UNTRUSTED,
     );
     assert.equal(verifier.cacheStats.hits, 0);
+  });
+
+  test('token with the same hash misses cache', async () => {
+    const verifier = new TimestampVerifier({ cacheSize: 8 });
+    const options = { data: DATA, trustedRoots: tsa.rootPem };
+    await verifier.verify(first.token, options);
+    const colliding = fnvCollision(first.token);
+    assert.notDeepEqual(colliding, first.token);
+    await assert.rejects(verifier.verify(colliding, options), TimestampError);
+    assert.equal(verifier.cacheStats.hits, 0);
+    assert.equal(verifier.cacheStats.misses, 2);
+  });
+
+  test('token changed in place misses cache', async () => {
+    const verifier = new TimestampVerifier({ cacheSize: 8 });
+    const options = { data: DATA, trustedRoots: tsa.rootPem };
+    // A Buffer, whose slice() is a view, so a cache that kept a slice would change with it.
+    const token = Buffer.from(first.token);
+    await verifier.verify(token, options);
+    // Same hash, so only the full byte comparison against a real copy tells them apart.
+    token.set(fnvCollision(first.token));
+    await assert.rejects(verifier.verify(token, options), TimestampError);
+    assert.equal(verifier.cacheStats.hits, 0);
+  });
+
+  test('data changed in place is hashed again', async () => {
+    const verifier = new TimestampVerifier({ cacheSize: 8 });
+    const data = Buffer.from(DATA);
+    await verifier.verify(first.token, { data, trustedRoots: tsa.rootPem });
+    await verifier.verify(first.token, { data, trustedRoots: tsa.rootPem });
+    data.set(OTHER_DATA);
+    await rejects(
+      verifier.verify(first.token, { data, trustedRoots: tsa.rootPem }),
+      TimestampErrorCode.IMPRINT_MISMATCH,
+    );
+    assert.equal(verifier.cacheStats.hits, 2);
+  });
+
+  test('roots list changed in place misses cache', async () => {
+    const verifier = new TimestampVerifier({ cacheSize: 8 });
+    const roots = [tsa.rootPem];
+    await verifier.verify(first.token, { data: DATA, trustedRoots: roots });
+    roots[0] = untrusted.rootPem;
+    await rejects(
+      verifier.verify(first.token, { data: DATA, trustedRoots: roots }),
+      TimestampErrorCode.CHAIN_UNTRUSTED,
+    );
+    assert.equal(verifier.cacheStats.hits, 0);
+  });
+
+  test('DER roots are keyed by content', async () => {
+    const verifier = new TimestampVerifier({ cacheSize: 8 });
+    const trusted = pemToDer(tsa.rootPem);
+    await verifier.verify(first.token, { data: DATA, trustedRoots: trusted });
+    await verifier.verify(first.token, { data: DATA, trustedRoots: trusted.slice() });
+    assert.equal(verifier.cacheStats.hits, 1);
+    await rejects(
+      verifier.verify(first.token, { data: DATA, trustedRoots: pemToDer(untrusted.rootPem) }),
+      TimestampErrorCode.CHAIN_UNTRUSTED,
+    );
+    assert.equal(verifier.cacheStats.hits, 1);
   });
 
   test('failures are not cached', async () => {
