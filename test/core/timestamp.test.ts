@@ -46,10 +46,21 @@ function flipped(bytes: Uint8Array, index: number, mask = 0x01): Uint8Array {
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
 
-/** 32-bit FNV-1a of the first `length` bytes, the hash that picks a verifier cache slot. */
-function fnv1a(bytes: Uint8Array, length = bytes.length): number {
+/** FNV-1a state after 32-bit little-endian word steps over bytes 0 to `end` (a multiple of 4). */
+function wordState(bytes: Uint8Array, end: number): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let hash = FNV_OFFSET;
-  for (let i = 0; i < length; i++) {
+  for (let i = 0; i < end; i += 4) {
+    hash = Math.imul(hash ^ view.getInt32(i, true), FNV_PRIME);
+  }
+  return hash;
+}
+
+/** The verifier's cache slot hash, rebuilt here: word steps, then one step per remaining byte. */
+function slotHash(bytes: Uint8Array): number {
+  const wordsEnd = bytes.length - (bytes.length % 4);
+  let hash = wordState(bytes, wordsEnd);
+  for (let i = wordsEnd; i < bytes.length; i++) {
     hash = Math.imul(hash ^ bytes[i]!, FNV_PRIME);
   }
   return hash >>> 0;
@@ -65,37 +76,18 @@ function inverseMod32(odd: number): number {
 }
 
 /**
- * Returns a copy of `bytes` with the same length and 32-bit FNV-1a hash but other content. One
- * byte near the end is flipped, and the last four bytes are solved for by meeting in the
- * middle: two bytes forward from the flipped prefix, two bytes back from the target hash.
+ * Returns a copy of `bytes` with the same length and slot hash but other content: one byte is
+ * flipped, and the last whole word is then chosen so the hash state after it is unchanged.
  */
-function fnvCollision(bytes: Uint8Array): Uint8Array {
-  const target = fnv1a(bytes);
-  const inverse = inverseMod32(FNV_PRIME);
-  const n = bytes.length;
-  for (let mask = 1; mask < 256; mask++) {
-    const candidate = flipped(bytes, n - 5, mask);
-    const prefix = fnv1a(candidate, n - 4);
-    const forward = new Map<number, number>();
-    for (let pair = 0; pair < 0x10000; pair++) {
-      const state = Math.imul(
-        Math.imul(prefix ^ (pair >>> 8), FNV_PRIME) ^ (pair & 0xff),
-        FNV_PRIME,
-      );
-      forward.set(state >>> 0, pair);
-    }
-    for (let pair = 0; pair < 0x10000; pair++) {
-      const beforeLast = Math.imul(target, inverse) ^ (pair & 0xff);
-      const state = (Math.imul(beforeLast, inverse) ^ (pair >>> 8)) >>> 0;
-      const head = forward.get(state);
-      if (head !== undefined) {
-        candidate.set([head >>> 8, head & 0xff, pair >>> 8, pair & 0xff], n - 4);
-        assert.equal(fnv1a(candidate), target);
-        return candidate;
-      }
-    }
-  }
-  throw new Error('no FNV-1a collision found');
+function slotHashCollision(bytes: Uint8Array): Uint8Array {
+  const lastWord = bytes.length - (bytes.length % 4) - 4;
+  const candidate = flipped(bytes, lastWord - 1);
+  const stateAfterLastWord = wordState(bytes, lastWord + 4);
+  const word =
+    Math.imul(stateAfterLastWord, inverseMod32(FNV_PRIME)) ^ wordState(candidate, lastWord);
+  new DataView(candidate.buffer).setInt32(lastWord, word, true);
+  assert.equal(slotHash(candidate), slotHash(bytes));
+  return candidate;
 }
 
 function indexOfBytes(haystack: Uint8Array, needle: Uint8Array, from = 0): number {
@@ -518,11 +510,14 @@ describe('timestamp verification cache', () => {
     const verifier = new TimestampVerifier({ cacheSize: 8 });
     const options = { data: DATA, trustedRoots: tsa.rootPem };
     await verifier.verify(first.token, options);
-    const colliding = fnvCollision(first.token);
+    const colliding = slotHashCollision(first.token);
     assert.notDeepEqual(colliding, first.token);
     await assert.rejects(verifier.verify(colliding, options), TimestampError);
     assert.equal(verifier.cacheStats.hits, 0);
     assert.equal(verifier.cacheStats.misses, 2);
+    // The colliding token did not evict the cached one.
+    await verifier.verify(first.token, options);
+    assert.equal(verifier.cacheStats.hits, 1);
   });
 
   test('token changed in place misses cache', async () => {
@@ -532,7 +527,7 @@ describe('timestamp verification cache', () => {
     const token = Buffer.from(first.token);
     await verifier.verify(token, options);
     // Same hash, so only the full byte comparison against a real copy tells them apart.
-    token.set(fnvCollision(first.token));
+    token.set(slotHashCollision(first.token));
     await assert.rejects(verifier.verify(token, options), TimestampError);
     assert.equal(verifier.cacheStats.hits, 0);
   });

@@ -340,12 +340,20 @@ interface CacheEntry {
 const MAX_ROOTS_IDS = 64;
 
 /**
- * Returns the 32-bit FNV-1a hash of `bytes`. It only picks a cache slot: a lookup also compares
- * the token bytes in full, so a collision costs a verification, never a wrong result.
+ * Returns a 32-bit FNV-1a-style hash of `bytes`, taken over little-endian 32-bit words and then
+ * the remaining bytes, which is about twice as fast as one byte per step. It only picks a
+ * cache slot: a lookup also compares the token bytes in full, so a collision costs a
+ * verification, never a wrong result.
  */
-function fnv1a(bytes: Uint8Array): number {
+function slotHash(bytes: Uint8Array): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const wordsEnd = bytes.length - (bytes.length % 4);
   let hash = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) {
+  let i = 0;
+  for (; i < wordsEnd; i += 4) {
+    hash = Math.imul(hash ^ view.getInt32(i, true), 0x01000193);
+  }
+  for (; i < bytes.length; i++) {
     hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
   }
   return hash >>> 0;
@@ -449,7 +457,7 @@ export class TimestampVerifier {
       this.#misses++;
       return { verified: await verifyToken(token, decodeTrustedRoots(roots), this.#engine) };
     }
-    const key = `${this.#rootsId(roots)}:${token.length}:${fnv1a(token)}`;
+    const key = `${this.#rootsId(roots)}:${token.length}:${slotHash(token)}`;
     const cached = this.#cache.get(key);
     if (cached && bytesEqual(cached.token, token)) {
       this.#hits++;
@@ -463,8 +471,11 @@ export class TimestampVerifier {
     const pending = verifyToken(token, decodeTrustedRoots(roots), this.#engine);
     // new Uint8Array copies; Buffer.prototype.slice would return a view of the caller's bytes.
     const entry: CacheEntry = { token: new Uint8Array(token), verified: pending };
-    // A different token with the same hash replaces the older entry.
-    this.#cache.delete(key);
+    if (cached) {
+      // Another token has this slot. It stays, so a token made to collide with a cached one
+      // cannot evict it, and this one is verified without being cached.
+      return { verified: await pending };
+    }
     this.#cache.set(key, entry);
     if (this.#cache.size > this.#cacheSize) {
       const oldest = this.#cache.keys().next().value as string;
