@@ -1,7 +1,7 @@
 // The certificate format: which fields are signed, how the chain hash is formed, and how a
 // key id is derived. Field names of the first 16 signed fields are those of the original
 // Python CDIL, so bundles from either verify with the same steps.
-import { canonicalSignedJson, flatCanonicalJson } from './canonical.ts';
+import { canonicalSignedJson } from './canonical.ts';
 import type { CryptoProvider, EcPublicJwk } from './crypto.ts';
 import { toBase64Url, toHex, utf8Encode } from './encoding.ts';
 
@@ -138,7 +138,19 @@ export function sha256Hex(crypto: CryptoProvider, data: Uint8Array | string): st
 
 /** Computes SHA-256 over the canonical JSON of the chain inputs; `timestamp` is issued_at_utc. */
 export function computeChainHash(crypto: CryptoProvider, input: ChainHashInput): string {
-  return sha256Hex(crypto, flatCanonicalJson({ ...input }));
+  // The members are written in sorted order and are strings or null, so JSON.stringify gives
+  // their RFC 8785 form without sorting on every call. The type makes a new input field a
+  // compile error here until it is added in its sorted place.
+  const members: Record<keyof ChainHashInput, string | null> = {
+    certificate_id: input.certificate_id,
+    governance_policy_version: input.governance_policy_version,
+    model_version: input.model_version,
+    note_hash: input.note_hash,
+    previous_hash: input.previous_hash,
+    tenant_id: input.tenant_id,
+    timestamp: input.timestamp,
+  };
+  return sha256Hex(crypto, JSON.stringify(members));
 }
 
 export function chainHashInputOf(message: SignedMessage): ChainHashInput {
