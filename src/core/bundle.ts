@@ -157,7 +157,7 @@ export function buildBundleZip(crypto: CryptoProvider, evidence: Evidence): Uint
 /** A bundle file decoded as UTF-8 and parsed as JSON, or the error that either step raised. */
 type JsonFile = { ok: true; text: string; value: unknown } | { ok: false; error: unknown };
 
-/** Parsed JSON files of a bundle by name; a file the bundle lacks has no entry. */
+/** Parsed JSON files of a bundle by name. A file the bundle lacks has no entry. */
 type JsonFiles = ReadonlyMap<string, JsonFile>;
 
 /**
@@ -185,7 +185,7 @@ function parseJsonBytes(bytes: Uint8Array): JsonFile {
   }
 }
 
-/** Returns the parsed value of a JSON file the bundle contains; throws BundleError if unreadable. */
+/** Returns the parsed value of a JSON file the bundle contains, or throws BundleError. */
 function parseJsonFile(json: JsonFiles, name: string): unknown {
   const file = json.get(name)!;
   if (!file.ok) {

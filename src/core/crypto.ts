@@ -19,8 +19,8 @@ export interface CryptoProvider {
   sha256(data: Uint8Array): Uint8Array;
   /**
    * Returns SHA-256 of `data` as lowercase hex. Optional: without it, callers hex-encode the
-   * result of `sha256`. A provider may offer it because returning a string skips allocating
-   * a byte array, which is most of the cost of hashing inputs of a few hundred bytes.
+   * result of `sha256`. A provider may offer it to skip allocating a byte array for the
+   * digest, which is a large share of the cost of hashing small inputs.
    */
   sha256Hex?(data: Uint8Array | string): string;
   /** Parses an SPKI PEM holding an EC P-256 public key; throws on anything else. */

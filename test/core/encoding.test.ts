@@ -1,5 +1,5 @@
-// Byte comparison, which switches to four bytes per step on longer inputs; checked against
-// Buffer.equals on views at every alignment and on lengths around the switch.
+// Byte comparison, which switches to four bytes per step on longer inputs. It is checked
+// against Buffer.equals on views at every alignment and on lengths around the switch.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';

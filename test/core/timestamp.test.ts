@@ -56,7 +56,7 @@ function wordState(bytes: Uint8Array, end: number): number {
   return hash;
 }
 
-/** The verifier's cache slot hash, rebuilt here: word steps, then one step per remaining byte. */
+/** Computes the verifier's cache slot hash: word steps, then one step per remaining byte. */
 function slotHash(bytes: Uint8Array): number {
   const wordsEnd = bytes.length - (bytes.length % 4);
   let hash = wordState(bytes, wordsEnd);
@@ -526,7 +526,7 @@ describe('timestamp verification cache', () => {
     // A Buffer, whose slice() is a view, so a cache that kept a slice would change with it.
     const token = Buffer.from(first.token);
     await verifier.verify(token, options);
-    // Same hash, so only the full byte comparison against a real copy tells them apart.
+    // Same hash, so only the full comparison with a real copy can distinguish the two tokens.
     token.set(slotHashCollision(first.token));
     await assert.rejects(verifier.verify(token, options), TimestampError);
     assert.equal(verifier.cacheStats.hits, 0);

@@ -48,7 +48,7 @@ function expectedThumbprint(jwk: EcPublicJwk): string {
 describe('key caches', () => {
   const first = generateJwk();
   const second = generateJwk();
-  // Each variant differs from `first` in one member only.
+  // Keys that share one coordinate with `first`, or have its coordinates swapped.
   const variants: [string, EcPublicJwk][] = [
     ['first key', first],
     ['second key', second],

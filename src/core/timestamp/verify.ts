@@ -382,7 +382,7 @@ function rootsText(roots: TrustedRoots): string {
  * (signature and chain). Many bundles share one checkpoint token, so repeated calls with the
  * same token and roots skip them. A cache entry is found by an id of the exact trusted-roots
  * input and a 32-bit hash of the token, then confirmed by comparing the token bytes in full, so
- * no other token or roots can hit it. The imprint and genTime checks run on every call; the
+ * no other token or roots can hit it. The imprint and genTime checks run on every call. The
  * imprint digest is skipped only when the data equals, byte for byte, data that matched this
  * token before. Failures are never cached.
  */
