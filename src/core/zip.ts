@@ -7,7 +7,6 @@
 // entries that are not regular files, and names that collide on case-insensitive file systems.
 import { Inflate, zipSync, type Zippable } from 'fflate';
 import { BundleError } from './errors.ts';
-import { utf8Decode } from './encoding.ts';
 
 export interface ZipLimits {
   /** Maximum size of the archive itself, in bytes. */
@@ -60,6 +59,13 @@ const UNIX_FILE_TYPES: ReadonlyMap<number, string> = new Map([
   [0o120000, 'a symbolic link'],
   [0o140000, 'a socket'],
 ]);
+
+/**
+ * Decodes entry names strictly and keeps a leading byte order mark, so a name is exactly its
+ * bytes: the local header check compares raw name bytes, and a name that starts with U+FEFF
+ * is a different name from the one without it.
+ */
+const nameDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function unsafe(message: string): BundleError {
   return new BundleError('BUNDLE_UNSAFE_ENTRY', message);
@@ -278,7 +284,7 @@ function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralDire
     }
     let name: string;
     try {
-      name = utf8Decode(bytes.subarray(offset + 46, offset + 46 + nameLength));
+      name = nameDecoder.decode(bytes.subarray(offset + 46, offset + 46 + nameLength));
     } catch {
       throw unsafe(`entry ${i} has a name that is not UTF-8`);
     }
