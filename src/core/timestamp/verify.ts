@@ -469,13 +469,13 @@ export class TimestampVerifier {
     this.#misses++;
     // Roots are decoded only here: a hit means this exact input was decoded before.
     const pending = verifyToken(token, decodeTrustedRoots(roots), this.#engine);
-    // new Uint8Array copies; Buffer.prototype.slice would return a view of the caller's bytes.
-    const entry: CacheEntry = { token: new Uint8Array(token), verified: pending };
     if (cached) {
       // Another token has this slot. It stays, so a token made to collide with a cached one
       // cannot evict it, and this one is verified without being cached.
       return { verified: await pending };
     }
+    // new Uint8Array copies; Buffer.prototype.slice would return a view of the caller's bytes.
+    const entry: CacheEntry = { token: new Uint8Array(token), verified: pending };
     this.#cache.set(key, entry);
     if (this.#cache.size > this.#cacheSize) {
       const oldest = this.#cache.keys().next().value as string;
