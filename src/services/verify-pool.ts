@@ -56,6 +56,12 @@ export const DEFAULT_BATCH_SIZE = 64;
  */
 const BATCHES_PER_THREAD = 4;
 
+/**
+ * Batches sent to one worker before it replies. With two, the worker starts its next batch
+ * while its previous result travels back and is parsed, instead of waiting for the main thread.
+ */
+const BATCHES_IN_FLIGHT_PER_THREAD = 2;
+
 /** Copies the bundles back to back into one new buffer, which can be transferred. */
 function packZips(zips: readonly Uint8Array[]): { zipBytes: ArrayBuffer; zipLengths: number[] } {
   let total = 0;
@@ -124,15 +130,21 @@ export class BundleVerifierPool {
     }
     const outcomes = new Array<PoolOutcome[]>(batches.length);
     let next = 0;
-    // Each worker has one batch at a time and takes the next one when it finishes, so the
-    // workers stay equally busy even when some bundles take longer than others.
+    // Each sender takes the next batch when its previous one returns, so the workers stay
+    // equally busy even when some bundles take longer than others.
     const drain = async (worker: Worker): Promise<void> => {
       while (next < batches.length) {
         const index = next++;
         outcomes[index] = await this.#send(worker, batches[index]!, options);
       }
     };
-    await Promise.all(this.#workers.map(drain));
+    const senders: Promise<void>[] = [];
+    for (const worker of this.#workers) {
+      for (let i = 0; i < BATCHES_IN_FLIGHT_PER_THREAD; i++) {
+        senders.push(drain(worker));
+      }
+    }
+    await Promise.all(senders);
     return outcomes.flat();
   }
 
