@@ -154,12 +154,46 @@ export function buildBundleZip(crypto: CryptoProvider, evidence: Evidence): Uint
   return writeDeterministicZip(buildBundleFiles(crypto, evidence));
 }
 
-function parseJsonFile(files: Map<string, Uint8Array>, name: string): unknown {
-  try {
-    return JSON.parse(utf8Decode(files.get(name)!));
-  } catch (error) {
-    throw new BundleError('BUNDLE_MALFORMED_FILE', `${name} is not UTF-8 JSON`, { cause: error });
+/** A bundle file decoded as UTF-8 and parsed as JSON, or the error that either step raised. */
+type JsonFile = { ok: true; text: string; value: unknown } | { ok: false; error: unknown };
+
+/** Parsed JSON files of a bundle by name. A file the bundle lacks has no entry. */
+type JsonFiles = ReadonlyMap<string, JsonFile>;
+
+/**
+ * Decodes and parses every JSON file of the bundle once. Several checks read the same file (the
+ * manifest for its format, its layout and its entries), and parsing is a large share of the
+ * verification time. The parsed values are shared, so no check may modify them.
+ */
+function parseJsonFiles(files: Map<string, Uint8Array>): JsonFiles {
+  const parsed = new Map<string, JsonFile>();
+  for (const name of PRETTY_JSON_FILES) {
+    const bytes = files.get(name);
+    if (bytes) {
+      parsed.set(name, parseJsonBytes(bytes));
+    }
   }
+  return parsed;
+}
+
+function parseJsonBytes(bytes: Uint8Array): JsonFile {
+  try {
+    const text = utf8Decode(bytes);
+    return { ok: true, text, value: JSON.parse(text) };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/** Returns the parsed value of a JSON file the bundle contains, or throws BundleError. */
+function parseJsonFile(json: JsonFiles, name: string): unknown {
+  const file = json.get(name)!;
+  if (!file.ok) {
+    throw new BundleError('BUNDLE_MALFORMED_FILE', `${name} is not UTF-8 JSON`, {
+      cause: file.error,
+    });
+  }
+  return file.value;
 }
 
 function asObject(value: unknown, name: string): Record<string, unknown> {
@@ -180,15 +214,13 @@ function filesOf(format: BundleFormat): ReadonlySet<string> {
 }
 
 /** Returns the bundle format the manifest names, or v1 when it names no known format. */
-function formatOf(files: Map<string, Uint8Array>): BundleFormat {
-  try {
-    const manifest = JSON.parse(utf8Decode(files.get(BundleFile.manifest)!)) as {
-      format?: unknown;
-    };
-    return manifest?.format === BUNDLE_FORMAT_V2 ? BUNDLE_FORMAT_V2 : BUNDLE_FORMAT_VERSION;
-  } catch {
+function formatOf(json: JsonFiles): BundleFormat {
+  const file = json.get(BundleFile.manifest);
+  if (!file?.ok) {
     return BUNDLE_FORMAT_VERSION;
   }
+  const manifest = file.value as { format?: unknown } | null;
+  return manifest?.format === BUNDLE_FORMAT_V2 ? BUNDLE_FORMAT_V2 : BUNDLE_FORMAT_VERSION;
 }
 
 /** Files whose exact bytes are pretty JSON as written by buildBundleFiles. */
@@ -211,6 +243,7 @@ const PRETTY_JSON_FILES = [
 function checkBundleFiles(
   crypto: CryptoProvider,
   files: Map<string, Uint8Array>,
+  json: JsonFiles,
   certificate: Record<string, unknown>,
   publicKeyPem: string,
   format: BundleFormat,
@@ -230,13 +263,13 @@ function checkBundleFiles(
   }
   for (const name of PRETTY_JSON_FILES) {
     const bytes = files.get(name);
-    if (bytes && !isPrettyJson(bytes)) {
+    if (bytes && !isPrettyJson(bytes, json.get(name)!)) {
       problems.push(
         `${name} is not in its exported form (reformatted, reordered or duplicate keys)`,
       );
     }
   }
-  const manifest = asObject(parseJsonFile(files, BundleFile.manifest), BundleFile.manifest);
+  const manifest = asObject(parseJsonFile(json, BundleFile.manifest), BundleFile.manifest);
   checkManifestEntries(crypto, files, manifest, certificate, format, problems);
   const logKey = files.get(LogBundleFile.logKey);
   if (logKey && !/^[^\n]+\n$/.test(utf8Decode(logKey))) {
@@ -262,7 +295,7 @@ function checkBundleFiles(
     problems.push(`${BundleFile.readme} differs from the text generated for this certificate`);
   }
   const report = files.has(BundleFile.verificationReport)
-    ? asObject(parseJsonFile(files, BundleFile.verificationReport), BundleFile.verificationReport)
+    ? asObject(parseJsonFile(json, BundleFile.verificationReport), BundleFile.verificationReport)
     : undefined;
   if (report && report.certificate_id !== certificate.certificate_id) {
     problems.push(`${BundleFile.verificationReport} is about another certificate`);
@@ -286,13 +319,21 @@ function checkBundleFiles(
   };
 }
 
-/** Checks whether the bytes are UTF-8 JSON in exactly the layout prettyJson writes. */
-function isPrettyJson(bytes: Uint8Array): boolean {
-  try {
-    return bytesEqual(bytes, prettyJson(JSON.parse(utf8Decode(bytes))));
-  } catch {
+/**
+ * Checks whether `bytes`, parsed as `file`, are UTF-8 JSON in exactly the layout prettyJson
+ * writes. The decoded text is compared with one serialization of the parsed value. Decoding
+ * drops a leading byte order mark, which prettyJson never writes, so a file that starts with
+ * one is rejected first. For any other valid UTF-8, equal text means equal bytes.
+ */
+function isPrettyJson(bytes: Uint8Array, file: JsonFile): boolean {
+  if (!file.ok || startsWithByteOrderMark(bytes)) {
     return false;
   }
+  return file.text === JSON.stringify(file.value, null, 2) + '\n';
+}
+
+function startsWithByteOrderMark(bytes: Uint8Array): boolean {
+  return bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf;
 }
 
 /** Adds a problem for every difference between the manifest and the files. */
@@ -415,10 +456,8 @@ function verifyBundleFiles(
       throw new BundleError('BUNDLE_MISSING_FILE', `bundle has no ${name}`);
     }
   }
-  const certificate = asObject(
-    parseJsonFile(files, BundleFile.certificate),
-    BundleFile.certificate,
-  );
+  const json = parseJsonFiles(files);
+  const certificate = asObject(parseJsonFile(json, BundleFile.certificate), BundleFile.certificate);
   let publicKeyPem: string;
   try {
     publicKeyPem = utf8Decode(files.get(BundleFile.publicKey)!);
@@ -428,11 +467,11 @@ function verifyBundleFiles(
     });
   }
   const key = files.has(BundleFile.key)
-    ? (asObject(parseJsonFile(files, BundleFile.key), BundleFile.key) as unknown as KeyDescriptor)
+    ? (asObject(parseJsonFile(json, BundleFile.key), BundleFile.key) as unknown as KeyDescriptor)
     : undefined;
-  const format = formatOf(files);
-  const manifest = checkBundleFiles(crypto, files, certificate, publicKeyPem, format);
-  const log = format === BUNDLE_FORMAT_V2 ? readLogEvidence(files) : undefined;
+  const format = formatOf(json);
+  const manifest = checkBundleFiles(crypto, files, json, certificate, publicKeyPem, format);
+  const log = format === BUNDLE_FORMAT_V2 ? readLogEvidence(files, json) : undefined;
   return verifyEvidence(crypto, {
     log: log?.evidence,
     logProblem: log?.problem,
@@ -457,7 +496,10 @@ function verifyBundleFiles(
 const PROOF_HASH_RE = /^[A-Za-z0-9+/]{43}=$/;
 
 /** Reads the log files of a v2 bundle; a problem is returned, not thrown, to fail the log checks. */
-function readLogEvidence(files: Map<string, Uint8Array>): {
+function readLogEvidence(
+  files: Map<string, Uint8Array>,
+  json: JsonFiles,
+): {
   evidence?: LogEvidence;
   problem?: string;
 } {
@@ -467,15 +509,19 @@ function readLogEvidence(files: Map<string, Uint8Array>): {
   if (!proofBytes || !checkpoint || !logKey) {
     return { problem: 'the bundle lacks its inclusion proof, checkpoint or log key' };
   }
-  let parsed: Partial<InclusionProofFile>;
+  const unreadable = { problem: 'the log files are not UTF-8 text and JSON' };
+  const proofFile = json.get(LogBundleFile.inclusionProof)!;
+  if (!proofFile.ok) {
+    return unreadable;
+  }
+  const parsed = proofFile.value as Partial<InclusionProofFile>;
   let checkpointText: string;
   let keyText: string;
   try {
-    parsed = JSON.parse(utf8Decode(proofBytes)) as Partial<InclusionProofFile>;
     checkpointText = utf8Decode(checkpoint);
     keyText = utf8Decode(logKey).replace(/\n$/, '');
   } catch {
-    return { problem: 'the log files are not UTF-8 text and JSON' };
+    return unreadable;
   }
   const proof = parsed?.proof;
   if (

@@ -1,7 +1,7 @@
 // The certificate format: which fields are signed, how the chain hash is formed, and how a
 // key id is derived. Field names of the first 16 signed fields are those of the original
 // Python CDIL, so bundles from either verify with the same steps.
-import { canonicalSignedJson, flatCanonicalJson } from './canonical.ts';
+import { canonicalSignedJson } from './canonical.ts';
 import type { CryptoProvider, EcPublicJwk } from './crypto.ts';
 import { toBase64Url, toHex, utf8Encode } from './encoding.ts';
 
@@ -130,12 +130,27 @@ export interface ChainHashInput {
 }
 
 export function sha256Hex(crypto: CryptoProvider, data: Uint8Array | string): string {
+  if (crypto.sha256Hex) {
+    return crypto.sha256Hex(data);
+  }
   return toHex(crypto.sha256(typeof data === 'string' ? utf8Encode(data) : data));
 }
 
 /** Computes SHA-256 over the canonical JSON of the chain inputs; `timestamp` is issued_at_utc. */
 export function computeChainHash(crypto: CryptoProvider, input: ChainHashInput): string {
-  return sha256Hex(crypto, flatCanonicalJson({ ...input }));
+  // The members are written in sorted order and are strings or null, so JSON.stringify gives
+  // their RFC 8785 form without sorting on every call. The type makes a new input field a
+  // compile error here until it is added in its sorted place.
+  const members: Record<keyof ChainHashInput, string | null> = {
+    certificate_id: input.certificate_id,
+    governance_policy_version: input.governance_policy_version,
+    model_version: input.model_version,
+    note_hash: input.note_hash,
+    previous_hash: input.previous_hash,
+    tenant_id: input.tenant_id,
+    timestamp: input.timestamp,
+  };
+  return sha256Hex(crypto, JSON.stringify(members));
 }
 
 export function chainHashInputOf(message: SignedMessage): ChainHashInput {
@@ -170,10 +185,29 @@ export function pickSignedFields(source: SignedMessage): SignedMessage {
   return out as unknown as SignedMessage;
 }
 
+const MAX_CACHED_THUMBPRINTS = 256;
+const thumbprintCaches = new WeakMap<CryptoProvider, Map<string, string>>();
+
 /** Computes the RFC 7638 JWK thumbprint (SHA-256, base64url), used as the key id. */
 export function jwkThumbprint(crypto: CryptoProvider, jwk: EcPublicJwk): string {
-  const members = flatCanonicalJson({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
-  return toBase64Url(crypto.sha256(utf8Encode(members)));
+  // The members are listed in sorted order, so JSON.stringify writes their canonical JSON.
+  const members = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+  // Verifying a bundle set computes the thumbprint of one tenant key again and again. The
+  // cache key is the exact hashed text, and each provider has its own cache.
+  let cache = thumbprintCaches.get(crypto);
+  if (!cache) {
+    cache = new Map();
+    thumbprintCaches.set(crypto, cache);
+  }
+  let thumbprint = cache.get(members);
+  if (thumbprint === undefined) {
+    thumbprint = toBase64Url(crypto.sha256(utf8Encode(members)));
+    if (cache.size >= MAX_CACHED_THUMBPRINTS) {
+      cache.clear();
+    }
+    cache.set(members, thumbprint);
+  }
+  return thumbprint;
 }
 
 /** Computes the governance policy hash: SHA-256 of the policy version string. */

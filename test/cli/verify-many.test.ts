@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BundleFile } from '../../src/core/bundle.ts';
+import { BundleFile, verifyBundle } from '../../src/core/bundle.ts';
+import { nodeCrypto } from '../../src/core/crypto-node.ts';
 import {
   EXIT_INVALID,
   EXIT_UNUSABLE,
@@ -83,6 +84,40 @@ test('pool verdicts equal single-thread verdicts in order', async () => {
     outcomes.forEach((outcome, i) =>
       assert.equal(outcome.report?.valid, i % 7 !== 3, `bundle ${i}`),
     );
+  } finally {
+    await pool.close();
+  }
+});
+
+test('pool reports equal single-thread reports', async () => {
+  const pool = new BundleVerifierPool(2);
+  try {
+    const zips = [
+      fixture.zip,
+      packBundle(withFile(unpackBundle(fixture.zip), BundleFile.readme, 'x')),
+      new TextEncoder().encode('not a zip'),
+    ];
+    const outcomes = await pool.verifyMany(zips, { trustedKeys: fixture.jwks });
+    assert.deepEqual(outcomes[0], {
+      report: verifyBundle(nodeCrypto, zips[0]!, { trustedKeys: fixture.jwks }),
+    });
+    assert.deepEqual(outcomes[1], {
+      report: verifyBundle(nodeCrypto, zips[1]!, { trustedKeys: fixture.jwks }),
+    });
+    assert.equal(outcomes[2]?.error?.code, 'BUNDLE_NOT_A_ZIP');
+  } finally {
+    await pool.close();
+  }
+});
+
+test('pool leaves the caller bundles intact', async () => {
+  const pool = new BundleVerifierPool(2);
+  try {
+    const zips = Array.from({ length: 20 }, () => new Uint8Array(fixture.zip));
+    await pool.verifyMany(zips, { batchSize: 3 });
+    for (const zip of zips) {
+      assert.deepEqual(zip, fixture.zip);
+    }
   } finally {
     await pool.close();
   }

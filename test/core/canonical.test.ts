@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { describe, test } from 'node:test';
+import fc from 'fast-check';
 import { calculateJwkThumbprint } from 'jose';
 import {
   CanonicalizationError,
@@ -23,6 +24,10 @@ import {
 } from '../../src/core/certificate.ts';
 import type { EcPublicJwk } from '../../src/core/crypto.ts';
 import { nodeCrypto } from '../../src/core/crypto-node.ts';
+import {
+  CERTIFICATE_TIMESTAMP_FORMAT,
+  certificateTimestampInput,
+} from '../../src/core/verify/timestamp-steps.ts';
 
 /** Sorted-key compact JSON, equal to RFC 8785 output for flat records of strings and null. */
 function sortedJson(record: Record<string, unknown>): string {
@@ -340,5 +345,38 @@ void describe('JWK thumbprint', () => {
   test('ignores members outside the required set', () => {
     const published = { ...fixedKey, kid: 'other', alg: 'ES256', use: 'sig' } as EcPublicJwk;
     assert.equal(jwkThumbprint(nodeCrypto, published), jwkThumbprint(nodeCrypto, fixedKey));
+  });
+});
+
+describe('certificate timestamp input', () => {
+  test('equals the general RFC 8785 serializer', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          tenant_id: fc.string({ unit: 'binary' }),
+          certificate_id: fc.string({ unit: 'binary' }),
+          note_hash: fc.string(),
+          issued_at_utc: fc.string(),
+        }),
+        (fields) => {
+          const expected = canonicalJson({ format: CERTIFICATE_TIMESTAMP_FORMAT, ...fields });
+          assert.equal(Buffer.from(certificateTimestampInput(fields)).toString('utf8'), expected);
+        },
+      ),
+    );
+  });
+
+  test('matches the fixed reference text', () => {
+    const fields = {
+      tenant_id: 'hospital-a',
+      certificate_id: 'c-1',
+      note_hash: 'ab',
+      issued_at_utc: '2026-01-02T03:04:05.000Z',
+    };
+    assert.equal(
+      Buffer.from(certificateTimestampInput(fields)).toString('utf8'),
+      '{"certificate_id":"c-1","format":"cdil.certificate-timestamp.v1",' +
+        '"issued_at_utc":"2026-01-02T03:04:05.000Z","note_hash":"ab","tenant_id":"hospital-a"}',
+    );
   });
 });

@@ -43,6 +43,53 @@ function flipped(bytes: Uint8Array, index: number, mask = 0x01): Uint8Array {
   return copy;
 }
 
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** FNV-1a state after 32-bit little-endian word steps over bytes 0 to `end` (a multiple of 4). */
+function wordState(bytes: Uint8Array, end: number): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let hash = FNV_OFFSET;
+  for (let i = 0; i < end; i += 4) {
+    hash = Math.imul(hash ^ view.getInt32(i, true), FNV_PRIME);
+  }
+  return hash;
+}
+
+/** Computes the verifier's cache slot hash: word steps, then one step per remaining byte. */
+function slotHash(bytes: Uint8Array): number {
+  const wordsEnd = bytes.length - (bytes.length % 4);
+  let hash = wordState(bytes, wordsEnd);
+  for (let i = wordsEnd; i < bytes.length; i++) {
+    hash = Math.imul(hash ^ bytes[i]!, FNV_PRIME);
+  }
+  return hash >>> 0;
+}
+
+/** Inverse of an odd number modulo 2^32, by Newton's iteration. */
+function inverseMod32(odd: number): number {
+  let inverse = odd;
+  for (let i = 0; i < 5; i++) {
+    inverse = Math.imul(inverse, 2 - Math.imul(odd, inverse));
+  }
+  return inverse;
+}
+
+/**
+ * Returns a copy of `bytes` with the same length and slot hash but other content: one byte is
+ * flipped, and the last whole word is then chosen so the hash state after it is unchanged.
+ */
+function slotHashCollision(bytes: Uint8Array): Uint8Array {
+  const lastWord = bytes.length - (bytes.length % 4) - 4;
+  const candidate = flipped(bytes, lastWord - 1);
+  const stateAfterLastWord = wordState(bytes, lastWord + 4);
+  const word =
+    Math.imul(stateAfterLastWord, inverseMod32(FNV_PRIME)) ^ wordState(candidate, lastWord);
+  new DataView(candidate.buffer).setInt32(lastWord, word, true);
+  assert.equal(slotHash(candidate), slotHash(bytes));
+  return candidate;
+}
+
 function indexOfBytes(haystack: Uint8Array, needle: Uint8Array, from = 0): number {
   const index = Buffer.from(haystack).indexOf(Buffer.from(needle), from);
   assert.ok(index >= 0, 'byte pattern not found in token');
@@ -457,6 +504,70 @@ describe('timestamp verification cache', () => {
       TimestampErrorCode.CHAIN_UNTRUSTED,
     );
     assert.equal(verifier.cacheStats.hits, 0);
+  });
+
+  test('token with the same hash misses cache', async () => {
+    const verifier = new TimestampVerifier({ cacheSize: 8 });
+    const options = { data: DATA, trustedRoots: tsa.rootPem };
+    await verifier.verify(first.token, options);
+    const colliding = slotHashCollision(first.token);
+    assert.notDeepEqual(colliding, first.token);
+    await assert.rejects(verifier.verify(colliding, options), TimestampError);
+    assert.equal(verifier.cacheStats.hits, 0);
+    assert.equal(verifier.cacheStats.misses, 2);
+    // The colliding token did not evict the cached one.
+    await verifier.verify(first.token, options);
+    assert.equal(verifier.cacheStats.hits, 1);
+  });
+
+  test('token changed in place misses cache', async () => {
+    const verifier = new TimestampVerifier({ cacheSize: 8 });
+    const options = { data: DATA, trustedRoots: tsa.rootPem };
+    // A Buffer, whose slice() is a view, so a cache that kept a slice would change with it.
+    const token = Buffer.from(first.token);
+    await verifier.verify(token, options);
+    // Same hash, so only the full comparison with a real copy can distinguish the two tokens.
+    token.set(slotHashCollision(first.token));
+    await assert.rejects(verifier.verify(token, options), TimestampError);
+    assert.equal(verifier.cacheStats.hits, 0);
+  });
+
+  test('data changed in place is hashed again', async () => {
+    const verifier = new TimestampVerifier({ cacheSize: 8 });
+    const data = Buffer.from(DATA);
+    await verifier.verify(first.token, { data, trustedRoots: tsa.rootPem });
+    await verifier.verify(first.token, { data, trustedRoots: tsa.rootPem });
+    data.set(OTHER_DATA);
+    await rejects(
+      verifier.verify(first.token, { data, trustedRoots: tsa.rootPem }),
+      TimestampErrorCode.IMPRINT_MISMATCH,
+    );
+    assert.equal(verifier.cacheStats.hits, 2);
+  });
+
+  test('roots list changed in place misses cache', async () => {
+    const verifier = new TimestampVerifier({ cacheSize: 8 });
+    const roots = [tsa.rootPem];
+    await verifier.verify(first.token, { data: DATA, trustedRoots: roots });
+    roots[0] = untrusted.rootPem;
+    await rejects(
+      verifier.verify(first.token, { data: DATA, trustedRoots: roots }),
+      TimestampErrorCode.CHAIN_UNTRUSTED,
+    );
+    assert.equal(verifier.cacheStats.hits, 0);
+  });
+
+  test('DER roots are keyed by content', async () => {
+    const verifier = new TimestampVerifier({ cacheSize: 8 });
+    const trusted = pemToDer(tsa.rootPem);
+    await verifier.verify(first.token, { data: DATA, trustedRoots: trusted });
+    await verifier.verify(first.token, { data: DATA, trustedRoots: trusted.slice() });
+    assert.equal(verifier.cacheStats.hits, 1);
+    await rejects(
+      verifier.verify(first.token, { data: DATA, trustedRoots: pemToDer(untrusted.rootPem) }),
+      TimestampErrorCode.CHAIN_UNTRUSTED,
+    );
+    assert.equal(verifier.cacheStats.hits, 1);
   });
 
   test('failures are not cached', async () => {

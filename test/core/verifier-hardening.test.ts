@@ -209,6 +209,14 @@ describe('verifier hardening', () => {
         ),
     ],
     [
+      'key.json behind a byte order mark',
+      (files: Map<string, Uint8Array>) =>
+        files.set(
+          BundleFile.key,
+          Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), files.get(BundleFile.key)!]),
+        ),
+    ],
+    [
       'an extra listed file',
       (files: Map<string, Uint8Array>) => files.set('note.txt', Buffer.from('x')),
     ],

@@ -401,6 +401,16 @@ void describe('archive structure', () => {
     assertUnusable(buildZip([entry]), BundleErrorCode.UNSAFE_ENTRY);
   });
 
+  test('name with a byte order mark keeps it', () => {
+    const zip = buildZip([textEntry('\ufeffREADME.txt')]);
+    assert.deepEqual([...readZipSafely(zip).keys()], ['\ufeffREADME.txt']);
+  });
+
+  test('byte order mark only in the central name is rejected', () => {
+    const entry: RawEntry = { ...textEntry('\ufeffREADME.txt'), localName: 'README.txt' };
+    assertUnusable(buildZip([entry]), BundleErrorCode.UNSAFE_ENTRY);
+  });
+
   test('archive missing a bundle file is rejected', () => {
     assertUnusable(buildZip([textEntry('README.txt')]), BundleErrorCode.MISSING_FILE);
   });

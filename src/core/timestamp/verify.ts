@@ -327,17 +327,75 @@ async function runChecks(
   return verified;
 }
 
+/** A verified token in the cache, with what is needed to confirm a lookup exactly. */
+interface CacheEntry {
+  /** Copy of the token bytes, compared in full on every lookup. */
+  token: Uint8Array;
+  verified: Promise<VerifiedToken>;
+  /** Copy of the last data whose digest equalled the imprint, so repeated data is not hashed. */
+  matchedData?: Uint8Array;
+}
+
+/** Distinct trusted-root inputs remembered by one verifier before their ids are forgotten. */
+const MAX_ROOTS_IDS = 64;
+
+/**
+ * Returns a 32-bit FNV-1a-style hash of `bytes`, taken over little-endian 32-bit words and then
+ * the remaining bytes, which is about twice as fast as one byte per step. It only picks a
+ * cache slot: a lookup also compares the token bytes in full, so a collision costs a
+ * verification, never a wrong result.
+ */
+function slotHash(bytes: Uint8Array): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const wordsEnd = bytes.length - (bytes.length % 4);
+  let hash = 0x811c9dc5;
+  let i = 0;
+  for (; i < wordsEnd; i += 4) {
+    hash = Math.imul(hash ^ view.getInt32(i, true), 0x01000193);
+  }
+  for (; i < bytes.length; i++) {
+    hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+/** Writes trusted roots given as bytes or a list as text that is equal only for equal input. */
+function rootsText(roots: TrustedRoots): string {
+  const items = typeof roots === 'string' || roots instanceof Uint8Array ? [roots] : roots;
+  let text = '';
+  for (const item of items) {
+    if (typeof item === 'string') {
+      text += `s${item.length}:${item}`;
+    } else {
+      // The length prefixes keep item boundaries unambiguous.
+      text += `b${item.length}:`;
+      for (let offset = 0; offset < item.length; offset += 4096) {
+        text += String.fromCharCode(...item.subarray(offset, offset + 4096));
+      }
+    }
+  }
+  return text;
+}
+
 /**
  * Verifies RFC 3161 timestamp tokens offline and caches the outcome of the expensive checks
- * (signature and chain), keyed by the SHA-256 of the token bytes and of the trusted roots.
- * Many bundles share one checkpoint token, so repeated calls with the same token and roots cost
- * two hashes and a map lookup. The imprint and genTime checks run on every call. Failures are
- * never cached.
+ * (signature and chain). Many bundles share one checkpoint token, so repeated calls with the
+ * same token and roots skip them. A cache entry is found by an id of the exact trusted-roots
+ * input and a 32-bit hash of the token, then confirmed by comparing the token bytes in full, so
+ * no other token or roots can hit it. The imprint and genTime checks run on every call. The
+ * imprint digest is skipped only when the data equals, byte for byte, data that matched this
+ * token before. Failures are never cached.
  */
 export class TimestampVerifier {
   readonly #engine: CryptoEngine;
   readonly #cacheSize: number;
-  readonly #cache = new Map<string, Promise<VerifiedToken>>();
+  readonly #cache = new Map<string, CacheEntry>();
+  /** Ids of trusted roots given as one PEM string, by that string. */
+  readonly #pemRootsIds = new Map<string, number>();
+  /** Ids of trusted roots given in any other form, by rootsText. */
+  readonly #otherRootsIds = new Map<string, number>();
+  /** Next roots id. Ids are never reused, so a forgotten id cannot lead to a stale entry. */
+  #nextRootsId = 0;
   #hits = 0;
   #misses = 0;
 
@@ -357,9 +415,8 @@ export class TimestampVerifier {
    * returns what it states. Throws TimestampError whose code names the check that failed.
    */
   async verify(token: Uint8Array, options: VerifyTimestampOptions): Promise<TimestampInfo> {
-    const rootDers = decodeTrustedRoots(options.trustedRoots);
-    const verified = await this.#verifyCached(token, rootDers);
-    await this.#checkImprint(verified, options);
+    const { verified, entry } = await this.#verifyCached(token, options.trustedRoots);
+    await this.#checkImprint(verified, options, entry);
     const now = options.now ?? new Date();
     const genTime = verified.info.genTime;
     if (genTime.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS) {
@@ -375,44 +432,68 @@ export class TimestampVerifier {
     return new Uint8Array(await this.#engine.digest({ name: algorithm }, data));
   }
 
-  async #cacheKey(token: Uint8Array, rootDers: Uint8Array[]): Promise<string> {
-    const parts = [await this.#digest('SHA-256', token)];
-    for (const root of rootDers) {
-      parts.push(await this.#digest('SHA-256', root));
+  /** Returns the id of this exact trusted-roots input, the same for every call with equal input. */
+  #rootsId(roots: TrustedRoots): number {
+    const [ids, key] =
+      typeof roots === 'string'
+        ? [this.#pemRootsIds, roots]
+        : [this.#otherRootsIds, rootsText(roots)];
+    let id = ids.get(key);
+    if (id === undefined) {
+      if (ids.size >= MAX_ROOTS_IDS) {
+        ids.clear();
+      }
+      id = this.#nextRootsId++;
+      ids.set(key, id);
     }
-    return parts.map(toHex).join(':');
+    return id;
   }
 
-  async #verifyCached(token: Uint8Array, rootDers: Uint8Array[]): Promise<VerifiedToken> {
+  async #verifyCached(
+    token: Uint8Array,
+    roots: TrustedRoots,
+  ): Promise<{ verified: VerifiedToken; entry?: CacheEntry }> {
     if (this.#cacheSize <= 0) {
       this.#misses++;
-      return verifyToken(token, rootDers, this.#engine);
+      return { verified: await verifyToken(token, decodeTrustedRoots(roots), this.#engine) };
     }
-    const key = await this.#cacheKey(token, rootDers);
+    const key = `${this.#rootsId(roots)}:${token.length}:${slotHash(token)}`;
     const cached = this.#cache.get(key);
-    if (cached) {
+    if (cached && bytesEqual(cached.token, token)) {
       this.#hits++;
       // Re-insert so the Map's insertion order is least recently used first.
       this.#cache.delete(key);
       this.#cache.set(key, cached);
-      return cached;
+      return { verified: await cached.verified, entry: cached };
     }
     this.#misses++;
-    const pending = verifyToken(token, rootDers, this.#engine);
-    this.#cache.set(key, pending);
+    // Roots are decoded only here: a hit means this exact input was decoded before.
+    const pending = verifyToken(token, decodeTrustedRoots(roots), this.#engine);
+    if (cached) {
+      // Another token has this slot. It stays, so a token made to collide with a cached one
+      // cannot evict it, and this one is verified without being cached.
+      return { verified: await pending };
+    }
+    // new Uint8Array copies; Buffer.prototype.slice would return a view of the caller's bytes.
+    const entry: CacheEntry = { token: new Uint8Array(token), verified: pending };
+    this.#cache.set(key, entry);
     if (this.#cache.size > this.#cacheSize) {
       const oldest = this.#cache.keys().next().value as string;
       this.#cache.delete(oldest);
     }
     pending.catch(() => {
-      if (this.#cache.get(key) === pending) {
+      if (this.#cache.get(key) === entry) {
         this.#cache.delete(key);
       }
     });
-    return pending;
+    return { verified: await pending, entry };
   }
 
-  async #checkImprint(verified: VerifiedToken, content: TimestampedContent): Promise<void> {
+  async #checkImprint(
+    verified: VerifiedToken,
+    content: TimestampedContent,
+    entry: CacheEntry | undefined,
+  ): Promise<void> {
     let digest: Uint8Array;
     if (content.sha256 !== undefined) {
       if (verified.imprintAlgorithm !== 'SHA-256') {
@@ -423,6 +504,9 @@ export class TimestampVerifier {
       }
       digest = content.sha256;
     } else {
+      if (entry?.matchedData && bytesEqual(entry.matchedData, content.data)) {
+        return;
+      }
       digest = await this.#digest(verified.imprintAlgorithm, content.data);
     }
     if (!bytesEqual(digest, verified.imprint)) {
@@ -430,6 +514,9 @@ export class TimestampVerifier {
         TimestampErrorCode.IMPRINT_MISMATCH,
         `token message imprint (${verified.imprintAlgorithm}) does not match the timestamped data`,
       );
+    }
+    if (entry && content.data !== undefined) {
+      entry.matchedData = new Uint8Array(content.data);
     }
   }
 }

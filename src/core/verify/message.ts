@@ -64,15 +64,52 @@ function malformed(message: string, cause?: unknown): VerificationError {
   return new VerificationError('MESSAGE_MALFORMED', message, { cause });
 }
 
+/** Signed fields of each format version in canonical (UTF-16 code unit) order. */
+const CANONICAL_FIELD_ORDER: ReadonlyMap<string, readonly string[]> = new Map(
+  CERTIFICATE_FORMAT_VERSIONS.map((version) => [version, [...signedFieldsOf(version)!].sort()]),
+);
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) {
+    return false;
+  }
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Raises MESSAGE_MALFORMED naming every missing and unexpected field, if there is one. */
+function checkFieldSet(record: Record<string, unknown>, fields: readonly string[]): void {
+  const keys = Object.keys(record).sort();
+  const missing = fields.filter((field) => !Object.hasOwn(record, field));
+  // Object.hasOwn, not `in`: inherited names such as "constructor" are not signed fields.
+  const extra = keys.filter((key) => !fields.includes(key));
+  if (missing.length > 0 || extra.length > 0) {
+    const parts = [];
+    if (missing.length > 0) {
+      parts.push(`missing ${missing.join(', ')}`);
+    }
+    if (extra.length > 0) {
+      parts.push(`unexpected ${extra.join(', ')}`);
+    }
+    throw malformed(`signed message fields differ from the format: ${parts.join('; ')}`);
+  }
+}
+
 /**
  * Parses and validates signed message bytes: UTF-8 JSON object, a known format version with
  * exactly its signed fields of the right types, and already in canonical form, so the
  * signature covers one unambiguous reading of the message.
  */
 export function parseSignedMessage(bytes: Uint8Array): SignedMessage {
+  let text: string;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(utf8Decode(bytes));
+    text = utf8Decode(bytes);
+    parsed = JSON.parse(text);
   } catch (error) {
     throw malformed('signed message is not UTF-8 JSON', error);
   }
@@ -87,19 +124,15 @@ export function parseSignedMessage(bytes: Uint8Array): SignedMessage {
       `format_version ${JSON.stringify(record.format_version)} is not supported (expected one of ${CERTIFICATE_FORMAT_VERSIONS.join(', ')})`,
     );
   }
-  const keys = Object.keys(record).sort();
-  const missing = fields.filter((field) => !Object.hasOwn(record, field));
-  // Object.hasOwn, not `in`: inherited names such as "constructor" are not signed fields.
-  const extra = keys.filter((key) => !(fields as readonly string[]).includes(key));
-  if (missing.length > 0 || extra.length > 0) {
-    const parts = [];
-    if (missing.length > 0) {
-      parts.push(`missing ${missing.join(', ')}`);
-    }
-    if (extra.length > 0) {
-      parts.push(`unexpected ${extra.join(', ')}`);
-    }
-    throw malformed(`signed message fields differ from the format: ${parts.join('; ')}`);
+  // JSON.parse keeps the text's key order, so a canonical message has exactly the signed
+  // fields in canonical order. Any other message takes the slower path that names the
+  // missing and unexpected fields.
+  const inCanonicalOrder = sameStrings(
+    Object.keys(record),
+    CANONICAL_FIELD_ORDER.get(record.format_version as string)!,
+  );
+  if (!inCanonicalOrder) {
+    checkFieldSet(record, fields);
   }
   for (const field of fields) {
     if (!hasKind(record[field], FIELD_KINDS[field])) {
@@ -107,8 +140,13 @@ export function parseSignedMessage(bytes: Uint8Array): SignedMessage {
     }
   }
   const message = record as unknown as SignedMessage;
-  const canonical = canonicalSignedJson(record as Record<string, string>);
-  if (canonical !== utf8Decode(bytes)) {
+  // With the keys in canonical order and every value a string, boolean, null or safe integer,
+  // JSON.stringify writes the canonical form (see flatCanonicalJson) without copying the
+  // record. canonicalSignedJson sorts the keys itself.
+  const canonical = inCanonicalOrder
+    ? JSON.stringify(record)
+    : canonicalSignedJson(record as Record<string, string>);
+  if (canonical !== text) {
     throw malformed('signed message is not in canonical JSON form (RFC 8785)');
   }
   return message;

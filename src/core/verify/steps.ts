@@ -11,7 +11,7 @@ import {
 } from '../certificate.ts';
 import type { CryptoProvider, PublicKeyHandle } from '../crypto.ts';
 import { isLowS } from '../ecdsa-der.ts';
-import { fromBase64, toBase64, utf8Encode } from '../encoding.ts';
+import { fromBase64, toBase64 } from '../encoding.ts';
 import { VerificationError } from '../errors.ts';
 import { keyValidAt, type Jwks, type KeyDescriptor } from '../key.ts';
 
@@ -278,7 +278,7 @@ export function verifyNote(
   message: SignedMessage,
   note: string | Uint8Array,
 ): string {
-  const hash = sha256Hex(crypto, typeof note === 'string' ? utf8Encode(note) : note);
+  const hash = sha256Hex(crypto, note);
   if (hash !== message.note_hash) {
     throw new VerificationError(
       'NOTE_MISMATCH',

@@ -2,7 +2,7 @@
 // and the certificate token covers the certificate's timestamp statement. Token verification is
 // asynchronous (WebCrypto), so these checks run before the synchronous verifier and are passed
 // to it as results.
-import { canonicalJson } from '../canonical.ts';
+import { flatCanonicalJson } from '../canonical.ts';
 import { utf8Encode } from '../encoding.ts';
 import { TimestampError } from '../errors.ts';
 import type { TrustedRoots } from '../timestamp/certificates.ts';
@@ -25,8 +25,9 @@ export interface TimestampedCertificateFields {
  * so the TSA is asked before the chain is locked.
  */
 export function certificateTimestampInput(fields: TimestampedCertificateFields): Uint8Array {
+  // Every member is a string, so the flat serializer writes the RFC 8785 form.
   return utf8Encode(
-    canonicalJson({
+    flatCanonicalJson({
       format: CERTIFICATE_TIMESTAMP_FORMAT,
       tenant_id: fields.tenant_id,
       certificate_id: fields.certificate_id,

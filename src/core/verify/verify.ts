@@ -267,14 +267,16 @@ function logChecks(
   ];
 }
 
+function stringOrNull(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
+}
+
 function finish(
   checks: CheckResult[],
   certificate: Record<string, unknown>,
   message: SignedMessage | undefined,
 ): VerificationReport {
   const valid = checks.every((check) => check.status !== 'fail') && message !== undefined;
-  const stringOrNull = (value: unknown): string | null =>
-    typeof value === 'string' ? value : null;
   const report: VerificationReport = {
     format: 'cdil.verification-report.v1',
     valid,
