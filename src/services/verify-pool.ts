@@ -94,22 +94,35 @@ export function defaultThreadCount(): number {
 
 export class BundleVerifierPool {
   readonly #workers: Worker[];
-  readonly #pending = new Map<number, (outcomes: PoolOutcome[]) => void>();
+  readonly #pending = new Map<
+    number,
+    { worker: Worker; resolve: (outcomes: PoolOutcome[]) => void; reject: (error: Error) => void }
+  >();
+  #closing = false;
   #nextId = 0;
   #failure: Error | undefined;
 
-  constructor(threads: number = defaultThreadCount()) {
+  /** `workerUrl` replaces the worker script, for tests of a worker that fails. */
+  constructor(
+    threads: number = defaultThreadCount(),
+    workerUrl = new URL('./verify-pool-worker.mjs', import.meta.url),
+  ) {
     if (!Number.isInteger(threads) || threads < 1) {
       throw new TypeError('threads must be a positive integer');
     }
     this.#workers = Array.from({ length: threads }, () => {
-      const worker = new Worker(new URL('./verify-pool-worker.mjs', import.meta.url));
+      const worker = new Worker(workerUrl);
       worker.on('message', (response: PoolResponse) => {
-        this.#pending.get(response.id)?.(JSON.parse(response.outcomes) as PoolOutcome[]);
+        this.#pending.get(response.id)?.resolve(JSON.parse(response.outcomes) as PoolOutcome[]);
         this.#pending.delete(response.id);
       });
       worker.on('error', (error) => {
-        this.#failure = error;
+        this.#fail(worker, error);
+      });
+      worker.on('exit', (code) => {
+        if (!this.#closing) {
+          this.#fail(worker, new Error(`verifier worker thread exited with code ${code}`));
+        }
       });
       return worker;
     });
@@ -148,13 +161,27 @@ export class BundleVerifierPool {
     return outcomes.flat();
   }
 
+  /**
+   * Marks the pool as failed and rejects every batch still waiting on `worker`, so verifyMany
+   * raises instead of waiting forever for a worker that crashed.
+   */
+  #fail(worker: Worker, error: Error): void {
+    this.#failure ??= error;
+    for (const [id, entry] of this.#pending) {
+      if (entry.worker === worker) {
+        this.#pending.delete(id);
+        entry.reject(error);
+      }
+    }
+  }
+
   #send(worker: Worker, zips: Uint8Array[], options: VerifyManyOptions): Promise<PoolOutcome[]> {
     if (this.#failure) {
       return Promise.reject(this.#failure);
     }
     const id = this.#nextId++;
-    return new Promise((resolve) => {
-      this.#pending.set(id, resolve);
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { worker, resolve, reject });
       const { zipBytes, zipLengths } = packZips(zips);
       const request: PoolRequest = {
         id,
@@ -171,6 +198,7 @@ export class BundleVerifierPool {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     await Promise.all(this.#workers.map((worker) => worker.terminate()));
   }
 }

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
 import { BundleFile, verifyBundle } from '../../src/core/bundle.ts';
 import { nodeCrypto } from '../../src/core/crypto-node.ts';
@@ -118,6 +119,26 @@ test('pool leaves the caller bundles intact', async () => {
     for (const zip of zips) {
       assert.deepEqual(zip, fixture.zip);
     }
+  } finally {
+    await pool.close();
+  }
+});
+
+test('pool raises when a worker thread dies', async () => {
+  // A worker script that ends its thread on the first batch, as a crash would.
+  const script = join(fixture.dir, 'dying-worker.mjs');
+  writeFileSync(
+    script,
+    "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => process.exit(3));\n",
+  );
+  const pool = new BundleVerifierPool(2, pathToFileURL(script));
+  try {
+    await assert.rejects(
+      pool.verifyMany([fixture.zip, fixture.zip, fixture.zip]),
+      /verifier worker thread exited with code 3/,
+    );
+    // Later calls fail at once instead of waiting for a worker that is gone.
+    await assert.rejects(pool.verifyMany([fixture.zip]), /exited with code 3/);
   } finally {
     await pool.close();
   }
