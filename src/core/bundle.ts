@@ -61,6 +61,13 @@ export interface InclusionProofFile {
   proof: string[];
 }
 
+const INCLUSION_PROOF_KEYS: ReadonlySet<string> = new Set([
+  'format',
+  'log_index',
+  'tree_size',
+  'proof',
+]);
+
 const REQUIRED_FILES = [
   BundleFile.certificate,
   BundleFile.canonicalMessage,
@@ -524,6 +531,16 @@ function readLogEvidence(
     return unreadable;
   }
   const proof = parsed?.proof;
+  const extra =
+    typeof parsed === 'object' && parsed !== null
+      ? Object.keys(parsed).filter((key) => !INCLUSION_PROOF_KEYS.has(key))
+      : [];
+  if (extra.length > 0) {
+    // Nothing signs or checks other fields, so a reader must not be shown them as evidence.
+    return {
+      problem: `${LogBundleFile.inclusionProof} has unknown fields: ${extra.join(', ')}`,
+    };
+  }
   if (
     parsed?.format !== INCLUSION_PROOF_FORMAT ||
     !Number.isSafeInteger(parsed.log_index) ||

@@ -168,6 +168,17 @@ void describe('log evidence altered', () => {
     const malformed = withFile(files, LogBundleFile.inclusionProof, '{"format":"x"}\n');
     assert.ok(failedChecks(packBundle(malformed)).failed.includes('log_checkpoint'));
   });
+
+  test('an unknown proof field fails log_checkpoint', () => {
+    const proof = readJsonFile(files, LogBundleFile.inclusionProof);
+    proof.note = 'verified by the auditor';
+    const { failed, outcome } = failedChecks(
+      packBundle(withFile(files, LogBundleFile.inclusionProof, prettyJson(proof))),
+    );
+    assert.deepEqual(failed, ['log_checkpoint']);
+    const check = outcome.report!.checks.find((item) => item.check === 'log_checkpoint');
+    assert.match(check!.detail, /unknown fields: note/);
+  });
 });
 
 void describe('log and timestamp evidence removed', () => {
