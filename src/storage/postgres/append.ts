@@ -14,7 +14,7 @@
 import type pg from 'pg';
 import { extendLog } from '../log-append.ts';
 import type { AppendItem, AppendResult, AuditEventRow, CertificateRow, Sealer } from '../store.ts';
-import { toCertificate, type RawCertificate } from './certificate-row.ts';
+import { toCertificate, type RawCertificate } from '../certificate-row.ts';
 import { lockLogHead, sendAuditEvents, sendLogExtension } from './log-queries.ts';
 import { sendTogether, settleInOrder } from './pipeline.ts';
 

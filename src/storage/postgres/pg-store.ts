@@ -7,7 +7,7 @@ import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rota
 import { LOG_SQL } from '../log-sql.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import { appendBatch, isKeyClaimedConcurrently } from './append.ts';
-import { toCertificate, type RawCertificate } from './certificate-row.ts';
+import { toCertificate, type RawCertificate } from '../certificate-row.ts';
 import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
 import { toTenant, type RawTenant } from '../tenant-row.ts';

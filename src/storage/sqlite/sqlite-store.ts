@@ -47,23 +47,8 @@ import {
   type TenantRow,
 } from '../store.ts';
 
-interface RawCertificate extends Omit<CertificateRow, 'human_reviewed'> {
-  human_reviewed: number;
-}
-
-function toCertificate(raw: RawCertificate | undefined): CertificateRow | undefined {
-  return raw
-    ? {
-        ...raw,
-        chain_sequence: Number(raw.chain_sequence),
-        human_reviewed: raw.human_reviewed === 1,
-        log_index:
-          raw.log_index === null || raw.log_index === undefined ? null : Number(raw.log_index),
-      }
-    : undefined;
-}
-
 import { toTenant, type RawTenant } from '../tenant-row.ts';
+import { toCertificate, type RawCertificate } from '../certificate-row.ts';
 
 /** Runs synchronous work and reports its result or exception as a promise. */
 function settle<T>(work: () => T): Promise<T> {

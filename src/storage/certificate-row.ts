@@ -1,5 +1,6 @@
-// Conversion of certificate rows as PostgreSQL returns them to the engine-neutral CertificateRow.
-import type { CertificateRow } from '../store.ts';
+// Conversion of certificate rows as both engines return them (human_reviewed as 0 or 1, BIGINT
+// columns as numbers or strings) to the engine-neutral CertificateRow.
+import type { CertificateRow } from './store.ts';
 
 export interface RawCertificate extends Omit<CertificateRow, 'human_reviewed'> {
   human_reviewed: number;
