@@ -94,7 +94,15 @@ interface DevSecrets {
   kek: string;
 }
 
-function loadOrCreateDevSecrets(dataDir: string): {
+/**
+ * Reads the development secrets file, creating it (and the data folder) when it is missing.
+ * With `write` false a missing file is not created: the secrets returned then exist only in
+ * memory, for commands that must leave the data folder as they found it.
+ */
+function loadOrCreateDevSecrets(
+  dataDir: string,
+  write: boolean,
+): {
   file: string;
   secrets: DevSecrets;
   generated: boolean;
@@ -104,11 +112,14 @@ function loadOrCreateDevSecrets(dataDir: string): {
     const secrets = JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
     return { file, secrets, generated: false };
   }
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const secrets: DevSecrets = {
     jwt_secret: randomBytes(32).toString('base64url'),
     kek: randomBytes(32).toString('base64url'),
   };
+  if (!write) {
+    return { file, secrets, generated: false };
+  }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(file, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
   return { file, secrets, generated: true };
 }
@@ -244,9 +255,13 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  * CDIL_DATABASE_POOL_SIZE, CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
  * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_WORKERS, CDIL_BODY_LIMIT_BYTES, CDIL_LOG_ORIGIN,
  * CDIL_CHECKPOINT_INTERVAL_MS, TSA_URL, TSA_TIMEOUT_MS, TSA_TRUSTED_ROOTS, CDIL_KEY_CACHE_TTL_MS,
- * CDIL_RATE_LIMIT_PER_MINUTE, CDIL_RATE_LIMIT_SYNC_MS.
+ * CDIL_RATE_LIMIT_PER_MINUTE, CDIL_RATE_LIMIT_SYNC_MS. With `writeSecrets` false, development mode
+ * does not create a missing secrets file or data folder.
  */
-export function loadConfig(env: Env = process.env): Config {
+export function loadConfig(
+  env: Env = process.env,
+  options: { writeSecrets?: boolean } = {},
+): Config {
   const problems: string[] = [];
   const modeValue = env.CDIL_ENV ?? 'development';
   if (modeValue !== 'development' && modeValue !== 'production') {
@@ -283,7 +298,7 @@ export function loadConfig(env: Env = process.env): Config {
       problems.push('CDIL_KEK is required in production mode (32 bytes, base64 or hex)');
     }
   } else if (!jwtSecretText || !kekText) {
-    const dev = loadOrCreateDevSecrets(dataDir);
+    const dev = loadOrCreateDevSecrets(dataDir, options.writeSecrets ?? true);
     secretsFile = dev.file;
     secretsGenerated = dev.generated;
     jwtSecretText ||= dev.secrets.jwt_secret;

@@ -61,13 +61,6 @@ export interface InclusionProofFile {
   proof: string[];
 }
 
-const INCLUSION_PROOF_KEYS: ReadonlySet<string> = new Set([
-  'format',
-  'log_index',
-  'tree_size',
-  'proof',
-]);
-
 const REQUIRED_FILES = [
   BundleFile.certificate,
   BundleFile.canonicalMessage,
@@ -271,16 +264,21 @@ function checkBundleFiles(
   for (const name of PRETTY_JSON_FILES) {
     const bytes = files.get(name);
     if (bytes && !isPrettyJson(bytes, json.get(name)!)) {
-      problems.push(
-        `${name} is not in its exported form (reformatted, reordered or duplicate keys)`,
-      );
+      problems.push(`${name} is not in its exported form (reformatted or duplicate keys)`);
     }
   }
   const manifest = asObject(parseJsonFile(json, BundleFile.manifest), BundleFile.manifest);
   checkManifestEntries(crypto, files, manifest, certificate, format, problems);
+  checkExportedFields(json, problems);
+  for (const name of TEXT_FILES) {
+    const bytes = files.get(name);
+    if (bytes && startsWithByteOrderMark(bytes)) {
+      problems.push(`${name} starts with a byte order mark, which the exported file does not`);
+    }
+  }
   const logKey = files.get(LogBundleFile.logKey);
-  if (logKey && !/^[^\n]+\n$/.test(utf8Decode(logKey))) {
-    problems.push(`${LogBundleFile.logKey} must hold exactly one line`);
+  if (logKey && !/^[^\r\n]+\n$/.test(utf8Decode(logKey))) {
+    problems.push(`${LogBundleFile.logKey} must hold exactly one line ending in a line feed`);
   }
 
   const der = files.get(BundleFile.signature);
@@ -337,6 +335,109 @@ function isPrettyJson(bytes: Uint8Array, file: JsonFile): boolean {
     return false;
   }
   return file.text === JSON.stringify(file.value, null, 2) + '\n';
+}
+
+/** Text files whose checks compare decoded text, which would hide a leading byte order mark. */
+const TEXT_FILES = [
+  BundleFile.readme,
+  BundleFile.publicKey,
+  LogBundleFile.checkpoint,
+  LogBundleFile.logKey,
+] as const;
+
+/**
+ * Fields of key.json, its public JWK, the manifest, a manifest entry and inclusion_proof.json,
+ * in the order the exporter writes them.
+ */
+const KNOWN_FIELDS = {
+  key: [
+    'key_id',
+    'tenant_id',
+    'algorithm',
+    'status',
+    'valid_from',
+    'valid_until',
+    'public_key_jwk',
+    'revoked_at',
+    'revocation_reason',
+  ],
+  jwk: ['kty', 'crv', 'x', 'y'],
+  manifest: ['format', 'certificate_id', 'files'],
+  manifestEntry: ['name', 'sha256', 'size'],
+  inclusionProof: ['format', 'log_index', 'tree_size', 'proof'],
+} as const;
+
+/**
+ * Returns the problems of an object's keys against the exported field list: fields the
+ * exporter does not write, and fields out of the exported order. Empty for a non-object.
+ */
+function fieldProblems(value: unknown, known: readonly string[], prefix: string): string[] {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return [];
+  }
+  const keys = Object.keys(value);
+  const unknown = keys.filter((key) => !known.includes(key));
+  if (unknown.length > 0) {
+    return [`unknown fields ${unknown.map((key) => prefix + key).join(', ')}`];
+  }
+  const positions = keys.map((key) => known.indexOf(key));
+  const ordered = positions.every(
+    (position, index) => index === 0 || positions[index - 1]! < position,
+  );
+  return ordered ? [] : [`fields of ${prefix || 'the top level '}out of the exported order`];
+}
+
+/**
+ * Adds a problem for each field of key.json, manifest.json and inclusion_proof.json that the
+ * exporter does not write or writes in another order, and for certificate.json keys out of
+ * their exported order (signed fields sorted, then signature and signature_algorithm). No check
+ * covers unknown fields, so a reader must not be shown them as evidence, and a private member
+ * such as `d` in the public JWK is refused this way. Order checks leave one spelling per bundle.
+ */
+function checkExportedFields(json: JsonFiles, problems: string[]): void {
+  const key = json.get(BundleFile.key);
+  if (key?.ok) {
+    const record = key.value as { public_key_jwk?: unknown } | null;
+    const found = [
+      ...fieldProblems(record, KNOWN_FIELDS.key, ''),
+      ...fieldProblems(record?.public_key_jwk, KNOWN_FIELDS.jwk, 'public_key_jwk.'),
+    ];
+    if (found.length > 0) {
+      problems.push(`${BundleFile.key} has ${found.join('; ')}`);
+    }
+  }
+  const manifest = json.get(BundleFile.manifest);
+  if (manifest?.ok) {
+    const value = manifest.value as { files?: unknown } | null;
+    const entries = Array.isArray(value?.files) ? (value.files as unknown[]) : [];
+    const found = [
+      ...fieldProblems(value, KNOWN_FIELDS.manifest, ''),
+      ...entries.flatMap((entry, index) =>
+        fieldProblems(entry, KNOWN_FIELDS.manifestEntry, `files[${index}].`),
+      ),
+    ];
+    if (found.length > 0) {
+      problems.push(`${BundleFile.manifest} has ${found.join('; ')}`);
+    }
+  }
+  const proof = json.get(LogBundleFile.inclusionProof);
+  if (proof?.ok) {
+    const found = fieldProblems(proof.value, KNOWN_FIELDS.inclusionProof, '');
+    if (found.length > 0) {
+      problems.push(`${LogBundleFile.inclusionProof} has ${found.join('; ')}`);
+    }
+  }
+  const certificate = json.get(BundleFile.certificate);
+  if (certificate?.ok && typeof certificate.value === 'object' && certificate.value !== null) {
+    const keys = Object.keys(certificate.value);
+    const signed = keys.slice(0, -2);
+    const sorted = signed.every((name, index) => index === 0 || signed[index - 1]! < name);
+    if (!sorted || keys.at(-2) !== 'signature' || keys.at(-1) !== 'signature_algorithm') {
+      problems.push(
+        `${BundleFile.certificate} has its fields out of the exported order (signed fields sorted, then signature and signature_algorithm)`,
+      );
+    }
+  }
 }
 
 function startsWithByteOrderMark(bytes: Uint8Array): boolean {
@@ -533,7 +634,9 @@ function readLogEvidence(
   const proof = parsed?.proof;
   const extra =
     typeof parsed === 'object' && parsed !== null
-      ? Object.keys(parsed).filter((key) => !INCLUSION_PROOF_KEYS.has(key))
+      ? Object.keys(parsed).filter(
+          (key) => !(KNOWN_FIELDS.inclusionProof as readonly string[]).includes(key),
+        )
       : [];
   if (extra.length > 0) {
     // Nothing signs or checks other fields, so a reader must not be shown them as evidence.

@@ -153,6 +153,23 @@ describe('cdil command line', () => {
     assert.equal(noReason.status, 2);
   });
 
+  test('tenant revoke-key takes a key id starting with a dash', () => {
+    const dashed = runCli(
+      ['tenant', 'revoke-key', 'key-wing', '-8Jd2kQ', '--reason', 'superseded'],
+      env,
+    );
+    assert.equal(dashed.status, 1, dashed.stderr);
+    assert.doesNotMatch(dashed.stderr, /unknown option/);
+    assert.match(dashed.stderr, /-8Jd2kQ/);
+
+    const misspelled = runCli(
+      ['tenant', 'revoke-key', 'key-wing', '-8Jd2kQ', '--reason', 'superseded', '--rotat'],
+      env,
+    );
+    assert.equal(misspelled.status, 2);
+    assert.match(misspelled.stderr, /too many arguments/);
+  });
+
   test('tenant set-rate-limit sets and clears the override', () => {
     const set = runCli(['tenant', 'set-rate-limit', 'key-wing', '30'], env);
     assert.equal(set.status, 0, set.stderr);

@@ -169,13 +169,37 @@ void describe('log evidence altered', () => {
     assert.ok(failedChecks(packBundle(malformed)).failed.includes('log_checkpoint'));
   });
 
+  test('other spellings of the log text files fail the manifest check', () => {
+    const checkpoint = files.get(LogBundleFile.checkpoint)!;
+    const withMark = withFile(
+      files,
+      LogBundleFile.checkpoint,
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), checkpoint]),
+    );
+    assert.ok(
+      failedChecks(packBundle(withMark), { trustedLogKeys: logKeyPath }).failed.includes(
+        'bundle_manifest',
+      ),
+    );
+    const crlf = withFile(
+      files,
+      LogBundleFile.logKey,
+      text(LogBundleFile.logKey).replace(/\n$/, '\r\n'),
+    );
+    const { failed, outcome } = failedChecks(packBundle(crlf), { trustedLogKeys: logKeyPath });
+    assert.ok(failed.includes('bundle_manifest'));
+    const check = outcome.report!.checks.find((item) => item.check === 'bundle_manifest');
+    assert.match(check!.detail, /exactly one line ending in a line feed/);
+  });
+
   test('an unknown proof field fails log_checkpoint', () => {
     const proof = readJsonFile(files, LogBundleFile.inclusionProof);
     proof.note = 'verified by the auditor';
     const { failed, outcome } = failedChecks(
       packBundle(withFile(files, LogBundleFile.inclusionProof, prettyJson(proof))),
     );
-    assert.deepEqual(failed, ['log_checkpoint']);
+    // The file is also no longer in its exported form.
+    assert.deepEqual(failed, ['bundle_manifest', 'log_checkpoint']);
     const check = outcome.report!.checks.find((item) => item.check === 'log_checkpoint');
     assert.match(check!.detail, /unknown fields: note/);
   });

@@ -243,7 +243,11 @@ describe('verifier hardening', () => {
       certificate.patient_name = 'John Doe';
       files.set(BundleFile.certificate, prettyJson(certificate));
     });
-    assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['certificate_fields']);
+    // The field after signature_algorithm also breaks the exported order of the file.
+    assert.deepEqual(checksWithStatus(outcome.report, 'fail'), [
+      'bundle_manifest',
+      'certificate_fields',
+    ]);
   });
 
   test('signature algorithm none fails the field check', () => {
@@ -309,6 +313,65 @@ describe('verifier hardening', () => {
         assert.deepEqual(Buffer.from(spelling, 'base64'), Buffer.from(signature, 'base64'));
       }
     }
+  });
+
+  test('second spellings of unsigned files fail the manifest check', () => {
+    const reversed = (value: Record<string, unknown>) =>
+      Object.fromEntries(Object.entries(value).reverse());
+    const bom = (bytes: Uint8Array) => Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), bytes]);
+    const cases: [string, (files: Map<string, Uint8Array>) => void][] = [
+      [
+        'certificate.json keys reversed',
+        (files) => {
+          const certificate = reversed(readJsonFile(files, BundleFile.certificate));
+          files.set(BundleFile.certificate, prettyJson(certificate));
+        },
+      ],
+      [
+        'key.json keys reversed',
+        (files) =>
+          files.set(BundleFile.key, prettyJson(reversed(readJsonFile(files, BundleFile.key)))),
+      ],
+      [
+        'key.json with a comment',
+        (files) => {
+          const key = readJsonFile(files, BundleFile.key);
+          key.comment = 'trust me';
+          files.set(BundleFile.key, prettyJson(key));
+        },
+      ],
+      [
+        'private member in the public JWK',
+        (files) => {
+          const key = readJsonFile(files, BundleFile.key);
+          (key.public_key_jwk as Record<string, unknown>).d = 'AAAA';
+          files.set(BundleFile.key, prettyJson(key));
+        },
+      ],
+      [
+        'README.txt with a byte order mark',
+        (files) => files.set(BundleFile.readme, bom(files.get(BundleFile.readme)!)),
+      ],
+      [
+        'public_key.pem with a byte order mark',
+        (files) => files.set(BundleFile.publicKey, bom(files.get(BundleFile.publicKey)!)),
+      ],
+    ];
+    for (const [name, edit] of cases) {
+      const outcome = editedBundle(edit);
+      assert.deepEqual(checksWithStatus(outcome.report, 'fail'), ['bundle_manifest'], name);
+    }
+
+    // refreshManifest rewrites manifest.json, so a manifest edit is made after it.
+    const files = unpackBundle(fixture.zip);
+    refreshManifest(files);
+    const manifest = readJsonFile(files, BundleFile.manifest);
+    manifest.comment = 'signed by the hospital';
+    files.set(BundleFile.manifest, prettyJson(manifest));
+    const annotated = verifyZip(fixture.dir, packBundle(files), {});
+    assert.deepEqual(checksWithStatus(annotated.report, 'fail'), ['bundle_manifest']);
+    const detail = annotated.report!.checks.find((check) => check.check === 'bundle_manifest')!;
+    assert.match(detail.detail, /manifest.json has unknown fields comment/);
   });
 
   test('key record validity start differing from the pinned set fails trust', () => {

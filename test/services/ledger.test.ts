@@ -984,6 +984,15 @@ describe('whole-ledger verification command on the stored database', () => {
         assert.equal(result.status, 2, result.stdout);
         assert.match(result.stderr, /cdil\.sqlite does not exist/);
         assert.equal(existsSync(join(dir, 'cdil.sqlite')), false);
+        assert.equal(existsSync(join(dir, 'secrets.json')), false);
+
+        // A data folder that does not exist is not created either.
+        const missing = join(dir, 'missing');
+        const absent = await runCliAsync(['ledger', 'verify', '--tenant', TENANT], {
+          CDIL_DATA_DIR: missing,
+        });
+        assert.equal(absent.status, 2, absent.stdout);
+        assert.equal(existsSync(missing), false);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

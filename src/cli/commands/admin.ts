@@ -112,6 +112,10 @@ export function registerAdminCommands(program: Command): void {
     .argument('<key-id>', 'key id (kid in the JWKS)')
     .requiredOption('--reason <reason>', `revocation reason: ${REVOCATION_REASONS.join(', ')}`)
     .option('--rotate', 'required to revoke the active key: a new key becomes active at once')
+    // A key id is a base64url thumbprint, and about one in 64 starts with "-". Commander would
+    // take such an id for an option; this lets it through as the argument it is. A misspelled
+    // option then fails as an extra argument instead.
+    .allowUnknownOption()
     .action(async (id: string, keyId: string, options: { reason: string; rotate?: boolean }) => {
       if (!REVOCATION_REASONS.includes(options.reason as RevocationReason)) {
         throw new Error(

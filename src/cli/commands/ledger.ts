@@ -211,7 +211,7 @@ export async function runLedgerVerify(
       import('../../services/ledger.ts'),
       import('../../services/clock.ts'),
     ]);
-    const store = await openReadOnlyStore(loadConfig());
+    const store = await openReadOnlyStore(loadConfig(process.env, { writeSecrets: false }));
     try {
       report = await new LedgerVerifier(store, systemClock).verify(options.tenant, {
         maxFindings,
