@@ -163,6 +163,23 @@ void describe('cdil verify trust options', () => {
     assert.match(result.stderr, /--require-timestamps.*--tsa-roots/);
   });
 
+  test('usage errors go to stdout with --json', () => {
+    const cases = [
+      ['verify', garbageTokensPath, '--require-timestamps', '--json'],
+      ['verify', validPath, garbageTokensPath, '--require-timestamps', '--json'],
+      ['verify', validPath, garbageTokensPath, '--jobs', '0', '--json'],
+      ['verify', validPath, garbageTokensPath, '--trusted-log-keys', jwksPath, '--json'],
+    ];
+    for (const args of cases) {
+      const result = runCli(args);
+      assert.equal(result.status, 2, args.join(' '));
+      const output = JSON.parse(result.stdout) as { valid: boolean; error: { code: string } };
+      assert.equal(output.valid, false, args.join(' '));
+      assert.match(output.error.code, /^(USAGE_ERROR|BUNDLE_MALFORMED_TRUSTED_KEYS)$/);
+      assert.match(result.stderr, /^error: /);
+    }
+  });
+
   test('pinned log key file passes', () => {
     const result = runCli(['verify', validPath, '--trusted-log-keys', logKeyPath]);
     assert.equal(result.status, 0, result.stderr);
@@ -189,6 +206,16 @@ void describe('cdil verify trust options', () => {
     const result = runCli(['verify', validPath, '--trusted-log-keys', path]);
     assert.equal(result.status, 2, result.stdout);
     assert.match(result.stderr, /--trusted-log-keys .*log-keys-typo\.txt line 2/);
+  });
+
+  test('log-key route JSON as a log key file', () => {
+    const path = join(dir, 'log-key-route.json');
+    const logKey = unpackBundle(fixture.zip).get(LogBundleFile.logKey)!;
+    const verifierKey = Buffer.from(logKey).toString('utf8').trim();
+    writeFileSync(path, JSON.stringify({ key_name: 'x', verifier_key: verifierKey }));
+    const result = runCli(['verify', validPath, '--trusted-log-keys', path]);
+    assert.equal(result.status, 2, result.stdout);
+    assert.match(result.stderr, /write its verifier_key value to the file instead/);
   });
 
   test('unusable log key file as JSON', () => {

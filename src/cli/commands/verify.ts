@@ -97,8 +97,15 @@ function readTrustedLogKeys(path: string | undefined): string[] | undefined {
     return undefined;
   }
   const expected = 'expected one Ed25519 signed-note verifier key per line';
-  const lines = readInput(path, 'trusted log key file', MAX_TRUST_FILE_BYTES)
-    .toString('utf8')
+  const text = readInput(path, 'trusted log key file', MAX_TRUST_FILE_BYTES).toString('utf8');
+  if (verifierKeyInJson(text)) {
+    throw malformedTrustFile(
+      '--trusted-log-keys',
+      path,
+      'is the JSON of GET /v1/tenants/{tenant_id}/log-key; write its verifier_key value to the file instead',
+    );
+  }
+  const lines = text
     .split('\n')
     .map((line, index) => ({ number: index + 1, text: line.trim() }))
     .filter((line) => line.text !== '' && !line.text.startsWith('#'));
@@ -117,6 +124,20 @@ function readTrustedLogKeys(path: string | undefined): string[] | undefined {
     }
   }
   return lines.map((line) => line.text);
+}
+
+/** Returns whether `text` is a JSON object with a string `verifier_key`, as the log-key route serves. */
+function verifierKeyInJson(text: string): boolean {
+  try {
+    const value = JSON.parse(text) as unknown;
+    return (
+      typeof value === 'object' &&
+      value !== null &&
+      typeof (value as { verifier_key?: unknown }).verifier_key === 'string'
+    );
+  } catch {
+    return false;
+  }
 }
 
 // Matches the PEM labels of PKCS #8, encrypted PKCS #8, PKCS #1 and SEC 1 private keys.
@@ -198,23 +219,32 @@ function printReport(
 
 function reportUnusable(
   error: unknown,
-  options: VerifyCliOptions,
+  options: { json?: boolean | undefined },
   out: (text: string) => void,
   err: (text: string) => void,
 ): number {
   if (!(error instanceof BundleError)) {
     throw error;
   }
+  return reportUsageError(error.message, error.code, options, out, err);
+}
+
+/**
+ * Writes an error that makes the input or the options unusable and returns EXIT_UNUSABLE. With
+ * --json the same error also goes to stdout as `{ valid: false, error }`, so a script reading
+ * stdout sees every exit 2.
+ */
+function reportUsageError(
+  message: string,
+  code: string,
+  options: { json?: boolean | undefined },
+  out: (text: string) => void,
+  err: (text: string) => void,
+): number {
   if (options.json) {
-    out(
-      JSON.stringify(
-        { valid: false, error: { code: error.code, message: error.message } },
-        null,
-        2,
-      ),
-    );
+    out(JSON.stringify({ valid: false, error: { code, message } }, null, 2));
   }
-  err(`error: ${error.message} [${error.code}]`);
+  err(`error: ${message} [${code}]`);
   return EXIT_UNUSABLE;
 }
 
@@ -237,22 +267,23 @@ export function runVerify(
 }
 
 /**
- * Writes a usage error and returns false for --require-timestamps without --tsa-roots, because
- * without roots the tokens are not checked and the option would pass tokens that are garbage.
+ * Returns the usage error for --require-timestamps without --tsa-roots, or undefined. Without
+ * roots the tokens are not checked, so the option would pass tokens that are garbage.
  */
-function timestampOptionsUsable(
-  options: { tsaRoots?: string | undefined; requireTimestamps?: boolean | undefined },
-  err: (text: string) => void,
-): boolean {
+function timestampOptionsProblem(options: {
+  tsaRoots?: string | undefined;
+  requireTimestamps?: boolean | undefined;
+}): string | undefined {
   if (options.requireTimestamps === true && options.tsaRoots === undefined) {
-    err(
-      'error: --require-timestamps needs --tsa-roots <file>, the TSA root certificates that ' +
-        'the timestamp tokens are checked against',
+    return (
+      '--require-timestamps needs --tsa-roots <file>, the TSA root certificates that ' +
+      'the timestamp tokens are checked against'
     );
-    return false;
   }
-  return true;
+  return undefined;
 }
+
+const USAGE_ERROR = 'USAGE_ERROR';
 
 /** Runs the whole verification, RFC 3161 timestamp tokens included, and returns the exit status. */
 export async function runVerifyWithTimestamps(
@@ -261,8 +292,9 @@ export async function runVerifyWithTimestamps(
   out: (text: string) => void,
   err: (text: string) => void,
 ): Promise<number> {
-  if (!timestampOptionsUsable(options, err)) {
-    return EXIT_UNUSABLE;
+  const problem = timestampOptionsProblem(options);
+  if (problem !== undefined) {
+    return reportUsageError(problem, USAGE_ERROR, options, out, err);
   }
   try {
     const tsaRoots = readTsaRoots(options.tsaRoots);
@@ -303,11 +335,17 @@ export async function runVerifyMany(
       ? Math.min(defaultThreadCount(), paths.length)
       : Number(options.jobs);
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) {
-    err('error: --jobs must be an integer from 1 to 64');
-    return EXIT_UNUSABLE;
+    return reportUsageError(
+      `--jobs must be an integer from 1 to 64, got ${JSON.stringify(options.jobs)}`,
+      USAGE_ERROR,
+      options,
+      out,
+      err,
+    );
   }
-  if (!timestampOptionsUsable(options, err)) {
-    return EXIT_UNUSABLE;
+  const problem = timestampOptionsProblem(options);
+  if (problem !== undefined) {
+    return reportUsageError(problem, USAGE_ERROR, options, out, err);
   }
   let trustedKeys;
   let trustedLogKeys;
@@ -317,11 +355,7 @@ export async function runVerifyMany(
     trustedLogKeys = readTrustedLogKeys(options.trustedLogKeys);
     tsaRoots = readTsaRoots(options.tsaRoots);
   } catch (error) {
-    if (error instanceof BundleError) {
-      err(`error: ${error.message} [${error.code}]`);
-      return EXIT_UNUSABLE;
-    }
-    throw error;
+    return reportUnusable(error, options, out, err);
   }
   const inputs = paths.map((path) => {
     try {
