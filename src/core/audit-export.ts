@@ -15,6 +15,7 @@ import { AuditError, AuditErrorCode, VerificationError } from './errors.ts';
 import { HASH_LENGTH, leafHash, verifyInclusion } from './merkle.ts';
 import { verifyLogCheckpoint } from './verify/log-steps.ts';
 import { parseSignedMessage } from './verify/message.ts';
+import { unknownFields } from './json-fields.ts';
 
 export const AUDIT_EXPORT_FORMAT = 'cdil.audit-export.v1';
 export const AUDIT_EXPORT_REPORT_FORMAT = 'cdil.audit-export-report.v1';
@@ -134,14 +135,6 @@ const ENTRY_KEYS = new Set([
   'inclusion_proof',
 ]);
 
-/**
- * Returns the keys of `value` that are not in `allowed`. No check covers unknown fields, so an
- * export that carried them could show a reader text that nothing vouches for.
- */
-function unknownKeys(value: Record<string, unknown>, allowed: ReadonlySet<string>): string[] {
-  return Object.keys(value).filter((key) => !allowed.has(key));
-}
-
 /** Decodes a proof hash in canonical base64 of exactly 32 bytes, or returns undefined. */
 function decodeProofHash(text: unknown): Uint8Array | undefined {
   if (typeof text !== 'string') {
@@ -186,8 +179,8 @@ export function parseAuditExportHeader(line: string | Uint8Array): AuditExportHe
     problems.push('range must have integers start <= end and occurred_from, occurred_to');
   }
   const extra = [
-    ...unknownKeys(value, HEADER_KEYS),
-    ...(isRecord(range) ? unknownKeys(range, RANGE_KEYS).map((key) => `range.${key}`) : []),
+    ...unknownFields(value, HEADER_KEYS),
+    ...(isRecord(range) ? unknownFields(range, RANGE_KEYS).map((key) => `range.${key}`) : []),
   ];
   if (extra.length > 0) {
     problems.push(`unknown fields ${extra.join(', ')}`);
@@ -370,7 +363,7 @@ export class AuditExportVerifier {
     if (isCertificate !== (typeof value.certificate_id === 'string')) {
       return fail('certificate_id must be set on certificate lines and only there');
     }
-    const extra = unknownKeys(value, ENTRY_KEYS);
+    const extra = unknownFields(value, ENTRY_KEYS);
     if (extra.length > 0) {
       return fail(`unknown fields ${extra.join(', ')}`);
     }

@@ -16,6 +16,7 @@ import {
   type TimestampEvidence,
 } from './verify/timestamp-steps.ts';
 import { verifyEvidence, type CheckResult, type VerificationReport } from './verify/verify.ts';
+import { unknownFields } from './json-fields.ts';
 import { DEFAULT_ZIP_LIMITS, readZipSafely, writeDeterministicZip, type ZipLimits } from './zip.ts';
 
 export const BUNDLE_FORMAT_VERSION = 'cdil.bundle.v1';
@@ -376,7 +377,7 @@ function fieldProblems(value: unknown, known: readonly string[], prefix: string)
     return [];
   }
   const keys = Object.keys(value);
-  const unknown = keys.filter((key) => !known.includes(key));
+  const unknown = unknownFields(value, known);
   if (unknown.length > 0) {
     return [`unknown fields ${unknown.map((key) => prefix + key).join(', ')}`];
   }
@@ -632,12 +633,7 @@ function readLogEvidence(
     return unreadable;
   }
   const proof = parsed?.proof;
-  const extra =
-    typeof parsed === 'object' && parsed !== null
-      ? Object.keys(parsed).filter(
-          (key) => !(KNOWN_FIELDS.inclusionProof as readonly string[]).includes(key),
-        )
-      : [];
+  const extra = unknownFields(parsed, KNOWN_FIELDS.inclusionProof);
   if (extra.length > 0) {
     // Nothing signs or checks other fields, so a reader must not be shown them as evidence.
     return {

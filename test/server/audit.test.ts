@@ -174,7 +174,7 @@ describe('audit trail over HTTP', () => {
     assert.equal(past.json().error.code, 'LEAF_NOT_FOUND');
     assert.equal((await proofOf('-1')).statusCode, 400);
     assert.equal((await proofOf('1e3')).statusCode, 400);
-    // Bob's auditor asks about alice's leaf 0 and gets a proof from bob's own log.
+    // Bob's auditor requesting leaf 0 gets a proof from bob's own log, not alice's.
     const bobs = await proofOf(0, '', await t.token('auditor', 'bob'));
     assert.equal(bobs.statusCode, 200, bobs.body);
     assert.match(bobs.json().checkpoint as string, /^cdil\.local\/tenants\/bob\n/);

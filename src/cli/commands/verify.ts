@@ -231,8 +231,8 @@ function reportUnusable(
 
 /**
  * Writes an error that makes the input or the options unusable and returns EXIT_UNUSABLE. With
- * --json the same error also goes to stdout as `{ valid: false, error }`, so a script reading
- * stdout sees every exit 2.
+ * --json the same error also goes to stdout as `{ valid: false, error }`, so a script that
+ * parses stdout receives these errors too.
  */
 function reportUsageError(
   message: string,
