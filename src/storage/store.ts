@@ -130,6 +130,12 @@ export type AppendResult =
   | { kind: 'conflict' }
   | { kind: 'key_inactive'; activeKeyId: string | undefined };
 
+/** One tenant's items in a multi-tenant append. */
+export interface AppendGroup<T extends AppendItem> {
+  tenantId: string;
+  items: T[];
+}
+
 /**
  * Builds and signs the certificate for one item once its place in the chain is known. An engine
  * may call it again for the same item when it retries an append, so it must have no side effects.
@@ -350,6 +356,16 @@ export interface Store extends ShadowStore, LogStore {
     items: T[],
     seal: Sealer<T>,
   ): Promise<AppendResult[]>;
+  /**
+   * Appends several tenants' items in one transaction, as appendCertificates does for each
+   * group, and returns each group's results in group order. The tenant ids of `groups` MUST
+   * differ. Either every group is stored or none is. One commit for many tenants is what makes
+   * issuance for many tenants at once cost about as much per certificate as for one tenant.
+   */
+  appendCertificateGroups<T extends AppendItem>(
+    groups: readonly AppendGroup<T>[],
+    seal: Sealer<T>,
+  ): Promise<AppendResult[][]>;
 
   getCertificate(tenantId: string, certificateId: string): Promise<CertificateRow | undefined>;
   /** The tenant's chain head: the sequence and chain hash the next append links to. */
