@@ -1,21 +1,40 @@
-// Certificate batch append for PgStore. A batch sends at most 13 statements whatever its size,
-// in two pipelined groups, so it pays two round trips while the chain head is locked:
+// Certificate batch append for PgStore. One transaction appends the items of one or more
+// tenants, one group of items per tenant. It sends at most 13 statements whatever the number of
+// tenants and items, pipelined in two round trips, and holds the chain head locks for those two:
 //
-//   1. BEGIN, lock the chain head, create and lock the log head, read the active key, look up
-//      the batch's idempotency keys.
+//   1. BEGIN, lock the chain heads, create and lock the log heads, read the active keys, look up
+//      the idempotency keys.
 //   2. Insert the keys, the certificates, the audit events and the log nodes (one multi-row
-//      INSERT each), update the chain head and the log head, COMMIT.
+//      INSERT each), update the log heads and the chain heads (one UPDATE each), COMMIT.
 //
-// The items are sealed in between, in this process. Each group is one write on the socket (see
-// pipeline.ts). The reads of group 1 are separate statements, not one join, because a statement
-// that waits for a row lock keeps the snapshot it started with for every other table. Each
-// statement after the lock takes a new snapshot under READ COMMITTED, which includes whatever
-// the previous holder of the lock committed: a key rotation or an idempotency key.
+// Each statement covers every tenant of the append, because its array parameters carry the
+// tenant id of each row. One statement locks all chain heads and another all log heads, each in
+// tenant_id order, so transactions whose tenant sets overlap wait for each other and cannot
+// deadlock.
+//
+// The items are sealed in between, in this process. Each round trip is one write on the socket
+// (see pipeline.ts). The reads of round trip 1 are separate statements, not one join, because a
+// statement that waits for a row lock keeps the snapshot it started with for every other table.
+// Each statement after the lock takes a new snapshot under READ COMMITTED, which includes whatever
+// the previous holder of a lock committed: a key rotation or an idempotency key.
+//
+// PostgreSQL pays for the statements of a transaction and for its commit, not much for each row,
+// so its CPU per certificate falls with the number of certificates per transaction whether they
+// belong to one tenant or to many. bench/append.ts with --spread measures this: PostgreSQL CPU
+// per certificate is given in docs/benchmarks.md ("Chain append in-process").
 import type pg from 'pg';
 import { extendLog } from '../log-append.ts';
-import type { AppendItem, AppendResult, AuditEventRow, CertificateRow, Sealer } from '../store.ts';
+import type {
+  AppendGroup,
+  AppendItem,
+  AppendResult,
+  AuditEventRow,
+  CertificateRow,
+  LogHeadRow,
+  Sealer,
+} from '../store.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
-import { lockLogHead, sendAuditEvents, sendLogExtension } from './log-queries.ts';
+import { lockLogHeads, sendAuditEvents, sendLogExtensions } from './log-queries.ts';
 import { sendTogether, settleInOrder } from './pipeline.ts';
 
 interface ChainHead {
@@ -23,30 +42,35 @@ interface ChainHead {
   chain_hash: string | null;
 }
 
-const LOCK_CHAIN_HEAD = {
-  name: 'cdil_lock_chain_head',
-  text: 'SELECT chain_sequence, chain_hash FROM chain_heads WHERE tenant_id = $1 FOR UPDATE',
+// ORDER BY applies before FOR UPDATE, so the rows are locked in tenant_id order.
+const LOCK_CHAIN_HEADS = {
+  name: 'cdil_lock_chain_heads',
+  text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
+    WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`,
 };
 
-const SELECT_ACTIVE_KEY = {
-  name: 'cdil_select_active_key',
-  text: "SELECT key_id FROM signing_keys WHERE tenant_id = $1 AND status = 'active'",
+const SELECT_ACTIVE_KEYS = {
+  name: 'cdil_select_active_keys',
+  text: "SELECT tenant_id, key_id FROM signing_keys WHERE tenant_id = ANY($1::text[]) AND status = 'active'",
 };
 
 // Not prepared by name: `c.*` would fail in a prepared statement after a migration adds a column.
-const SELECT_STORED_KEYS = `SELECT k.idempotency_key AS stored_key, k.request_hash AS stored_request_hash, c.*
-  FROM idempotency_keys k
-  LEFT JOIN certificates c ON c.tenant_id = k.tenant_id AND c.certificate_id = k.certificate_id
-  WHERE k.tenant_id = $1 AND k.idempotency_key = ANY($2::text[])`;
+// An unnamed statement is also planned with the actual arrays, so row estimates use their lengths.
+const SELECT_STORED_KEYS = `SELECT k.tenant_id AS stored_tenant_id, k.idempotency_key AS stored_key,
+    k.request_hash AS stored_request_hash, c.*
+  FROM unnest($1::text[], $2::text[]) AS r (tenant_id, idempotency_key)
+  JOIN idempotency_keys k ON k.tenant_id = r.tenant_id AND k.idempotency_key = r.idempotency_key
+  LEFT JOIN certificates c ON c.tenant_id = k.tenant_id AND c.certificate_id = k.certificate_id`;
 
 // No ON CONFLICT: a key that exists although the lookup after the lock did not find it was
 // inserted by a writer that bypassed the lock, and the unique violation aborts the append, which
-// appendBatch's caller retries (see isKeyClaimedConcurrently).
+// appendGroups's caller retries (see isKeyClaimedConcurrently).
 const INSERT_IDEMPOTENCY_KEYS = {
   name: 'cdil_insert_idempotency_keys',
   text: `INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at)
-    SELECT $1, idempotency_key, request_hash, certificate_id, $5
-    FROM unnest($2::text[], $3::text[], $4::text[]) AS k (idempotency_key, request_hash, certificate_id)`,
+    SELECT tenant_id, idempotency_key, request_hash, certificate_id, $5
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+      AS k (tenant_id, idempotency_key, request_hash, certificate_id)`,
 };
 
 // One array parameter per column, so a batch of any size is one statement with one prepared plan.
@@ -59,9 +83,12 @@ const INSERT_CERTIFICATES = {
       $7::integer[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[])`,
 };
 
-const UPDATE_CHAIN_HEAD = {
-  name: 'cdil_update_chain_head',
-  text: 'UPDATE chain_heads SET chain_sequence = $1, chain_hash = $2 WHERE tenant_id = $3',
+// The tenant ids of one update differ (see checkDistinctTenants), so each head joins one row.
+const UPDATE_CHAIN_HEADS = {
+  name: 'cdil_update_chain_heads',
+  text: `UPDATE chain_heads h SET chain_sequence = u.chain_sequence, chain_hash = u.chain_hash
+    FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u (tenant_id, chain_sequence, chain_hash)
+    WHERE h.tenant_id = u.tenant_id`,
 };
 
 const UNIQUE_VIOLATION = '23505';
@@ -78,6 +105,19 @@ export function isKeyClaimedConcurrently(error: unknown): boolean {
   );
 }
 
+/** Throws a TypeError when two groups name the same tenant. */
+export function checkDistinctTenants(groups: readonly AppendGroup<AppendItem>[]): void {
+  const seen = new Set<string>();
+  for (const { tenantId } of groups) {
+    if (seen.has(tenantId)) {
+      throw new TypeError(
+        `tenant ${tenantId} appears in more than one group of the append; merge its items into one group`,
+      );
+    }
+    seen.add(tenantId);
+  }
+}
+
 /** A stored idempotency key: the request hash it was first used with and its certificate. */
 interface StoredKey {
   requestHash: string;
@@ -87,38 +127,57 @@ interface StoredKey {
 
 /** An idempotency key to insert with a new certificate. */
 interface KeyClaim {
+  tenantId: string;
   key: string;
   requestHash: string;
   certificateId: string;
 }
 
-/** The state read under the locks in group 1. */
+/** One tenant's state, read under the locks in round trip 1. */
 interface LockedState {
   head: ChainHead;
-  logHead: { tree_size: number; frontier: string };
+  logHead: LogHeadRow;
   activeKeyId: string | undefined;
   storedKeys: Map<string, StoredKey>;
 }
 
-/** Everything group 2 writes, and the result of each item in item order. */
+/** Everything round trip 2 writes for one tenant, and the result of each item in item order. */
 interface SealedBatch {
+  tenantId: string;
   results: AppendResult[];
   created: CertificateRow[];
   claims: KeyClaim[];
   auditEvents: AuditEventRow[];
+  logHead: LogHeadRow;
   leaves: string[];
 }
 
-type StoredKeyRow = RawCertificate & { stored_key: string; stored_request_hash: string };
+type StoredKeyRow = RawCertificate & {
+  stored_tenant_id: string;
+  stored_key: string;
+  stored_request_hash: string;
+};
 
-function indexStoredKeys(rows: StoredKeyRow[]): Map<string, StoredKey> {
-  const stored = new Map<string, StoredKey>();
-  for (const { stored_key: key, stored_request_hash: requestHash, ...certificate } of rows) {
+/** Returns each tenant's stored keys by tenant id. */
+function indexStoredKeys(rows: StoredKeyRow[]): Map<string, Map<string, StoredKey>> {
+  const byTenant = new Map<string, Map<string, StoredKey>>();
+  for (const row of rows) {
+    const {
+      stored_tenant_id: tenantId,
+      stored_key: key,
+      stored_request_hash: requestHash,
+      ...certificate
+    } = row;
     // The LEFT JOIN yields NULL certificate columns when the key's certificate is missing.
-    const row = certificate.certificate_id === null ? undefined : toCertificate(certificate);
-    stored.set(key, { requestHash, row });
+    const stored = certificate.certificate_id === null ? undefined : toCertificate(certificate);
+    let keys = byTenant.get(tenantId);
+    if (!keys) {
+      keys = new Map();
+      byTenant.set(tenantId, keys);
+    }
+    keys.set(key, { requestHash, row: stored });
   }
-  return stored;
+  return byTenant;
 }
 
 function replayOutcome(stored: StoredKey, item: AppendItem): AppendResult {
@@ -128,75 +187,119 @@ function replayOutcome(stored: StoredKey, item: AppendItem): AppendResult {
   return stored.row ? { kind: 'replayed', row: stored.row } : { kind: 'conflict' };
 }
 
-/**
- * Group 1: begins the transaction, locks the chain head and the log head, and reads the active
- * key and the stored idempotency keys when the items need them.
- */
-async function lockAndRead(
-  client: pg.PoolClient,
-  tenantId: string,
-  items: readonly AppendItem[],
-): Promise<LockedState> {
-  const keys = [
-    ...new Set(
-      items.flatMap((item) => (item.idempotencyKey === undefined ? [] : [item.idempotencyKey])),
-    ),
-  ];
-  const needsActiveKey = items.some((item) => item.signingKeyId !== undefined);
-  const sent = sendTogether(client, () => {
-    const begun = client.query('BEGIN');
-    const locked = client.query<ChainHead>({ ...LOCK_CHAIN_HEAD, values: [tenantId] });
-    const logHead = lockLogHead(client, tenantId);
-    const activeKey = needsActiveKey
-      ? client.query<{ key_id: string }>({ ...SELECT_ACTIVE_KEY, values: [tenantId] })
-      : undefined;
-    const storedKeys =
-      keys.length === 0
-        ? undefined
-        : client.query<StoredKeyRow>(SELECT_STORED_KEYS, [tenantId, keys]);
-    return { begun, locked, logHead, activeKey, storedKeys };
-  });
-  const { begun, locked, logHead, activeKey, storedKeys } = sent;
-  const group: Promise<unknown>[] = [begun, locked, logHead];
-  for (const optional of [activeKey, storedKeys]) {
-    if (optional) {
-      group.push(optional);
+/** Lists the distinct (tenant, idempotency key) pairs of the groups, as two parallel arrays. */
+function idempotencyKeyColumns(groups: readonly AppendGroup<AppendItem>[]): [string[], string[]] {
+  const tenantIds: string[] = [];
+  const keys: string[] = [];
+  for (const { tenantId, items } of groups) {
+    const distinct = new Set<string>();
+    for (const item of items) {
+      if (item.idempotencyKey !== undefined) {
+        distinct.add(item.idempotencyKey);
+      }
+    }
+    for (const key of distinct) {
+      tenantIds.push(tenantId);
+      keys.push(key);
     }
   }
-  // Every reply is read and every rejection handled before the checks below.
-  await Promise.allSettled(group);
-  await settleInOrder([begun, locked]);
-  const head = (await locked).rows[0];
-  if (!head) {
-    // Reported before the other statements' errors: for a tenant that does not exist, the log
-    // head insert fails on its foreign key.
-    throw new Error(`tenant ${tenantId} has no chain head`);
-  }
-  await settleInOrder(group);
-  return {
-    head,
-    logHead: await logHead,
-    activeKeyId: (await activeKey)?.rows[0]?.key_id,
-    storedKeys: indexStoredKeys((await storedKeys)?.rows ?? []),
-  };
+  return [tenantIds, keys];
 }
 
 /**
- * Decides each item's outcome in item order and seals the new certificates after the locked
- * head, as appending the items one at a time would. An item whose key is stored, or repeats a
- * key of an earlier item of the batch, is replayed or a conflict, and an item for a key that is
- * not active gets `key_inactive`. Each certificate's log leaf is followed by its audit event's.
+ * Round trip 1: begins the transaction, locks the chain heads and the log heads, and reads the active
+ * keys and the stored idempotency keys when the items need them. Returns each tenant's state by
+ * tenant id.
+ */
+async function lockAndRead(
+  client: pg.PoolClient,
+  groups: readonly AppendGroup<AppendItem>[],
+): Promise<Map<string, LockedState>> {
+  const tenantIds = groups.map((group) => group.tenantId);
+  const [keyTenantIds, keys] = idempotencyKeyColumns(groups);
+  const keyTenants = groups
+    .filter((group) => group.items.some((item) => item.signingKeyId !== undefined))
+    .map((group) => group.tenantId);
+  const sent = sendTogether(client, () => {
+    const begun = client.query('BEGIN');
+    const locked = client.query<ChainHead & { tenant_id: string }>({
+      ...LOCK_CHAIN_HEADS,
+      values: [tenantIds],
+    });
+    const logHeads = lockLogHeads(client, tenantIds);
+    const activeKeys =
+      keyTenants.length === 0
+        ? undefined
+        : client.query<{ tenant_id: string; key_id: string }>({
+            ...SELECT_ACTIVE_KEYS,
+            values: [keyTenants],
+          });
+    const storedKeys =
+      keys.length === 0
+        ? undefined
+        : client.query<StoredKeyRow>(SELECT_STORED_KEYS, [keyTenantIds, keys]);
+    return { begun, locked, logHeads, activeKeys, storedKeys };
+  });
+  const { begun, locked, logHeads, activeKeys, storedKeys } = sent;
+  const statements: Promise<unknown>[] = [begun, locked, logHeads];
+  for (const optional of [activeKeys, storedKeys]) {
+    if (optional) {
+      statements.push(optional);
+    }
+  }
+  // Every reply is read and every rejection handled before the checks below.
+  await Promise.allSettled(statements);
+  await settleInOrder([begun, locked]);
+  const heads = new Map((await locked).rows.map((row) => [row.tenant_id, row]));
+  const missing = tenantIds.find((tenantId) => !heads.has(tenantId));
+  if (missing !== undefined) {
+    // Reported before the other statements' errors: for a tenant that does not exist, the log
+    // head insert fails on its foreign key.
+    throw new Error(`tenant ${missing} has no chain head`);
+  }
+  await settleInOrder(statements);
+  const lockedLogHeads = await logHeads;
+  const activeKeyIds = new Map(
+    ((await activeKeys)?.rows ?? []).map((row) => [row.tenant_id, row.key_id]),
+  );
+  const storedByTenant = indexStoredKeys((await storedKeys)?.rows ?? []);
+  const states = new Map<string, LockedState>();
+  for (const tenantId of tenantIds) {
+    states.set(tenantId, {
+      head: heads.get(tenantId)!,
+      logHead: lockedLogHeads.get(tenantId)!,
+      activeKeyId: activeKeyIds.get(tenantId),
+      storedKeys: storedByTenant.get(tenantId) ?? new Map<string, StoredKey>(),
+    });
+  }
+  return states;
+}
+
+/**
+ * Decides each item's outcome in item order and seals the new certificates after the tenant's
+ * locked head, as appending the items one at a time would. An item whose key is stored, or
+ * repeats a key of an earlier item of the group, is replayed or a conflict, and an item for a key
+ * that is not active gets `key_inactive`. Each certificate's log leaf is followed by its audit
+ * event's. Throws when `seal` returns a certificate of another tenant.
  */
 function sealBatch<T extends AppendItem>(
-  tenantId: string,
-  items: readonly T[],
+  group: AppendGroup<T>,
   state: LockedState,
   seal: Sealer<T>,
 ): SealedBatch {
+  const { tenantId, items } = group;
   let sequence = state.head.chain_sequence;
   let previousHash = state.head.chain_hash;
   const known = state.storedKeys;
-  const batch: SealedBatch = { results: [], created: [], claims: [], auditEvents: [], leaves: [] };
+  const batch: SealedBatch = {
+    tenantId,
+    results: [],
+    created: [],
+    claims: [],
+    auditEvents: [],
+    logHead: state.logHead,
+    leaves: [],
+  };
   for (const item of items) {
     const key = item.idempotencyKey;
     const stored = key === undefined ? undefined : known.get(key);
@@ -209,6 +312,11 @@ function sealBatch<T extends AppendItem>(
       continue;
     }
     const row = seal(item, { sequence: sequence + 1, previousHash });
+    if (row.tenant_id !== tenantId) {
+      throw new Error(
+        `sealer returned a certificate for tenant ${row.tenant_id} in the group of tenant ${tenantId}`,
+      );
+    }
     row.log_index = state.logHead.tree_size + batch.leaves.length;
     row.timestamp_token ??= null;
     batch.leaves.push(row.signed_message);
@@ -222,11 +330,11 @@ function sealBatch<T extends AppendItem>(
       batch.leaves.push(event.event_json);
     }
     if (key !== undefined) {
-      // The key is stored with the request hash the claim inserts, so a repeat later in the batch
+      // The key is stored with the request hash the claim inserts, so a repeat later in the group
       // compares as it would against the stored row.
       const requestHash = item.requestHash ?? '';
       known.set(key, { requestHash, row });
-      batch.claims.push({ key, requestHash, certificateId: row.certificate_id });
+      batch.claims.push({ tenantId, key, requestHash, certificateId: row.certificate_id });
     }
     batch.created.push(row);
     batch.results.push({ kind: 'created', row });
@@ -257,40 +365,53 @@ function certificateColumns(rows: readonly CertificateRow[]): unknown[][] {
 }
 
 /**
- * Group 2: issues the batch's inserts, the head updates and COMMIT without awaiting them, and
- * returns their promises. A batch that creates nothing writes nothing and only commits.
+ * Round trip 2: issues the inserts, the head updates and COMMIT for the tenants that got new
+ * certificates, without awaiting them, and returns their promises. When no tenant got one, it
+ * writes nothing and only commits.
  */
-function sendWrites(
-  client: pg.PoolClient,
-  tenantId: string,
-  state: LockedState,
-  batch: SealedBatch,
-): Promise<unknown>[] {
+function sendWrites(client: pg.PoolClient, batches: readonly SealedBatch[]): Promise<unknown>[] {
   const sent: Promise<unknown>[] = [];
-  const last = batch.created.at(-1);
-  if (last) {
-    const now = new Date().toISOString();
-    if (batch.claims.length > 0) {
+  const writing = batches.filter((batch) => batch.created.length > 0);
+  if (writing.length > 0) {
+    const claims = writing.flatMap((batch) => batch.claims);
+    if (claims.length > 0) {
       sent.push(
         client.query({
           ...INSERT_IDEMPOTENCY_KEYS,
           values: [
-            tenantId,
-            batch.claims.map((claim) => claim.key),
-            batch.claims.map((claim) => claim.requestHash),
-            batch.claims.map((claim) => claim.certificateId),
-            now,
+            claims.map((claim) => claim.tenantId),
+            claims.map((claim) => claim.key),
+            claims.map((claim) => claim.requestHash),
+            claims.map((claim) => claim.certificateId),
+            new Date().toISOString(),
           ],
         }),
       );
     }
+    const lastRows = writing.map((batch) => batch.created.at(-1)!);
     sent.push(
-      client.query({ ...INSERT_CERTIFICATES, values: certificateColumns(batch.created) }),
-      ...sendAuditEvents(client, tenantId, batch.auditEvents),
-      ...sendLogExtension(client, tenantId, extendLog(state.logHead, batch.leaves)),
       client.query({
-        ...UPDATE_CHAIN_HEAD,
-        values: [last.chain_sequence, last.chain_hash, tenantId],
+        ...INSERT_CERTIFICATES,
+        values: certificateColumns(writing.flatMap((batch) => batch.created)),
+      }),
+      ...sendAuditEvents(
+        client,
+        writing.flatMap((batch) => batch.auditEvents),
+      ),
+      ...sendLogExtensions(
+        client,
+        writing.map((batch) => ({
+          tenantId: batch.tenantId,
+          extension: extendLog(batch.logHead, batch.leaves),
+        })),
+      ),
+      client.query({
+        ...UPDATE_CHAIN_HEADS,
+        values: [
+          writing.map((batch) => batch.tenantId),
+          lastRows.map((row) => row.chain_sequence),
+          lastRows.map((row) => row.chain_hash),
+        ],
       }),
     );
   }
@@ -299,21 +420,22 @@ function sendWrites(
 }
 
 /**
- * Appends `items` to the tenant's chain and log in one transaction on `client`, from BEGIN to
- * COMMIT. After an error the transaction may still be open, so the caller rolls it back. When
- * another writer inserted one of the batch's idempotency keys meanwhile, the error satisfies
- * isKeyClaimedConcurrently. Nothing is stored then, and the append can be retried.
+ * Appends each group's items to its tenant's chain and log, all in one transaction on `client`,
+ * from BEGIN to COMMIT, and returns the results per group in group order. The tenant ids of
+ * `groups` must differ (see checkDistinctTenants). After an error the transaction may still be
+ * open, so the caller rolls it back, and nothing of any group is stored. When another writer
+ * inserted one of the idempotency keys meanwhile, the error satisfies isKeyClaimedConcurrently,
+ * and the append can be retried.
  */
-export async function appendBatch<T extends AppendItem>(
+export async function appendGroups<T extends AppendItem>(
   client: pg.PoolClient,
-  tenantId: string,
-  items: readonly T[],
+  groups: readonly AppendGroup<T>[],
   seal: Sealer<T>,
-): Promise<AppendResult[]> {
-  const state = await lockAndRead(client, tenantId, items);
-  const batch = sealBatch(tenantId, items, state, seal);
+): Promise<AppendResult[][]> {
+  const states = await lockAndRead(client, groups);
+  const batches = groups.map((group) => sealBatch(group, states.get(group.tenantId)!, seal));
   // After a failed statement the server aborts the transaction, so the COMMIT at the end of the
-  // group rolls back instead, and settleInOrder throws the first statement's error.
-  await settleInOrder(sendTogether(client, () => sendWrites(client, tenantId, state, batch)));
-  return batch.results;
+  // round trip rolls back instead, and settleInOrder throws the first statement's error.
+  await settleInOrder(sendTogether(client, () => sendWrites(client, batches)));
+  return batches.map((batch) => batch.results);
 }

@@ -1,8 +1,8 @@
 // PostgreSQL side of the Merkle log, checkpoint and audit tables. PgStore delegates its LogStore
-// methods here and issues the log writes inside its certificate transaction. Node rows and audit
-// events of a batch go in one multi-row statement each, so a batch costs a fixed number of
-// statements whatever its size. `lockLogHead` and the `send...` functions issue their statements
-// without awaiting, so that an append can pipeline them with its own (see pipeline.ts).
+// methods here and issues the log writes inside its certificate transaction. The writes of an
+// append take one statement each for any number of tenants and rows: arrays carry the tenant id
+// of every row. `lockLogHeads` and the `send...` functions issue their statements without
+// awaiting, so that an append can pipeline them with its own (see pipeline.ts).
 import type pg from 'pg';
 import { extendLog, type LogExtension } from '../log-append.ts';
 import {
@@ -36,72 +36,115 @@ async function rows<R>(client: Queryable, sql: string, params: SqlParam[]): Prom
 }
 
 const INSERT_NODES = `INSERT INTO log_nodes (tenant_id, level, node_index, hash)
-  SELECT $1, level, node_index, hash
-  FROM unnest($2::int[], $3::bigint[], $4::text[]) AS n (level, node_index, hash)`;
+  SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[])`;
 
 const INSERT_AUDIT_EVENTS = `INSERT INTO audit_events (tenant_id, log_index, event_id, occurred_at, action,
     outcome, actor_hash, object_type, object_id, event_json)
-  SELECT $1, log_index, event_id, occurred_at, action, outcome, actor_hash, object_type, object_id, event_json
-  FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-    $9::text[], $10::text[]) AS e (log_index, event_id, occurred_at, action, outcome, actor_hash,
-    object_type, object_id, event_json)`;
+  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::text[], $8::text[], $9::text[], $10::text[])`;
 
 const GET_NODES = `SELECT n.level, n.node_index, n.hash FROM log_nodes n
   JOIN unnest($2::int[], $3::bigint[]) AS r (level, node_index)
     ON n.level = r.level AND n.node_index = r.node_index
   WHERE n.tenant_id = $1`;
 
-const ENSURE_HEAD = numberPlaceholders(LOG_SQL.ensureHead);
-const LOCK_HEAD = numberPlaceholders(`${LOG_SQL.getHead} FOR UPDATE`);
-const SET_HEAD = numberPlaceholders(LOG_SQL.setHead);
+// Both statements go through the tenants in tenant_id order. Every transaction that locks
+// several log heads therefore takes the locks in the same order, so two of them cannot deadlock.
+const ENSURE_HEADS = `INSERT INTO log_heads (tenant_id, tree_size, frontier)
+  SELECT tenant_id, 0, '' FROM unnest($1::text[]) AS t (tenant_id) ORDER BY tenant_id
+  ON CONFLICT (tenant_id) DO NOTHING`;
 
-/**
- * Reads and locks the tenant's log head, creating an empty one. Call inside a transaction. Both
- * statements are issued before either reply is read, so on a pipelining connection they share a
- * round trip with any other statements issued before the caller awaits.
- */
-export function lockLogHead(client: Queryable, tenantId: string): Promise<LogHeadRow> {
-  const ensured = client.query(ENSURE_HEAD, [tenantId]);
-  const locked = client.query<LogHeadRow>(LOCK_HEAD, [tenantId]);
-  return settleInOrder([ensured, locked])
-    .then(() => locked)
-    .then((result) => {
-      const raw = result.rows[0]!;
-      return { tree_size: Number(raw.tree_size), frontier: raw.frontier };
-    });
+const LOCK_HEADS = `SELECT tenant_id, tree_size, frontier FROM log_heads
+  WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`;
+
+// The tenant ids of one update must differ, because each log head takes one row of the join.
+const SET_HEADS = `UPDATE log_heads h SET tree_size = u.tree_size, frontier = u.frontier
+  FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u (tenant_id, tree_size, frontier)
+  WHERE h.tenant_id = u.tenant_id`;
+
+/** The extension of one tenant's log within an append for several tenants. */
+export interface TenantLogExtension {
+  tenantId: string;
+  extension: LogExtension;
 }
 
 /**
- * Issues the inserts of the extension's new nodes and the update of the log head, without
- * awaiting them, and returns their promises. Call inside the transaction that locked the head.
+ * Reads and locks the log heads of `tenantIds`, creating empty ones where missing, and returns
+ * them by tenant id. Call inside a transaction. Both statements are issued before either reply
+ * is read, so on a pipelining connection they share a round trip with any other statements
+ * issued before the caller awaits. Rejects, on the foreign key, when a tenant does not exist.
  */
-export function sendLogExtension(
+export function lockLogHeads(
   client: Queryable,
-  tenantId: string,
-  extension: LogExtension,
+  tenantIds: readonly string[],
+): Promise<Map<string, LogHeadRow>> {
+  const ensured = client.query({
+    name: 'cdil_ensure_log_heads',
+    text: ENSURE_HEADS,
+    values: [tenantIds],
+  });
+  const locked = client.query<LogHeadRow & { tenant_id: string }>({
+    name: 'cdil_lock_log_heads',
+    text: LOCK_HEADS,
+    values: [tenantIds],
+  });
+  return settleInOrder([ensured, locked])
+    .then(() => locked)
+    .then((result) => {
+      const heads = new Map<string, LogHeadRow>();
+      for (const raw of result.rows) {
+        heads.set(raw.tenant_id, { tree_size: Number(raw.tree_size), frontier: raw.frontier });
+      }
+      return heads;
+    });
+}
+
+/** Reads and locks the tenant's log head, creating an empty one. Call inside a transaction. */
+export async function lockLogHead(client: Queryable, tenantId: string): Promise<LogHeadRow> {
+  const heads = await lockLogHeads(client, [tenantId]);
+  return heads.get(tenantId)!;
+}
+
+/**
+ * Issues the inserts of the extensions' new nodes and the update of their log heads, one
+ * statement each for all tenants, without awaiting them, and returns their promises. Call inside
+ * the transaction that locked the heads. The tenant ids of `extensions` must differ.
+ */
+export function sendLogExtensions(
+  client: Queryable,
+  extensions: readonly TenantLogExtension[],
 ): Promise<unknown>[] {
   const sent: Promise<unknown>[] = [];
-  if (extension.nodes.length > 0) {
+  const nodes = extensions.flatMap(({ tenantId, extension }) =>
+    extension.nodes.map((node) => ({ tenantId, node })),
+  );
+  if (nodes.length > 0) {
     sent.push(
       client.query({
         name: 'cdil_insert_log_nodes',
         text: INSERT_NODES,
         values: [
-          tenantId,
-          extension.nodes.map((node) => node.level),
-          extension.nodes.map((node) => node.node_index),
-          extension.nodes.map((node) => node.hash),
+          nodes.map(({ tenantId }) => tenantId),
+          nodes.map(({ node }) => node.level),
+          nodes.map(({ node }) => node.node_index),
+          nodes.map(({ node }) => node.hash),
         ],
       }),
     );
   }
-  sent.push(
-    client.query({
-      name: 'cdil_set_log_head',
-      text: SET_HEAD,
-      values: [extension.head.tree_size, extension.head.frontier, tenantId],
-    }),
-  );
+  if (extensions.length > 0) {
+    sent.push(
+      client.query({
+        name: 'cdil_set_log_heads',
+        text: SET_HEADS,
+        values: [
+          extensions.map(({ tenantId }) => tenantId),
+          extensions.map(({ extension }) => extension.head.tree_size),
+          extensions.map(({ extension }) => extension.head.frontier),
+        ],
+      }),
+    );
+  }
   return sent;
 }
 
@@ -113,17 +156,16 @@ export async function extendLogIn(
   leafTexts: readonly string[],
 ): Promise<LogExtension> {
   const extension = extendLog(head, leafTexts);
-  await settleInOrder(sendLogExtension(client, tenantId, extension));
+  await settleInOrder(sendLogExtensions(client, [{ tenantId, extension }]));
   return extension;
 }
 
 /**
  * Issues the insert of audit events whose leaves the caller appends, one statement for all of
- * them, without awaiting it. Returns no promise when there are no events.
+ * them whatever their tenants, without awaiting it. Returns no promise when there are no events.
  */
 export function sendAuditEvents(
   client: Queryable,
-  tenantId: string,
   events: readonly AuditEventRow[],
 ): Promise<unknown>[] {
   if (events.length === 0) {
@@ -135,7 +177,7 @@ export function sendAuditEvents(
       name: 'cdil_insert_audit_events',
       text: INSERT_AUDIT_EVENTS,
       values: [
-        tenantId,
+        column('tenant_id'),
         column('log_index'),
         column('event_id'),
         column('occurred_at'),
@@ -153,10 +195,9 @@ export function sendAuditEvents(
 /** Stores audit events whose leaves the caller appends, in one statement. */
 export async function insertAuditEvents(
   client: Queryable,
-  tenantId: string,
   events: readonly AuditEventRow[],
 ): Promise<void> {
-  await settleInOrder(sendAuditEvents(client, tenantId, events));
+  await settleInOrder(sendAuditEvents(client, events));
 }
 
 export async function getLogHead(

@@ -6,7 +6,7 @@ import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SQL } from '../log-sql.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
-import { appendBatch, isKeyClaimedConcurrently } from './append.ts';
+import { appendGroups, checkDistinctTenants, isKeyClaimedConcurrently } from './append.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
 import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
@@ -30,6 +30,7 @@ import {
 } from '../shadow-sql.ts';
 import {
   TenantExistsError,
+  type AppendGroup,
   type AppendItem,
   type AppendResult,
   type AuditEventFilter,
@@ -348,7 +349,7 @@ export class PgStore implements Store {
         );
         if (auditEvent) {
           const logHead = await log.lockLogHead(client, tenant.tenant_id);
-          await log.insertAuditEvents(client, tenant.tenant_id, [
+          await log.insertAuditEvents(client, [
             { ...auditEvent, tenant_id: tenant.tenant_id, log_index: logHead.tree_size },
           ]);
           await log.extendLogIn(client, tenant.tenant_id, logHead, [auditEvent.event_json]);
@@ -519,26 +520,41 @@ export class PgStore implements Store {
     return deleted.rowCount ?? 0;
   }
 
-  /**
-   * Appends the batch in one transaction with a fixed number of statements (see append.ts). When
-   * a writer that bypassed the chain head lock inserted one of the batch's idempotency keys
-   * meanwhile, nothing is stored and the whole batch is sealed and appended again, so `seal` can
-   * run more than once for an item. The next attempt finds that key stored.
-   */
+  /** Appends the batch as the one group of appendCertificateGroups. */
   async appendCertificates<T extends AppendItem>(
     tenantId: string,
     items: T[],
     seal: Sealer<T>,
   ): Promise<AppendResult[]> {
+    const [results] = await this.appendCertificateGroups([{ tenantId, items }], seal);
+    return results!;
+  }
+
+  /**
+   * Appends every group in one transaction with a fixed number of statements (see append.ts).
+   * When a writer that bypassed the chain head locks inserted one of the idempotency keys
+   * meanwhile, nothing is stored and all groups are sealed and appended again, so `seal` can run
+   * more than once for an item. The next attempt finds that key stored.
+   */
+  async appendCertificateGroups<T extends AppendItem>(
+    groups: readonly AppendGroup<T>[],
+    seal: Sealer<T>,
+  ): Promise<AppendResult[][]> {
+    checkDistinctTenants(groups);
+    if (groups.length === 0) {
+      return [];
+    }
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#withClient((client) => appendBatch(client, tenantId, items, seal));
+        return await this.#withClient((client) => appendGroups(client, groups, seal));
       } catch (error) {
         if (attempt >= MAX_APPEND_ATTEMPTS || !isKeyClaimedConcurrently(error)) {
           throw error;
         }
+        const tenantIds = groups.map((group) => group.tenantId).join(', ');
+        const tenants = groups.length === 1 ? `tenant ${tenantIds}` : `tenants ${tenantIds}`;
         process.emitWarning(
-          `append for tenant ${tenantId} retried (attempt ${attempt + 1} of ${MAX_APPEND_ATTEMPTS}): ` +
+          `append for ${tenants} retried (attempt ${attempt + 1} of ${MAX_APPEND_ATTEMPTS}): ` +
             `another writer inserted one of its idempotency keys: ${(error as Error).message}`,
         );
       }
@@ -722,7 +738,7 @@ export class PgStore implements Store {
         tenant_id: tenantId,
         log_index: head.tree_size + offset,
       }));
-      await log.insertAuditEvents(client, tenantId, rows);
+      await log.insertAuditEvents(client, rows);
       await log.extendLogIn(
         client,
         tenantId,
