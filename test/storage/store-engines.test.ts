@@ -11,10 +11,12 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../../src/storage/migrations.ts';
 import { certificateQuery } from '../../src/storage/certificate-query.ts';
+import { EMPTY_LOG_HEAD, extendLog } from '../../src/storage/log-append.ts';
 import { PgStore } from '../../src/storage/postgres/pg-store.ts';
 import { OPTIMIZE_EVERY_APPENDS, SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import {
   TenantExistsError,
+  type AppendGroup,
   type AppendItem,
   type AppendResult,
   type CertificateRow,
@@ -124,6 +126,19 @@ function seal(tenantId: string) {
 
 function newItem(extra: Partial<TestItem> = {}): TestItem {
   return { certificateId: randomUUID(), ...extra };
+}
+
+/** An item of a multi-tenant append, which names its tenant so that one sealer serves all groups. */
+interface GroupItem extends TestItem {
+  tenantId: string;
+}
+
+function newGroupItem(tenantId: string, extra: Partial<TestItem> = {}): GroupItem {
+  return { ...newItem(extra), tenantId };
+}
+
+function sealGroupItem(item: GroupItem, link: ChainLink): CertificateRow {
+  return seal(item.tenantId)(item, link);
 }
 
 function newKey(tenantId: string, keyId: string): NewSigningKey {
@@ -1040,7 +1055,7 @@ describe(
   'PostgreSQL append statements',
   { skip: TEST_ENGINE !== 'postgres' && 'needs DATABASE_URL' },
   () => {
-    test('statement count independent of batch size', async () => {
+    test('statement count independent of batch and tenants', async () => {
       const location = await createLocation();
       const store = openStore(location);
       try {
@@ -1076,6 +1091,39 @@ describe(
         assert.equal(single.length, 13, single.join('\n'));
         assert.equal((await walkChain(store, tenantId)).length, 1 + 16 + 64);
         assert.equal((await store.getLogHead(tenantId))?.tree_size, 2 * (1 + 16 + 64));
+
+        // The same statements append for several tenants at once, none of which has a log head yet.
+        const tenantIds = Array.from({ length: 50 }, (_, i) => `statements-${i}`);
+        for (const id of tenantIds) {
+          await createTenant(store, id);
+        }
+        for (const tenants of [1, 5, 50]) {
+          const groups = tenantIds.slice(0, tenants).map((id) => ({
+            tenantId: id,
+            items: [0, 1].map((i) =>
+              newGroupItem(id, {
+                idempotencyKey: `key-${tenants}-${i}`,
+                requestHash: 'hash',
+                signingKeyId: `${id}-key`,
+                auditEvent: () => auditEvent('certificate.issue'),
+              }),
+            ),
+          }));
+          let results: AppendResult[][] = [];
+          const sent = await recordStatements(async () => {
+            results = await store.appendCertificateGroups(groups, sealGroupItem);
+          });
+          assert.equal(results.length, tenants);
+          const kinds = results.flat().map((result) => result.kind);
+          assert.deepEqual(kinds, Array<string>(2 * tenants).fill('created'), kinds.join(', '));
+          assert.deepEqual(sent, single, `${tenants} tenants against one tenant`);
+        }
+        for (const [i, id] of tenantIds.entries()) {
+          // Tenant i took part in the appends for 1, 5 and 50 tenants that included it.
+          const appends = [1, 5, 50].filter((tenants) => i < tenants).length;
+          assert.equal((await walkChain(store, id)).length, 2 * appends, id);
+          assert.equal((await store.getLogHead(id))?.tree_size, 4 * appends, id);
+        }
       } finally {
         await store.close();
         await location.remove();
@@ -1175,6 +1223,382 @@ describe(
           { idempotency_key: 'before', certificate_id: items[0]!.certificateId },
           { idempotency_key: 'late', certificate_id: storedId },
         ]);
+      } finally {
+        await store.close();
+        await location.remove();
+      }
+    });
+  },
+);
+
+/** Seals as sealGroupItem does, with a fixed issue time, so equal items give equal rows. */
+function sealFixed(item: GroupItem, link: ChainLink): CertificateRow {
+  return { ...sealGroupItem(item, link), issued_at_utc: '2026-03-01T10:00:00.000Z' };
+}
+
+/** Builds the issuance event of a certificate from its row alone, so equal rows give equal events. */
+function fixedIssueEvent(row: CertificateRow): NewAuditEvent {
+  const eventId = `${row.certificate_id}-issued`;
+  return {
+    event_id: eventId,
+    occurred_at: row.issued_at_utc,
+    action: 'certificate.issue',
+    outcome: 'success',
+    actor_hash: null,
+    object_type: 'certificate',
+    object_id: row.certificate_id,
+    event_json: `{"event_id":"${eventId}","sequence":${row.chain_sequence}}`,
+  };
+}
+
+/** Returns the rows every append writes, of all tenants, in a fixed order. */
+async function readAppendTables(location: StorageLocation): Promise<Record<string, unknown[]>> {
+  const queries: Record<string, string> = {
+    certificates: 'SELECT * FROM certificates ORDER BY tenant_id, chain_sequence',
+    chain_heads: 'SELECT * FROM chain_heads ORDER BY tenant_id',
+    log_heads: 'SELECT * FROM log_heads ORDER BY tenant_id',
+    log_nodes: 'SELECT * FROM log_nodes ORDER BY tenant_id, level, node_index',
+    audit_events: 'SELECT * FROM audit_events ORDER BY tenant_id, log_index',
+    // created_at is the time of the append, which differs between two databases.
+    idempotency_keys: `SELECT tenant_id, idempotency_key, request_hash, certificate_id
+      FROM idempotency_keys ORDER BY tenant_id, idempotency_key`,
+  };
+  const tables: Record<string, unknown[]> = {};
+  for (const [table, sql] of Object.entries(queries)) {
+    tables[table] = await runSql(location, sql);
+  }
+  return tables;
+}
+
+/**
+ * Checks the tenant's log against its stored leaves: indexes dense from 0, the head equal to the
+ * head recomputed from the leaves, and each certificate leaf followed by an audit event leaf.
+ * Returns the number of leaves.
+ */
+async function checkLog(store: Store, tenantId: string): Promise<number> {
+  const head = await store.getLogHead(tenantId);
+  assert.ok(head, `log head of ${tenantId}`);
+  const entries = await store.listLogEntries(tenantId, 0, head.tree_size);
+  assert.deepEqual(
+    entries.map((entry) => entry.log_index),
+    Array.from({ length: head.tree_size }, (_, i) => i),
+    `log indexes of ${tenantId}`,
+  );
+  const recomputed = extendLog(
+    EMPTY_LOG_HEAD,
+    entries.map((entry) => entry.data),
+  );
+  assert.deepEqual(head, recomputed.head, `log head of ${tenantId} against its leaves`);
+  for (const [position, entry] of entries.entries()) {
+    if (entry.kind === 'certificate') {
+      assert.equal(entries[position + 1]?.kind, 'audit_event', `leaf after ${entry.id}`);
+    }
+  }
+  return head.tree_size;
+}
+
+describe(
+  'PostgreSQL multi-tenant append',
+  { skip: TEST_ENGINE !== 'postgres' && 'needs DATABASE_URL' },
+  () => {
+    test('groups equal appending each alone', async () => {
+      const grouped = await createLocation();
+      const alone = await createLocation();
+      const groupedStore = openStore(grouped);
+      const aloneStore = openStore(alone);
+      try {
+        const tenantIds = ['group-0', 'group-1', 'group-2', 'group-3', 'group-4'];
+        const stored = newGroupItem('group-1', { idempotencyKey: 'stored', requestHash: 'h1' });
+        for (const store of [groupedStore, aloneStore]) {
+          await store.migrate();
+          for (const tenantId of tenantIds) {
+            await createTenant(store, tenantId);
+          }
+          // group-1 has a chain and a log before the append, and one stored key.
+          await store.appendCertificates(
+            'group-1',
+            [stored, newGroupItem('group-1', { certificateId: 'group-1-first' })].map((item) => ({
+              ...item,
+              auditEvent: fixedIssueEvent,
+            })),
+            sealFixed,
+          );
+          await store.rotateSigningKey('group-2', newKey('group-2', 'group-2-next'), now);
+        }
+        const item = (tenantId: string, extra: Partial<TestItem> = {}) =>
+          newGroupItem(tenantId, { auditEvent: fixedIssueEvent, ...extra });
+        // Not in tenant order, and with an empty group.
+        const groups: AppendGroup<GroupItem>[] = [
+          { tenantId: 'group-3', items: [] },
+          {
+            tenantId: 'group-1',
+            items: [
+              item('group-1', { idempotencyKey: 'stored', requestHash: 'h1' }),
+              item('group-1', { idempotencyKey: 'stored', requestHash: 'other' }),
+              item('group-1', { idempotencyKey: 'shared', requestHash: 'h2' }),
+              item('group-1', { idempotencyKey: 'shared', requestHash: 'h2' }),
+              item('group-1'),
+            ],
+          },
+          {
+            tenantId: 'group-4',
+            // Keys belong to a tenant, so group-1's keys are new for group-4.
+            items: [
+              item('group-4', { idempotencyKey: 'shared', requestHash: 'h3' }),
+              item('group-4', { idempotencyKey: 'stored', requestHash: 'h1' }),
+              item('group-4'),
+            ],
+          },
+          { tenantId: 'group-0', items: [item('group-0'), item('group-0'), item('group-0')] },
+          {
+            tenantId: 'group-2',
+            items: [
+              item('group-2', { signingKeyId: 'group-2-key' }),
+              item('group-2', { signingKeyId: 'group-2-next' }),
+            ],
+          },
+        ];
+
+        const groupedResults = await groupedStore.appendCertificateGroups(groups, sealFixed);
+        const aloneResults: AppendResult[][] = [];
+        for (const group of groups) {
+          aloneResults.push(
+            await aloneStore.appendCertificates(group.tenantId, group.items, sealFixed),
+          );
+        }
+
+        assert.deepEqual(groupedResults, aloneResults);
+        assert.deepEqual(
+          groupedResults.map((results) => results.map((result) => result.kind)),
+          [
+            [],
+            ['replayed', 'conflict', 'created', 'replayed', 'created'],
+            ['created', 'created', 'created'],
+            ['created', 'created', 'created'],
+            ['key_inactive', 'created'],
+          ],
+        );
+        assert.deepEqual(groupedResults[1]![0], {
+          kind: 'replayed',
+          row: await groupedStore.getCertificate('group-1', stored.certificateId),
+        });
+        assert.deepEqual(groupedResults[4]![0], {
+          kind: 'key_inactive',
+          activeKeyId: 'group-2-next',
+        });
+        const groupedTables = await readAppendTables(grouped);
+        const aloneTables = await readAppendTables(alone);
+        for (const table of Object.keys(aloneTables)) {
+          assert.deepEqual(groupedTables[table], aloneTables[table], table);
+        }
+        // group-3 appended nothing, and the append created its empty log as an append alone does.
+        assert.deepEqual(await groupedStore.getLogHead('group-3'), EMPTY_LOG_HEAD);
+        assert.deepEqual(await walkChain(groupedStore, 'group-1'), [
+          stored.certificateId,
+          'group-1-first',
+          groups[1]!.items[2]!.certificateId,
+          groups[1]!.items[4]!.certificateId,
+        ]);
+        for (const tenantId of ['group-0', 'group-1', 'group-2', 'group-4']) {
+          const certificates = (await walkChain(groupedStore, tenantId)).length;
+          assert.equal(await checkLog(groupedStore, tenantId), 2 * certificates, tenantId);
+        }
+      } finally {
+        await groupedStore.close();
+        await aloneStore.close();
+        await grouped.remove();
+        await alone.remove();
+      }
+    });
+
+    test('overlapping groups in opposite orders', async () => {
+      const location = await createLocation();
+      const first = openStore(location);
+      const second = openStore(location);
+      try {
+        await first.migrate();
+        const tenantIds = Array.from({ length: 10 }, (_, i) => `overlap-${i}`);
+        for (const tenantId of tenantIds) {
+          await createTenant(first, tenantId);
+        }
+        // The first store appends for tenants 0 to 7 in that order and the second for 9 down to
+        // 2, so tenants 2 to 7 are in both. Four appends run at once per store.
+        const forward = tenantIds.slice(0, 8);
+        const backward = tenantIds.slice(2).reverse();
+        const created = new Map<string, string[]>(tenantIds.map((id) => [id, []]));
+        const run = async (store: Store, order: string[], worker: string) => {
+          for (let round = 0; round < 6; round++) {
+            const groups = order.map((tenantId) => ({
+              tenantId,
+              items: [0, 1].map((i) =>
+                newGroupItem(tenantId, {
+                  idempotencyKey: `${worker}-${round}-${i}`,
+                  requestHash: 'h',
+                  auditEvent: () => auditEvent('certificate.issue'),
+                }),
+              ),
+            }));
+            const results = await store.appendCertificateGroups(groups, sealGroupItem);
+            for (const [g, group] of groups.entries()) {
+              const kinds = results[g]!.map((result) => result.kind);
+              assert.deepEqual(kinds, ['created', 'created'], `${worker} ${group.tenantId}`);
+              created.get(group.tenantId)!.push(...group.items.map((item) => item.certificateId));
+            }
+          }
+        };
+        await Promise.all([
+          ...[0, 1, 2, 3].map((w) => run(first, forward, `forward-${w}`)),
+          ...[0, 1, 2, 3].map((w) => run(second, backward, `backward-${w}`)),
+        ]);
+        for (const tenantId of tenantIds) {
+          const chain = await walkChain(first, tenantId);
+          const acknowledged = created.get(tenantId)!;
+          assert.deepEqual([...chain].sort(), [...acknowledged].sort(), tenantId);
+          assert.equal(await checkLog(second, tenantId), 2 * chain.length, tenantId);
+        }
+        assert.equal(created.get('overlap-0')!.length, 4 * 6 * 2);
+        assert.equal(created.get('overlap-5')!.length, 2 * 4 * 6 * 2);
+      } finally {
+        await first.close();
+        await second.close();
+        await location.remove();
+      }
+    });
+
+    test('missing tenant stores nothing', async () => {
+      const location = await createLocation();
+      const store = openStore(location);
+      try {
+        await store.migrate();
+        await createTenant(store, 'present-a');
+        await createTenant(store, 'present-b');
+        await store.appendCertificates(
+          'present-a',
+          [newItem({ auditEvent: () => auditEvent('certificate.issue') })],
+          seal('present-a'),
+        );
+        const before = await readAppendTables(location);
+        const groups = [
+          {
+            tenantId: 'present-a',
+            items: [newGroupItem('present-a', { idempotencyKey: 'k', requestHash: 'h' })],
+          },
+          { tenantId: 'no-such-tenant', items: [newGroupItem('no-such-tenant')] },
+          // present-b has no log head yet, and the failed append must not leave one.
+          {
+            tenantId: 'present-b',
+            items: [newGroupItem('present-b', { auditEvent: () => auditEvent() })],
+          },
+        ];
+        await assert.rejects(
+          store.appendCertificateGroups(groups, sealGroupItem),
+          /tenant no-such-tenant has no chain head/,
+        );
+        assert.deepEqual(await readAppendTables(location), before);
+        assert.equal(await store.getLogHead('present-b'), undefined);
+
+        // The other groups append once the missing tenant is left out.
+        const results = await store.appendCertificateGroups(
+          [groups[0]!, groups[2]!],
+          sealGroupItem,
+        );
+        assert.deepEqual(
+          results.map((group) => group.map((result) => result.kind)),
+          [['created'], ['created']],
+        );
+        assert.equal((await walkChain(store, 'present-a')).length, 2);
+        assert.equal((await walkChain(store, 'present-b')).length, 1);
+      } finally {
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('invalid groups store nothing', async () => {
+      const location = await createLocation();
+      const store = openStore(location);
+      try {
+        await store.migrate();
+        await createTenant(store, 'checked-a');
+        await createTenant(store, 'checked-b');
+        const before = await readAppendTables(location);
+        await assert.rejects(
+          store.appendCertificateGroups(
+            [
+              { tenantId: 'checked-a', items: [newGroupItem('checked-a')] },
+              { tenantId: 'checked-b', items: [newGroupItem('checked-b')] },
+              { tenantId: 'checked-a', items: [newGroupItem('checked-a')] },
+            ],
+            sealGroupItem,
+          ),
+          (error: unknown) => error instanceof TypeError && /checked-a/.test(error.message),
+        );
+        // A sealer that returns another tenant's certificate would put it in the wrong chain.
+        await assert.rejects(
+          store.appendCertificateGroups(
+            [
+              { tenantId: 'checked-a', items: [newGroupItem('checked-a')] },
+              { tenantId: 'checked-b', items: [newGroupItem('checked-a')] },
+            ],
+            sealGroupItem,
+          ),
+          /sealer returned a certificate for tenant checked-a in the group of tenant checked-b/,
+        );
+        assert.deepEqual(await readAppendTables(location), before);
+        assert.deepEqual(await store.appendCertificateGroups([], sealGroupItem), []);
+      } finally {
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('key taken during a multi-tenant append', async () => {
+      const location = await createLocation();
+      const store = openStore(location);
+      try {
+        await store.migrate();
+        await createTenant(store, 'claim-a');
+        await createTenant(store, 'claim-b');
+        const [first] = await store.appendCertificates('claim-b', [newItem()], seal('claim-b'));
+        const storedId = first?.kind === 'created' ? first.row.certificate_id : '';
+        const groups = [
+          { tenantId: 'claim-a', items: [newGroupItem('claim-a'), newGroupItem('claim-a')] },
+          {
+            tenantId: 'claim-b',
+            items: [newGroupItem('claim-b', { idempotencyKey: 'late', requestHash: 'same' })],
+          },
+        ];
+        let results: AppendResult[][];
+        // As in the single-tenant case above: the rival's uncommitted key makes the append's
+        // insert wait and then fail, and the retry appends both groups again from their heads.
+        const rival = new pg.Client({ connectionString: location.database.url });
+        await rival.connect();
+        try {
+          await rival.query('BEGIN');
+          await rival.query(
+            'INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, certificate_id, created_at) VALUES ($1, $2, $3, $4, $5)',
+            ['claim-b', 'late', 'same', storedId, 'now'],
+          );
+          const pending = store.appendCertificateGroups(groups, sealGroupItem);
+          await waitForLockWait(location);
+          await rival.query('COMMIT');
+          results = await pending;
+        } finally {
+          await rival.end();
+        }
+        assert.deepEqual(
+          results.map((group) => group.map((result) => result.kind)),
+          [['created', 'created'], ['replayed']],
+        );
+        assert.equal(
+          results[1]![0]?.kind === 'replayed' && results[1]![0].row.certificate_id,
+          storedId,
+        );
+        assert.deepEqual(
+          await walkChain(store, 'claim-a'),
+          groups[0]!.items.map((item) => item.certificateId),
+        );
+        assert.deepEqual(await walkChain(store, 'claim-b'), [storedId]);
       } finally {
         await store.close();
         await location.remove();
