@@ -36,6 +36,7 @@ import type {
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
 import { lockLogHeads, sendAuditEvents, sendLogExtensions } from './log-queries.ts';
 import { sendTogether, settleInOrder } from './pipeline.ts';
+import { tenantQuery, type TenantStatement } from './tenant-sql.ts';
 
 interface ChainHead {
   chain_sequence: number;
@@ -43,24 +44,44 @@ interface ChainHead {
 }
 
 // ORDER BY applies before FOR UPDATE, so the rows are locked in tenant_id order.
-const LOCK_CHAIN_HEADS = {
-  name: 'cdil_lock_chain_heads',
-  text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
-    WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`,
+const LOCK_CHAIN_HEADS: TenantStatement = {
+  single: {
+    name: 'cdil_lock_chain_head',
+    text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
+      WHERE tenant_id = ($1::text[])[1] FOR UPDATE`,
+  },
+  several: {
+    name: 'cdil_lock_chain_heads',
+    text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
+      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`,
+  },
 };
 
-const SELECT_ACTIVE_KEYS = {
-  name: 'cdil_select_active_keys',
-  text: "SELECT tenant_id, key_id FROM signing_keys WHERE tenant_id = ANY($1::text[]) AND status = 'active'",
+const SELECT_ACTIVE_KEYS: TenantStatement = {
+  single: {
+    name: 'cdil_select_active_key',
+    text: "SELECT tenant_id, key_id FROM signing_keys WHERE tenant_id = ($1::text[])[1] AND status = 'active'",
+  },
+  several: {
+    name: 'cdil_select_active_keys',
+    text: "SELECT tenant_id, key_id FROM signing_keys WHERE tenant_id = ANY($1::text[]) AND status = 'active'",
+  },
 };
 
 // Not prepared by name: `c.*` would fail in a prepared statement after a migration adds a column.
-// An unnamed statement is also planned with the actual arrays, so row estimates use their lengths.
-const SELECT_STORED_KEYS = `SELECT k.tenant_id AS stored_tenant_id, k.idempotency_key AS stored_key,
-    k.request_hash AS stored_request_hash, c.*
-  FROM unnest($1::text[], $2::text[]) AS r (tenant_id, idempotency_key)
-  JOIN idempotency_keys k ON k.tenant_id = r.tenant_id AND k.idempotency_key = r.idempotency_key
-  LEFT JOIN certificates c ON c.tenant_id = k.tenant_id AND c.certificate_id = k.certificate_id`;
+// $1 and $2 are parallel arrays: the tenant id and the key of each (tenant, key) pair.
+const SELECT_STORED_KEYS = {
+  single: `SELECT k.tenant_id AS stored_tenant_id, k.idempotency_key AS stored_key,
+      k.request_hash AS stored_request_hash, c.*
+    FROM idempotency_keys k
+    LEFT JOIN certificates c ON c.tenant_id = k.tenant_id AND c.certificate_id = k.certificate_id
+    WHERE k.tenant_id = ($1::text[])[1] AND k.idempotency_key = ANY($2::text[])`,
+  several: `SELECT k.tenant_id AS stored_tenant_id, k.idempotency_key AS stored_key,
+      k.request_hash AS stored_request_hash, c.*
+    FROM unnest($1::text[], $2::text[]) AS r (tenant_id, idempotency_key)
+    JOIN idempotency_keys k ON k.tenant_id = r.tenant_id AND k.idempotency_key = r.idempotency_key
+    LEFT JOIN certificates c ON c.tenant_id = k.tenant_id AND c.certificate_id = k.certificate_id`,
+};
 
 // No ON CONFLICT: a key that exists although the lookup after the lock did not find it was
 // inserted by a writer that bypassed the lock, and the unique violation aborts the append, which
@@ -83,12 +104,21 @@ const INSERT_CERTIFICATES = {
       $7::integer[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[])`,
 };
 
-// The tenant ids of one update differ (see checkDistinctTenants), so each head joins one row.
-const UPDATE_CHAIN_HEADS = {
-  name: 'cdil_update_chain_heads',
-  text: `UPDATE chain_heads h SET chain_sequence = u.chain_sequence, chain_hash = u.chain_hash
-    FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u (tenant_id, chain_sequence, chain_hash)
-    WHERE h.tenant_id = u.tenant_id`,
+// array_position finds a tenant's first entry, so the tenant ids of one update must differ
+// (see checkDistinctTenants).
+const UPDATE_CHAIN_HEADS: TenantStatement = {
+  single: {
+    name: 'cdil_update_chain_head',
+    text: `UPDATE chain_heads SET chain_sequence = ($2::bigint[])[1], chain_hash = ($3::text[])[1]
+      WHERE tenant_id = ($1::text[])[1]`,
+  },
+  several: {
+    name: 'cdil_update_chain_heads',
+    text: `UPDATE chain_heads
+      SET chain_sequence = ($2::bigint[])[array_position($1::text[], tenant_id)],
+        chain_hash = ($3::text[])[array_position($1::text[], tenant_id)]
+      WHERE tenant_id = ANY($1::text[])`,
+  },
 };
 
 const UNIQUE_VIOLATION = '23505';
@@ -222,22 +252,25 @@ async function lockAndRead(
     .map((group) => group.tenantId);
   const sent = sendTogether(client, () => {
     const begun = client.query('BEGIN');
-    const locked = client.query<ChainHead & { tenant_id: string }>({
-      ...LOCK_CHAIN_HEADS,
-      values: [tenantIds],
-    });
+    const locked = client.query<ChainHead & { tenant_id: string }>(
+      tenantQuery(LOCK_CHAIN_HEADS, tenantIds.length, [tenantIds]),
+    );
     const logHeads = lockLogHeads(client, tenantIds);
     const activeKeys =
       keyTenants.length === 0
         ? undefined
-        : client.query<{ tenant_id: string; key_id: string }>({
-            ...SELECT_ACTIVE_KEYS,
-            values: [keyTenants],
-          });
+        : client.query<{ tenant_id: string; key_id: string }>(
+            tenantQuery(SELECT_ACTIVE_KEYS, keyTenants.length, [keyTenants]),
+          );
     const storedKeys =
       keys.length === 0
         ? undefined
-        : client.query<StoredKeyRow>(SELECT_STORED_KEYS, [keyTenantIds, keys]);
+        : client.query<StoredKeyRow>(
+            new Set(keyTenantIds).size === 1
+              ? SELECT_STORED_KEYS.single
+              : SELECT_STORED_KEYS.several,
+            [keyTenantIds, keys],
+          );
     return { begun, locked, logHeads, activeKeys, storedKeys };
   });
   const { begun, locked, logHeads, activeKeys, storedKeys } = sent;
@@ -405,14 +438,13 @@ function sendWrites(client: pg.PoolClient, batches: readonly SealedBatch[]): Pro
           extension: extendLog(batch.logHead, batch.leaves),
         })),
       ),
-      client.query({
-        ...UPDATE_CHAIN_HEADS,
-        values: [
+      client.query(
+        tenantQuery(UPDATE_CHAIN_HEADS, writing.length, [
           writing.map((batch) => batch.tenantId),
           lastRows.map((row) => row.chain_sequence),
           lastRows.map((row) => row.chain_hash),
-        ],
-      }),
+        ]),
+      ),
     );
   }
   sent.push(client.query('COMMIT'));

@@ -18,6 +18,7 @@ import {
 import type { SqlParam } from '../shadow-sql.ts';
 import { numberPlaceholders } from './placeholders.ts';
 import { settleInOrder } from './pipeline.ts';
+import { tenantQuery, type TenantStatement } from './tenant-sql.ts';
 import type {
   AuditEventFilter,
   AuditEventRow,
@@ -54,13 +55,32 @@ const ENSURE_HEADS = `INSERT INTO log_heads (tenant_id, tree_size, frontier)
   SELECT tenant_id, 0, '' FROM unnest($1::text[]) AS t (tenant_id) ORDER BY tenant_id
   ON CONFLICT (tenant_id) DO NOTHING`;
 
-const LOCK_HEADS = `SELECT tenant_id, tree_size, frontier FROM log_heads
-  WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`;
+const LOCK_HEADS: TenantStatement = {
+  single: {
+    name: 'cdil_lock_log_head',
+    text: 'SELECT tenant_id, tree_size, frontier FROM log_heads WHERE tenant_id = ($1::text[])[1] FOR UPDATE',
+  },
+  several: {
+    name: 'cdil_lock_log_heads',
+    text: `SELECT tenant_id, tree_size, frontier FROM log_heads
+      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`,
+  },
+};
 
-// The tenant ids of one update must differ, because each log head takes one row of the join.
-const SET_HEADS = `UPDATE log_heads h SET tree_size = u.tree_size, frontier = u.frontier
-  FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u (tenant_id, tree_size, frontier)
-  WHERE h.tenant_id = u.tenant_id`;
+// array_position finds a tenant's first entry, so the tenant ids of one update must differ.
+const SET_HEADS: TenantStatement = {
+  single: {
+    name: 'cdil_set_log_head',
+    text: `UPDATE log_heads SET tree_size = ($2::bigint[])[1], frontier = ($3::text[])[1]
+      WHERE tenant_id = ($1::text[])[1]`,
+  },
+  several: {
+    name: 'cdil_set_log_heads',
+    text: `UPDATE log_heads SET tree_size = ($2::bigint[])[array_position($1::text[], tenant_id)],
+        frontier = ($3::text[])[array_position($1::text[], tenant_id)]
+      WHERE tenant_id = ANY($1::text[])`,
+  },
+};
 
 /** The extension of one tenant's log within an append for several tenants. */
 export interface TenantLogExtension {
@@ -83,11 +103,9 @@ export function lockLogHeads(
     text: ENSURE_HEADS,
     values: [tenantIds],
   });
-  const locked = client.query<LogHeadRow & { tenant_id: string }>({
-    name: 'cdil_lock_log_heads',
-    text: LOCK_HEADS,
-    values: [tenantIds],
-  });
+  const locked = client.query<LogHeadRow & { tenant_id: string }>(
+    tenantQuery(LOCK_HEADS, tenantIds.length, [tenantIds]),
+  );
   return settleInOrder([ensured, locked])
     .then(() => locked)
     .then((result) => {
@@ -134,15 +152,13 @@ export function sendLogExtensions(
   }
   if (extensions.length > 0) {
     sent.push(
-      client.query({
-        name: 'cdil_set_log_heads',
-        text: SET_HEADS,
-        values: [
+      client.query(
+        tenantQuery(SET_HEADS, extensions.length, [
           extensions.map(({ tenantId }) => tenantId),
           extensions.map(({ extension }) => extension.head.tree_size),
           extensions.map(({ extension }) => extension.head.frontier),
-        ],
-      }),
+        ]),
+      ),
     );
   }
   return sent;

@@ -1,6 +1,7 @@
 // PostgreSQL engine (node-postgres pool). Chain appends are serialized by the database: each
-// append transaction locks the tenant's chain_heads row with SELECT ... FOR UPDATE, so appends
-// from any number of processes queue on that row and never fork a chain.
+// append transaction locks the chain_heads rows of its tenants with SELECT ... FOR UPDATE, in
+// tenant_id order, so appends from any number of processes queue on those rows and never fork a
+// chain.
 import pg from 'pg';
 import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
