@@ -240,9 +240,9 @@ function idempotencyKeyColumns(groups: readonly AppendGroup<AppendItem>[]): [str
 }
 
 /**
- * Round trip 1: begins the transaction, locks the chain heads and the log heads, and reads the active
- * keys and the stored idempotency keys when the items need them. Returns each tenant's state by
- * tenant id.
+ * Round trip 1: begins the transaction, locks the chain heads and the log heads, and reads the
+ * active keys and the stored idempotency keys when the items need them. Returns each tenant's
+ * state by tenant id.
  */
 async function lockAndRead(
   client: pg.PoolClient,
