@@ -136,6 +136,19 @@ export interface AppendGroup<T extends AppendItem> {
   items: T[];
 }
 
+/** Throws a TypeError when two groups of a multi-tenant append name the same tenant. */
+export function checkDistinctTenants(groups: readonly { tenantId: string }[]): void {
+  const seen = new Set<string>();
+  for (const { tenantId } of groups) {
+    if (seen.has(tenantId)) {
+      throw new TypeError(
+        `tenant ${tenantId} appears in more than one group of the append; merge its items into one group`,
+      );
+    }
+    seen.add(tenantId);
+  }
+}
+
 /**
  * Builds and signs the certificate for one item once its place in the chain is known. An engine
  * may call it again for the same item when it retries an append, so it must have no side effects.

@@ -138,19 +138,6 @@ export function isKeyClaimedConcurrently(error: unknown): boolean {
   );
 }
 
-/** Throws a TypeError when two groups name the same tenant. */
-export function checkDistinctTenants(groups: readonly AppendGroup<AppendItem>[]): void {
-  const seen = new Set<string>();
-  for (const { tenantId } of groups) {
-    if (seen.has(tenantId)) {
-      throw new TypeError(
-        `tenant ${tenantId} appears in more than one group of the append; merge its items into one group`,
-      );
-    }
-    seen.add(tenantId);
-  }
-}
-
 /** A stored idempotency key: the request hash it was first used with and its certificate. */
 interface StoredKey {
   requestHash: string;

@@ -7,7 +7,7 @@ import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SQL } from '../log-sql.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
-import { appendGroups, checkDistinctTenants, isKeyClaimedConcurrently } from './append.ts';
+import { appendGroups, isKeyClaimedConcurrently } from './append.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
 import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
@@ -55,6 +55,7 @@ import {
   type RateLimitCount,
   type RateLimitTotal,
   type Sealer,
+  checkDistinctTenants,
   type ShadowAggregate,
   type ShadowAssumptionsRow,
   type ShadowItemCursor,

@@ -13,6 +13,8 @@ import { SqliteLogTables } from './log-tables.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
 import {
   TenantExistsError,
+  checkDistinctTenants,
+  type AppendGroup,
   type AppendItem,
   type AppendResult,
   type AuditEventFilter,
@@ -53,6 +55,25 @@ import { toCertificate, type RawCertificate } from '../certificate-row.ts';
 /** Runs synchronous work and reports its result or exception as a promise. */
 function settle<T>(work: () => T): Promise<T> {
   return new Promise((resolve) => resolve(work()));
+}
+
+/** How long a write waits for another process's write lock before it fails with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 10_000;
+
+function isBusy(error: unknown): boolean {
+  return error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY');
+}
+
+/**
+ * Waits before the next try for the write lock. The first two pauses last one turn of the event
+ * loop, which reads the requests already received. Later pauses sleep 1 or 2 ms at random, so
+ * two waiting processes do not retry in step or take CPU time from the process holding the lock.
+ */
+function lockRetryPause(attempt: number): Promise<void> {
+  if (attempt < 2) {
+    return new Promise((resolve) => setImmediate(resolve));
+  }
+  return new Promise((resolve) => setTimeout(resolve, Math.random() < 0.5 ? 1 : 2));
 }
 
 /**
@@ -109,7 +130,7 @@ function openWritable(path: string): Database.Database {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 10000');
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   db.pragma('foreign_keys = ON');
   // Analyzes every table whose statistics are missing or out of date. Since SQLite 3.46 the
   // pragma samples a limited number of rows, so it stays fast on a large database.
@@ -123,7 +144,7 @@ function openWritable(path: string): Database.Database {
  */
 function openReadOnly(path: string): Database.Database {
   const db = new Database(path, { readonly: true, fileMustExist: true });
-  db.pragma('busy_timeout = 10000');
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   return db;
 }
 
@@ -136,12 +157,18 @@ export class SqliteStore implements Store {
   #prepared: ReturnType<SqliteStore['prepareStatements']> | undefined;
   #preparedV3: ReturnType<SqliteStore['prepareVersion3Statements']> | undefined;
   #appendedSinceOptimize = 0;
+  /** Turns the busy handler off for an append's try at the write lock and back on after it. */
+  readonly #busyTimeout: { off: Database.Statement; on: Database.Statement };
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.#db = options.readOnly ? openReadOnly(path) : openWritable(path);
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#shadow = new SqliteShadowTables(this.#db);
     this.#log = new SqliteLogTables(this.#db);
+    this.#busyTimeout = {
+      off: this.#db.prepare('PRAGMA busy_timeout = 0'),
+      on: this.#db.prepare(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`),
+    };
   }
 
   private get sql(): ReturnType<SqliteStore['prepareStatements']> {
@@ -407,90 +434,128 @@ export class SqliteStore implements Store {
     items: T[],
     seal: Sealer<T>,
   ): Promise<AppendResult[]> {
-    const sql = this.sql;
-    const append = this.#db.transaction((): AppendResult[] => {
-      const head = sql.getHead.get(tenantId) as
-        { chain_sequence: number; chain_hash: string | null } | undefined;
-      if (!head) {
-        throw new Error(`tenant ${tenantId} has no chain head`);
+    return this.appendCertificateGroups([{ tenantId, items }], seal).then(([results]) => results!);
+  }
+
+  /**
+   * Appends in one BEGIN IMMEDIATE transaction. When another process holds the write lock, the
+   * attempt fails at once and is repeated after a short pause. SQLite's busy handler would sleep
+   * on the thread instead, so this process could not read the requests that form its next
+   * batch. Raises SQLITE_BUSY after BUSY_TIMEOUT_MS.
+   */
+  async appendCertificateGroups<T extends AppendItem>(
+    groups: readonly AppendGroup<T>[],
+    seal: Sealer<T>,
+  ): Promise<AppendResult[][]> {
+    checkDistinctTenants(groups);
+    const append = this.#db.transaction((): AppendResult[][] =>
+      groups.map(({ tenantId, items }) => this.#appendGroup(tenantId, items, seal)),
+    );
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      let results: AppendResult[][];
+      this.#busyTimeout.off.get();
+      try {
+        results = append.immediate();
+      } catch (error) {
+        if (!isBusy(error) || Date.now() - started >= BUSY_TIMEOUT_MS) {
+          throw error;
+        }
+        await lockRetryPause(attempt);
+        continue;
+      } finally {
+        this.#busyTimeout.on.get();
       }
-      let sequence = Number(head.chain_sequence);
-      let previousHash = head.chain_hash;
-      const results: AppendResult[] = [];
-      const now = new Date().toISOString();
-      const logHead = this.#log.head(tenantId);
-      const leaves: string[] = [];
-      const audit: AuditEventRow[] = [];
-      const activeKeyId = items.some((item) => item.signingKeyId !== undefined)
-        ? (sql.getActiveKey.get(tenantId) as SigningKeyRow | undefined)?.key_id
-        : undefined;
-      for (const item of items) {
-        if (item.idempotencyKey !== undefined) {
-          const seen = sql.getIdempotency.get(tenantId, item.idempotencyKey) as
-            { request_hash: string; certificate_id: string } | undefined;
-          if (seen) {
-            if (seen.request_hash !== item.requestHash) {
-              results.push({ kind: 'conflict' });
-            } else {
-              const row = toCertificate(
-                sql.getCertificate.get(tenantId, seen.certificate_id) as RawCertificate,
-              );
-              results.push(row ? { kind: 'replayed', row } : { kind: 'conflict' });
-            }
-            continue;
-          }
-        }
-        if (item.signingKeyId !== undefined && item.signingKeyId !== activeKeyId) {
-          results.push({ kind: 'key_inactive', activeKeyId });
-          continue;
-        }
-        const row = seal(item, { sequence: sequence + 1, previousHash });
-        row.log_index = logHead.tree_size + leaves.length;
-        row.timestamp_token ??= null;
-        leaves.push(row.signed_message);
-        sql.insertCertificate.run({
-          ...row,
-          human_reviewed: row.human_reviewed ? 1 : 0,
-          timestamp_token: row.timestamp_token ?? null,
-        });
-        if (item.auditEvent) {
-          const event = item.auditEvent(row);
-          audit.push({
-            ...event,
-            tenant_id: tenantId,
-            log_index: logHead.tree_size + leaves.length,
-          });
-          leaves.push(event.event_json);
-        }
-        if (item.idempotencyKey !== undefined) {
-          sql.insertIdempotency.run(
-            tenantId,
-            item.idempotencyKey,
-            item.requestHash ?? '',
-            row.certificate_id,
-            now,
-          );
-        }
-        sequence = row.chain_sequence;
-        previousHash = row.chain_hash;
-        results.push({ kind: 'created', row });
+      for (const group of results) {
+        this.#appendedSinceOptimize += group.filter((result) => result.kind === 'created').length;
       }
-      sql.setHead.run(sequence, previousHash, tenantId);
-      for (const event of audit) {
-        this.#log.insertAuditEvent(event);
-      }
-      this.#log.extend(tenantId, logHead, leaves);
-      return results;
-    });
-    return settle(() => {
-      const results = append.immediate();
-      this.#appendedSinceOptimize += results.filter((result) => result.kind === 'created').length;
       if (this.#appendedSinceOptimize >= OPTIMIZE_EVERY_APPENDS) {
         this.#appendedSinceOptimize = 0;
         this.#db.pragma('optimize');
       }
       return results;
-    });
+    }
+  }
+
+  /** Appends one tenant's items inside the caller's transaction. */
+  #appendGroup<T extends AppendItem>(
+    tenantId: string,
+    items: readonly T[],
+    seal: Sealer<T>,
+  ): AppendResult[] {
+    const sql = this.sql;
+    const head = sql.getHead.get(tenantId) as
+      { chain_sequence: number; chain_hash: string | null } | undefined;
+    if (!head) {
+      throw new Error(`tenant ${tenantId} has no chain head`);
+    }
+    let sequence = Number(head.chain_sequence);
+    let previousHash = head.chain_hash;
+    const results: AppendResult[] = [];
+    const now = new Date().toISOString();
+    const logHead = this.#log.head(tenantId);
+    const leaves: string[] = [];
+    const audit: AuditEventRow[] = [];
+    const activeKeyId = items.some((item) => item.signingKeyId !== undefined)
+      ? (sql.getActiveKey.get(tenantId) as SigningKeyRow | undefined)?.key_id
+      : undefined;
+    for (const item of items) {
+      if (item.idempotencyKey !== undefined) {
+        const seen = sql.getIdempotency.get(tenantId, item.idempotencyKey) as
+          { request_hash: string; certificate_id: string } | undefined;
+        if (seen) {
+          if (seen.request_hash !== item.requestHash) {
+            results.push({ kind: 'conflict' });
+          } else {
+            const row = toCertificate(
+              sql.getCertificate.get(tenantId, seen.certificate_id) as RawCertificate,
+            );
+            results.push(row ? { kind: 'replayed', row } : { kind: 'conflict' });
+          }
+          continue;
+        }
+      }
+      if (item.signingKeyId !== undefined && item.signingKeyId !== activeKeyId) {
+        results.push({ kind: 'key_inactive', activeKeyId });
+        continue;
+      }
+      const row = seal(item, { sequence: sequence + 1, previousHash });
+      row.log_index = logHead.tree_size + leaves.length;
+      row.timestamp_token ??= null;
+      leaves.push(row.signed_message);
+      sql.insertCertificate.run({
+        ...row,
+        human_reviewed: row.human_reviewed ? 1 : 0,
+        timestamp_token: row.timestamp_token ?? null,
+      });
+      if (item.auditEvent) {
+        const event = item.auditEvent(row);
+        audit.push({
+          ...event,
+          tenant_id: tenantId,
+          log_index: logHead.tree_size + leaves.length,
+        });
+        leaves.push(event.event_json);
+      }
+      if (item.idempotencyKey !== undefined) {
+        sql.insertIdempotency.run(
+          tenantId,
+          item.idempotencyKey,
+          item.requestHash ?? '',
+          row.certificate_id,
+          now,
+        );
+      }
+      sequence = row.chain_sequence;
+      previousHash = row.chain_hash;
+      results.push({ kind: 'created', row });
+    }
+    sql.setHead.run(sequence, previousHash, tenantId);
+    for (const event of audit) {
+      this.#log.insertAuditEvent(event);
+    }
+    this.#log.extend(tenantId, logHead, leaves);
+    return results;
   }
 
   getCertificate(tenantId: string, certificateId: string): Promise<CertificateRow | undefined> {
