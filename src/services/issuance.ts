@@ -21,7 +21,14 @@ import {
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { utf8Decode, toBase64 } from '../core/encoding.ts';
 import type { Signer } from '../keys/signer.ts';
-import type { AppendItem, CertificateRow, ChainLink, Store } from '../storage/store.ts';
+import type {
+  AppendGroup,
+  AppendItem,
+  AppendResult,
+  CertificateRow,
+  ChainLink,
+  Store,
+} from '../storage/store.ts';
 import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
@@ -81,7 +88,15 @@ interface PendingItem extends AppendItem {
   reject: (error: unknown) => void;
 }
 
+/** Most items in one append transaction, over all its tenants. */
 export const MAX_BATCH = 256;
+
+/**
+ * Append transactions one process keeps in flight, each over tenants the others do not hold.
+ * SQLite runs one write transaction at a time, so a second batch would only wait for the lock.
+ * On PostgreSQL a second batch is sealed and sent while the first is on the server.
+ */
+const BATCHES_IN_FLIGHT: Record<Store['engine'], number> = { sqlite: 1, postgres: 2 };
 
 /**
  * Times one request is signed again after its key stopped being active. Each retry follows a
@@ -116,8 +131,13 @@ export class IssuanceService {
   readonly #keyring: Keyring;
   readonly #clock: Clock;
   readonly #rateLimiter: RateLimiter | undefined;
+  /** Items waiting for an append, by tenant, in the order the tenants' queues were started. */
   readonly #queues = new Map<string, PendingItem[]>();
-  readonly #busy = new Set<string>();
+  /** Tenants with a batch in flight; a tenant has at most one, which keeps its items in order. */
+  readonly #appending = new Set<string>();
+  /** Batches in flight in this process. */
+  #batchesInFlight = 0;
+  #pumpScheduled = false;
 
   readonly #tsa: TimestampAuthority | undefined;
 
@@ -288,48 +308,105 @@ export class IssuanceService {
       this.#queues.set(tenantId, queue);
     }
     queue.push(item);
-    if (!this.#busy.has(tenantId)) {
-      this.#busy.add(tenantId);
-      setImmediate(() => void this.#drain(tenantId));
+    // Waiting one turn of the event loop lets requests that arrived together share a batch.
+    if (!this.#pumpScheduled) {
+      this.#pumpScheduled = true;
+      setImmediate(() => {
+        this.#pumpScheduled = false;
+        this.#pump();
+      });
     }
   }
 
-  /** Appends queued items in batches until the tenant's queue is empty; one batch in flight per tenant. */
-  async #drain(tenantId: string): Promise<void> {
-    const queue = this.#queues.get(tenantId) ?? [];
-    while (queue.length > 0) {
-      const batch = queue.splice(0, MAX_BATCH);
-      try {
-        const results = await this.#store.appendCertificates(tenantId, batch, (item, link) =>
-          this.#seal(item, link),
-        );
-        const stale: PendingItem[] = [];
-        results.forEach((result, i) => {
-          const item = batch[i]!;
-          if (result.kind === 'key_inactive') {
-            stale.push(item);
-          } else if (result.kind === 'conflict') {
-            item.reject(
-              new AppError(
-                'IDEMPOTENCY_KEY_REUSED',
-                'Idempotency-Key was already used with a different request body',
-              ),
-            );
-          } else {
-            item.resolve({ row: result.row, replayed: result.kind === 'replayed' });
-          }
-        });
-        if (stale.length > 0) {
-          queue.unshift(...(await this.#resign(tenantId, stale)));
+  /**
+   * Starts batches while fewer than BATCHES_IN_FLIGHT are running. A batch takes the queued
+   * items of every tenant without a batch in flight, up to MAX_BATCH in all, so many tenants
+   * share one transaction and one commit. A tenant whose queue is not emptied moves to the back,
+   * so a busy tenant cannot crowd out the others.
+   */
+  #pump(): void {
+    while (this.#batchesInFlight < BATCHES_IN_FLIGHT[this.#store.engine]) {
+      const groups: AppendGroup<PendingItem>[] = [];
+      let size = 0;
+      for (const [tenantId, queue] of this.#queues) {
+        if (size >= MAX_BATCH) {
+          break;
         }
-      } catch (error) {
-        for (const item of batch) {
+        if (this.#appending.has(tenantId)) {
+          continue;
+        }
+        const items = queue.splice(0, MAX_BATCH - size);
+        groups.push({ tenantId, items });
+        size += items.length;
+        this.#appending.add(tenantId);
+        this.#queues.delete(tenantId);
+        if (queue.length > 0) {
+          this.#queues.set(tenantId, queue);
+        }
+      }
+      if (groups.length === 0) {
+        return;
+      }
+      this.#batchesInFlight += 1;
+      void this.#append(groups).finally(() => {
+        this.#batchesInFlight -= 1;
+        for (const { tenantId } of groups) {
+          this.#appending.delete(tenantId);
+        }
+        this.#pump();
+      });
+    }
+  }
+
+  /**
+   * Appends one batch and settles its items. When a batch of several tenants fails, each tenant
+   * is tried again alone, so one tenant's failure (a signing key its HSM cannot use, say) does
+   * not fail the others. The engines roll back a failed append, so nothing was stored before
+   * the retry; items with an idempotency key are replayed if a commit did happen after all.
+   */
+  async #append(groups: AppendGroup<PendingItem>[]): Promise<void> {
+    let results: AppendResult[][];
+    try {
+      results = await this.#store.appendCertificateGroups(groups, (item, link) =>
+        this.#seal(item, link),
+      );
+    } catch (error) {
+      if (groups.length > 1) {
+        for (const group of groups) {
+          await this.#append([group]);
+        }
+      } else {
+        for (const item of groups[0]!.items) {
           item.reject(error);
         }
       }
+      return;
     }
-    this.#busy.delete(tenantId);
-    this.#queues.delete(tenantId);
+    for (const [index, { tenantId, items }] of groups.entries()) {
+      const stale: PendingItem[] = [];
+      results[index]!.forEach((result, i) => {
+        const item = items[i]!;
+        if (result.kind === 'key_inactive') {
+          stale.push(item);
+        } else if (result.kind === 'conflict') {
+          item.reject(
+            new AppError(
+              'IDEMPOTENCY_KEY_REUSED',
+              'Idempotency-Key was already used with a different request body',
+            ),
+          );
+        } else {
+          item.resolve({ row: result.row, replayed: result.kind === 'replayed' });
+        }
+      });
+      if (stale.length > 0) {
+        const retry = await this.#resign(tenantId, stale);
+        if (retry.length > 0) {
+          // The tenant is still marked as appending, so these go before anything queued since.
+          this.#queues.set(tenantId, [...retry, ...(this.#queues.get(tenantId) ?? [])]);
+        }
+      }
+    }
   }
 
   /**
