@@ -204,7 +204,10 @@ export function auditEventJson(event: AuditEvent): string {
   for (const field of EVENT_FIELDS) {
     record[field] = event[field];
   }
-  return canonicalJson(record);
+  // EVENT_FIELDS is in RFC 8785 key order, and the checks above leave only strings, null and
+  // one array of strings, which JSON.stringify writes exactly as RFC 8785 does. This is several
+  // times faster than the general serializer, and every certificate issued builds one event.
+  return JSON.stringify(record);
 }
 
 /**

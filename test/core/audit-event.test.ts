@@ -1,6 +1,8 @@
 // The cdil.audit-event.v1 format: canonical JSON out, strict parsing in.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { canonicalJson } from '../../src/core/canonical.ts';
 import {
   auditEventJson,
   parseAuditEvent,
@@ -48,6 +50,22 @@ describe('audit event format', () => {
     // The route contains the only space: no whitespace between tokens.
     assert.doesNotMatch(text, /\n|": |, "|\{ /);
     assert.ok(text.startsWith('{"action":"certificate.verify","actor_hash":"aaaa'));
+  });
+
+  test('JSON equals the general RFC 8785 serializer for any object id and roles', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }),
+        fc.array(fc.stringMatching(/^[a-z][a-z_]{0,10}$/), { maxLength: 4 }),
+        (objectId, roles) => {
+          const event = sampleEvent({ object_id: objectId, actor_roles: roles });
+          const text = auditEventJson(event);
+          assert.equal(text, canonicalJson(JSON.parse(text)));
+          assert.equal(text, canonicalJson(event));
+          assert.deepEqual(parseAuditEvent(text), event);
+        },
+      ),
+    );
   });
 
   test('parse returns what was written', () => {
