@@ -95,6 +95,7 @@ const REASON_OF_ERROR: Record<ErrorCode, AuditReason> = {
   IDEMPOTENCY_KEY_REUSED: 'idempotency_key_reused',
   PHI_DETECTED: 'phi_detected',
   NOT_READY: 'unavailable',
+  DATABASE_BUSY: 'unavailable',
   INTERNAL: 'internal_error',
 };
 

@@ -33,6 +33,10 @@ export const ErrorRegistry = {
     status: 503,
     title: 'The time-stamping authority did not answer, and the tenant requires a timestamp',
   },
+  DATABASE_BUSY: {
+    status: 503,
+    title: 'Another process held the database write lock for too long; nothing was stored',
+  },
   INTERNAL: { status: 500, title: 'Internal error' },
 } as const;
 

@@ -21,13 +21,14 @@ import {
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { utf8Decode, toBase64 } from '../core/encoding.ts';
 import type { Signer } from '../keys/signer.ts';
-import type {
-  AppendGroup,
-  AppendItem,
-  AppendResult,
-  CertificateRow,
-  ChainLink,
-  Store,
+import {
+  StoreBusyError,
+  type AppendGroup,
+  type AppendItem,
+  type AppendResult,
+  type CertificateRow,
+  type ChainLink,
+  type Store,
 } from '../storage/store.ts';
 import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
@@ -376,8 +377,16 @@ export class IssuanceService {
           await this.#append([group]);
         }
       } else {
+        const reason =
+          error instanceof StoreBusyError
+            ? new AppError(
+                'DATABASE_BUSY',
+                'another process held the database write lock for too long; nothing was stored, retry later',
+                { headers: { 'Retry-After': '1' }, cause: error },
+              )
+            : error;
         for (const item of groups[0]!.items) {
-          item.reject(error);
+          item.reject(reason);
         }
       }
       return;

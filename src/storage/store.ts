@@ -172,6 +172,11 @@ export class TenantExistsError extends Error {
   override readonly name = 'TenantExistsError';
 }
 
+/** Raised by an append that could not take the database write lock in time; nothing was stored. */
+export class StoreBusyError extends Error {
+  override readonly name = 'StoreBusyError';
+}
+
 /** The tenant's Merkle log: its size and the hashes of its maximal complete subtrees. */
 export interface LogHeadRow {
   tree_size: number;

@@ -10,6 +10,8 @@ import { loadConfig } from '../../src/config/config.ts';
 import { createServices, type Services } from '../../src/services/container.ts';
 import { issueRequest } from '../helpers/bundle.ts';
 import { walkChain } from '../helpers/chain.ts';
+import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import { bearer, issueBody, startTestApp } from '../helpers/app.ts';
 import { TEST_ENGINE } from '../helpers/database.ts';
 
 const TENANT = 'lock-t1';
@@ -66,6 +68,45 @@ describe(
           other.exec('ROLLBACK');
         }
         other.close();
+      }
+    });
+
+    test('answers 503 DATABASE_BUSY when the lock outlasts the timeout', async () => {
+      const lockedDir = mkdtempSync(join(tmpdir(), 'cdil-sqlite-busy-'));
+      const testApp = await startTestApp({ CDIL_DATA_DIR: lockedDir }, undefined, {
+        store: new SqliteStore(join(lockedDir, 'cdil.sqlite'), { busyTimeoutMs: 300 }),
+      });
+      const other = new Database(join(lockedDir, 'cdil.sqlite'));
+      try {
+        await testApp.services.tenants.create(TENANT);
+        const token = await testApp.token('clinician', TENANT);
+        other.exec('BEGIN IMMEDIATE');
+        const started = Date.now();
+        const response = await testApp.app.inject({
+          method: 'POST',
+          url: '/v1/clinical/documentation',
+          headers: bearer(token),
+          payload: issueBody(),
+        });
+        assert.ok(Date.now() - started >= 300, 'the append gave up before its timeout');
+        assert.equal(response.statusCode, 503, response.body);
+        assert.equal(response.headers['retry-after'], '1');
+        assert.equal((response.json() as { error: { code: string } }).error.code, 'DATABASE_BUSY');
+        other.exec('ROLLBACK');
+        const retried = await testApp.app.inject({
+          method: 'POST',
+          url: '/v1/clinical/documentation',
+          headers: bearer(token),
+          payload: issueBody(),
+        });
+        assert.equal(retried.statusCode, 201, retried.body);
+      } finally {
+        if (other.inTransaction) {
+          other.exec('ROLLBACK');
+        }
+        other.close();
+        await testApp.close();
+        rmSync(lockedDir, { recursive: true, force: true });
       }
     });
   },

@@ -12,6 +12,7 @@ import { lazyStatements } from './lazy-statements.ts';
 import { SqliteLogTables } from './log-tables.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
 import {
+  StoreBusyError,
   TenantExistsError,
   checkDistinctTenants,
   type AppendGroup,
@@ -57,8 +58,8 @@ function settle<T>(work: () => T): Promise<T> {
   return new Promise((resolve) => resolve(work()));
 }
 
-/** How long a write waits for another process's write lock before it fails with SQLITE_BUSY. */
-const BUSY_TIMEOUT_MS = 10_000;
+/** Default wait for another process's write lock before a write fails (SqliteStoreOptions). */
+export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 
 function isBusy(error: unknown): boolean {
   return error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY');
@@ -93,6 +94,8 @@ export interface SqliteStoreOptions {
    * as `cdil ledger verify`.
    */
   readOnly?: boolean;
+  /** How long a write waits for another connection's write lock; DEFAULT_BUSY_TIMEOUT_MS. */
+  busyTimeoutMs?: number;
 }
 
 const SQLITE_STORE_SQL = {
@@ -120,7 +123,7 @@ const SQLITE_STORE_SQL = {
   getBySequence: 'SELECT * FROM certificates WHERE tenant_id = ? AND chain_sequence = ?',
 } as const;
 
-function openWritable(path: string): Database.Database {
+function openWritable(path: string, busyTimeoutMs: number): Database.Database {
   if (path !== ':memory:') {
     // The database contains sealed keys and keyed hashes, so only its owner may read it. SQLite
     // gives its -wal and -shm files the permissions of the database file.
@@ -130,7 +133,7 @@ function openWritable(path: string): Database.Database {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
-  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
   db.pragma('foreign_keys = ON');
   // Analyzes every table whose statistics are missing or out of date. Since SQLite 3.46 the
   // pragma samples a limited number of rows, so it stays fast on a large database.
@@ -142,9 +145,9 @@ function openWritable(path: string): Database.Database {
  * Opens an existing file read-only. The journal mode is stored in the file, so a database the
  * service created stays in WAL mode. `pragma optimize` is skipped because ANALYZE writes.
  */
-function openReadOnly(path: string): Database.Database {
+function openReadOnly(path: string, busyTimeoutMs: number): Database.Database {
   const db = new Database(path, { readonly: true, fileMustExist: true });
-  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
   return db;
 }
 
@@ -157,17 +160,21 @@ export class SqliteStore implements Store {
   #prepared: ReturnType<SqliteStore['prepareStatements']> | undefined;
   #preparedV3: ReturnType<SqliteStore['prepareVersion3Statements']> | undefined;
   #appendedSinceOptimize = 0;
+  readonly #busyTimeoutMs: number;
   /** Turns the busy handler off for an append's try at the write lock and back on after it. */
   readonly #busyTimeout: { off: Database.Statement; on: Database.Statement };
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
-    this.#db = options.readOnly ? openReadOnly(path) : openWritable(path);
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    this.#db = options.readOnly
+      ? openReadOnly(path, this.#busyTimeoutMs)
+      : openWritable(path, this.#busyTimeoutMs);
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#shadow = new SqliteShadowTables(this.#db);
     this.#log = new SqliteLogTables(this.#db);
     this.#busyTimeout = {
       off: this.#db.prepare('PRAGMA busy_timeout = 0'),
-      on: this.#db.prepare(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`),
+      on: this.#db.prepare(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`),
     };
   }
 
@@ -422,7 +429,7 @@ export class SqliteStore implements Store {
       }
       return totals;
     });
-    return settle(() => sync.immediate());
+    return this.#writeWithoutBlocking(() => sync.immediate());
   }
 
   pruneRateLimitCounters(windowStart: string): Promise<number> {
@@ -437,12 +444,7 @@ export class SqliteStore implements Store {
     return this.appendCertificateGroups([{ tenantId, items }], seal).then(([results]) => results!);
   }
 
-  /**
-   * Appends in one BEGIN IMMEDIATE transaction. When another process holds the write lock, the
-   * attempt fails at once and is repeated after a short pause. SQLite's busy handler would sleep
-   * on the thread instead, so this process could not read the requests that form its next
-   * batch. Raises SQLITE_BUSY after BUSY_TIMEOUT_MS.
-   */
+  /** Appends every group in one BEGIN IMMEDIATE transaction (see #writeWithoutBlocking). */
   async appendCertificateGroups<T extends AppendItem>(
     groups: readonly AppendGroup<T>[],
     seal: Sealer<T>,
@@ -451,29 +453,44 @@ export class SqliteStore implements Store {
     const append = this.#db.transaction((): AppendResult[][] =>
       groups.map(({ tenantId, items }) => this.#appendGroup(tenantId, items, seal)),
     );
+    const results = await this.#writeWithoutBlocking(() => append.immediate());
+    for (const group of results) {
+      this.#appendedSinceOptimize += group.filter((result) => result.kind === 'created').length;
+    }
+    if (this.#appendedSinceOptimize >= OPTIMIZE_EVERY_APPENDS) {
+      this.#appendedSinceOptimize = 0;
+      this.#db.pragma('optimize');
+    }
+    return results;
+  }
+
+  /**
+   * Runs `write`, one transaction or one statement, for the writes that server requests and
+   * timers make. When another connection holds the write lock, the try fails at once and is
+   * repeated after a short pause. SQLite's busy handler would sleep on the thread instead, so
+   * this process could not read the requests that form its next batch meanwhile. Raises
+   * StoreBusyError after the busy timeout.
+   */
+  async #writeWithoutBlocking<T>(write: () => T): Promise<T> {
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
-      let results: AppendResult[][];
       this.#busyTimeout.off.get();
       try {
-        results = append.immediate();
+        return write();
       } catch (error) {
-        if (!isBusy(error) || Date.now() - started >= BUSY_TIMEOUT_MS) {
+        if (!isBusy(error)) {
           throw error;
         }
-        await lockRetryPause(attempt);
-        continue;
+        if (Date.now() - started >= this.#busyTimeoutMs) {
+          throw new StoreBusyError(
+            `another connection held the SQLite write lock for ${this.#busyTimeoutMs} ms`,
+            { cause: error },
+          );
+        }
       } finally {
         this.#busyTimeout.on.get();
       }
-      for (const group of results) {
-        this.#appendedSinceOptimize += group.filter((result) => result.kind === 'created').length;
-      }
-      if (this.#appendedSinceOptimize >= OPTIMIZE_EVERY_APPENDS) {
-        this.#appendedSinceOptimize = 0;
-        this.#db.pragma('optimize');
-      }
-      return results;
+      await lockRetryPause(attempt);
     }
   }
 
@@ -597,7 +614,7 @@ export class SqliteStore implements Store {
   }
 
   insertShadowItems(items: NewShadowItem[]): Promise<void> {
-    return settle(() => this.#shadow.insert(items));
+    return this.#writeWithoutBlocking(() => this.#shadow.insert(items));
   }
 
   getShadowItem(tenantId: string, itemId: string): Promise<ShadowItemRow | undefined> {
@@ -658,7 +675,7 @@ export class SqliteStore implements Store {
   }
 
   appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
-    return settle(() => this.#log.appendAuditEvents(tenantId, events));
+    return this.#writeWithoutBlocking(() => this.#log.appendAuditEvents(tenantId, events));
   }
 
   listAuditEvents(
@@ -679,7 +696,7 @@ export class SqliteStore implements Store {
   }
 
   putCheckpoint(row: CheckpointRow): Promise<CheckpointRow> {
-    return settle(() => this.#log.putCheckpoint(row));
+    return this.#writeWithoutBlocking(() => this.#log.putCheckpoint(row));
   }
 
   getLatestCheckpoint(tenantId: string): Promise<CheckpointRow | undefined> {
