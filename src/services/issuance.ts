@@ -89,7 +89,7 @@ interface PendingItem extends AppendItem {
   reject: (error: unknown) => void;
 }
 
-/** Most items in one append transaction, over all its tenants. */
+/** Maximum number of items in one append transaction, over all its tenants. */
 export const MAX_BATCH = 256;
 
 /**
@@ -362,8 +362,8 @@ export class IssuanceService {
   /**
    * Appends one batch and settles its items. When a batch of several tenants fails, each tenant
    * is tried again alone, so one tenant's failure (a signing key its HSM cannot use, say) does
-   * not fail the others. The engines roll back a failed append, so nothing was stored before
-   * the retry; items with an idempotency key are replayed if a commit did happen after all.
+   * not fail the others. The engines roll back a failed append, so the retry starts from a clean
+   * state. If a commit did succeed after all, items with an idempotency key are replayed.
    */
   async #append(groups: AppendGroup<PendingItem>[]): Promise<void> {
     let results: AppendResult[][];
