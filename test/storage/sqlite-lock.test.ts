@@ -91,7 +91,7 @@ describe(
         assert.ok(Date.now() - started >= 300, 'the append gave up before its timeout');
         assert.equal(response.statusCode, 503, response.body);
         assert.equal(response.headers['retry-after'], '1');
-        assert.equal((response.json() as { error: { code: string } }).error.code, 'DATABASE_BUSY');
+        assert.equal(response.json<{ error: { code: string } }>().error.code, 'DATABASE_BUSY');
         other.exec('ROLLBACK');
         const retried = await testApp.app.inject({
           method: 'POST',

@@ -1302,261 +1302,260 @@ async function checkLog(store: Store, tenantId: string): Promise<number> {
   return head.tree_size;
 }
 
+describe(`multi-tenant append on ${TEST_ENGINE}`, () => {
+  test('groups equal appending each alone', async () => {
+    const grouped = await createLocation();
+    const alone = await createLocation();
+    const groupedStore = openStore(grouped);
+    const aloneStore = openStore(alone);
+    try {
+      const tenantIds = ['group-0', 'group-1', 'group-2', 'group-3', 'group-4'];
+      const stored = newGroupItem('group-1', { idempotencyKey: 'stored', requestHash: 'h1' });
+      for (const store of [groupedStore, aloneStore]) {
+        await store.migrate();
+        for (const tenantId of tenantIds) {
+          await createTenant(store, tenantId);
+        }
+        // group-1 has a chain and a log before the append, and one stored key.
+        await store.appendCertificates(
+          'group-1',
+          [stored, newGroupItem('group-1', { certificateId: 'group-1-first' })].map((item) => ({
+            ...item,
+            auditEvent: fixedIssueEvent,
+          })),
+          sealFixed,
+        );
+        await store.rotateSigningKey('group-2', newKey('group-2', 'group-2-next'), now);
+      }
+      const item = (tenantId: string, extra: Partial<TestItem> = {}) =>
+        newGroupItem(tenantId, { auditEvent: fixedIssueEvent, ...extra });
+      // Not in tenant order, and with an empty group.
+      const groups: AppendGroup<GroupItem>[] = [
+        { tenantId: 'group-3', items: [] },
+        {
+          tenantId: 'group-1',
+          items: [
+            item('group-1', { idempotencyKey: 'stored', requestHash: 'h1' }),
+            item('group-1', { idempotencyKey: 'stored', requestHash: 'other' }),
+            item('group-1', { idempotencyKey: 'shared', requestHash: 'h2' }),
+            item('group-1', { idempotencyKey: 'shared', requestHash: 'h2' }),
+            item('group-1'),
+          ],
+        },
+        {
+          tenantId: 'group-4',
+          // Keys belong to a tenant, so group-1's keys are new for group-4.
+          items: [
+            item('group-4', { idempotencyKey: 'shared', requestHash: 'h3' }),
+            item('group-4', { idempotencyKey: 'stored', requestHash: 'h1' }),
+            item('group-4'),
+          ],
+        },
+        { tenantId: 'group-0', items: [item('group-0'), item('group-0'), item('group-0')] },
+        {
+          tenantId: 'group-2',
+          items: [
+            item('group-2', { signingKeyId: 'group-2-key' }),
+            item('group-2', { signingKeyId: 'group-2-next' }),
+          ],
+        },
+      ];
+
+      const groupedResults = await groupedStore.appendCertificateGroups(groups, sealFixed);
+      const aloneResults: AppendResult[][] = [];
+      for (const group of groups) {
+        aloneResults.push(
+          await aloneStore.appendCertificates(group.tenantId, group.items, sealFixed),
+        );
+      }
+
+      assert.deepEqual(groupedResults, aloneResults);
+      assert.deepEqual(
+        groupedResults.map((results) => results.map((result) => result.kind)),
+        [
+          [],
+          ['replayed', 'conflict', 'created', 'replayed', 'created'],
+          ['created', 'created', 'created'],
+          ['created', 'created', 'created'],
+          ['key_inactive', 'created'],
+        ],
+      );
+      assert.deepEqual(groupedResults[1]![0], {
+        kind: 'replayed',
+        row: await groupedStore.getCertificate('group-1', stored.certificateId),
+      });
+      assert.deepEqual(groupedResults[4]![0], {
+        kind: 'key_inactive',
+        activeKeyId: 'group-2-next',
+      });
+      const groupedTables = await readAppendTables(grouped);
+      const aloneTables = await readAppendTables(alone);
+      for (const table of Object.keys(aloneTables)) {
+        assert.deepEqual(groupedTables[table], aloneTables[table], table);
+      }
+      // group-3 appended nothing, and the append created its empty log as an append alone does.
+      assert.deepEqual(await groupedStore.getLogHead('group-3'), EMPTY_LOG_HEAD);
+      assert.deepEqual(await walkChain(groupedStore, 'group-1'), [
+        stored.certificateId,
+        'group-1-first',
+        groups[1]!.items[2]!.certificateId,
+        groups[1]!.items[4]!.certificateId,
+      ]);
+      for (const tenantId of ['group-0', 'group-1', 'group-2', 'group-4']) {
+        const certificates = (await walkChain(groupedStore, tenantId)).length;
+        assert.equal(await checkLog(groupedStore, tenantId), 2 * certificates, tenantId);
+      }
+    } finally {
+      await groupedStore.close();
+      await aloneStore.close();
+      await grouped.remove();
+      await alone.remove();
+    }
+  });
+
+  test('overlapping groups in opposite orders', async () => {
+    const location = await createLocation();
+    const first = openStore(location);
+    const second = openStore(location);
+    try {
+      await first.migrate();
+      const tenantIds = Array.from({ length: 10 }, (_, i) => `overlap-${i}`);
+      for (const tenantId of tenantIds) {
+        await createTenant(first, tenantId);
+      }
+      // The first store appends for tenants 0 to 7 in that order and the second for 9 down to
+      // 2, so tenants 2 to 7 are in both. Four appends run at once per store.
+      const forward = tenantIds.slice(0, 8);
+      const backward = tenantIds.slice(2).reverse();
+      const created = new Map<string, string[]>(tenantIds.map((id) => [id, []]));
+      const run = async (store: Store, order: string[], worker: string) => {
+        for (let round = 0; round < 6; round++) {
+          const groups = order.map((tenantId) => ({
+            tenantId,
+            items: [0, 1].map((i) =>
+              newGroupItem(tenantId, {
+                idempotencyKey: `${worker}-${round}-${i}`,
+                requestHash: 'h',
+                auditEvent: () => auditEvent('certificate.issue'),
+              }),
+            ),
+          }));
+          const results = await store.appendCertificateGroups(groups, sealGroupItem);
+          for (const [g, group] of groups.entries()) {
+            const kinds = results[g]!.map((result) => result.kind);
+            assert.deepEqual(kinds, ['created', 'created'], `${worker} ${group.tenantId}`);
+            created.get(group.tenantId)!.push(...group.items.map((item) => item.certificateId));
+          }
+        }
+      };
+      await Promise.all([
+        ...[0, 1, 2, 3].map((w) => run(first, forward, `forward-${w}`)),
+        ...[0, 1, 2, 3].map((w) => run(second, backward, `backward-${w}`)),
+      ]);
+      for (const tenantId of tenantIds) {
+        const chain = await walkChain(first, tenantId);
+        const acknowledged = created.get(tenantId)!;
+        assert.deepEqual([...chain].sort(), [...acknowledged].sort(), tenantId);
+        assert.equal(await checkLog(second, tenantId), 2 * chain.length, tenantId);
+      }
+      assert.equal(created.get('overlap-0')!.length, 4 * 6 * 2);
+      assert.equal(created.get('overlap-5')!.length, 2 * 4 * 6 * 2);
+    } finally {
+      await first.close();
+      await second.close();
+      await location.remove();
+    }
+  });
+
+  test('missing tenant stores nothing', async () => {
+    const location = await createLocation();
+    const store = openStore(location);
+    try {
+      await store.migrate();
+      await createTenant(store, 'present-a');
+      await createTenant(store, 'present-b');
+      await store.appendCertificates(
+        'present-a',
+        [newItem({ auditEvent: () => auditEvent('certificate.issue') })],
+        seal('present-a'),
+      );
+      const before = await readAppendTables(location);
+      const groups = [
+        {
+          tenantId: 'present-a',
+          items: [newGroupItem('present-a', { idempotencyKey: 'k', requestHash: 'h' })],
+        },
+        { tenantId: 'no-such-tenant', items: [newGroupItem('no-such-tenant')] },
+        // present-b has no log head yet, and the failed append must not leave one.
+        {
+          tenantId: 'present-b',
+          items: [newGroupItem('present-b', { auditEvent: () => auditEvent() })],
+        },
+      ];
+      await assert.rejects(
+        store.appendCertificateGroups(groups, sealGroupItem),
+        /tenant no-such-tenant has no chain head/,
+      );
+      assert.deepEqual(await readAppendTables(location), before);
+      assert.equal(await store.getLogHead('present-b'), undefined);
+
+      // The other groups append once the missing tenant is left out.
+      const results = await store.appendCertificateGroups([groups[0]!, groups[2]!], sealGroupItem);
+      assert.deepEqual(
+        results.map((group) => group.map((result) => result.kind)),
+        [['created'], ['created']],
+      );
+      assert.equal((await walkChain(store, 'present-a')).length, 2);
+      assert.equal((await walkChain(store, 'present-b')).length, 1);
+    } finally {
+      await store.close();
+      await location.remove();
+    }
+  });
+
+  test('invalid groups store nothing', async () => {
+    const location = await createLocation();
+    const store = openStore(location);
+    try {
+      await store.migrate();
+      await createTenant(store, 'checked-a');
+      await createTenant(store, 'checked-b');
+      const before = await readAppendTables(location);
+      await assert.rejects(
+        store.appendCertificateGroups(
+          [
+            { tenantId: 'checked-a', items: [newGroupItem('checked-a')] },
+            { tenantId: 'checked-b', items: [newGroupItem('checked-b')] },
+            { tenantId: 'checked-a', items: [newGroupItem('checked-a')] },
+          ],
+          sealGroupItem,
+        ),
+        (error: unknown) => error instanceof TypeError && /checked-a/.test(error.message),
+      );
+      // A sealer that returns another tenant's certificate would put it in the wrong chain.
+      await assert.rejects(
+        store.appendCertificateGroups(
+          [
+            { tenantId: 'checked-a', items: [newGroupItem('checked-a')] },
+            { tenantId: 'checked-b', items: [newGroupItem('checked-a')] },
+          ],
+          sealGroupItem,
+        ),
+        /sealer returned a certificate for tenant checked-a in the group of tenant checked-b/,
+      );
+      assert.deepEqual(await readAppendTables(location), before);
+      assert.deepEqual(await store.appendCertificateGroups([], sealGroupItem), []);
+    } finally {
+      await store.close();
+      await location.remove();
+    }
+  });
+});
+
 describe(
   'PostgreSQL multi-tenant append',
   { skip: TEST_ENGINE !== 'postgres' && 'needs DATABASE_URL' },
   () => {
-    test('groups equal appending each alone', async () => {
-      const grouped = await createLocation();
-      const alone = await createLocation();
-      const groupedStore = openStore(grouped);
-      const aloneStore = openStore(alone);
-      try {
-        const tenantIds = ['group-0', 'group-1', 'group-2', 'group-3', 'group-4'];
-        const stored = newGroupItem('group-1', { idempotencyKey: 'stored', requestHash: 'h1' });
-        for (const store of [groupedStore, aloneStore]) {
-          await store.migrate();
-          for (const tenantId of tenantIds) {
-            await createTenant(store, tenantId);
-          }
-          // group-1 has a chain and a log before the append, and one stored key.
-          await store.appendCertificates(
-            'group-1',
-            [stored, newGroupItem('group-1', { certificateId: 'group-1-first' })].map((item) => ({
-              ...item,
-              auditEvent: fixedIssueEvent,
-            })),
-            sealFixed,
-          );
-          await store.rotateSigningKey('group-2', newKey('group-2', 'group-2-next'), now);
-        }
-        const item = (tenantId: string, extra: Partial<TestItem> = {}) =>
-          newGroupItem(tenantId, { auditEvent: fixedIssueEvent, ...extra });
-        // Not in tenant order, and with an empty group.
-        const groups: AppendGroup<GroupItem>[] = [
-          { tenantId: 'group-3', items: [] },
-          {
-            tenantId: 'group-1',
-            items: [
-              item('group-1', { idempotencyKey: 'stored', requestHash: 'h1' }),
-              item('group-1', { idempotencyKey: 'stored', requestHash: 'other' }),
-              item('group-1', { idempotencyKey: 'shared', requestHash: 'h2' }),
-              item('group-1', { idempotencyKey: 'shared', requestHash: 'h2' }),
-              item('group-1'),
-            ],
-          },
-          {
-            tenantId: 'group-4',
-            // Keys belong to a tenant, so group-1's keys are new for group-4.
-            items: [
-              item('group-4', { idempotencyKey: 'shared', requestHash: 'h3' }),
-              item('group-4', { idempotencyKey: 'stored', requestHash: 'h1' }),
-              item('group-4'),
-            ],
-          },
-          { tenantId: 'group-0', items: [item('group-0'), item('group-0'), item('group-0')] },
-          {
-            tenantId: 'group-2',
-            items: [
-              item('group-2', { signingKeyId: 'group-2-key' }),
-              item('group-2', { signingKeyId: 'group-2-next' }),
-            ],
-          },
-        ];
-
-        const groupedResults = await groupedStore.appendCertificateGroups(groups, sealFixed);
-        const aloneResults: AppendResult[][] = [];
-        for (const group of groups) {
-          aloneResults.push(
-            await aloneStore.appendCertificates(group.tenantId, group.items, sealFixed),
-          );
-        }
-
-        assert.deepEqual(groupedResults, aloneResults);
-        assert.deepEqual(
-          groupedResults.map((results) => results.map((result) => result.kind)),
-          [
-            [],
-            ['replayed', 'conflict', 'created', 'replayed', 'created'],
-            ['created', 'created', 'created'],
-            ['created', 'created', 'created'],
-            ['key_inactive', 'created'],
-          ],
-        );
-        assert.deepEqual(groupedResults[1]![0], {
-          kind: 'replayed',
-          row: await groupedStore.getCertificate('group-1', stored.certificateId),
-        });
-        assert.deepEqual(groupedResults[4]![0], {
-          kind: 'key_inactive',
-          activeKeyId: 'group-2-next',
-        });
-        const groupedTables = await readAppendTables(grouped);
-        const aloneTables = await readAppendTables(alone);
-        for (const table of Object.keys(aloneTables)) {
-          assert.deepEqual(groupedTables[table], aloneTables[table], table);
-        }
-        // group-3 appended nothing, and the append created its empty log as an append alone does.
-        assert.deepEqual(await groupedStore.getLogHead('group-3'), EMPTY_LOG_HEAD);
-        assert.deepEqual(await walkChain(groupedStore, 'group-1'), [
-          stored.certificateId,
-          'group-1-first',
-          groups[1]!.items[2]!.certificateId,
-          groups[1]!.items[4]!.certificateId,
-        ]);
-        for (const tenantId of ['group-0', 'group-1', 'group-2', 'group-4']) {
-          const certificates = (await walkChain(groupedStore, tenantId)).length;
-          assert.equal(await checkLog(groupedStore, tenantId), 2 * certificates, tenantId);
-        }
-      } finally {
-        await groupedStore.close();
-        await aloneStore.close();
-        await grouped.remove();
-        await alone.remove();
-      }
-    });
-
-    test('overlapping groups in opposite orders', async () => {
-      const location = await createLocation();
-      const first = openStore(location);
-      const second = openStore(location);
-      try {
-        await first.migrate();
-        const tenantIds = Array.from({ length: 10 }, (_, i) => `overlap-${i}`);
-        for (const tenantId of tenantIds) {
-          await createTenant(first, tenantId);
-        }
-        // The first store appends for tenants 0 to 7 in that order and the second for 9 down to
-        // 2, so tenants 2 to 7 are in both. Four appends run at once per store.
-        const forward = tenantIds.slice(0, 8);
-        const backward = tenantIds.slice(2).reverse();
-        const created = new Map<string, string[]>(tenantIds.map((id) => [id, []]));
-        const run = async (store: Store, order: string[], worker: string) => {
-          for (let round = 0; round < 6; round++) {
-            const groups = order.map((tenantId) => ({
-              tenantId,
-              items: [0, 1].map((i) =>
-                newGroupItem(tenantId, {
-                  idempotencyKey: `${worker}-${round}-${i}`,
-                  requestHash: 'h',
-                  auditEvent: () => auditEvent('certificate.issue'),
-                }),
-              ),
-            }));
-            const results = await store.appendCertificateGroups(groups, sealGroupItem);
-            for (const [g, group] of groups.entries()) {
-              const kinds = results[g]!.map((result) => result.kind);
-              assert.deepEqual(kinds, ['created', 'created'], `${worker} ${group.tenantId}`);
-              created.get(group.tenantId)!.push(...group.items.map((item) => item.certificateId));
-            }
-          }
-        };
-        await Promise.all([
-          ...[0, 1, 2, 3].map((w) => run(first, forward, `forward-${w}`)),
-          ...[0, 1, 2, 3].map((w) => run(second, backward, `backward-${w}`)),
-        ]);
-        for (const tenantId of tenantIds) {
-          const chain = await walkChain(first, tenantId);
-          const acknowledged = created.get(tenantId)!;
-          assert.deepEqual([...chain].sort(), [...acknowledged].sort(), tenantId);
-          assert.equal(await checkLog(second, tenantId), 2 * chain.length, tenantId);
-        }
-        assert.equal(created.get('overlap-0')!.length, 4 * 6 * 2);
-        assert.equal(created.get('overlap-5')!.length, 2 * 4 * 6 * 2);
-      } finally {
-        await first.close();
-        await second.close();
-        await location.remove();
-      }
-    });
-
-    test('missing tenant stores nothing', async () => {
-      const location = await createLocation();
-      const store = openStore(location);
-      try {
-        await store.migrate();
-        await createTenant(store, 'present-a');
-        await createTenant(store, 'present-b');
-        await store.appendCertificates(
-          'present-a',
-          [newItem({ auditEvent: () => auditEvent('certificate.issue') })],
-          seal('present-a'),
-        );
-        const before = await readAppendTables(location);
-        const groups = [
-          {
-            tenantId: 'present-a',
-            items: [newGroupItem('present-a', { idempotencyKey: 'k', requestHash: 'h' })],
-          },
-          { tenantId: 'no-such-tenant', items: [newGroupItem('no-such-tenant')] },
-          // present-b has no log head yet, and the failed append must not leave one.
-          {
-            tenantId: 'present-b',
-            items: [newGroupItem('present-b', { auditEvent: () => auditEvent() })],
-          },
-        ];
-        await assert.rejects(
-          store.appendCertificateGroups(groups, sealGroupItem),
-          /tenant no-such-tenant has no chain head/,
-        );
-        assert.deepEqual(await readAppendTables(location), before);
-        assert.equal(await store.getLogHead('present-b'), undefined);
-
-        // The other groups append once the missing tenant is left out.
-        const results = await store.appendCertificateGroups(
-          [groups[0]!, groups[2]!],
-          sealGroupItem,
-        );
-        assert.deepEqual(
-          results.map((group) => group.map((result) => result.kind)),
-          [['created'], ['created']],
-        );
-        assert.equal((await walkChain(store, 'present-a')).length, 2);
-        assert.equal((await walkChain(store, 'present-b')).length, 1);
-      } finally {
-        await store.close();
-        await location.remove();
-      }
-    });
-
-    test('invalid groups store nothing', async () => {
-      const location = await createLocation();
-      const store = openStore(location);
-      try {
-        await store.migrate();
-        await createTenant(store, 'checked-a');
-        await createTenant(store, 'checked-b');
-        const before = await readAppendTables(location);
-        await assert.rejects(
-          store.appendCertificateGroups(
-            [
-              { tenantId: 'checked-a', items: [newGroupItem('checked-a')] },
-              { tenantId: 'checked-b', items: [newGroupItem('checked-b')] },
-              { tenantId: 'checked-a', items: [newGroupItem('checked-a')] },
-            ],
-            sealGroupItem,
-          ),
-          (error: unknown) => error instanceof TypeError && /checked-a/.test(error.message),
-        );
-        // A sealer that returns another tenant's certificate would put it in the wrong chain.
-        await assert.rejects(
-          store.appendCertificateGroups(
-            [
-              { tenantId: 'checked-a', items: [newGroupItem('checked-a')] },
-              { tenantId: 'checked-b', items: [newGroupItem('checked-a')] },
-            ],
-            sealGroupItem,
-          ),
-          /sealer returned a certificate for tenant checked-a in the group of tenant checked-b/,
-        );
-        assert.deepEqual(await readAppendTables(location), before);
-        assert.deepEqual(await store.appendCertificateGroups([], sealGroupItem), []);
-      } finally {
-        await store.close();
-        await location.remove();
-      }
-    });
-
     test('key taken during a multi-tenant append', async () => {
       const location = await createLocation();
       const store = openStore(location);

@@ -537,6 +537,11 @@ export class SqliteStore implements Store {
         continue;
       }
       const row = seal(item, { sequence: sequence + 1, previousHash });
+      if (row.tenant_id !== tenantId) {
+        throw new Error(
+          `sealer returned a certificate for tenant ${row.tenant_id} in the group of tenant ${tenantId}`,
+        );
+      }
       row.log_index = logHead.tree_size + leaves.length;
       row.timestamp_token ??= null;
       leaves.push(row.signed_message);
