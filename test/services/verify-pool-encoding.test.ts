@@ -22,7 +22,7 @@ test('encoding round trip equals JSON round trip', () => {
     fc.property(fc.array(fc.jsonValue()), (values) => {
       const decoded = roundTrip(values);
       assert.deepEqual(decoded, jsonRoundTrip(values));
-      // deepEqual ignores key order, the JSON text does not.
+      // deepEqual ignores key order, but the JSON text does not.
       assert.equal(JSON.stringify(decoded), JSON.stringify(values));
     }),
     { numRuns: 2000 },
