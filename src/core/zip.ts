@@ -189,7 +189,17 @@ function checkEntryType(name: string, externalAttributes: number): void {
  * default) store one file. NFC merges precomposed and decomposed accents, as APFS and HFS+ do.
  */
 function fileSystemKey(name: string): string {
-  return name.normalize('NFC').toLowerCase();
+  // NFC leaves ASCII text unchanged, and the ICU call costs more than the rest of the key.
+  return isAscii(name) ? name.toLowerCase() : name.normalize('NFC').toLowerCase();
+}
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) > 0x7f) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /**
