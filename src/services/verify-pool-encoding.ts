@@ -1,8 +1,9 @@
 // Compact encoding of JSON values for the replies of verifier worker threads. Reports of one
 // batch repeat the same check names, statuses and details, so each distinct string is sent once
 // in a string table, and the structure travels as 32-bit codes in a transferred buffer. For
-// batches of 32 real reports on Node 20.20, encoding, structured clone and decoding took about
-// 6 µs of CPU per report, against about 17 µs for JSON.stringify, clone and JSON.parse.
+// batches of 25 fresh reports on Node 20.20, encoding, V8 serialization both ways and decoding
+// took about 9 µs per report, against 16 µs for JSON.stringify, the same serialization and
+// JSON.parse. Most of the saving is on the main thread: about 2.4 µs per report, against 7.7.
 
 /** Encoded values: the codes index `strings`, which contains each distinct string once. */
 export interface EncodedValues {
