@@ -125,6 +125,22 @@ export function fromBase64(text: string): Uint8Array | undefined {
   return out;
 }
 
+/**
+ * Tells whether base64 text that fromBase64 accepts is the one spelling that toBase64 writes
+ * for its bytes, which holds when the unused low bits of the last character are zero. This
+ * avoids encoding the bytes again to compare.
+ */
+export function isCanonicalBase64(text: string): boolean {
+  const length = text.length;
+  if (length === 0 || text.charCodeAt(length - 1) !== 0x3d) {
+    return true;
+  }
+  // After two `=` the last character carries 2 bits of data, after one `=` it carries 4.
+  const padding = text.charCodeAt(length - 2) === 0x3d ? 2 : 1;
+  const unusedBits = padding === 2 ? 0x0f : 0x03;
+  return (base64Value(text, length - 1 - padding) & unusedBits) === 0;
+}
+
 /** Inputs at least this long are compared four bytes per step. */
 const WORD_COMPARE_MIN_LENGTH = 64;
 

@@ -1,10 +1,11 @@
 // Byte comparison, which switches to four bytes per step on longer inputs. It is checked
 // against Buffer.equals on views at every alignment and on lengths around the switch. The
-// table-driven base64 decoder is checked against the regular expression and atob it replaced.
+// table-driven base64 decoder is checked against the regular expression and atob it replaced,
+// and the canonical spelling check against encoding the decoded bytes again.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { bytesEqual, fromBase64, toBase64 } from '../../src/core/encoding.ts';
+import { bytesEqual, fromBase64, isCanonicalBase64, toBase64 } from '../../src/core/encoding.ts';
 
 test('bytesEqual agrees with Buffer.equals', () => {
   fc.assert(
@@ -125,4 +126,33 @@ test('fromBase64 decodes every padding form', () => {
       JSON.stringify(text),
     );
   }
+});
+
+test('isCanonicalBase64 agrees with encoding again', () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 80 }),
+      fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'),
+      (bytes, replacement) => {
+        const encoded = toBase64(bytes);
+        assert.equal(isCanonicalBase64(encoded), true, encoded);
+        // Replace the last data character, which carries the unused bits when there is padding.
+        const last = encoded.replace(/=+$/, '').length - 1;
+        if (last < 0) {
+          return;
+        }
+        const text = encoded.slice(0, last) + replacement + encoded.slice(last + 1);
+        const decoded = fromBase64(text);
+        assert.ok(decoded !== undefined, text);
+        assert.equal(isCanonicalBase64(text), toBase64(decoded) === text, text);
+      },
+    ),
+    { numRuns: 5_000 },
+  );
+  assert.equal(isCanonicalBase64('/w=='), true);
+  assert.equal(isCanonicalBase64('/x=='), false);
+  assert.equal(isCanonicalBase64('//8='), true);
+  assert.equal(isCanonicalBase64('//9='), false);
+  assert.equal(isCanonicalBase64('AAAB'), true);
+  assert.equal(isCanonicalBase64(''), true);
 });
