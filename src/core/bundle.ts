@@ -585,6 +585,7 @@ function verifyBundleFiles(
   const key = files.has(BundleFile.key)
     ? (asObject(parseJsonFile(json, BundleFile.key), BundleFile.key) as unknown as KeyDescriptor)
     : undefined;
+  const keyIsValid = key !== undefined && isKeyDescriptor(key);
   const format = formatOf(json);
   const manifest = checkBundleFiles(crypto, files, json, certificate, publicKeyPem, format);
   const log = format === BUNDLE_FORMAT_V2 ? readLogEvidence(files, json) : undefined;
@@ -595,9 +596,9 @@ function verifyBundleFiles(
     certificate,
     signedBytes: files.get(BundleFile.canonicalMessage)!,
     publicKeyPem,
-    key: key && isKeyDescriptor(key) ? key : undefined,
+    key: keyIsValid ? key : undefined,
     keyRecordProblem:
-      key && !isKeyDescriptor(key)
+      key && !keyIsValid
         ? `${BundleFile.key} is not a valid key record (key_id, tenant_id, status, valid_from, valid_until, public_key_jwk)`
         : undefined,
     noteText: options.noteText,
