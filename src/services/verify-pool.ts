@@ -71,7 +71,9 @@ function packZips(zips: readonly Uint8Array[]): { zipBytes: ArrayBuffer; zipLeng
   for (const zip of zips) {
     total += zip.length;
   }
-  const packed = new Uint8Array(total);
+  // Every byte is written below, so the buffer skips zero-filling. allocUnsafeSlow gives it an
+  // ArrayBuffer of its own, which can be transferred, where allocUnsafe may share Node's pool.
+  const packed = Buffer.allocUnsafeSlow(total);
   let offset = 0;
   for (const zip of zips) {
     packed.set(zip, offset);
