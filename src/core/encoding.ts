@@ -135,7 +135,7 @@ export function isCanonicalBase64(text: string): boolean {
   if (length === 0 || text.charCodeAt(length - 1) !== 0x3d) {
     return true;
   }
-  // After two `=` the last character carries 2 bits of data, after one `=` it carries 4.
+  // After two `=` the last character carries 2 bits of data, and after one `=` it carries 4.
   const padding = text.charCodeAt(length - 2) === 0x3d ? 2 : 1;
   const unusedBits = padding === 2 ? 0x0f : 0x03;
   return (base64Value(text, length - 1 - padding) & unusedBits) === 0;

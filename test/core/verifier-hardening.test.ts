@@ -375,13 +375,15 @@ describe('verifier hardening', () => {
   });
 
   test('exported field problems name the field', () => {
-    const swapped = (value: Record<string, unknown>, a: string, b: string) =>
-      Object.fromEntries(
-        Object.keys(value).map((key) => {
-          const name = key === a ? b : key === b ? a : key;
-          return [name, value[name]];
-        }),
-      );
+    /** Returns a copy of `value` with the positions of keys `a` and `b` exchanged. */
+    const swapped = (value: Record<string, unknown>, a: string, b: string) => {
+      const keys = Object.keys(value);
+      const indexA = keys.indexOf(a);
+      const indexB = keys.indexOf(b);
+      keys[indexA] = b;
+      keys[indexB] = a;
+      return Object.fromEntries(keys.map((key) => [key, value[key]]));
+    };
     // Each edit runs after refreshManifest, which rewrites manifest.json.
     const cases: [string, (files: Map<string, Uint8Array>) => void][] = [
       [
