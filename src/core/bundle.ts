@@ -376,15 +376,22 @@ function fieldProblems(value: unknown, known: readonly string[], prefix: string)
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return [];
   }
-  const keys = Object.keys(value);
-  const unknown = unknownFields(value, known);
-  if (unknown.length > 0) {
-    return [`unknown fields ${unknown.map((key) => prefix + key).join(', ')}`];
+  // One pass over the keys, because this runs for every manifest entry of every bundle.
+  const unknown: string[] = [];
+  let ordered = true;
+  let previous = -1;
+  for (const key of Object.keys(value)) {
+    const position = known.indexOf(key);
+    if (position < 0) {
+      unknown.push(prefix + key);
+    } else if (position <= previous) {
+      ordered = false;
+    }
+    previous = position;
   }
-  const positions = keys.map((key) => known.indexOf(key));
-  const ordered = positions.every(
-    (position, index) => index === 0 || positions[index - 1]! < position,
-  );
+  if (unknown.length > 0) {
+    return [`unknown fields ${unknown.join(', ')}`];
+  }
   return ordered ? [] : [`fields of ${prefix || 'the top level '}out of the exported order`];
 }
 
@@ -578,6 +585,7 @@ function verifyBundleFiles(
   const key = files.has(BundleFile.key)
     ? (asObject(parseJsonFile(json, BundleFile.key), BundleFile.key) as unknown as KeyDescriptor)
     : undefined;
+  const keyIsValid = key !== undefined && isKeyDescriptor(key);
   const format = formatOf(json);
   const manifest = checkBundleFiles(crypto, files, json, certificate, publicKeyPem, format);
   const log = format === BUNDLE_FORMAT_V2 ? readLogEvidence(files, json) : undefined;
@@ -588,9 +596,9 @@ function verifyBundleFiles(
     certificate,
     signedBytes: files.get(BundleFile.canonicalMessage)!,
     publicKeyPem,
-    key: key && isKeyDescriptor(key) ? key : undefined,
+    key: keyIsValid ? key : undefined,
     keyRecordProblem:
-      key && !isKeyDescriptor(key)
+      key && !keyIsValid
         ? `${BundleFile.key} is not a valid key record (key_id, tenant_id, status, valid_from, valid_until, public_key_jwk)`
         : undefined,
     noteText: options.noteText,

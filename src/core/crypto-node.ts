@@ -62,9 +62,11 @@ function ed25519Key(publicKeyRaw: Uint8Array): KeyObject {
 
 export const nodeCrypto: CryptoProvider = {
   // One-shot crypto.hash (Node 20.12 and later) costs about a third less than createHash for
-  // a 65-byte input on Node 20.20, and hex output also skips allocating a Buffer.
+  // a 65-byte input on Node 20.20, and hex output also skips allocating a Buffer. Its
+  // 'buffer' output allocates memory outside the V8 heap. Copying 'binary' (latin1) output
+  // into a Buffer from Node's pool took 0.64 µs for a 65-byte input, against 0.96 µs.
   sha256(data) {
-    return hash('sha256', data, 'buffer');
+    return Buffer.from(hash('sha256', data, 'binary'), 'latin1');
   },
   sha256Hex(data) {
     return hash('sha256', data, 'hex');

@@ -16,6 +16,10 @@ export interface PublicKeyHandle {
 }
 
 export interface CryptoProvider {
+  /**
+   * Returns SHA-256 of `data` in a new array. Must not keep a reference to `data`, because
+   * callers reuse its memory for the next input as soon as this returns.
+   */
   sha256(data: Uint8Array): Uint8Array;
   /**
    * Returns SHA-256 of `data` as lowercase hex. Optional: without it, callers hex-encode the

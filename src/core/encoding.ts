@@ -59,18 +59,86 @@ export function toBase64(bytes: Uint8Array): string {
   return out;
 }
 
-/** Decodes standard padded base64; returns undefined for any other input. */
+/** Value of each base64 alphabet character by its char code below 128, and -1 for the rest. */
+const B64_VALUES = buildBase64Values();
+
+function buildBase64Values(): Int8Array {
+  const values = new Int8Array(128).fill(-1);
+  for (let i = 0; i < B64.length; i++) {
+    values[B64.charCodeAt(i)] = i;
+  }
+  return values;
+}
+
+function base64Value(text: string, index: number): number {
+  const code = text.charCodeAt(index);
+  return code < 128 ? B64_VALUES[code]! : -1;
+}
+
+/**
+ * Decodes standard padded base64, or returns undefined for any other input. Accepted are a
+ * length that is a multiple of 4, alphabet characters, and one or two `=` only at the end.
+ * Like atob, it ignores the unused low bits of the last character. atob is not used because
+ * on Node 20 it checks each character with a linear search, about 6 µs per verified bundle.
+ */
 export function fromBase64(text: string): Uint8Array | undefined {
-  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) {
+  const length = text.length;
+  if (length % 4 !== 0) {
     return undefined;
   }
-  // atob is native in browsers and Node 16+; its output is one character per byte.
-  const binary = atob(text);
-  const out = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) {
-    out[i] = binary.charCodeAt(i);
+  let padding = 0;
+  if (length > 0 && text.charCodeAt(length - 1) === 0x3d) {
+    padding = text.charCodeAt(length - 2) === 0x3d ? 2 : 1;
+  }
+  // With at most two `=`, the last group keeps 2, 3 or 4 alphabet characters, never 1.
+  const characters = length - padding;
+  const out = new Uint8Array(Math.floor((characters * 3) / 4));
+  const wholeGroupsEnd = characters - (characters % 4);
+  let o = 0;
+  let i = 0;
+  for (; i < wholeGroupsEnd; i += 4) {
+    const a = base64Value(text, i);
+    const b = base64Value(text, i + 1);
+    const c = base64Value(text, i + 2);
+    const d = base64Value(text, i + 3);
+    if ((a | b | c | d) < 0) {
+      return undefined;
+    }
+    const n = (a << 18) | (b << 12) | (c << 6) | d;
+    out[o++] = n >> 16;
+    out[o++] = (n >> 8) & 0xff;
+    out[o++] = n & 0xff;
+  }
+  if (padding > 0) {
+    const a = base64Value(text, i);
+    const b = base64Value(text, i + 1);
+    const c = padding === 1 ? base64Value(text, i + 2) : 0;
+    if ((a | b | c) < 0) {
+      return undefined;
+    }
+    const n = (a << 18) | (b << 12) | (c << 6);
+    out[o++] = n >> 16;
+    if (padding === 1) {
+      out[o++] = (n >> 8) & 0xff;
+    }
   }
   return out;
+}
+
+/**
+ * Tells whether base64 text that fromBase64 accepts is the one spelling that toBase64 writes
+ * for its bytes, which holds when the unused low bits of the last character are zero. This
+ * avoids encoding the bytes again to compare.
+ */
+export function isCanonicalBase64(text: string): boolean {
+  const length = text.length;
+  if (length === 0 || text.charCodeAt(length - 1) !== 0x3d) {
+    return true;
+  }
+  // After two `=` the last character carries 2 bits of data, and after one `=` it carries 4.
+  const padding = text.charCodeAt(length - 2) === 0x3d ? 2 : 1;
+  const unusedBits = padding === 2 ? 0x0f : 0x03;
+  return (base64Value(text, length - 1 - padding) & unusedBits) === 0;
 }
 
 /** Inputs at least this long are compared four bytes per step. */

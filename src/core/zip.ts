@@ -86,9 +86,9 @@ function notZip(message: string): BundleError {
 
 /**
  * CRC-32 lookup tables for the reflected polynomial 0xEDB88320, as used by ZIP. The first
- * 256 entries are the standard byte-at-a-time table. The next three let `crc32` consume four
- * bytes per step ("slicing by 4"): entry n of table k is the CRC of byte n followed by k zero
- * bytes. That is about 2.5 times faster than one byte per step on Node 20.
+ * 256 entries are the standard byte-at-a-time table. The next three let `tableCrc32` consume
+ * four bytes per step ("slicing by 4"): entry n of table k is the CRC of byte n followed by k
+ * zero bytes. That is about 2.5 times faster than one byte per step on Node 20.
  */
 const CRC_TABLES = buildCrcTables();
 
@@ -110,8 +110,30 @@ function buildCrcTables(): Int32Array {
   return tables;
 }
 
-/** Computes the CRC-32 that ZIP stores for `data`, as an unsigned 32-bit integer. */
+/**
+ * zlib's CRC-32 from node:zlib, or undefined where the runtime lacks it. zlib.crc32 exists
+ * from Node 20.15 and 22.2, and process.getBuiltinModule, which loads it without a static
+ * import that would tie this module to Node, from Node 20.16 and 22.3. On this package's Node
+ * versions only 22.0 to 22.2 and runtimes other than Node fall back to `tableCrc32`.
+ */
+const nativeCrc32: ((data: Uint8Array) => number) | undefined = findNativeCrc32();
+
+function findNativeCrc32(): ((data: Uint8Array) => number) | undefined {
+  const zlib = globalThis.process?.getBuiltinModule?.('node:zlib');
+  return typeof zlib?.crc32 === 'function' ? zlib.crc32 : undefined;
+}
+
+/**
+ * Computes the CRC-32 that ZIP stores for `data`, as an unsigned 32-bit integer. Uses zlib's
+ * native code when the runtime offers it: on Node 20.20 it takes about a third of the time of
+ * `tableCrc32` for the files of a bundle.
+ */
 export function crc32(data: Uint8Array): number {
+  return nativeCrc32 === undefined ? tableCrc32(data) : nativeCrc32(data);
+}
+
+/** Computes the same CRC-32 as `crc32` in JavaScript, four bytes per step. */
+export function tableCrc32(data: Uint8Array): number {
   const t = CRC_TABLES;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   let crc = -1;
@@ -167,7 +189,17 @@ function checkEntryType(name: string, externalAttributes: number): void {
  * default) store one file. NFC merges precomposed and decomposed accents, as APFS and HFS+ do.
  */
 function fileSystemKey(name: string): string {
-  return name.normalize('NFC').toLowerCase();
+  // NFC leaves ASCII text unchanged, and the ICU call costs more than the rest of the key.
+  return isAscii(name) ? name.toLowerCase() : name.normalize('NFC').toLowerCase();
+}
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) > 0x7f) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /**

@@ -4,6 +4,7 @@ import { parentPort } from 'node:worker_threads';
 import { verifyBundle, verifyBundleWithTimestamps } from '../core/bundle.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
 import { BundleError } from '../core/errors.ts';
+import { encodeJsonValues } from './verify-pool-encoding.ts';
 import {
   unpackZips,
   type PoolOutcome,
@@ -39,7 +40,7 @@ async function verifyOne(request: PoolRequest, zip: Uint8Array): Promise<PoolOut
 parentPort!.on('message', (request: PoolRequest) => {
   const zips = unpackZips(request.zipBytes, request.zipLengths);
   void Promise.all(zips.map((zip) => verifyOne(request, zip))).then((outcomes) => {
-    const response: PoolResponse = { id: request.id, outcomes: JSON.stringify(outcomes) };
-    parentPort!.postMessage(response);
+    const response: PoolResponse = { id: request.id, outcomes: encodeJsonValues(outcomes) };
+    parentPort!.postMessage(response, [response.outcomes.codes]);
   });
 });

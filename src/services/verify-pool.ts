@@ -1,12 +1,14 @@
 // Verifies many defense bundles in parallel on worker threads, for auditors who check a large
 // export at once. Each worker runs the same core verifier as `cdil verify`. Bundles are sent
-// in batches packed into one transferred buffer, so message passing stays small next to the
-// signature checks. Each worker takes the next batch when it finishes one, so no worker waits
-// while another still has a backlog.
+// in batches packed into one transferred buffer, and reports come back with each distinct
+// string sent once per batch, so message passing stays small next to the signature checks.
+// Each worker takes the next batch when it finishes one, so no worker waits while another
+// still has a backlog.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Jwks } from '../core/key.ts';
 import type { VerificationReport } from '../core/verify/verify.ts';
+import { decodeJsonValues, type EncodedValues } from './verify-pool-encoding.ts';
 
 export interface PoolRequest {
   id: number;
@@ -29,11 +31,12 @@ export type PoolOutcome =
 export interface PoolResponse {
   id: number;
   /**
-   * JSON of the PoolOutcome array. Reports hold only strings, booleans and null, so JSON keeps
-   * them intact. The main thread parses it about twice as fast as it deserializes a structured
-   * clone of the same objects (6 against 14 µs per report, measured on Node 20.20).
+   * The PoolOutcome array, encoded by encodeJsonValues. Reports contain only strings, booleans
+   * and null, so the decoded outcomes equal the worker's. A structured clone of the same
+   * objects costs the main thread about 14 µs per report to deserialize, and JSON text about
+   * 7.7 µs to receive and parse, against about 2.4 µs to receive and decode (Node 20.20).
    */
-  outcomes: string;
+  outcomes: EncodedValues;
 }
 
 export interface VerifyManyOptions {
@@ -68,7 +71,9 @@ function packZips(zips: readonly Uint8Array[]): { zipBytes: ArrayBuffer; zipLeng
   for (const zip of zips) {
     total += zip.length;
   }
-  const packed = new Uint8Array(total);
+  // Every byte is written below, so the buffer skips zero-filling. allocUnsafeSlow gives it an
+  // ArrayBuffer of its own, which can be transferred, where allocUnsafe may share Node's pool.
+  const packed = Buffer.allocUnsafeSlow(total);
   let offset = 0;
   for (const zip of zips) {
     packed.set(zip, offset);
@@ -113,7 +118,9 @@ export class BundleVerifierPool {
     this.#workers = Array.from({ length: threads }, () => {
       const worker = new Worker(workerUrl);
       worker.on('message', (response: PoolResponse) => {
-        this.#pending.get(response.id)?.resolve(JSON.parse(response.outcomes) as PoolOutcome[]);
+        this.#pending
+          .get(response.id)
+          ?.resolve(decodeJsonValues(response.outcomes) as PoolOutcome[]);
         this.#pending.delete(response.id);
       });
       worker.on('error', (error) => {

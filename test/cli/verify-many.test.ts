@@ -5,8 +5,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
-import { BundleFile, verifyBundle } from '../../src/core/bundle.ts';
+import { BundleFile, LogBundleFile, verifyBundle } from '../../src/core/bundle.ts';
 import { nodeCrypto } from '../../src/core/crypto-node.ts';
+import { BundleError } from '../../src/core/errors.ts';
 import {
   EXIT_INVALID,
   EXIT_UNUSABLE,
@@ -17,8 +18,11 @@ import { BundleVerifierPool } from '../../src/services/verify-pool.ts';
 import {
   createBundleFixture,
   packBundle,
+  readJsonFile,
+  resignBundle,
   unpackBundle,
   withFile,
+  withoutLog,
   type BundleFixture,
 } from '../helpers/bundle.ts';
 
@@ -106,6 +110,58 @@ test('pool reports equal single-thread reports', async () => {
       report: verifyBundle(nodeCrypto, zips[1]!, { trustedKeys: fixture.jwks }),
     });
     assert.equal(outcomes[2]?.error?.code, 'BUNDLE_NOT_A_ZIP');
+  } finally {
+    await pool.close();
+  }
+});
+
+test('pool outcomes equal verifyBundle for varied bundles', async () => {
+  const files = unpackBundle(fixture.zip);
+  const certificate = readJsonFile(files, BundleFile.certificate);
+  const withoutCertificate = new Map(files);
+  withoutCertificate.delete(BundleFile.certificate);
+  const zips = [
+    fixture.zip,
+    packBundle(withFile(files, BundleFile.readme, 'forged readme')),
+    packBundle(
+      withFile(files, BundleFile.certificate, JSON.stringify({ ...certificate, model_name: 'x' })),
+    ),
+    packBundle(withoutLog(files)),
+    packBundle(resignBundle(files)),
+    packBundle(withFile(files, LogBundleFile.inclusionProof, '{"format": 1}')),
+    packBundle(withoutCertificate),
+    new TextEncoder().encode('not a zip'),
+  ];
+  const options = { trustedKeys: fixture.jwks, noteText: fixture.noteText };
+  const expected = zips.map((zip) => {
+    try {
+      return { report: verifyBundle(nodeCrypto, zip, options) };
+    } catch (error) {
+      assert.ok(error instanceof BundleError);
+      return { error: { code: error.code, message: error.message } };
+    }
+  });
+  // Every kind of outcome is present, so the comparison covers each.
+  assert.equal(expected.filter((outcome) => outcome.report?.valid === true).length, 1);
+  assert.equal(expected.filter((outcome) => outcome.report?.valid === false).length, 5);
+  assert.equal(expected.filter((outcome) => outcome.error !== undefined).length, 2);
+
+  const pool = new BundleVerifierPool(2);
+  try {
+    const outcomes = await pool.verifyMany([...zips, ...zips, ...zips], {
+      ...options,
+      batchSize: 5,
+    });
+    assert.equal(outcomes.length, zips.length * 3);
+    outcomes.forEach((outcome, i) => {
+      assert.deepEqual(outcome, expected[i % zips.length], `bundle ${i}`);
+      // deepEqual ignores key order, which the JSON output of `cdil verify` shows.
+      assert.equal(
+        JSON.stringify(outcome),
+        JSON.stringify(expected[i % zips.length]),
+        `bundle ${i}`,
+      );
+    });
   } finally {
     await pool.close();
   }

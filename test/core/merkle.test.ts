@@ -390,6 +390,41 @@ void describe('Merkle hashes and roots', () => {
     );
   });
 
+  test('leaf hashes around the scratch buffer size', () => {
+    // Inputs up to 4096 bytes are assembled in one reused buffer, longer ones in their own.
+    const data = new Uint8Array(9000);
+    for (let i = 0; i < data.length; i++) {
+      data[i] = (i * 31 + 7) & 0xff;
+    }
+    const hashes: Uint8Array[] = [];
+    const lengths = [0, 1, 63, 64, 65, 127, 128, 4094, 4095, 4096, 4097, 9000, 3];
+    for (const length of lengths) {
+      hashes.push(leafHash(crypto, data.subarray(0, length)));
+    }
+    // Each result is checked after all calls, so a result that shares the reused buffer
+    // would show the bytes of a later call.
+    lengths.forEach((length, i) => {
+      assert.equal(
+        toHex(hashes[i]!),
+        toHex(referenceLeafHash(data.subarray(0, length))),
+        `length ${length}`,
+      );
+    });
+  });
+
+  test('node hashes stay intact after later calls', () => {
+    const leaves = Array.from({ length: 6 }, (_, i) => referenceLeafHash(Uint8Array.of(i)));
+    const nodes = [];
+    for (let i = 0; i + 1 < leaves.length; i++) {
+      nodes.push(nodeHash(crypto, leaves[i]!, leaves[i + 1]!));
+    }
+    nodes.forEach((node, i) => {
+      assert.equal(toHex(node), toHex(referenceNodeHash(leaves[i]!, leaves[i + 1]!)), `node ${i}`);
+    });
+    // A caller's input is never changed.
+    assert.equal(toHex(leaves[0]!), toHex(referenceLeafHash(Uint8Array.of(0))));
+  });
+
   test('known-answer roots for eight leaves', () => {
     const reference = ReferenceTree.dense(KNOWN_LEAVES.map(referenceLeafHash));
     let frontier: Uint8Array[] = [];

@@ -374,6 +374,78 @@ describe('verifier hardening', () => {
     assert.match(detail.detail, /manifest.json has unknown fields comment/);
   });
 
+  test('exported field problems name the field', () => {
+    /** Returns a copy of `value` with the positions of keys `a` and `b` exchanged. */
+    const swapped = (value: Record<string, unknown>, a: string, b: string) => {
+      const keys = Object.keys(value);
+      const indexA = keys.indexOf(a);
+      const indexB = keys.indexOf(b);
+      keys[indexA] = b;
+      keys[indexB] = a;
+      return Object.fromEntries(keys.map((key) => [key, value[key]]));
+    };
+    // Each edit runs after refreshManifest, which rewrites manifest.json.
+    const cases: [string, (files: Map<string, Uint8Array>) => void][] = [
+      [
+        'key.json has unknown fields public_key_jwk.d, public_key_jwk.p',
+        (files) => {
+          const key = readJsonFile(files, BundleFile.key);
+          Object.assign(key.public_key_jwk as object, { d: 'AAAA', p: 'BBBB' });
+          files.set(BundleFile.key, prettyJson(key));
+        },
+      ],
+      [
+        'key.json has fields of the top level out of the exported order',
+        (files) => {
+          const key = swapped(readJsonFile(files, BundleFile.key), 'status', 'tenant_id');
+          files.set(BundleFile.key, prettyJson(key));
+        },
+      ],
+      [
+        'key.json has unknown fields note; fields of public_key_jwk.out of the exported order',
+        (files) => {
+          const key = readJsonFile(files, BundleFile.key);
+          key.note = 'x';
+          key.public_key_jwk = swapped(key.public_key_jwk as Record<string, unknown>, 'x', 'y');
+          files.set(BundleFile.key, prettyJson(key));
+        },
+      ],
+      [
+        'manifest.json has unknown fields files[2].note',
+        (files) => {
+          const manifest = readJsonFile(files, BundleFile.manifest);
+          Object.assign((manifest.files as object[])[2]!, { note: 'x' });
+          files.set(BundleFile.manifest, prettyJson(manifest));
+        },
+      ],
+      [
+        'manifest.json has fields of files[0].out of the exported order',
+        (files) => {
+          const manifest = readJsonFile(files, BundleFile.manifest);
+          const entries = manifest.files as Record<string, unknown>[];
+          entries[0] = swapped(entries[0]!, 'sha256', 'size');
+          files.set(BundleFile.manifest, prettyJson(manifest));
+        },
+      ],
+      [
+        'inclusion_proof.json has fields of the top level out of the exported order',
+        (files) => {
+          const proof = swapped(readJsonFile(files, 'inclusion_proof.json'), 'proof', 'format');
+          files.set('inclusion_proof.json', prettyJson(proof));
+        },
+      ],
+    ];
+    for (const [expected, edit] of cases) {
+      const files = unpackBundle(fixture.zip);
+      refreshManifest(files);
+      edit(files);
+      const outcome = verifyZip(fixture.dir, packBundle(files), {});
+      const manifest = outcome.report!.checks.find((check) => check.check === 'bundle_manifest')!;
+      assert.equal(manifest.status, 'fail', expected);
+      assert.ok(manifest.detail.includes(expected), manifest.detail);
+    }
+  });
+
   test('key record validity start differing from the pinned set fails trust', () => {
     const outcome = editedBundle((files) => {
       const key = readJsonFile(files, BundleFile.key);

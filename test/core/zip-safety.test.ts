@@ -15,12 +15,14 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { crc32, deflateRawSync } from 'node:zlib';
+import fc from 'fast-check';
 import { EXIT_UNUSABLE, EXIT_VALID } from '../../src/cli/commands/verify.ts';
 import { BundleErrorCode } from '../../src/core/errors.ts';
 import {
   crc32 as zipCrc32,
   DEFAULT_ZIP_LIMITS,
   readZipSafely,
+  tableCrc32,
   writeDeterministicZip,
 } from '../../src/core/zip.ts';
 import { createBundleFixture, verifyFile, type BundleFixture } from '../helpers/bundle.ts';
@@ -525,17 +527,38 @@ void describe('local entries outside the central directory', () => {
 });
 
 void describe('CRC-32 checks', () => {
-  test('crc32 matches zlib', () => {
-    const data = Buffer.alloc(100_000);
-    for (let i = 0; i < data.length; i++) {
-      data[i] = (i * 7919 + (i >> 8)) & 0xff;
-    }
-    for (let length = 0; length <= 70; length++) {
-      const slice = data.subarray(0, length);
-      assert.equal(zipCrc32(slice), crc32(slice), `length ${length}`);
-    }
-    assert.equal(zipCrc32(data), crc32(data), 'length 100000');
-    assert.equal(zipCrc32(data.subarray(3)), crc32(data.subarray(3)), 'unaligned view');
+  // crc32 runs zlib's native code where the runtime has it, so the JavaScript fallback is
+  // compared with zlib on its own.
+  for (const [name, compute] of [
+    ['crc32', zipCrc32],
+    ['tableCrc32', tableCrc32],
+  ] as const) {
+    test(`${name} matches zlib`, () => {
+      const data = Buffer.alloc(100_000);
+      for (let i = 0; i < data.length; i++) {
+        data[i] = (i * 7919 + (i >> 8)) & 0xff;
+      }
+      for (let length = 0; length <= 70; length++) {
+        const slice = data.subarray(0, length);
+        assert.equal(compute(slice), crc32(slice), `length ${length}`);
+      }
+      assert.equal(compute(data), crc32(data), 'length 100000');
+      assert.equal(compute(data.subarray(3)), crc32(data.subarray(3)), 'unaligned view');
+      assert.equal(compute(data.subarray(5, 5)), 0, 'empty view');
+      const plain = new Uint8Array(data.buffer, data.byteOffset + 7, 1001);
+      assert.equal(compute(plain), crc32(plain), 'plain Uint8Array view');
+    });
+  }
+
+  test('tableCrc32 matches zlib on random input', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), fc.nat(7), (bytes, offset) => {
+        const view = bytes.subarray(Math.min(offset, bytes.length));
+        assert.equal(tableCrc32(view), crc32(view));
+        assert.equal(zipCrc32(view), crc32(view));
+      }),
+      { numRuns: 500 },
+    );
   });
 
   test('deflated entry with a wrong CRC-32 is rejected', () => {

@@ -11,7 +11,7 @@ import {
 } from '../certificate.ts';
 import type { CryptoProvider, PublicKeyHandle } from '../crypto.ts';
 import { isLowS } from '../ecdsa-der.ts';
-import { fromBase64, toBase64 } from '../encoding.ts';
+import { fromBase64, isCanonicalBase64 } from '../encoding.ts';
 import { VerificationError } from '../errors.ts';
 import { keyValidAt, type Jwks, type KeyDescriptor } from '../key.ts';
 
@@ -60,10 +60,10 @@ export function verifySignature(
   signatureBase64: unknown,
 ): string {
   const der = typeof signatureBase64 === 'string' ? fromBase64(signatureBase64) : undefined;
-  if (!der || der.length === 0) {
+  if (typeof signatureBase64 !== 'string' || !der || der.length === 0) {
     throw new VerificationError('SIGNATURE_INVALID', 'signature is missing or not base64');
   }
-  if (toBase64(der) !== signatureBase64) {
+  if (!isCanonicalBase64(signatureBase64)) {
     // Unused trailing bits in the last character would give a second spelling of one signature.
     throw new VerificationError('SIGNATURE_INVALID', 'signature is not in canonical base64');
   }
