@@ -372,21 +372,23 @@ export class IssuanceService {
         this.#seal(item, link),
       );
     } catch (error) {
-      if (groups.length > 1) {
+      if (error instanceof StoreBusyError) {
+        // Every tenant would wait for the same lock again, so none is retried alone.
+        const busy = new AppError(
+          'DATABASE_BUSY',
+          'another process held the database write lock for too long; nothing was stored, retry later',
+          { headers: { 'Retry-After': '1' }, cause: error },
+        );
+        for (const { items } of groups) {
+          items.forEach((item) => item.reject(busy));
+        }
+      } else if (groups.length > 1) {
         for (const group of groups) {
           await this.#append([group]);
         }
       } else {
-        const reason =
-          error instanceof StoreBusyError
-            ? new AppError(
-                'DATABASE_BUSY',
-                'another process held the database write lock for too long; nothing was stored, retry later',
-                { headers: { 'Retry-After': '1' }, cause: error },
-              )
-            : error;
         for (const item of groups[0]!.items) {
-          item.reject(reason);
+          item.reject(error);
         }
       }
       return;

@@ -161,8 +161,6 @@ export class SqliteStore implements Store {
   #preparedV3: ReturnType<SqliteStore['prepareVersion3Statements']> | undefined;
   #appendedSinceOptimize = 0;
   readonly #busyTimeoutMs: number;
-  /** Turns the busy handler off for an append's try at the write lock and back on after it. */
-  readonly #busyTimeout: { off: Database.Statement; on: Database.Statement };
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.#busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
@@ -172,10 +170,6 @@ export class SqliteStore implements Store {
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#shadow = new SqliteShadowTables(this.#db);
     this.#log = new SqliteLogTables(this.#db);
-    this.#busyTimeout = {
-      off: this.#db.prepare('PRAGMA busy_timeout = 0'),
-      on: this.#db.prepare(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`),
-    };
   }
 
   private get sql(): ReturnType<SqliteStore['prepareStatements']> {
@@ -474,7 +468,9 @@ export class SqliteStore implements Store {
   async #writeWithoutBlocking<T>(write: () => T): Promise<T> {
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
-      this.#busyTimeout.off.get();
+      // SQLite applies PRAGMA busy_timeout when the statement is compiled, so a prepared copy
+      // run again would change nothing: each switch compiles the pragma anew.
+      this.#db.pragma('busy_timeout = 0');
       try {
         return write();
       } catch (error) {
@@ -488,7 +484,7 @@ export class SqliteStore implements Store {
           );
         }
       } finally {
-        this.#busyTimeout.on.get();
+        this.#db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`);
       }
       await lockRetryPause(attempt);
     }
