@@ -15,6 +15,7 @@ import { EMPTY_LOG_HEAD, extendLog } from '../../src/storage/log-append.ts';
 import { PgStore } from '../../src/storage/postgres/pg-store.ts';
 import { OPTIMIZE_EVERY_APPENDS, SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import {
+  StoreBusyError,
   TenantExistsError,
   type AppendGroup,
   type AppendItem,
@@ -1604,6 +1605,71 @@ describe(
         );
         assert.deepEqual(await walkChain(store, 'claim-b'), [storedId]);
       } finally {
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('lock held too long fails as busy', async () => {
+      const location = await createLocation();
+      const store = new PgStore(location.database.url!, { poolSize: 2, lockTimeoutMs: 300 });
+      const rival = new pg.Client({ connectionString: location.database.url });
+      try {
+        await store.migrate();
+        await createTenant(store, 'held-a');
+        await rival.connect();
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'held-a' FOR UPDATE");
+        await assert.rejects(
+          store.appendCertificateGroups(
+            [{ tenantId: 'held-a', items: [newGroupItem('held-a')] }],
+            sealGroupItem,
+          ),
+          (error: unknown) => error instanceof StoreBusyError && /300 ms/.test(error.message),
+        );
+        await rival.query('ROLLBACK');
+        const [results] = await store.appendCertificateGroups(
+          [{ tenantId: 'held-a', items: [newGroupItem('held-a')] }],
+          sealGroupItem,
+        );
+        assert.equal(results?.[0]?.kind, 'created');
+      } finally {
+        await rival.end();
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('terminated connection does not end the process', async () => {
+      const location = await createLocation();
+      const store = new PgStore(location.database.url!, { poolSize: 2 });
+      const rival = new pg.Client({ connectionString: location.database.url });
+      try {
+        await store.migrate();
+        await createTenant(store, 'cut-a');
+        await rival.connect();
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'cut-a' FOR UPDATE");
+        const pending = store.appendCertificateGroups(
+          [{ tenantId: 'cut-a', items: [newGroupItem('cut-a')] }],
+          sealGroupItem,
+        );
+        await waitForLockWait(location);
+        // Ends the waiting session as a server restart or an operator would.
+        await runSql(
+          location,
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        await assert.rejects(pending);
+        await rival.query('ROLLBACK');
+        const [results] = await store.appendCertificateGroups(
+          [{ tenantId: 'cut-a', items: [newGroupItem('cut-a')] }],
+          sealGroupItem,
+        );
+        assert.equal(results?.[0]?.kind, 'created');
+        assert.equal((await walkChain(store, 'cut-a')).length, 1);
+      } finally {
+        await rival.end();
         await store.close();
         await location.remove();
       }

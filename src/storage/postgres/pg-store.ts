@@ -56,6 +56,7 @@ import {
   type RateLimitTotal,
   type Sealer,
   checkDistinctTenants,
+  StoreBusyError,
   type ShadowAggregate,
   type ShadowAssumptionsRow,
   type ShadowItemCursor,
@@ -68,6 +69,22 @@ import {
 } from '../store.ts';
 
 export const DEFAULT_POOL_SIZE = 10;
+
+/**
+ * Session limits set on every connection. A process that stops between the statements of an
+ * append (a frozen VM, a debugger) holds the chain heads of every tenant in its batch, so the
+ * server ends a transaction left idle this long and releases its locks. A statement that waits
+ * this long for a lock fails, and an append that fails so is answered as busy, not left waiting.
+ */
+export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000;
+export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+
+const LOCK_NOT_AVAILABLE = '55P03';
+
+/** Returns whether `error` is PostgreSQL giving up on a lock after lock_timeout. */
+function isLockTimeout(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === LOCK_NOT_AVAILABLE;
+}
 
 /** Key of the session advisory lock held while migrating, so concurrent starts take turns. */
 const MIGRATION_LOCK_KEY = 0x4344_494c; // "CDIL" in ASCII
@@ -170,22 +187,30 @@ export interface PgStoreOptions {
    * any write. For read-only commands such as `cdil ledger verify`.
    */
   readOnly?: boolean;
+  /** How long a statement waits for a row lock; DEFAULT_LOCK_TIMEOUT_MS. */
+  lockTimeoutMs?: number;
 }
 
 export class PgStore implements Store {
   readonly engine = 'postgres';
   readonly #pool: pg.Pool;
   readonly #migrations: readonly Migration[];
+  readonly #lockTimeoutMs: number;
   #closed = false;
 
   constructor(connectionString: string, options: PgStoreOptions = {}) {
     this.#migrations = options.migrations ?? MIGRATIONS;
+    this.#lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
     this.#pool = new pg.Pool({
       connectionString,
       max: options.poolSize ?? DEFAULT_POOL_SIZE,
       types: typeParsers,
       application_name: 'cdil',
-      ...(options.readOnly ? { options: '-c default_transaction_read_only=on' } : {}),
+      options: [
+        `-c idle_in_transaction_session_timeout=${IDLE_IN_TRANSACTION_TIMEOUT_MS}`,
+        `-c lock_timeout=${this.#lockTimeoutMs}`,
+        ...(options.readOnly ? ['-c default_transaction_read_only=on'] : []),
+      ].join(' '),
       // Writes each query to the socket when it is issued instead of after the previous reply.
       // Code that awaits each query behaves as before, and appendCertificates sends groups.
       pipeline: true,
@@ -194,6 +219,14 @@ export class PgStore implements Store {
     // it and opens a new one on demand. Without a listener the error would end the process.
     this.#pool.on('error', (error) => {
       process.emitWarning(`idle PostgreSQL connection failed and was dropped: ${error.message}`);
+    });
+    // A connection in use can fail too, for example when the server terminates its session. Its
+    // query then fails and the caller handles that, but the client also emits 'error', which
+    // would end the process without a listener.
+    this.#pool.on('connect', (client) => {
+      client.on('error', (error) => {
+        process.emitWarning(`PostgreSQL connection failed: ${error.message}`);
+      });
     });
   }
 
@@ -241,6 +274,8 @@ export class PgStore implements Store {
     const client = await this.#pool.connect();
     let broken = false;
     try {
+      // Another process may hold the lock below for as long as its migrations take.
+      await client.query('SET lock_timeout = 0');
       // A session lock, held across the per-migration transactions below. If this process dies
       // while it holds the lock, the server releases it with the connection.
       await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
@@ -248,6 +283,7 @@ export class PgStore implements Store {
         return await this.#migrateLocked(client);
       } finally {
         await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+        await client.query('RESET lock_timeout');
       }
     } catch (error) {
       broken = true;
@@ -550,6 +586,12 @@ export class PgStore implements Store {
       try {
         return await this.#withClient((client) => appendGroups(client, groups, seal));
       } catch (error) {
+        if (isLockTimeout(error)) {
+          throw new StoreBusyError(
+            `a chain head stayed locked by another transaction for ${this.#lockTimeoutMs} ms`,
+            { cause: error },
+          );
+        }
         if (attempt >= MAX_APPEND_ATTEMPTS || !isKeyClaimedConcurrently(error)) {
           throw error;
         }
