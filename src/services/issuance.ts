@@ -1,6 +1,6 @@
 // Issuance: screen the request, hash identifiers under the tenant secret, and append a signed
-// certificate to the tenant's chain. Concurrent requests for one tenant are batched into one
-// append transaction; the chain position, chain hash and signature are computed inside it.
+// certificate to the tenant's chain. Concurrent requests, of one tenant or of many, are batched
+// into one append transaction; the chain position, chain hash and signature are computed inside it.
 // The append checks that the signing key is still the tenant's active key, so a key rotated or
 // revoked by another process is never used after the change, whatever this process has cached.
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -101,8 +101,10 @@ const BATCHES_IN_FLIGHT: Record<Store['engine'], number> = { sqlite: 1, postgres
 
 /**
  * Times one request is signed again after its key stopped being active. Each retry follows a
- * rotation or revocation committed while the request waited, so reaching this means keys
- * change faster than appends complete.
+ * rotation or revocation committed while the request waited. A request can wait through several
+ * when each re-signing waits for a slow TSA, so frequent rotations can exhaust this.
+ * NOTE: re-signing, with its timestamps, runs while the batch still holds its slot, so with one
+ * slot (SQLite) a rotation delays the other tenants' batches by that time.
  */
 const MAX_RESIGN = 3;
 
