@@ -3,7 +3,8 @@
 // a log line: JSON parse errors in Node quote the input, so their text is replaced.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { auditReasonOf } from '../services/audit.ts';
-import { AppError, type ErrorCode, type FieldProblem } from '../services/errors.ts';
+import { AppError, databaseBusy, type ErrorCode, type FieldProblem } from '../services/errors.ts';
+import { StoreBusyError } from '../storage/store.ts';
 import { PRINTABLE_PATTERN } from './schemas.ts';
 
 export interface ErrorBody {
@@ -134,6 +135,10 @@ export function toAppError(error: unknown): AppError {
   const mapped = fastifyError.code ? FRAMEWORK_CODES[fastifyError.code] : undefined;
   if (mapped) {
     return new AppError(mapped[0], mapped[1]);
+  }
+  if (error instanceof StoreBusyError) {
+    // Nothing was stored, so the client may retry, whichever route made the write.
+    return databaseBusy(error);
   }
   if (error instanceof SyntaxError || fastifyError.statusCode === 400) {
     return new AppError('BODY_NOT_JSON', 'request body could not be parsed');

@@ -77,3 +77,12 @@ export class AppError extends Error {
     return ErrorRegistry[this.code].status;
   }
 }
+
+/** Builds the answer to a write that gave up on the database lock: nothing was stored. */
+export function databaseBusy(cause: unknown): AppError {
+  return new AppError(
+    'DATABASE_BUSY',
+    'another process held the database write lock for too long; nothing was stored, retry later',
+    { headers: { 'Retry-After': '1' }, cause },
+  );
+}

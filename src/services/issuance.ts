@@ -32,7 +32,7 @@ import {
 } from '../storage/store.ts';
 import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
-import { AppError } from './errors.ts';
+import { AppError, databaseBusy } from './errors.ts';
 import type { Keyring, TenantKeys } from './keyring.ts';
 import { screenForPhi } from './phi-screen.ts';
 import { certificateTimestampInput } from '../core/verify/timestamp-steps.ts';
@@ -376,11 +376,7 @@ export class IssuanceService {
     } catch (error) {
       if (error instanceof StoreBusyError) {
         // Every tenant would wait for the same lock again, so none is retried alone.
-        const busy = new AppError(
-          'DATABASE_BUSY',
-          'another process held the database write lock for too long; nothing was stored, retry later',
-          { headers: { 'Retry-After': '1' }, cause: error },
-        );
+        const busy = databaseBusy(error);
         for (const { items } of groups) {
           items.forEach((item) => item.reject(busy));
         }

@@ -110,6 +110,22 @@ describe(
           assert.equal(answer.headers['retry-after'], '1');
           assert.equal(answer.json<{ error: { code: string } }>().error.code, 'DATABASE_BUSY');
         }
+        // An admin write waits the same way, with the event loop running, and fails the same.
+        let ticks = 0;
+        const ticker = setInterval(() => {
+          ticks += 1;
+        }, 10);
+        const adminToken = await testApp.token('admin');
+        const rateLimit = await testApp.app.inject({
+          method: 'PUT',
+          url: `/v1/admin/tenants/${TENANT}/rate-limit`,
+          headers: bearer(adminToken),
+          payload: { requests_per_minute: 100 },
+        });
+        clearInterval(ticker);
+        assert.equal(rateLimit.statusCode, 503, rateLimit.body);
+        assert.equal(rateLimit.json<{ error: { code: string } }>().error.code, 'DATABASE_BUSY');
+        assert.ok(ticks >= 10, `the event loop ran only ${ticks} timer ticks while waiting`);
         other.exec('ROLLBACK');
         const retried = await testApp.app.inject({
           method: 'POST',

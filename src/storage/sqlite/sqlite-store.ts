@@ -304,7 +304,7 @@ export class SqliteStore implements Store {
         this.#log.extend(tenant.tenant_id, logHead, [auditEvent.event_json]);
       }
     });
-    return settle(() => create.immediate());
+    return this.#writeWithoutBlocking(() => create.immediate());
   }
 
   getTenant(tenantId: string): Promise<TenantRow | undefined> {
@@ -358,7 +358,7 @@ export class SqliteStore implements Store {
       }
       return this.#replaceActiveKey(tenantId, key, now);
     });
-    return settle(() => rotate.immediate());
+    return this.#writeWithoutBlocking(() => rotate.immediate());
   }
 
   revokeSigningKey(
@@ -395,11 +395,13 @@ export class SqliteStore implements Store {
       this.v3Sql.updateKeyStatus.run(revoked);
       return { kind: 'revoked', key: revoked, replacement: undefined };
     });
-    return settle(() => revoke.immediate());
+    return this.#writeWithoutBlocking(() => revoke.immediate());
   }
 
   setTenantRateLimit(tenantId: string, perMinute: number | null): Promise<boolean> {
-    return settle(() => this.v3Sql.setRateLimit.run(perMinute, tenantId).changes > 0);
+    return this.#writeWithoutBlocking(
+      () => this.v3Sql.setRateLimit.run(perMinute, tenantId).changes > 0,
+    );
   }
 
   syncRateLimitCounters(windowStart: string, counts: RateLimitCount[]): Promise<RateLimitTotal[]> {
@@ -427,7 +429,9 @@ export class SqliteStore implements Store {
   }
 
   pruneRateLimitCounters(windowStart: string): Promise<number> {
-    return settle(() => this.v3Sql.pruneRateLimitCounts.run(windowStart).changes);
+    return this.#writeWithoutBlocking(
+      () => this.v3Sql.pruneRateLimitCounts.run(windowStart).changes,
+    );
   }
 
   appendCertificates<T extends AppendItem>(
@@ -459,10 +463,10 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Runs `write`, one transaction or one statement, for the writes that server requests and
-   * timers make. When another connection holds the write lock, the try fails at once and is
-   * repeated after a short pause. SQLite's busy handler would sleep on the thread instead, so
-   * this process could not read the requests that form its next batch meanwhile. Raises
+   * Runs `write`, one transaction or one statement. Every write of this store goes through it,
+   * except migrations and the backfill at start-up. When another connection holds the write
+   * lock, the try fails at once and is repeated after a short pause. SQLite's busy handler would
+   * sleep on the thread instead, so this process could not serve requests meanwhile. Raises
    * StoreBusyError after the busy timeout.
    */
   async #writeWithoutBlocking<T>(write: () => T): Promise<T> {
@@ -653,7 +657,9 @@ export class SqliteStore implements Store {
     assumptionsJson: string,
     updatedAt: string,
   ): Promise<ShadowAssumptionsRow> {
-    return settle(() => this.#shadow.putAssumptions(tenantId, assumptionsJson, updatedAt));
+    return this.#writeWithoutBlocking(() =>
+      this.#shadow.putAssumptions(tenantId, assumptionsJson, updatedAt),
+    );
   }
 
   getLogHead(tenantId: string): Promise<LogHeadRow | undefined> {
@@ -689,7 +695,7 @@ export class SqliteStore implements Store {
   }
 
   putLogKey(row: LogKeyRow): Promise<LogKeyRow> {
-    return settle(() => this.#log.putKey(row));
+    return this.#writeWithoutBlocking(() => this.#log.putKey(row));
   }
 
   getLogKey(tenantId: string): Promise<LogKeyRow | undefined> {
@@ -709,7 +715,7 @@ export class SqliteStore implements Store {
   }
 
   setCheckpointTimestamp(tenantId: string, treeSize: number, token: string | null): Promise<void> {
-    return settle(() => this.#log.setTimestamp(tenantId, treeSize, token));
+    return this.#writeWithoutBlocking(() => this.#log.setTimestamp(tenantId, treeSize, token));
   }
 
   listUntimestampedCheckpoints(limit: number): Promise<CheckpointRow[]> {
