@@ -78,7 +78,7 @@ export class AppError extends Error {
   }
 }
 
-/** Builds the answer to a write that gave up on the database lock: nothing was stored. */
+/** Returns the 503 error for a write that gave up on the database lock; nothing was stored. */
 export function databaseBusy(cause: unknown): AppError {
   return new AppError(
     'DATABASE_BUSY',
