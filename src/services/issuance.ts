@@ -103,7 +103,7 @@ const BATCHES_IN_FLIGHT: Record<Store['engine'], number> = { sqlite: 1, postgres
  * Times one request is signed again after its key stopped being active. Each retry follows a
  * rotation or revocation committed while the request waited. A request can wait through several
  * when each re-signing waits for a slow TSA, so frequent rotations can exhaust this.
- * NOTE: re-signing, with its timestamps, runs while the batch still holds its slot, so with one
+ * NOTE: re-signing, with its timestamps, runs while the batch still occupies its slot, so with one
  * slot (SQLite) a rotation delays the other tenants' batches by that time.
  */
 const MAX_RESIGN = 3;

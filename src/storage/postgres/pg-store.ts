@@ -74,7 +74,7 @@ export const DEFAULT_POOL_SIZE = 10;
  * Session limits set on every connection. A process that stops between the statements of an
  * append (a frozen VM, a debugger) holds the chain heads of every tenant in its batch, so the
  * server ends a transaction left idle this long and releases its locks. A statement that waits
- * this long for a lock fails, and an append that fails so is answered as busy, not left waiting.
+ * this long for a lock fails, and an append that fails this way raises StoreBusyError.
  */
 export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000;
 export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
