@@ -1654,13 +1654,15 @@ describe(
           [{ tenantId: 'cut-a', items: [newGroupItem('cut-a')] }],
           sealGroupItem,
         );
+        // Handled from now on: the append may fail before the statement below returns.
+        const failed = assert.rejects(pending, /terminat/);
         await waitForLockWait(location);
         // Ends the waiting session as a server restart or an operator would.
         await runSql(
           location,
           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
         );
-        await assert.rejects(pending);
+        await failed;
         await rival.query('ROLLBACK');
         const [results] = await store.appendCertificateGroups(
           [{ tenantId: 'cut-a', items: [newGroupItem('cut-a')] }],
