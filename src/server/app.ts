@@ -163,9 +163,12 @@ export async function buildServer(
     );
   });
   services.rateLimiter.useLogger(app.log);
-  app.setErrorHandler(
-    makeErrorHandler((request, error) => recordRejection(services.audit, request, error)),
+  const errorHandler = makeErrorHandler((request, error) =>
+    recordRejection(services.audit, request, error),
   );
+  app.setErrorHandler(errorHandler);
+  // Audit events of rejections recorded after their reply are written before the store closes.
+  app.addHook('onClose', async () => errorHandler.drain());
   app.setNotFoundHandler(handleNotFound);
 
   registerHealthRoutes(app, services);

@@ -179,23 +179,45 @@ function logRejection(error: unknown, appError: AppError, request: FastifyReques
 }
 
 /**
- * Builds the error handler. With `recordRejection` it records the rejection before sending the
- * error. A failed recording is logged, and the original error is still sent, because a
- * rejected request changed nothing.
+ * Codes of errors raised because the database could not take a write. Recording such a
+ * rejection needs the same database, so the response is sent first and the audit event is
+ * written in the background.
  */
-export function makeErrorHandler(recordRejection?: RejectionRecorder) {
-  return async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+const STORE_UNAVAILABLE_CODES: ReadonlySet<ErrorCode> = new Set(['DATABASE_BUSY']);
+
+/** Fastify error handler that can wait for the audit events it records in the background. */
+export interface ErrorHandler {
+  (error: unknown, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply>;
+  /** Resolves when every audit event recorded in the background has been written or failed. */
+  drain(): Promise<void>;
+}
+
+/**
+ * Builds the error handler. With `recordRejection` it records the rejection before sending the
+ * error, or after it for the codes in STORE_UNAVAILABLE_CODES. A failed recording is logged,
+ * and the original error is still sent, because a rejected request changed nothing.
+ */
+export function makeErrorHandler(recordRejection?: RejectionRecorder): ErrorHandler {
+  const background = new Set<Promise<void>>();
+  const record = async (request: FastifyRequest, appError: AppError): Promise<void> => {
+    try {
+      await recordRejection?.(request, appError);
+    } catch (auditError) {
+      request.log.error(
+        { err: auditError, code: appError.code, tenantId: request.auth?.tenantId },
+        'audit event for a rejected request could not be recorded',
+      );
+    }
+  };
+  const handler = async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const appError = toAppError(error);
     logRejection(error, appError, request);
-    if (recordRejection) {
-      try {
-        await recordRejection(request, appError);
-      } catch (auditError) {
-        request.log.error(
-          { err: auditError, code: appError.code, tenantId: request.auth?.tenantId },
-          'audit event for a rejected request could not be recorded',
-        );
-      }
+    if (STORE_UNAVAILABLE_CODES.has(appError.code)) {
+      const recording = record(request, appError);
+      background.add(recording);
+      void recording.finally(() => background.delete(recording));
+    } else {
+      await record(request, appError);
     }
     if (appError.headers) {
       void reply.headers(appError.headers);
@@ -205,6 +227,11 @@ export function makeErrorHandler(recordRejection?: RejectionRecorder) {
       .type('application/json')
       .send(errorBody(appError, String(request.id)));
   };
+  return Object.assign(handler, {
+    drain: async () => {
+      await Promise.all([...background]);
+    },
+  });
 }
 
 export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {

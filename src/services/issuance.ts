@@ -375,10 +375,20 @@ export class IssuanceService {
       );
     } catch (error) {
       if (error instanceof StoreBusyError) {
-        // Every tenant would wait for the same lock again, so none is retried alone.
+        // Every tenant would wait for the same lock again, so none is retried alone. The
+        // requests queued behind this batch would each wait the full timeout again, so they
+        // are rejected now as well. On SQLite the lock covers the whole database.
         const busy = databaseBusy(error);
         for (const { items } of groups) {
           items.forEach((item) => item.reject(busy));
+        }
+        const blocked =
+          this.#store.engine === 'sqlite'
+            ? [...this.#queues.keys()]
+            : groups.map((group) => group.tenantId);
+        for (const tenantId of blocked) {
+          this.#queues.get(tenantId)?.forEach((item) => item.reject(busy));
+          this.#queues.delete(tenantId);
         }
       } else if (groups.length > 1) {
         for (const group of groups) {

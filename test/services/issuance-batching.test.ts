@@ -6,7 +6,13 @@ import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/config.ts';
 import { createServices, type Services } from '../../src/services/container.ts';
 import { openStore } from '../../src/storage/open.ts';
-import type { AppendGroup, AppendItem, Sealer, Store } from '../../src/storage/store.ts';
+import {
+  StoreBusyError,
+  type AppendGroup,
+  type AppendItem,
+  type Sealer,
+  type Store,
+} from '../../src/storage/store.ts';
 import { issueRequest } from '../helpers/bundle.ts';
 import { walkChain } from '../helpers/chain.ts';
 import { createTestDatabase, runSql, type StorageLocation } from '../helpers/database.ts';
@@ -17,13 +23,20 @@ import { join } from 'node:path';
 const TENANTS = Array.from({ length: 12 }, (_, i) => `batch-t${String(i).padStart(2, '0')}`);
 const PER_TENANT = 6;
 
-/** Records the tenants of every multi-tenant append the service makes. */
-function recordingStore(store: Store, batches: string[][]): Store {
+/** Function run before an append reaches the store. A rejection fails the append. */
+type AppendHook = (() => Promise<void>) | undefined;
+
+/**
+ * Records the tenants of every multi-tenant append the service makes, and runs `hooks.before`
+ * first when one is set.
+ */
+function recordingStore(store: Store, batches: string[][], hooks: { before: AppendHook }): Store {
   return new Proxy(store, {
     get(target, property, receiver) {
       if (property === 'appendCertificateGroups') {
-        return <T extends AppendItem>(groups: readonly AppendGroup<T>[], seal: Sealer<T>) => {
+        return async <T extends AppendItem>(groups: readonly AppendGroup<T>[], seal: Sealer<T>) => {
           batches.push(groups.map((group) => group.tenantId));
+          await hooks.before?.();
           return target.appendCertificateGroups(groups, seal);
         };
       }
@@ -37,6 +50,7 @@ describe('issuance batching across tenants', () => {
   let location: StorageLocation;
   let services: Services;
   const batches: string[][] = [];
+  const hooks: { before: AppendHook } = { before: undefined };
 
   before(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cdil-batching-'));
@@ -48,7 +62,7 @@ describe('issuance batching across tenants', () => {
       ...location.database.env,
     });
     services = await createServices(config, {
-      store: recordingStore(openStore(config), batches),
+      store: recordingStore(openStore(config), batches, hooks),
     });
     for (const tenant of TENANTS) {
       await services.tenants.create(tenant);
@@ -131,5 +145,49 @@ describe('issuance batching across tenants', () => {
       [broken],
     );
     assert.equal(Number(stored[0]!.n), PER_TENANT, 'the failed appends stored nothing');
+  });
+  test('busy batch rejects queued requests', async () => {
+    const [waiting, other] = TENANTS.slice(4, 6) as [string, string];
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let entered!: () => void;
+    const inAppend = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    hooks.before = async () => {
+      hooks.before = undefined;
+      entered();
+      await gate;
+      throw new StoreBusyError('the write lock was held for too long');
+    };
+    batches.length = 0;
+    const issue = (tenant: string, i: number) =>
+      services.issuance.issue(tenant, issueRequest({ encounter_id: `busy-${tenant}-${i}` }));
+    const first = Promise.allSettled([issue(waiting, 0)]);
+    await inAppend;
+    // Queued while the first batch waits: more for its tenant, and some for another tenant.
+    const queued = Promise.allSettled([issue(waiting, 1), issue(waiting, 2)]);
+    const others = Promise.allSettled([issue(other, 0), issue(other, 1)]);
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    const busyCodes = [...(await first), ...(await queued)].map((outcome) =>
+      outcome.status === 'rejected' ? (outcome.reason as { code?: string }).code : 'stored',
+    );
+    assert.deepEqual(busyCodes, ['DATABASE_BUSY', 'DATABASE_BUSY', 'DATABASE_BUSY']);
+    assert.ok(
+      !batches.slice(1).some((tenants) => tenants.includes(waiting)),
+      `the queued requests were appended after the busy batch: ${JSON.stringify(batches)}`,
+    );
+    const otherOutcomes = (await others).map((outcome) => outcome.status);
+    if (services.store.engine === 'sqlite') {
+      // One write lock covers the whole database, so every queued request was rejected.
+      assert.deepEqual(otherOutcomes, ['rejected', 'rejected']);
+    } else {
+      // Row locks are per tenant, so the other tenant's requests were appended.
+      assert.deepEqual(otherOutcomes, ['fulfilled', 'fulfilled']);
+    }
+    assert.equal((await walkChain(services, waiting)).length, PER_TENANT);
   });
 });

@@ -143,5 +143,65 @@ describe(
         rmSync(lockedDir, { recursive: true, force: true });
       }
     });
+
+    test('busy rejection skips audit wait', async () => {
+      const lockedDir = mkdtempSync(join(tmpdir(), 'cdil-sqlite-queued-'));
+      const testApp = await startTestApp({ CDIL_DATA_DIR: lockedDir }, undefined, {
+        store: new SqliteStore(join(lockedDir, 'cdil.sqlite'), { busyTimeoutMs: 400 }),
+      });
+      const other = new Database(join(lockedDir, 'cdil.sqlite'));
+      try {
+        await testApp.services.tenants.create(TENANT);
+        const token = await testApp.token('clinician', TENANT);
+        const post = () =>
+          testApp.app
+            .inject({
+              method: 'POST',
+              url: '/v1/clinical/documentation',
+              headers: bearer(token),
+              payload: issueBody(),
+            })
+            .then((response) => ({ response, at: Date.now() }));
+        other.exec('BEGIN IMMEDIATE');
+        const started = Date.now();
+        const first = post();
+        // Sent while the first batch waits for the lock, so it queues behind that batch.
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        const queued = post();
+        const [firstOutcome, queuedOutcome] = await Promise.all([first, queued]);
+        for (const { response } of [firstOutcome, queuedOutcome]) {
+          assert.equal(response.statusCode, 503, response.body);
+          assert.equal(response.json<{ error: { code: string } }>().error.code, 'DATABASE_BUSY');
+        }
+        // The reply does not wait for the rejection's audit event, which needs the same lock.
+        const firstElapsed = firstOutcome.at - started;
+        assert.ok(firstElapsed < 700, `the first request was answered after ${firstElapsed} ms`);
+        // The queued request is rejected with the batch, not after a wait of its own.
+        const gap = queuedOutcome.at - firstOutcome.at;
+        assert.ok(gap < 150, `the queued request was answered ${gap} ms after the batch`);
+        assert.equal(
+          (other.prepare('SELECT COUNT(*) AS n FROM audit_events').get() as { n: number }).n,
+          1,
+          'only the tenant creation is recorded while the lock is held',
+        );
+        other.exec('ROLLBACK');
+        // Each rejection is recorded once the lock is free.
+        let failed: unknown[] = [];
+        for (let attempt = 0; attempt < 100 && failed.length < 2; attempt++) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          failed = other
+            .prepare("SELECT event_json FROM audit_events WHERE action = 'request.failed'")
+            .all();
+        }
+        assert.equal(failed.length, 2, 'both rejections were recorded');
+      } finally {
+        if (other.inTransaction) {
+          other.exec('ROLLBACK');
+        }
+        other.close();
+        await testApp.close();
+        rmSync(lockedDir, { recursive: true, force: true });
+      }
+    });
   },
 );
