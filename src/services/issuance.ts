@@ -103,8 +103,6 @@ const BATCHES_IN_FLIGHT: Record<Store['engine'], number> = { sqlite: 1, postgres
  * Times one request is signed again after its key stopped being active. Each retry follows a
  * rotation or revocation committed while the request waited. A request can wait through several
  * when each re-signing waits for a slow TSA, so frequent rotations can exhaust this.
- * NOTE: re-signing, with its timestamps, runs while the batch still occupies its slot, so with one
- * slot (SQLite) a rotation delays the other tenants' batches by that time.
  */
 const MAX_RESIGN = 3;
 
@@ -351,23 +349,36 @@ export class IssuanceService {
         return;
       }
       this.#batchesInFlight += 1;
-      void this.#append(groups).finally(() => {
-        this.#batchesInFlight -= 1;
-        for (const { tenantId } of groups) {
-          this.#appending.delete(tenantId);
-        }
-        this.#pump();
-      });
+      void this.#append(groups).then(
+        (resigning) => this.#finishBatch(groups, resigning),
+        () => this.#finishBatch(groups, new Set()),
+      );
     }
   }
 
   /**
-   * Appends one batch and settles its items. When a batch of several tenants fails, each tenant
-   * is tried again alone, so one tenant's failure (a signing key its HSM cannot use, say) does
-   * not fail the others. The engines roll back a failed append, so the retry starts from a clean
+   * Frees the batch slot and the batch's tenants, except those whose stale items are being
+   * signed again: they stay marked as appending until #resignInBackground queues the items.
+   */
+  #finishBatch(groups: AppendGroup<PendingItem>[], resigning: ReadonlySet<string>): void {
+    this.#batchesInFlight -= 1;
+    for (const { tenantId } of groups) {
+      if (!resigning.has(tenantId)) {
+        this.#appending.delete(tenantId);
+      }
+    }
+    this.#pump();
+  }
+
+  /**
+   * Appends one batch and settles its items. Returns the tenants with items being signed again
+   * in the background because their key is no longer active. When a batch of several tenants
+   * fails, each tenant is tried again alone, so one tenant's failure (a signing key its HSM
+   * cannot use, say) does not fail the others. The engines roll back a failed append, so the retry starts from a clean
    * state. If a commit did succeed after all, items with an idempotency key are replayed.
    */
-  async #append(groups: AppendGroup<PendingItem>[]): Promise<void> {
+  async #append(groups: AppendGroup<PendingItem>[]): Promise<Set<string>> {
+    const resigning = new Set<string>();
     let results: AppendResult[][];
     try {
       results = await this.#store.appendCertificateGroups(groups, (item, link) =>
@@ -392,14 +403,16 @@ export class IssuanceService {
         }
       } else if (groups.length > 1) {
         for (const group of groups) {
-          await this.#append([group]);
+          for (const tenantId of await this.#append([group])) {
+            resigning.add(tenantId);
+          }
         }
       } else {
         for (const item of groups[0]!.items) {
           item.reject(error);
         }
       }
-      return;
+      return resigning;
     }
     for (const [index, { tenantId, items }] of groups.entries()) {
       const stale: PendingItem[] = [];
@@ -419,12 +432,30 @@ export class IssuanceService {
         }
       });
       if (stale.length > 0) {
-        const retry = await this.#resign(tenantId, stale);
-        if (retry.length > 0) {
-          // The tenant is still marked as appending, so these go before anything queued since.
-          this.#queues.set(tenantId, [...retry, ...(this.#queues.get(tenantId) ?? [])]);
-        }
+        resigning.add(tenantId);
+        void this.#resignInBackground(tenantId, stale);
       }
+    }
+    return resigning;
+  }
+
+  /**
+   * Signs stale items again without holding a batch slot, so the timestamps of a rotation do not
+   * delay other tenants' batches. The tenant stays marked as appending meanwhile, so the items
+   * go back to the front of its queue, before anything queued since.
+   */
+  async #resignInBackground(tenantId: string, stale: PendingItem[]): Promise<void> {
+    try {
+      const retry = await this.#resign(tenantId, stale);
+      if (retry.length > 0) {
+        this.#queues.set(tenantId, [...retry, ...(this.#queues.get(tenantId) ?? [])]);
+      }
+    } catch (error) {
+      // #resign settles its items itself. This is for a fault outside its handled cases.
+      stale.forEach((item) => item.reject(error));
+    } finally {
+      this.#appending.delete(tenantId);
+      this.#pump();
     }
   }
 
@@ -463,17 +494,27 @@ export class IssuanceService {
           issued_at_utc: issuedAt,
           human_attested_at_utc: item.message.human_reviewed ? issuedAt : null,
         };
-        // The certificate timestamp covers the issuance time, which just changed.
-        try {
-          item.timestampToken = await this.#certificateTimestamp(keys.tenant, item.message);
-        } catch (error) {
-          item.reject(error);
-          continue;
-        }
         retry.push(item);
       }
     }
-    return retry;
+    // The certificate timestamps cover the issuance times, which just changed. They are
+    // requested together, so a slow TSA delays the batch by one round trip, not one per item.
+    const tenant = keys?.tenant;
+    const stamped = await Promise.all(
+      retry.map(async (item) => {
+        if (tenant === undefined) {
+          return item;
+        }
+        try {
+          item.timestampToken = await this.#certificateTimestamp(tenant, item.message);
+          return item;
+        } catch (error) {
+          item.reject(error);
+          return undefined;
+        }
+      }),
+    );
+    return stamped.filter((item) => item !== undefined);
   }
 
   #seal(item: PendingItem, link: ChainLink): CertificateRow {

@@ -13,7 +13,9 @@ import {
   type Sealer,
   type Store,
 } from '../../src/storage/store.ts';
+import { TsaClient, type TimestampAuthority } from '../../src/services/tsa-client.ts';
 import { issueRequest } from '../helpers/bundle.ts';
+import { startLocalTsa, type LocalTsa } from '../helpers/tsa.ts';
 import { walkChain } from '../helpers/chain.ts';
 import { createTestDatabase, runSql, type StorageLocation } from '../helpers/database.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -189,5 +191,104 @@ describe('issuance batching across tenants', () => {
       assert.deepEqual(otherOutcomes, ['fulfilled', 'fulfilled']);
     }
     assert.equal((await walkChain(services, waiting)).length, PER_TENANT);
+  });
+});
+
+/** TSA in front of a local openssl TSA that delays every call after the first `passed` ones. */
+class GatedTsa implements TimestampAuthority {
+  calls = 0;
+  passed = Infinity;
+  readonly #client: TsaClient;
+  #release!: () => void;
+  #gate: Promise<void> = Promise.resolve();
+
+  constructor(client: TsaClient) {
+    this.#client = client;
+  }
+
+  /** Delays every call after the next `count` until `open` is called. */
+  holdAfter(count: number): void {
+    this.passed = this.calls + count;
+    this.#gate = new Promise((resolve) => {
+      this.#release = resolve;
+    });
+  }
+
+  open(): void {
+    this.passed = Infinity;
+    this.#release();
+  }
+
+  async timestamp(data: Uint8Array): Promise<Uint8Array> {
+    this.calls += 1;
+    if (this.calls > this.passed) {
+      await this.#gate;
+    }
+    return this.#client.timestamp(data);
+  }
+}
+
+describe('re-signing after a key rotation', () => {
+  let location: StorageLocation;
+  let tsa: LocalTsa;
+  let gated: GatedTsa;
+  let services: Services;
+  let rotator: Services;
+
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cdil-resign-'));
+    location = { dir, database: await createTestDatabase() };
+    tsa = await startLocalTsa();
+    gated = new GatedTsa(
+      new TsaClient({ url: tsa.url, timeoutMs: 10_000, trustedRoots: tsa.rootPem }),
+    );
+    const config = loadConfig({
+      CDIL_ENV: 'development',
+      CDIL_DATA_DIR: dir,
+      CDIL_LOG_LEVEL: 'warn',
+      CDIL_KEY_CACHE_TTL_MS: '600000',
+      ...location.database.env,
+    });
+    services = await createServices(config, { tsa: gated });
+    // Another process's view of the same database: its rotation leaves the keys cached by
+    // `services` stale until an append finds the key no longer active.
+    rotator = await createServices(config, { migrate: false });
+    await services.tenants.create('resign-ts', { timestampCertificates: true });
+    await services.tenants.create('resign-other');
+  });
+
+  after(async () => {
+    await rotator.close();
+    await services.close();
+    await tsa.close();
+    await location.database.drop();
+    rmSync(location.dir, { recursive: true, force: true });
+  });
+
+  test('slow re-signing spares other tenants', async () => {
+    const first = await services.issuance.issue('resign-ts', issueRequest());
+    const rotation = await rotator.tenants.rotateKey('resign-ts');
+    // The request's own timestamp passes, and the one for its re-signing waits at the gate.
+    gated.holdAfter(1);
+    const stale = services.issuance.issue('resign-ts', issueRequest({ encounter_id: 'stale' }));
+    while (gated.calls <= gated.passed) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const other = await Promise.race([
+      services.issuance.issue('resign-other', issueRequest()),
+      new Promise<'timed out'>((resolve) => setTimeout(() => resolve('timed out'), 5_000)),
+    ]);
+    gated.open();
+    const resigned = await stale;
+    assert.notEqual(other, 'timed out', 'the other tenant waited for the re-signing');
+    assert.notEqual(first.certificate.key_id, rotation.active_key.key_id);
+    assert.equal(resigned.certificate.key_id, rotation.active_key.key_id);
+    const [stored] = await runSql(
+      location,
+      'SELECT timestamp_token FROM certificates WHERE certificate_id = ?',
+      [resigned.certificate.certificate_id],
+    );
+    assert.ok(stored?.timestamp_token, 'the re-signed certificate has no timestamp token');
+    assert.equal((await walkChain(services, 'resign-ts')).length, 2);
   });
 });
