@@ -162,7 +162,7 @@ export async function buildServer(
       'request completed',
     );
   });
-  services.rateLimiter.useLogger(app.log);
+  services.useLogger(app.log);
   const errorHandler = makeErrorHandler((request, error) =>
     recordRejection(services.audit, request, error),
   );

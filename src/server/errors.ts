@@ -3,8 +3,14 @@
 // a log line: JSON parse errors in Node quote the input, so their text is replaced.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { auditReasonOf } from '../services/audit.ts';
-import { AppError, databaseBusy, type ErrorCode, type FieldProblem } from '../services/errors.ts';
-import { StoreBusyError } from '../storage/store.ts';
+import {
+  AppError,
+  databaseBusy,
+  databaseUnavailable,
+  type ErrorCode,
+  type FieldProblem,
+} from '../services/errors.ts';
+import { StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
 import { PRINTABLE_PATTERN } from './schemas.ts';
 
 export interface ErrorBody {
@@ -140,6 +146,10 @@ export function toAppError(error: unknown): AppError {
     // Nothing was stored, so the client may retry, whichever route made the write.
     return databaseBusy(error);
   }
+  if (error instanceof StoreUnavailableError) {
+    // The request may be retried on any route. The message explains how to retry an issuance.
+    return databaseUnavailable(error);
+  }
   if (error instanceof SyntaxError || fastifyError.statusCode === 400) {
     return new AppError('BODY_NOT_JSON', 'request body could not be parsed');
   }
@@ -183,7 +193,10 @@ function logRejection(error: unknown, appError: AppError, request: FastifyReques
  * rejection needs the same database, so the response is sent first and the audit event is
  * written in the background.
  */
-const STORE_UNAVAILABLE_CODES: ReadonlySet<ErrorCode> = new Set(['DATABASE_BUSY']);
+const STORE_UNAVAILABLE_CODES: ReadonlySet<ErrorCode> = new Set([
+  'DATABASE_BUSY',
+  'DATABASE_UNAVAILABLE',
+]);
 
 /** Fastify error handler that can wait for the audit events it records in the background. */
 export interface ErrorHandler {

@@ -96,6 +96,7 @@ const REASON_OF_ERROR: Record<ErrorCode, AuditReason> = {
   PHI_DETECTED: 'phi_detected',
   NOT_READY: 'unavailable',
   DATABASE_BUSY: 'unavailable',
+  DATABASE_UNAVAILABLE: 'unavailable',
   INTERNAL: 'internal_error',
 };
 

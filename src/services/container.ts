@@ -10,7 +10,7 @@ import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
 import { IssuanceService } from './issuance.ts';
 import { Keyring } from './keyring.ts';
-import { RateLimiter } from './rate-limiter.ts';
+import { RateLimiter, processRateLimitLogger, type RateLimitLogger } from './rate-limiter.ts';
 import { LedgerVerifier } from './ledger.ts';
 import { ShadowAssumptions } from './shadow-assumptions.ts';
 import { ShadowService } from './shadow.ts';
@@ -32,8 +32,33 @@ export interface Services {
   audit: AuditTrail;
   auditExport: AuditExporter;
   migration: MigrationReport | undefined;
+  /**
+   * Sends the warnings of the rate limiter, and of the store when createServices opened it, to
+   * `logger` instead of process warnings. The server attaches its JSON log this way.
+   */
+  useLogger(logger: RateLimitLogger): void;
   /** Adds the last rate-limit counts to the shared counters, then closes the store. */
   close(): Promise<void>;
+}
+
+/**
+ * Forwards log lines to a target logger that can be replaced later, because the store and the
+ * rate limiter are built before the server creates its logger. It starts with process warnings.
+ */
+class ForwardingLogger implements RateLimitLogger {
+  #target: RateLimitLogger = processRateLimitLogger;
+
+  attach(target: RateLimitLogger): void {
+    this.#target = target;
+  }
+
+  info(details: object, message: string): void {
+    this.#target.info(details, message);
+  }
+
+  warn(details: object, message: string): void {
+    this.#target.warn(details, message);
+  }
 }
 
 export interface ServiceOptions {
@@ -51,7 +76,8 @@ export async function createServices(
   config: Config,
   options: ServiceOptions = {},
 ): Promise<Services> {
-  const store = options.store ?? openStore(config);
+  const logger = new ForwardingLogger();
+  const store = options.store ?? openStore(config, { logger });
   const clock = options.clock ?? systemClock;
   const migration = (options.migrate ?? config.migrateOnStart) ? await store.migrate() : undefined;
   const keyring = new Keyring(store, config.kek, { ttlMs: config.keyCacheTtlMs });
@@ -59,6 +85,7 @@ export async function createServices(
     defaultPerMinute: config.rateLimitPerMinute,
     syncIntervalMs: config.rateLimitSyncMs,
     now: () => clock.now().getTime(),
+    logger,
   });
   const tsa = options.tsa ?? createTimestampAuthority(config.tsa);
   const log = new TransparencyLog({
@@ -94,6 +121,7 @@ export async function createServices(
     audit,
     auditExport: new AuditExporter(store, log, clock),
     migration,
+    useLogger: (target) => logger.attach(target),
     close: async () => {
       try {
         await rateLimiter.close();

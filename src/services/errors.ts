@@ -37,6 +37,10 @@ export const ErrorRegistry = {
     status: 503,
     title: 'Another process held the database write lock for too long; nothing was stored',
   },
+  DATABASE_UNAVAILABLE: {
+    status: 503,
+    title: 'The database connection failed; a write in progress may have been stored',
+  },
   INTERNAL: { status: 500, title: 'Internal error' },
 } as const;
 
@@ -84,5 +88,27 @@ export function databaseBusy(cause: unknown): AppError {
     'DATABASE_BUSY',
     'another process held the database write lock for too long; nothing was stored, retry later',
     { headers: { 'Retry-After': '1' }, cause },
+  );
+}
+
+/**
+ * Seconds a client should wait before it retries after a failed database connection. NOTE: a
+ * fixed value, independent of how long the database stays unreachable.
+ */
+export const DATABASE_UNAVAILABLE_RETRY_AFTER_S = 5;
+
+/**
+ * Returns the 503 error for a request whose database connection failed or could not be opened.
+ * A connection lost while a COMMIT was in flight may have stored the write, so the message asks
+ * the client to repeat an issuance with the same Idempotency-Key, which then returns the stored
+ * certificate instead of issuing a second one.
+ */
+export function databaseUnavailable(cause: unknown): AppError {
+  return new AppError(
+    'DATABASE_UNAVAILABLE',
+    'the database connection failed before the request finished, and a write it made may have been stored. ' +
+      `Retry after ${DATABASE_UNAVAILABLE_RETRY_AFTER_S} s. Repeat an issuance with the same Idempotency-Key, ` +
+      'which returns the stored certificate instead of issuing a second one',
+    { headers: { 'Retry-After': String(DATABASE_UNAVAILABLE_RETRY_AFTER_S) }, cause },
   );
 }

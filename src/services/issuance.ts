@@ -23,6 +23,7 @@ import { utf8Decode, toBase64 } from '../core/encoding.ts';
 import type { Signer } from '../keys/signer.ts';
 import {
   StoreBusyError,
+  StoreUnavailableError,
   type AppendGroup,
   type AppendItem,
   type AppendResult,
@@ -32,7 +33,7 @@ import {
 } from '../storage/store.ts';
 import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
-import { AppError, databaseBusy } from './errors.ts';
+import { AppError, databaseBusy, databaseUnavailable } from './errors.ts';
 import type { Keyring, TenantKeys } from './keyring.ts';
 import { screenForPhi } from './phi-screen.ts';
 import { certificateTimestampInput } from '../core/verify/timestamp-steps.ts';
@@ -374,8 +375,9 @@ export class IssuanceService {
    * Appends one batch and settles its items. Returns the tenants with items being signed again
    * in the background because their key is no longer active. When a batch of several tenants
    * fails, each tenant is tried again alone, so one tenant's failure (a signing key its HSM
-   * cannot use, say) does not fail the others. The engines roll back a failed append, so the retry starts from a clean
-   * state. If a commit did succeed after all, items with an idempotency key are replayed.
+   * cannot use, say) does not fail the others. The engines roll back a failed append, so the
+   * retry starts from a clean state. A lock timeout or a failed database connection fails every
+   * item with 503 instead.
    */
   async #append(groups: AppendGroup<PendingItem>[]): Promise<Set<string>> {
     const resigning = new Set<string>();
@@ -385,21 +387,26 @@ export class IssuanceService {
         this.#seal(item, link),
       );
     } catch (error) {
-      if (error instanceof StoreBusyError) {
-        // Every tenant would wait for the same lock again, so none is retried alone. The
-        // requests queued behind this batch would each wait the full timeout again, so they
-        // are rejected now as well. On SQLite the lock covers the whole database.
-        const busy = databaseBusy(error);
+      if (error instanceof StoreBusyError || error instanceof StoreUnavailableError) {
+        // Every tenant would wait for the same lock again, so none is retried alone. After a
+        // failed connection the COMMIT may have succeeded, and appending a tenant again would
+        // store its items without an idempotency key twice, so the clients decide instead.
+        const failure =
+          error instanceof StoreBusyError ? databaseBusy(error) : databaseUnavailable(error);
         for (const { items } of groups) {
-          items.forEach((item) => item.reject(busy));
+          items.forEach((item) => item.reject(failure));
         }
-        const blocked =
-          this.#store.engine === 'sqlite'
-            ? [...this.#queues.keys()]
-            : groups.map((group) => group.tenantId);
-        for (const tenantId of blocked) {
-          this.#queues.get(tenantId)?.forEach((item) => item.reject(busy));
-          this.#queues.delete(tenantId);
+        if (error instanceof StoreBusyError) {
+          // The requests queued behind this batch would each wait the full timeout again, so
+          // they are rejected now as well. On SQLite the lock covers the whole database.
+          const blocked =
+            this.#store.engine === 'sqlite'
+              ? [...this.#queues.keys()]
+              : groups.map((group) => group.tenantId);
+          for (const tenantId of blocked) {
+            this.#queues.get(tenantId)?.forEach((item) => item.reject(failure));
+            this.#queues.delete(tenantId);
+          }
         }
       } else if (groups.length > 1) {
         for (const group of groups) {

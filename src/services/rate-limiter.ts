@@ -10,7 +10,12 @@
 // the limit plus, for each process, the requests it admits in one sync interval.
 // docs/operations.md states the bound and its exceptions.
 import { AppError } from './errors.ts';
-import type { RateLimitCount, Store } from '../storage/store.ts';
+import {
+  processWarningLogger,
+  type RateLimitCount,
+  type Store,
+  type WarningLogger,
+} from '../storage/store.ts';
 
 export const RATE_LIMIT_WINDOW_MS = 60_000;
 
@@ -18,15 +23,14 @@ export const RATE_LIMIT_WINDOW_MS = 60_000;
 const FAILURE_LOG_INTERVAL_MS = 60_000;
 
 /** Logger methods the limiter calls; pino and Fastify loggers provide them. */
-export interface RateLimitLogger {
+export interface RateLimitLogger extends WarningLogger {
   info(details: object, message: string): void;
-  warn(details: object, message: string): void;
 }
 
-/** Sends log lines to process warnings until a server attaches its logger. */
-const warningLogger: RateLimitLogger = {
+/** Sends warnings to process warnings and drops info lines, for commands without a JSON log. */
+export const processRateLimitLogger: RateLimitLogger = {
   info: () => undefined,
-  warn: (details, message) => process.emitWarning(`${message}: ${JSON.stringify(details)}`),
+  warn: (details, message) => processWarningLogger.warn(details, message),
 };
 
 export interface RateLimiterOptions {
@@ -35,6 +39,8 @@ export interface RateLimiterOptions {
   syncIntervalMs: number;
   /** Millisecond clock; tests pass their own. */
   now?: () => number;
+  /** Receives sync failures and recoveries. Defaults to processRateLimitLogger. */
+  logger?: RateLimitLogger;
 }
 
 /** This process's counts for one tenant in the current window. */
@@ -62,7 +68,7 @@ export class RateLimiter {
    * Until its first sync a tenant is limited by the default.
    */
   readonly #overrides = new Map<string, number | null>();
-  #logger: RateLimitLogger = warningLogger;
+  readonly #logger: RateLimitLogger;
   #timer: NodeJS.Timeout | undefined;
   #syncing: Promise<void> | undefined;
   #prunedBefore = 0;
@@ -75,11 +81,7 @@ export class RateLimiter {
     this.#defaultPerMinute = options.defaultPerMinute;
     this.#syncIntervalMs = options.syncIntervalMs;
     this.#now = options.now ?? Date.now;
-  }
-
-  /** Sends sync failures and recoveries to `logger` instead of process warnings. */
-  useLogger(logger: RateLimitLogger): void {
-    this.#logger = logger;
+    this.#logger = options.logger ?? processRateLimitLogger;
   }
 
   /**

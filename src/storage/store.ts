@@ -177,6 +177,41 @@ export class StoreBusyError extends Error {
   override readonly name = 'StoreBusyError';
 }
 
+/**
+ * Raised when the connection to the database failed during an operation or could not be opened.
+ * The failure's own error is the `cause`. A write whose COMMIT reached the server before the
+ * connection failed may have been stored, so its outcome is unknown.
+ */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError';
+}
+
+/**
+ * Logger for failures that a store or service handles itself and only reports, such as a pooled
+ * connection that the database closed. pino and Fastify loggers provide it.
+ */
+export interface WarningLogger {
+  warn(details: object, message: string): void;
+}
+
+/** Renders an Error as its code and message, because JSON.stringify turns it into `{}`. */
+function describeValue(_key: string, value: unknown): unknown {
+  if (value instanceof Error) {
+    const code = (value as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${value.message}` : value.message;
+  }
+  return value;
+}
+
+/**
+ * Writes each line as a process warning on stderr. It is the default for commands, which keep no
+ * JSON log, until a server attaches its own logger.
+ */
+export const processWarningLogger: WarningLogger = {
+  warn: (details, message) =>
+    process.emitWarning(`${message}: ${JSON.stringify(details, describeValue)}`),
+};
+
 /** The tenant's Merkle log: its size and the hashes of its maximal complete subtrees. */
 export interface LogHeadRow {
   tree_size: number;

@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/config/config.ts';
 import { openStore } from '../../src/storage/open.ts';
 import { issueBody } from '../helpers/app.ts';
 import { runCli, startServerProcess, type ServerProcess } from '../helpers/cli.ts';
-import { TEST_ENGINE, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { TEST_ENGINE, createTestDatabase, runSql, type TestDatabase } from '../helpers/database.ts';
 
 describe('cdil serve process', () => {
   let dir: string;
@@ -76,6 +76,31 @@ describe('cdil serve process', () => {
     const lines = server.stdout.map((line) => JSON.parse(line) as Record<string, unknown>);
     assert.ok(lines.some((line) => line.reqId === 'trace-me-123'));
   });
+
+  test(
+    'dropped PostgreSQL connection is a JSON log line',
+    { skip: TEST_ENGINE !== 'postgres' && 'needs DATABASE_URL' },
+    async () => {
+      // Leaves an idle connection in the server's pool, then ends it as a database restart would.
+      assert.equal((await fetch(`${server.base}/readyz`)).status, 200);
+      await runSql(
+        { dir, database },
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cdil'",
+      );
+      let warning: Record<string, unknown> | undefined;
+      for (let attempt = 0; attempt < 200 && !warning; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+        warning = server.stdout
+          .map((line) => JSON.parse(line) as Record<string, unknown>)
+          .find((line) => String(line.msg).startsWith('idle PostgreSQL connection failed'));
+      }
+      assert.ok(warning, server.stdout.join('\n'));
+      assert.equal(warning.level, 40);
+      assert.equal(warning.code, '57P01');
+      assert.doesNotMatch(server.stderr.join(''), /PostgreSQL/);
+      assert.equal((await fetch(`${server.base}/readyz`)).status, 200);
+    },
+  );
 
   test('SIGTERM finishes in-flight requests before exit', async () => {
     const post = () =>

@@ -48,6 +48,8 @@ export interface ServerProcess {
   child: ChildProcess;
   base: string;
   stdout: string[];
+  /** Everything the process wrote to stderr so far. */
+  stderr: string[];
   exited: Promise<number | null>;
 }
 
@@ -58,6 +60,7 @@ export function startServerProcess(env: Record<string, string>): Promise<ServerP
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stdout: string[] = [];
+  const stderr: string[] = [];
   const exited = new Promise<number | null>((resolveExit) =>
     child.on('exit', (code) => resolveExit(code)),
   );
@@ -74,11 +77,11 @@ export function startServerProcess(env: Record<string, string>): Promise<ServerP
         const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
         if (match) {
           clearTimeout(timer);
-          resolveStart({ child, base: match[1]!, stdout, exited });
+          resolveStart({ child, base: match[1]!, stdout, stderr, exited });
         }
       }
     });
-    child.stderr.on('data', () => undefined);
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
     void exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`server exited with ${code} before listening`));

@@ -37,15 +37,12 @@ function limiter(
   logger?: RateLimitLogger,
 ): RateLimiter {
   // The interval is long, so only the test's own sync() calls run.
-  const created = new RateLimiter(store, {
+  return new RateLimiter(store, {
     defaultPerMinute,
     syncIntervalMs: 3_600_000,
     now: clock.now,
+    logger,
   });
-  if (logger) {
-    created.useLogger(logger);
-  }
-  return created;
 }
 
 /** Admits requests until the first rejection and returns how many were admitted. */

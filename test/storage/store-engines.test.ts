@@ -3,6 +3,7 @@
 // tenant races, concurrent migrations, key rotation and revocation races, and shared
 // rate-limit counters.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,7 @@ import { PgStore } from '../../src/storage/postgres/pg-store.ts';
 import { OPTIMIZE_EVERY_APPENDS, SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import {
   StoreBusyError,
+  StoreUnavailableError,
   TenantExistsError,
   type AppendGroup,
   type AppendItem,
@@ -27,6 +29,7 @@ import {
   type NewSigningKey,
   type SigningKeyRow,
   type Store,
+  type WarningLogger,
 } from '../../src/storage/store.ts';
 import {
   TEST_ENGINE,
@@ -1012,6 +1015,15 @@ describe('SQLite planner statistics', { skip: TEST_ENGINE !== 'sqlite' && 'SQLit
 });
 
 /** Waits until some session of the test database waits for a row or table lock. */
+/** Creates a logger that keeps the warning lines a store writes. */
+function captureWarnings(): {
+  logger: WarningLogger;
+  lines: { details: object; message: string }[];
+} {
+  const lines: { details: object; message: string }[] = [];
+  return { logger: { warn: (details, message) => lines.push({ details, message }) }, lines };
+}
+
 async function waitForLockWait(location: StorageLocation): Promise<void> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const waiting = await runSql(
@@ -1642,7 +1654,8 @@ describe(
 
     test('terminated connection does not end the process', async () => {
       const location = await createLocation();
-      const store = new PgStore(location.database.url!, { poolSize: 2 });
+      const warnings = captureWarnings();
+      const store = new PgStore(location.database.url!, { poolSize: 2, logger: warnings.logger });
       const rival = new pg.Client({ connectionString: location.database.url });
       try {
         await store.migrate();
@@ -1655,7 +1668,11 @@ describe(
           sealGroupItem,
         );
         // Handled from now on: the append may fail before the statement below returns.
-        const failed = assert.rejects(pending, /terminat/);
+        const failed = assert.rejects(pending, (error: unknown) => {
+          assert.ok(error instanceof StoreUnavailableError, String(error));
+          assert.equal((error.cause as { code?: unknown }).code, '57P01');
+          return true;
+        });
         await waitForLockWait(location);
         // Ends the waiting session as a server restart or an operator would.
         await runSql(
@@ -1663,6 +1680,8 @@ describe(
           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
         );
         await failed;
+        assert.equal(warnings.lines.length, 1, JSON.stringify(warnings.lines));
+        assert.match(warnings.lines[0]!.message, /connection failed while in use/);
         await rival.query('ROLLBACK');
         const [results] = await store.appendCertificateGroups(
           [{ tenantId: 'cut-a', items: [newGroupItem('cut-a')] }],
@@ -1672,6 +1691,100 @@ describe(
         assert.equal((await walkChain(store, 'cut-a')).length, 1);
       } finally {
         await rival.end();
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('terminated idle connection is logged once', async () => {
+      const location = await createLocation();
+      const warnings = captureWarnings();
+      const store = new PgStore(location.database.url!, { poolSize: 2, logger: warnings.logger });
+      const processWarnings: string[] = [];
+      const collect = (warning: Error) => processWarnings.push(warning.message);
+      process.on('warning', collect);
+      try {
+        // Leaves one idle connection in the pool.
+        await store.ping();
+        await runSql(
+          location,
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cdil'",
+        );
+        for (let attempt = 0; attempt < 200 && warnings.lines.length === 0; attempt++) {
+          await new Promise((resolve) => setTimeout(resolve, 25));
+        }
+        // A failed client can emit 'error' twice: once for the server's message, once on close.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.equal(warnings.lines.length, 1, JSON.stringify(warnings.lines));
+        assert.match(warnings.lines[0]!.message, /^idle PostgreSQL connection failed/);
+        assert.equal((warnings.lines[0]!.details as { code?: unknown }).code, '57P01');
+        assert.deepEqual(processWarnings, []);
+        // The pool opens a new connection for the next query.
+        await store.ping();
+      } finally {
+        process.off('warning', collect);
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('session ended inside a transaction', async () => {
+      const location = await createLocation();
+      const store = new PgStore(location.database.url!, {
+        poolSize: 2,
+        logger: captureWarnings().logger,
+      });
+      try {
+        await store.migrate();
+        await createTenant(store, 'ended-a');
+        // Sealing runs between the two round trips of an append, while the transaction is idle
+        // on the server. Blocking there, another process ends the session, as the server does
+        // for a transaction idle longer than idle_in_transaction_session_timeout.
+        const sealed = seal('ended-a');
+        const terminate = `
+          const pg = require('pg');
+          const client = new pg.Client({ connectionString: process.env.TARGET_URL });
+          client.connect()
+            .then(() => client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'"))
+            .then((result) => { process.stdout.write(String(result.rowCount)); return client.end(); });`;
+        let terminated = '';
+        await assert.rejects(
+          store.appendCertificates('ended-a', [newItem()], (item, link) => {
+            const child = spawnSync(process.execPath, ['-e', terminate], {
+              env: { ...process.env, TARGET_URL: location.database.url },
+              encoding: 'utf8',
+            });
+            terminated = child.stdout;
+            return sealed(item, link);
+          }),
+          (error: unknown) => {
+            assert.ok(error instanceof StoreUnavailableError, String(error));
+            return true;
+          },
+        );
+        assert.equal(terminated, '1');
+        assert.equal((await walkChain(store, 'ended-a')).length, 0);
+        const [result] = await store.appendCertificates('ended-a', [newItem()], seal('ended-a'));
+        assert.equal(result?.kind, 'created');
+      } finally {
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('statement error is not a connection failure', async () => {
+      const location = await createLocation();
+      const store = openStore(location);
+      try {
+        await store.migrate();
+        await createTenant(store, 'moved');
+        await runSql(location, 'ALTER TABLE tenants RENAME TO tenants_moved');
+        await assert.rejects(store.getTenant('moved'), (error: unknown) => {
+          assert.ok(!(error instanceof StoreUnavailableError), String(error));
+          assert.equal((error as { code?: unknown }).code, '42P01');
+          return true;
+        });
+      } finally {
         await store.close();
         await location.remove();
       }

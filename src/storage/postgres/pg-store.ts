@@ -8,6 +8,7 @@ import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rota
 import { LOG_SQL } from '../log-sql.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import { appendGroups, isKeyClaimedConcurrently } from './append.ts';
+import { connectionErrorFields, wrapConnectionFailure } from './connection-errors.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
 import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
@@ -56,6 +57,7 @@ import {
   type RateLimitTotal,
   type Sealer,
   checkDistinctTenants,
+  processWarningLogger,
   StoreBusyError,
   type ShadowAggregate,
   type ShadowAssumptionsRow,
@@ -66,6 +68,7 @@ import {
   type SigningKeyRow,
   type Store,
   type TenantRow,
+  type WarningLogger,
 } from '../store.ts';
 
 export const DEFAULT_POOL_SIZE = 10;
@@ -189,18 +192,35 @@ export interface PgStoreOptions {
   readOnly?: boolean;
   /** How long a statement waits for a row lock; DEFAULT_LOCK_TIMEOUT_MS. */
   lockTimeoutMs?: number;
+  /**
+   * Receives a line for each failed connection and each retried append, instead of process
+   * warnings. Lines carry error codes and messages, never the connection string.
+   */
+  logger?: WarningLogger;
 }
 
+/**
+ * Every method except close() raises StoreUnavailableError when its connection fails or cannot
+ * be opened (see connection-errors.ts), and any other error unchanged.
+ */
 export class PgStore implements Store {
   readonly engine = 'postgres';
   readonly #pool: pg.Pool;
+  /** The pool, with connection failures of its queries raised as StoreUnavailableError. */
+  readonly #queryable: Queryable;
   readonly #migrations: readonly Migration[];
   readonly #lockTimeoutMs: number;
+  readonly #logger: WarningLogger;
+  /** Clients checked out of the pool, whose failure fails an operation in progress. */
+  readonly #checkedOut = new WeakSet<pg.Client>();
+  /** Clients whose failure was logged, because a failed client can emit 'error' twice. */
+  readonly #reported = new WeakSet<pg.Client>();
   #closed = false;
 
   constructor(connectionString: string, options: PgStoreOptions = {}) {
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+    this.#logger = options.logger ?? processWarningLogger;
     this.#pool = new pg.Pool({
       connectionString,
       max: options.poolSize ?? DEFAULT_POOL_SIZE,
@@ -215,22 +235,61 @@ export class PgStore implements Store {
       // Code that awaits each query behaves as before, and appendCertificates sends groups.
       pipeline: true,
     });
+    const pool = this.#pool;
+    this.#queryable = {
+      query: (async (...args: unknown[]) => {
+        try {
+          return await (pool.query as (...queryArgs: unknown[]) => Promise<unknown>).apply(
+            pool,
+            args,
+          );
+        } catch (error) {
+          throw wrapConnectionFailure(error);
+        }
+      }) as Queryable['query'],
+    };
+    this.#watchConnections();
+  }
+
+  /**
+   * Logs each failed connection once. Without these listeners a client's 'error' event would end
+   * the process.
+   */
+  #watchConnections(): void {
+    this.#pool.on('acquire', (client) => this.#checkedOut.add(client));
+    this.#pool.on('release', (_error, client) => this.#checkedOut.delete(client));
     // An idle pooled connection can fail, for example when the server restarts. The pool drops
-    // it and opens a new one on demand. Without a listener the error would end the process.
-    this.#pool.on('error', (error) => {
-      process.emitWarning(`idle PostgreSQL connection failed and was dropped: ${error.message}`);
+    // it and opens a new one on demand.
+    this.#pool.on('error', (error, client) => {
+      this.#reportFailure(
+        client,
+        error,
+        'idle PostgreSQL connection failed; the pool dropped it and opens a new one when needed',
+      );
     });
     // A connection in use can fail too, for example when the server terminates its session. Its
-    // query then fails and the caller handles that, but the client also emits 'error', which
-    // would end the process without a listener.
+    // operation then raises StoreUnavailableError, and the connection is not returned to the pool.
     this.#pool.on('connect', (client) => {
       client.on('error', (error) => {
-        process.emitWarning(`PostgreSQL connection failed: ${error.message}`);
+        if (this.#checkedOut.has(client)) {
+          this.#reportFailure(
+            client,
+            error,
+            'PostgreSQL connection failed while in use; its operation failed and the connection is discarded',
+          );
+        }
       });
     });
   }
 
-  async #rows<R>(sql: string, params: SqlParam[] = [], client: Queryable = this.#pool) {
+  #reportFailure(client: pg.Client, error: Error, message: string): void {
+    if (!this.#reported.has(client)) {
+      this.#reported.add(client);
+      this.#logger.warn(connectionErrorFields(error), message);
+    }
+  }
+
+  async #rows<R>(sql: string, params: SqlParam[] = [], client: Queryable = this.#queryable) {
     const result = await client.query(numberPlaceholders(sql), params);
     return result.rows as R[];
   }
@@ -254,7 +313,7 @@ export class PgStore implements Store {
    * failed is closed instead of returned to the pool.
    */
   async #withClient<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect();
+    const client = await this.#connect();
     let broken = false;
     try {
       return await work(client);
@@ -264,14 +323,22 @@ export class PgStore implements Store {
       } catch {
         broken = true;
       }
-      throw error;
+      throw wrapConnectionFailure(error);
     } finally {
       client.release(broken);
     }
   }
 
+  async #connect(): Promise<pg.PoolClient> {
+    try {
+      return await this.#pool.connect();
+    } catch (error) {
+      throw wrapConnectionFailure(error);
+    }
+  }
+
   async migrate(): Promise<MigrationReport> {
-    const client = await this.#pool.connect();
+    const client = await this.#connect();
     let broken = false;
     try {
       // Another process may hold the lock below for as long as its migrations take.
@@ -287,7 +354,7 @@ export class PgStore implements Store {
       }
     } catch (error) {
       broken = true;
-      throw error;
+      throw wrapConnectionFailure(error);
     } finally {
       client.release(broken);
     }
@@ -345,7 +412,7 @@ export class PgStore implements Store {
   }
 
   async ping(): Promise<void> {
-    await this.#pool.query('SELECT 1');
+    await this.#queryable.query('SELECT 1');
   }
 
   async close(): Promise<void> {
@@ -523,7 +590,7 @@ export class PgStore implements Store {
   }
 
   async setTenantRateLimit(tenantId: string, perMinute: number | null): Promise<boolean> {
-    const updated = await this.#pool.query(
+    const updated = await this.#queryable.query(
       'UPDATE tenants SET rate_limit_per_minute = $1 WHERE tenant_id = $2',
       [perMinute, tenantId],
     );
@@ -534,7 +601,7 @@ export class PgStore implements Store {
     windowStart: string,
     counts: RateLimitCount[],
   ): Promise<RateLimitTotal[]> {
-    const result = await this.#pool.query<{
+    const result = await this.#queryable.query<{
       tenant_id: string;
       rate_limit_per_minute: number | null;
       request_count: number;
@@ -551,7 +618,7 @@ export class PgStore implements Store {
   }
 
   async pruneRateLimitCounters(windowStart: string): Promise<number> {
-    const deleted = await this.#pool.query(
+    const deleted = await this.#queryable.query(
       'DELETE FROM rate_limit_counters WHERE window_start < $1',
       [windowStart],
     );
@@ -595,11 +662,14 @@ export class PgStore implements Store {
         if (attempt >= MAX_APPEND_ATTEMPTS || !isKeyClaimedConcurrently(error)) {
           throw error;
         }
-        const tenantIds = groups.map((group) => group.tenantId).join(', ');
-        const tenants = groups.length === 1 ? `tenant ${tenantIds}` : `tenants ${tenantIds}`;
-        process.emitWarning(
-          `append for ${tenants} retried (attempt ${attempt + 1} of ${MAX_APPEND_ATTEMPTS}): ` +
-            `another writer inserted one of its idempotency keys: ${(error as Error).message}`,
+        this.#logger.warn(
+          {
+            tenantIds: groups.map((group) => group.tenantId),
+            attempt: attempt + 1,
+            maxAttempts: MAX_APPEND_ATTEMPTS,
+            error: (error as Error).message,
+          },
+          'append retried because another writer inserted one of its idempotency keys',
         );
       }
     }
@@ -756,22 +826,22 @@ export class PgStore implements Store {
   }
 
   getLogHead(tenantId: string): Promise<LogHeadRow | undefined> {
-    return log.getLogHead(this.#pool, tenantId);
+    return log.getLogHead(this.#queryable, tenantId);
   }
 
   getLogNodes(
     tenantId: string,
     refs: readonly { level: number; index: number }[],
   ): Promise<LogNodeRow[]> {
-    return log.getLogNodes(this.#pool, tenantId, refs);
+    return log.getLogNodes(this.#queryable, tenantId, refs);
   }
 
   listLogEntries(tenantId: string, fromIndex: number, toIndex: number): Promise<LogEntry[]> {
-    return log.listLogEntries(this.#pool, tenantId, fromIndex, toIndex);
+    return log.listLogEntries(this.#queryable, tenantId, fromIndex, toIndex);
   }
 
   listLogEntriesBelowZero(tenantId: string, limit: number): Promise<LogEntry[]> {
-    return log.listLogEntriesBelowZero(this.#pool, tenantId, limit);
+    return log.listLogEntriesBelowZero(this.#queryable, tenantId, limit);
   }
 
   appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
@@ -799,35 +869,35 @@ export class PgStore implements Store {
     afterIndex: number,
     limit: number,
   ): Promise<AuditEventRow[]> {
-    return log.listAuditEvents(this.#pool, tenantId, filter, afterIndex, limit);
+    return log.listAuditEvents(this.#queryable, tenantId, filter, afterIndex, limit);
   }
 
   putLogKey(row: LogKeyRow): Promise<LogKeyRow> {
-    return log.putLogKey(this.#pool, row);
+    return log.putLogKey(this.#queryable, row);
   }
 
   getLogKey(tenantId: string): Promise<LogKeyRow | undefined> {
-    return log.getLogKey(this.#pool, tenantId);
+    return log.getLogKey(this.#queryable, tenantId);
   }
 
   putCheckpoint(row: CheckpointRow): Promise<CheckpointRow> {
-    return log.putCheckpoint(this.#pool, row);
+    return log.putCheckpoint(this.#queryable, row);
   }
 
   getLatestCheckpoint(tenantId: string): Promise<CheckpointRow | undefined> {
-    return log.getLatestCheckpoint(this.#pool, tenantId);
+    return log.getLatestCheckpoint(this.#queryable, tenantId);
   }
 
   getCheckpoint(tenantId: string, treeSize: number): Promise<CheckpointRow | undefined> {
-    return log.getCheckpoint(this.#pool, tenantId, treeSize);
+    return log.getCheckpoint(this.#queryable, tenantId, treeSize);
   }
 
   setCheckpointTimestamp(tenantId: string, treeSize: number, token: string | null): Promise<void> {
-    return log.setCheckpointTimestamp(this.#pool, tenantId, treeSize, token);
+    return log.setCheckpointTimestamp(this.#queryable, tenantId, treeSize, token);
   }
 
   listUntimestampedCheckpoints(limit: number): Promise<CheckpointRow[]> {
-    return log.listUntimestampedCheckpoints(this.#pool, limit);
+    return log.listUntimestampedCheckpoints(this.#queryable, limit);
   }
 
   /** Adds certificates stored before the log existed to their logs, one batch per transaction. */
@@ -858,15 +928,15 @@ export class PgStore implements Store {
     fromIndex: number,
     toIndex: number,
   ): Promise<LogNodeRow[]> {
-    return log.listLogNodes(this.#pool, tenantId, level, fromIndex, toIndex);
+    return log.listLogNodes(this.#queryable, tenantId, level, fromIndex, toIndex);
   }
 
   nextLogIndex(tenantId: string, fromIndex: number): Promise<number | undefined> {
-    return log.nextLogIndex(this.#pool, tenantId, fromIndex);
+    return log.nextLogIndex(this.#queryable, tenantId, fromIndex);
   }
 
   listCheckpoints(tenantId: string, afterSize: number, limit: number): Promise<CheckpointRow[]> {
-    return log.listCheckpoints(this.#pool, tenantId, afterSize, limit);
+    return log.listCheckpoints(this.#queryable, tenantId, afterSize, limit);
   }
 
   async #backfillLog(client: pg.PoolClient): Promise<void> {

@@ -1,0 +1,337 @@
+// How routes respond when the database connection fails: 503 DATABASE_UNAVAILABLE with
+// Retry-After, an issuance that can be repeated with its Idempotency-Key, 500 for any other
+// database error, and warning lines in the JSON log instead of process warnings. The tests that
+// terminate sessions need PostgreSQL; the others run on both engines.
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { describe, test } from 'node:test';
+import pg from 'pg';
+import { DATABASE_UNAVAILABLE_RETRY_AFTER_S } from '../../src/services/errors.ts';
+import { StoreUnavailableError } from '../../src/storage/store.ts';
+import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
+import { walkChain } from '../helpers/chain.ts';
+import {
+  TEST_ENGINE,
+  createTestDatabase,
+  runSql,
+  type StorageLocation,
+  type TestDatabase,
+} from '../helpers/database.ts';
+
+/** A password no log line may contain; trust authentication accepts any password. */
+const PASSWORD_MARKER = 'pw-marker-7f3c1e';
+
+interface LogLine {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+function logLines(t: TestApp): LogLine[] {
+  return t.logs.map((line) => JSON.parse(line) as LogLine);
+}
+
+/** Returns a 127.0.0.1 port that was free a moment ago and has no listener now. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') {
+    throw new Error(`expected a TCP address, got ${String(address)}`);
+  }
+  return address.port;
+}
+
+/** Creates a test database whose URL carries PASSWORD_MARKER as the password. */
+async function databaseWithPassword(): Promise<TestDatabase> {
+  const database = await createTestDatabase();
+  const url = new URL(database.url!);
+  url.password = PASSWORD_MARKER;
+  return { ...database, env: { DATABASE_URL: url.toString() }, url: url.toString() };
+}
+
+function location(t: TestApp): StorageLocation {
+  return { dir: t.dir, database: t.database };
+}
+
+async function waitForLockWait(where: StorageLocation): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const waiting = await runSql(
+      where,
+      "SELECT 1 AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    );
+    if (waiting.length > 0) {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error('no session started waiting for a lock within 5 s');
+}
+
+/** Ends every session of the test database that waits for a lock, as pg_terminate_backend does for an operator. */
+async function terminateWaitingSessions(where: StorageLocation): Promise<void> {
+  await runSql(
+    where,
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+  );
+}
+
+async function waitForLogLine(t: TestApp, matches: (line: LogLine) => boolean): Promise<LogLine> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const found = logLines(t).find(matches);
+    if (found) {
+      return found;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error('expected log line did not appear within 5 s');
+}
+
+function assertUnavailable(response: {
+  statusCode: number;
+  body: string;
+  headers: Record<string, unknown>;
+}): void {
+  assert.equal(response.statusCode, 503, response.body);
+  assert.equal(response.headers['retry-after'], String(DATABASE_UNAVAILABLE_RETRY_AFTER_S));
+  const body = JSON.parse(response.body) as { error: { code: string; message: string } };
+  assert.equal(body.error.code, 'DATABASE_UNAVAILABLE');
+  assert.match(body.error.message, /may have been stored/);
+  assert.match(body.error.message, /same Idempotency-Key/);
+}
+
+describe('database failures on any engine', () => {
+  test('unreachable database answers 503', async () => {
+    const port = await closedPort();
+    const url = `postgres://cdil:${PASSWORD_MARKER}@127.0.0.1:${port}/cdil`;
+    const unreachable: TestDatabase = {
+      env: { DATABASE_URL: url },
+      url,
+      drop: () => Promise.resolve(),
+    };
+    const t = await startTestApp({}, unreachable, { migrate: false });
+    try {
+      const ready = await t.app.inject({ method: 'GET', url: '/readyz' });
+      assert.equal(ready.statusCode, 503, ready.body);
+      assert.equal(ready.json().error.code, 'NOT_READY');
+
+      const issued = await t.app.inject({
+        method: 'POST',
+        url: '/v1/clinical/documentation',
+        headers: { ...bearer(await t.token('clinician', 'down-t1')), 'idempotency-key': 'k-1' },
+        payload: issueBody(),
+      });
+      assertUnavailable(issued);
+      const read = await t.app.inject({
+        method: 'GET',
+        url: '/v1/certificates/00000000-0000-4000-8000-000000000000',
+        headers: bearer(await t.token('auditor', 'down-t1')),
+      });
+      assertUnavailable(read);
+
+      const failures = logLines(t).filter(
+        (line) => line.msg === 'request failed' && line.code === 'DATABASE_UNAVAILABLE',
+      );
+      assert.equal(failures.length, 2, t.logs.join(''));
+      for (const failure of failures) {
+        assert.match(String((failure.err as { message?: unknown }).message), /ECONNREFUSED/);
+      }
+    } finally {
+      await t.close();
+    }
+    assert.ok(!t.logs.join('').includes(PASSWORD_MARKER), 'the password reached the log');
+  });
+
+  test('other database error answers 500', async () => {
+    const t = await startTestApp();
+    try {
+      await t.services.tenants.create('moved-t1');
+      const auditor = await t.token('auditor', 'moved-t1');
+      const { certificate } = await t.services.issuance.issue('moved-t1', issueBody() as never);
+      await runSql(location(t), 'ALTER TABLE certificates RENAME TO certificates_moved');
+      const response = await t.app.inject({
+        method: 'GET',
+        url: `/v1/certificates/${certificate.certificate_id}`,
+        headers: bearer(auditor),
+      });
+      assert.equal(response.statusCode, 500, response.body);
+      assert.equal(response.json().error.code, 'INTERNAL');
+      assert.equal(response.headers['retry-after'], undefined);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('lost commit reply replays on retry', async () => {
+    const t = await startTestApp();
+    try {
+      await t.services.tenants.create('lost-t1');
+      const clinician = await t.token('clinician', 'lost-t1');
+      // The append commits, and then the store reports a failed connection, as when the
+      // connection fails after the server committed but before its reply arrived.
+      const store = t.services.store;
+      const append = store.appendCertificateGroups.bind(store);
+      store.appendCertificateGroups = async (groups, seal) => {
+        await append(groups, seal);
+        throw new StoreUnavailableError(
+          'PostgreSQL connection failed: Connection terminated unexpectedly',
+        );
+      };
+      const issue = () =>
+        t.app.inject({
+          method: 'POST',
+          url: '/v1/clinical/documentation',
+          headers: { ...bearer(clinician), 'idempotency-key': 'lost-reply-1' },
+          payload: issueBody(),
+        });
+      assertUnavailable(await issue());
+      store.appendCertificateGroups = append;
+
+      const retried = await issue();
+      assert.equal(retried.statusCode, 200, retried.body);
+      assert.equal(retried.json().replayed, true);
+      const chain = await walkChain(t.services, 'lost-t1');
+      assert.deepEqual(chain, [retried.json().certificate.certificate_id]);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe(
+  'terminated PostgreSQL sessions',
+  { skip: TEST_ENGINE !== 'postgres' && 'needs DATABASE_URL' },
+  () => {
+    test('terminated issuance answers 503 and the retry issues once', async () => {
+      const database = await databaseWithPassword();
+      const t = await startTestApp({}, database);
+      const rival = new pg.Client({ connectionString: database.url });
+      try {
+        await t.services.tenants.create('cut-t1');
+        const clinician = await t.token('clinician', 'cut-t1');
+        const issue = () =>
+          t.app.inject({
+            method: 'POST',
+            url: '/v1/clinical/documentation',
+            headers: { ...bearer(clinician), 'idempotency-key': 'cut-key-1' },
+            payload: issueBody(),
+          });
+        await rival.connect();
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'cut-t1' FOR UPDATE");
+        const pending = issue();
+        await waitForLockWait(location(t));
+        await terminateWaitingSessions(location(t));
+        assertUnavailable(await pending);
+        await rival.query('ROLLBACK');
+
+        const created = await issue();
+        assert.equal(created.statusCode, 201, created.body);
+        const replayed = await issue();
+        assert.equal(replayed.statusCode, 200, replayed.body);
+        assert.equal(
+          replayed.json().certificate.certificate_id,
+          created.json().certificate.certificate_id,
+        );
+        assert.deepEqual(await walkChain(t.services, 'cut-t1'), [
+          created.json().certificate.certificate_id,
+        ]);
+
+        const lines = logLines(t);
+        const warning = lines.find((line) => /connection failed while in use/.test(line.msg));
+        assert.ok(warning, t.logs.join(''));
+        assert.equal(warning.level, 40);
+        const failure = lines.find((line) => line.msg === 'request failed');
+        assert.ok(failure, t.logs.join(''));
+        assert.equal(failure.code, 'DATABASE_UNAVAILABLE');
+        // The cause stays in the operator log.
+        assert.match(
+          String((failure.err as { message?: unknown }).message),
+          /terminating connection due to administrator command/,
+        );
+      } finally {
+        await rival.end();
+        await t.close();
+        await database.drop();
+      }
+      assert.ok(!t.logs.join('').includes(PASSWORD_MARKER), 'the password reached the log');
+    });
+
+    test('terminated read and rotation answer 503', async () => {
+      const t = await startTestApp();
+      const rival = new pg.Client({ connectionString: t.database.url });
+      try {
+        await t.services.tenants.create('cut-t2');
+        const auditor = await t.token('auditor', 'cut-t2');
+        const admin = await t.token('admin');
+        const { certificate } = await t.services.issuance.issue('cut-t2', issueBody() as never);
+        await rival.connect();
+
+        await rival.query('BEGIN');
+        await rival.query('LOCK TABLE certificates IN ACCESS EXCLUSIVE MODE');
+        const read = t.app.inject({
+          method: 'GET',
+          url: `/v1/certificates/${certificate.certificate_id}`,
+          headers: bearer(auditor),
+        });
+        await waitForLockWait(location(t));
+        await terminateWaitingSessions(location(t));
+        assertUnavailable(await read);
+        await rival.query('ROLLBACK');
+
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'cut-t2' FOR UPDATE");
+        const rotation = t.app.inject({
+          method: 'POST',
+          url: '/v1/admin/tenants/cut-t2/keys/rotate',
+          headers: bearer(admin),
+        });
+        await waitForLockWait(location(t));
+        await terminateWaitingSessions(location(t));
+        assertUnavailable(await rotation);
+        await rival.query('ROLLBACK');
+
+        const again = await t.app.inject({
+          method: 'GET',
+          url: `/v1/certificates/${certificate.certificate_id}`,
+          headers: bearer(auditor),
+        });
+        assert.equal(again.statusCode, 200, again.body);
+      } finally {
+        await rival.end();
+        await t.close();
+      }
+    });
+
+    test('terminated idle connection logs a JSON warning', async () => {
+      const t = await startTestApp();
+      const processWarnings: string[] = [];
+      const collect = (warning: Error) => processWarnings.push(warning.message);
+      process.on('warning', collect);
+      try {
+        // Leaves an idle connection in the pool.
+        const ready = await t.app.inject({ method: 'GET', url: '/readyz' });
+        assert.equal(ready.statusCode, 200, ready.body);
+        await runSql(
+          location(t),
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cdil'",
+        );
+        const warning = await waitForLogLine(t, (line) =>
+          line.msg.startsWith('idle PostgreSQL connection failed'),
+        );
+        assert.equal(warning.level, 40);
+        assert.equal(warning.code, '57P01');
+        assert.equal(typeof warning.error, 'string');
+        // Process warnings are emitted on the next tick of the event loop.
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.deepEqual(processWarnings, []);
+        const readyAgain = await t.app.inject({ method: 'GET', url: '/readyz' });
+        assert.equal(readyAgain.statusCode, 200, readyAgain.body);
+      } finally {
+        process.off('warning', collect);
+        await t.close();
+      }
+    });
+  },
+);

@@ -1,0 +1,142 @@
+// Which PostgreSQL errors count as a failed connection, and what PgStore raises when the server
+// cannot be reached. Needs no PostgreSQL server, so it runs under both engines.
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { describe, test } from 'node:test';
+import {
+  connectionErrorFields,
+  isConnectionFailure,
+  wrapConnectionFailure,
+} from '../../src/storage/postgres/connection-errors.ts';
+import { PgStore } from '../../src/storage/postgres/pg-store.ts';
+import { StoreUnavailableError, type WarningLogger } from '../../src/storage/store.ts';
+
+function coded(code: string, message = `error ${code}`): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+/** Returns a 127.0.0.1 port that was free a moment ago and has no listener now. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') {
+    throw new Error(`expected a TCP address, got ${String(address)}`);
+  }
+  return address.port;
+}
+
+describe('connection failure classification', () => {
+  const cases: [string, unknown, boolean][] = [
+    ['57P01 terminated by administrator', coded('57P01'), true],
+    ['57P02 crash of another backend', coded('57P02'), true],
+    ['57P03 server starting up', coded('57P03'), true],
+    ['57P05 idle session timeout', coded('57P05'), true],
+    ['25P03 idle in transaction timeout', coded('25P03'), true],
+    ['53300 too many connections', coded('53300'), true],
+    ['08006 connection failure', coded('08006'), true],
+    ['08P01 protocol violation', coded('08P01'), true],
+    ['ECONNREFUSED', coded('ECONNREFUSED'), true],
+    ['ECONNRESET', coded('ECONNRESET'), true],
+    ['EPIPE', coded('EPIPE'), true],
+    ['socket closed', new Error('Connection terminated unexpectedly'), true],
+    [
+      'query on a failed client',
+      new Error('Client has encountered a connection error and is not queryable'),
+      true,
+    ],
+    ['client ended on purpose', new Error('Connection terminated'), false],
+    ['42601 syntax error', coded('42601'), false],
+    ['42P01 undefined table', coded('42P01'), false],
+    ['23505 unique violation', coded('23505'), false],
+    ['55P03 lock timeout', coded('55P03'), false],
+    ['57014 query canceled', coded('57014'), false],
+    ['40001 serialization failure', coded('40001'), false],
+    ['ENOENT', coded('ENOENT'), false],
+    ['plain error', new Error('boom'), false],
+    ['string', 'Connection terminated unexpectedly', false],
+    ['undefined', undefined, false],
+    [
+      'every address refused',
+      new AggregateError([coded('ECONNREFUSED'), coded('ECONNREFUSED')]),
+      true,
+    ],
+    [
+      'one address with another error',
+      new AggregateError([coded('ECONNREFUSED'), coded('EACCES')]),
+      false,
+    ],
+    ['empty aggregate', new AggregateError([]), false],
+  ];
+  for (const [name, error, expected] of cases) {
+    test(name, () => {
+      assert.equal(isConnectionFailure(error), expected);
+    });
+  }
+});
+
+describe('wrapConnectionFailure', () => {
+  test('wraps a connection failure with its cause', () => {
+    const cause = coded('57P01', 'terminating connection due to administrator command');
+    const wrapped = wrapConnectionFailure(cause);
+    assert.ok(wrapped instanceof StoreUnavailableError);
+    assert.equal(wrapped.cause, cause);
+    assert.match(wrapped.message, /terminating connection due to administrator command/);
+  });
+
+  test('returns other errors unchanged', () => {
+    const syntax = coded('42601', 'syntax error at or near "SELEC"');
+    assert.equal(wrapConnectionFailure(syntax), syntax);
+  });
+
+  test('does not wrap twice', () => {
+    const once = wrapConnectionFailure(coded('ECONNRESET'));
+    assert.equal(wrapConnectionFailure(once), once);
+  });
+});
+
+test('connection error fields leave out the client', () => {
+  // pg-pool attaches the failed client, which contains the password, to an idle client's error.
+  const error = Object.assign(coded('57P01', 'terminating connection'), {
+    client: { connectionParameters: { password: 'secret-in-client' } },
+  });
+  const fields = connectionErrorFields(error);
+  assert.deepEqual(fields, { code: '57P01', error: 'terminating connection' });
+  assert.doesNotMatch(JSON.stringify(fields), /secret-in-client/);
+  assert.deepEqual(connectionErrorFields(new Error('Connection terminated unexpectedly')), {
+    error: 'Connection terminated unexpectedly',
+  });
+});
+
+test('unreachable server raises StoreUnavailableError', async () => {
+  const lines: { details: object; message: string }[] = [];
+  const logger: WarningLogger = { warn: (details, message) => lines.push({ details, message }) };
+  const port = await closedPort();
+  const store = new PgStore(`postgres://cdil:password-marker@127.0.0.1:${port}/cdil`, {
+    poolSize: 2,
+    logger,
+  });
+  try {
+    const operations: [string, () => Promise<unknown>][] = [
+      ['ping', () => store.ping()],
+      ['getTenant', () => store.getTenant('any')],
+      ['syncRateLimitCounters', () => store.syncRateLimitCounters('2026-01-01T00:00:00.000Z', [])],
+      ['getLogHead', () => store.getLogHead('any')],
+      ['appendCertificates', () => store.appendCertificates('any', [{}], () => assert.fail())],
+      ['migrate', () => store.migrate()],
+    ];
+    for (const [name, operation] of operations) {
+      await assert.rejects(operation(), (error: unknown) => {
+        assert.ok(error instanceof StoreUnavailableError, `${name}: ${String(error)}`);
+        assert.equal((error.cause as { code?: unknown }).code, 'ECONNREFUSED', name);
+        assert.doesNotMatch(error.message, /password-marker/, name);
+        return true;
+      });
+    }
+  } finally {
+    await store.close();
+  }
+  // A connection that was never opened fails its operation and is not a pool warning.
+  assert.deepEqual(lines, []);
+});
