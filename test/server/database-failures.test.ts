@@ -3,7 +3,7 @@
 // database error, and warning lines in the JSON log instead of process warnings. The tests that
 // terminate sessions need PostgreSQL; the others run on both engines.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
+import { closedPort } from '../helpers/ports.ts';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import { DATABASE_UNAVAILABLE_RETRY_AFTER_S } from '../../src/services/errors.ts';
@@ -29,18 +29,6 @@ interface LogLine {
 
 function logLines(t: TestApp): LogLine[] {
   return t.logs.map((line) => JSON.parse(line) as LogLine);
-}
-
-/** Returns a 127.0.0.1 port that was free a moment ago and has no listener now. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') {
-    throw new Error(`expected a TCP address, got ${String(address)}`);
-  }
-  return address.port;
 }
 
 /** Creates a test database whose URL carries PASSWORD_MARKER as the password. */

@@ -1,7 +1,7 @@
 // Which PostgreSQL errors count as a failed connection, and what PgStore raises when the server
 // cannot be reached. Needs no PostgreSQL server, so it runs under both engines.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
+import { closedPort } from '../helpers/ports.ts';
 import { describe, test } from 'node:test';
 import {
   connectionErrorFields,
@@ -13,18 +13,6 @@ import { StoreUnavailableError, type WarningLogger } from '../../src/storage/sto
 
 function coded(code: string, message = `error ${code}`): Error {
   return Object.assign(new Error(message), { code });
-}
-
-/** Returns a 127.0.0.1 port that was free a moment ago and has no listener now. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') {
-    throw new Error(`expected a TCP address, got ${String(address)}`);
-  }
-  return address.port;
 }
 
 describe('connection failure classification', () => {

@@ -11,11 +11,36 @@ import { createServices, type Services } from '../../src/services/container.ts';
 import { issueRequest } from '../helpers/bundle.ts';
 import { walkChain } from '../helpers/chain.ts';
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
-import { bearer, issueBody, startTestApp } from '../helpers/app.ts';
+import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
 import { TEST_ENGINE } from '../helpers/database.ts';
 
 const TENANT = 'lock-t1';
 const HOLD_MS = 150;
+
+/**
+ * Runs `body` against a test app on a new SQLite file with the given busy timeout, and a second
+ * connection to that file, as another process would have. Removes both afterwards.
+ */
+async function withLockableApp(
+  busyTimeoutMs: number,
+  body: (testApp: TestApp, other: Database.Database) => Promise<void>,
+): Promise<void> {
+  const lockedDir = mkdtempSync(join(tmpdir(), 'cdil-sqlite-busy-'));
+  const testApp = await startTestApp({ CDIL_DATA_DIR: lockedDir }, undefined, {
+    store: new SqliteStore(join(lockedDir, 'cdil.sqlite'), { busyTimeoutMs }),
+  });
+  const other = new Database(join(lockedDir, 'cdil.sqlite'));
+  try {
+    await body(testApp, other);
+  } finally {
+    if (other.inTransaction) {
+      other.exec('ROLLBACK');
+    }
+    other.close();
+    await testApp.close();
+    rmSync(lockedDir, { recursive: true, force: true });
+  }
+}
 
 describe(
   'SQLite append while another connection holds the write lock',
@@ -79,12 +104,7 @@ describe(
     });
 
     test('answers 503 DATABASE_BUSY when the lock outlasts the timeout', async () => {
-      const lockedDir = mkdtempSync(join(tmpdir(), 'cdil-sqlite-busy-'));
-      const testApp = await startTestApp({ CDIL_DATA_DIR: lockedDir }, undefined, {
-        store: new SqliteStore(join(lockedDir, 'cdil.sqlite'), { busyTimeoutMs: 300 }),
-      });
-      const other = new Database(join(lockedDir, 'cdil.sqlite'));
-      try {
+      await withLockableApp(300, async (testApp, other) => {
         await testApp.services.tenants.create(TENANT);
         await testApp.services.tenants.create('lock-t2');
         const token = await testApp.token('clinician', TENANT);
@@ -134,23 +154,11 @@ describe(
           payload: issueBody(),
         });
         assert.equal(retried.statusCode, 201, retried.body);
-      } finally {
-        if (other.inTransaction) {
-          other.exec('ROLLBACK');
-        }
-        other.close();
-        await testApp.close();
-        rmSync(lockedDir, { recursive: true, force: true });
-      }
+      });
     });
 
     test('busy rejection skips audit wait', async () => {
-      const lockedDir = mkdtempSync(join(tmpdir(), 'cdil-sqlite-queued-'));
-      const testApp = await startTestApp({ CDIL_DATA_DIR: lockedDir }, undefined, {
-        store: new SqliteStore(join(lockedDir, 'cdil.sqlite'), { busyTimeoutMs: 400 }),
-      });
-      const other = new Database(join(lockedDir, 'cdil.sqlite'));
-      try {
+      await withLockableApp(400, async (testApp, other) => {
         await testApp.services.tenants.create(TENANT);
         const token = await testApp.token('clinician', TENANT);
         const post = () =>
@@ -194,14 +202,7 @@ describe(
             .all();
         }
         assert.equal(failed.length, 2, 'both rejections were recorded');
-      } finally {
-        if (other.inTransaction) {
-          other.exec('ROLLBACK');
-        }
-        other.close();
-        await testApp.close();
-        rmSync(lockedDir, { recursive: true, force: true });
-      }
+      });
     });
   },
 );
