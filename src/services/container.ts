@@ -117,7 +117,7 @@ export async function createServices(
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
     log,
-    ledger: new LedgerVerifier(store, clock),
+    ledger: new LedgerVerifier(store, clock, config.tsa?.trustedRoots),
     audit,
     auditExport: new AuditExporter(store, log, clock),
     migration,

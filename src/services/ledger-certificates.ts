@@ -72,8 +72,11 @@ export class CertificateChecks {
     }
   }
 
-  /** Runs every certificate check on one leaf and records the findings. */
-  check(leaf: CertificateLeaf): void {
+  /**
+   * Runs every certificate check on one leaf and records the findings. Returns the parsed
+   * signed message, or undefined when it is malformed.
+   */
+  check(leaf: CertificateLeaf): SignedMessage | undefined {
     const { row } = leaf;
     const where = { log_index: row.log_index!, certificate_id: row.certificate_id };
     let message: SignedMessage;
@@ -92,7 +95,7 @@ export class CertificateChecks {
       // The stored sequence keeps this certificate's place from being reported as deleted.
       this.#chain.markPresent(row.chain_sequence);
       this.#checkLeafNode(leaf, 'in_order');
-      return;
+      return undefined;
     }
     const authentic = this.#checkSignature(row, message);
     this.#checkColumns(row, message);
@@ -132,6 +135,7 @@ export class CertificateChecks {
       });
     }
     this.#checkLeafNode(leaf, placement);
+    return message;
   }
 
   /** Reports the chain sequences that no certificate in the log carries. */

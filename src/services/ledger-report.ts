@@ -9,6 +9,7 @@ export const LEDGER_FINDING_KINDS = [
   'edited',
   'checkpoint_mismatch',
   'signature_invalid',
+  'timestamp_invalid',
 ] as const;
 
 /**
@@ -23,6 +24,8 @@ export const LEDGER_FINDING_KINDS = [
  *   rebuilt from the stored leaves.
  * - `signature_invalid`: a certificate or checkpoint signature does not verify with the
  *   tenant's key.
+ * - `timestamp_invalid`: a stored RFC 3161 token of a certificate or checkpoint is unreadable,
+ *   does not verify or chain to the TSA roots given, or covers other data.
  */
 export type LedgerFindingKind = (typeof LEDGER_FINDING_KINDS)[number];
 
@@ -69,11 +72,17 @@ export interface LedgerReport {
     audit_events: number;
     nodes: number;
     checkpoints: number;
+    /** Stored RFC 3161 tokens of certificates and checkpoints verified against the TSA roots. */
+    timestamp_tokens: number;
   };
-  /** Leaves and checkpoints added by the service while verification ran, left for a later run. */
+  /**
+   * Leaves and checkpoints added by the service while verification ran, left for a later run,
+   * and stored timestamp tokens left unverified because no TSA roots were given.
+   */
   not_checked: {
     leaves_appended_during_run: number;
     checkpoints_published_during_run: number;
+    timestamp_tokens_without_roots: number;
   };
   /** Number of findings of each kind, including those beyond `findings`. */
   totals: Record<LedgerFindingKind, number>;
@@ -90,7 +99,8 @@ export interface LedgerReport {
 
 /** Collects findings, keeping at most `max` of them in memory and counting all. */
 export class FindingList {
-  readonly #max: number;
+  /** Findings kept in `items`. */
+  readonly max: number;
   readonly items: LedgerFinding[] = [];
   readonly totals: Record<LedgerFindingKind, number> = {
     deleted: 0,
@@ -99,16 +109,17 @@ export class FindingList {
     edited: 0,
     checkpoint_mismatch: 0,
     signature_invalid: 0,
+    timestamp_invalid: 0,
   };
   truncated = false;
 
   constructor(max: number) {
-    this.#max = max;
+    this.max = max;
   }
 
   add(finding: LedgerFinding): void {
     this.totals[finding.kind] += 1;
-    if (this.items.length < this.#max) {
+    if (this.items.length < this.max) {
       this.items.push(finding);
     } else {
       this.truncated = true;

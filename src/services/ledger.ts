@@ -1,7 +1,8 @@
 // Whole-ledger verification walks a tenant's Merkle log from index 0 in pages. It checks every
 // leaf against the bytes it was made from, every certificate against its signature and chain,
 // and every stored node against its children. Then it compares the tree rebuilt from the leaves
-// with the stored head and with every signed checkpoint.
+// with the stored head and with every signed checkpoint. Given TSA roots, it also verifies each
+// stored RFC 3161 token of a certificate or checkpoint when it reads that row.
 //
 // Memory stays bounded at any log size: the walk holds one page of rows and nodes, the
 // rebuilt frontier (one hash per set bit of the size), the stored frontier nodes, one buffered
@@ -26,6 +27,7 @@ import {
   nodeKey,
   rootFromFrontier,
 } from '../core/merkle.ts';
+import { decodeTrustedRoots, type TrustedRoots } from '../core/timestamp/certificates.ts';
 import type {
   AuditEventRow,
   CertificateRow,
@@ -37,6 +39,7 @@ import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
 import { CertificateChecks } from './ledger-certificates.ts';
 import { FindingList, type LedgerReport } from './ledger-report.ts';
+import { TimestampChecks, type TimestampedCertificate } from './ledger-timestamps.ts';
 
 export type { LedgerFinding, LedgerFindingKind, LedgerReport } from './ledger-report.ts';
 export { LEDGER_FINDING_KINDS, LEDGER_SUBJECTS } from './ledger-report.ts';
@@ -136,10 +139,17 @@ interface IndexRun {
 export class LedgerVerifier {
   readonly #store: Store;
   readonly #clock: Clock;
+  readonly #tsaRoots: readonly Uint8Array[] | undefined;
 
-  constructor(store: Store, clock: Clock) {
+  /**
+   * `tsaRoots`: the TSA root certificates that stored RFC 3161 tokens must chain to. Without
+   * them the tokens are counted as not checked. Raises TimestampError when they contain no
+   * certificate.
+   */
+  constructor(store: Store, clock: Clock, tsaRoots?: TrustedRoots) {
     this.#store = store;
     this.#clock = clock;
+    this.#tsaRoots = tsaRoots === undefined ? undefined : decodeTrustedRoots(tsaRoots);
   }
 
   /** Verifies the tenant's whole ledger and returns the report. Raises TENANT_NOT_FOUND. */
@@ -149,7 +159,13 @@ export class LedgerVerifier {
     if (!(await this.#store.getTenant(tenantId))) {
       throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
     }
-    const run = new LedgerRun(this.#store, tenantId, pageSize, maxFindings, options.onProgress);
+    const findings = new FindingList(maxFindings);
+    const run = new LedgerRun(this.#store, tenantId, {
+      pageSize,
+      findings,
+      timestamps: new TimestampChecks(this.#tsaRoots, findings, this.#clock),
+      onProgress: options.onProgress,
+    });
     return run.execute(this.#clock.now());
   }
 }
@@ -163,6 +179,7 @@ class LedgerRun {
   readonly #findings: FindingList;
   readonly #maxTracked: number;
   readonly #checkpoints: CheckpointCursor;
+  readonly #timestamps: TimestampChecks;
   #certificates!: CertificateChecks;
   #logKey: NoteVerifierKey | undefined;
   #logKeyProblem: string | undefined;
@@ -180,21 +197,27 @@ class LedgerRun {
   readonly #checked = { leaves: 0, certificates: 0, audit_events: 0, nodes: 0, checkpoints: 0 };
   /** Audit event rows of the page being walked, by log index. */
   #auditRows = new Map<number, AuditEventRow>();
+  /** Certificates of the page being walked whose signed message parsed. */
+  #pageCertificates: TimestampedCertificate[] = [];
   readonly #notChecked = { leaves_appended_during_run: 0, checkpoints_published_during_run: 0 };
 
   constructor(
     store: Store,
     tenantId: string,
-    pageSize: number,
-    maxFindings: number,
-    onProgress: LedgerVerifyOptions['onProgress'],
+    parts: {
+      pageSize: number;
+      findings: FindingList;
+      timestamps: TimestampChecks;
+      onProgress: LedgerVerifyOptions['onProgress'];
+    },
   ) {
     this.#store = store;
     this.#tenantId = tenantId;
-    this.#pageSize = pageSize;
-    this.#onProgress = onProgress;
-    this.#findings = new FindingList(maxFindings);
-    this.#maxTracked = maxFindings;
+    this.#pageSize = parts.pageSize;
+    this.#onProgress = parts.onProgress;
+    this.#findings = parts.findings;
+    this.#maxTracked = parts.findings.max;
+    this.#timestamps = parts.timestamps;
     this.#checkpoints = new CheckpointCursor(store, tenantId);
   }
 
@@ -237,8 +260,11 @@ class LedgerRun {
       tenant_id: this.#tenantId,
       ok: this.#findings.total === 0,
       tree_size: treeSize,
-      checked: { ...this.#checked },
-      not_checked: { ...this.#notChecked },
+      checked: { ...this.#checked, timestamp_tokens: this.#timestamps.checked },
+      not_checked: {
+        ...this.#notChecked,
+        timestamp_tokens_without_roots: this.#timestamps.notChecked,
+      },
       totals: { ...this.#findings.totals },
       findings: this.#findings.items,
       findings_truncated: this.#findings.truncated || chain.truncated,
@@ -279,6 +305,7 @@ class LedgerRun {
     for (const row of rows) {
       certificates.set(row.log_index!, row);
     }
+    this.#pageCertificates = [];
     let next = 0;
     for (let index = from; index < to; index++) {
       const atIndex: LogEntry[] = [];
@@ -295,6 +322,8 @@ class LedgerRun {
       await this.#appendRebuilt(index, leaf);
     }
     this.#checkInternalNodes(from, to, nodes);
+    await this.#timestamps.checkCertificates(this.#pageCertificates);
+    this.#pageCertificates = [];
   }
 
   /**
@@ -365,11 +394,16 @@ class LedgerRun {
       if (!row) {
         throw new Error(`certificate at log index ${index} changed while the ledger was read`);
       }
-      this.#certificates.check({
+      const message = this.#certificates.check({
         row,
         nodeStored: node !== undefined,
         leafMatchesNode,
       });
+      // NOTE: The token of a certificate whose signed message is malformed is not verified,
+      // because the timestamped fields come from that message. It already has an edited finding.
+      if (message !== undefined) {
+        this.#pageCertificates.push({ row, message });
+      }
     } else {
       this.#checked.audit_events += 1;
       if (leafMatchesNode) {
@@ -585,6 +619,7 @@ class LedgerRun {
       }
       this.#checkpoints.shift();
       this.#checked.checkpoints += 1;
+      await this.#timestamps.checkCheckpoint(row);
       const signedRoot = this.#openCheckpoint(row);
       if (signedRoot === undefined) {
         continue;
@@ -791,6 +826,7 @@ class LedgerRun {
       // this head is at least as large as every checkpoint the service published.
       const head = (await this.#store.getLogHead(this.#tenantId))?.tree_size ?? 0;
       for (const row of page) {
+        await this.#timestamps.checkCheckpoint(row);
         if (this.#openCheckpoint(row) === undefined) {
           this.#checked.checkpoints += 1;
         } else if (row.tree_size <= head) {

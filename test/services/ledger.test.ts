@@ -247,10 +247,13 @@ describe('whole-ledger verification of a clean ledger', () => {
         // 19 leaves complete 19 level-0 nodes and 16 parents (9 + 4 + 2 + 1).
         nodes: 35,
         checkpoints: 3,
+        // The test app has no TSA, so no token is stored.
+        timestamp_tokens: 0,
       });
       assert.deepEqual(report.not_checked, {
         leaves_appended_during_run: 0,
         checkpoints_published_during_run: 0,
+        timestamp_tokens_without_roots: 0,
       });
       assert.equal(
         Object.values(report.totals).reduce((sum, count) => sum + count, 0),
@@ -300,6 +303,7 @@ describe('whole-ledger verification of a clean ledger', () => {
     assert.deepEqual(report.not_checked, {
       leaves_appended_during_run: 2,
       checkpoints_published_during_run: 1,
+      timestamp_tokens_without_roots: 0,
     });
     const next = await verify(t);
     assert.equal(next.ok, true, describeFindings(next));

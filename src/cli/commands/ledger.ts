@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { loadConfig, type Config } from '../../config/config.ts';
 import type { LedgerFinding, LedgerProgress, LedgerReport } from '../../services/ledger.ts';
 import type { Store } from '../../storage/store.ts';
-import { printable } from './verify.ts';
+import { printable, readTsaRoots } from './verify.ts';
 
 export const EXIT_CLEAN = 0;
 export const EXIT_FINDINGS = 1;
@@ -20,6 +20,7 @@ interface LedgerVerifyOptions {
   tenant: string;
   json?: boolean;
   maxFindings?: string;
+  tsaRoots?: string;
 }
 
 /** Progress on stderr: a bar on a terminal, a line every tenth of the way otherwise. */
@@ -134,6 +135,15 @@ export function formatLedgerReport(report: LedgerReport): string {
         `${notChecked.checkpoints_published_during_run} checkpoints added while verifying`,
     );
   }
+  if (checked.timestamp_tokens > 0) {
+    lines.push(`  verified ${plural(checked.timestamp_tokens, 'timestamp token')}`);
+  }
+  if (notChecked.timestamp_tokens_without_roots > 0) {
+    lines.push(
+      `  not verified: ${plural(notChecked.timestamp_tokens_without_roots, 'timestamp token')}, ` +
+        'because no TSA roots were given (--tsa-roots)',
+    );
+  }
   for (const finding of report.findings) {
     lines.push(`  ${finding.kind.padEnd(19)} ${locate(finding)}: ${finding.detail}`);
   }
@@ -207,13 +217,14 @@ export async function runLedgerVerify(
   const progress = await createProgress();
   try {
     const maxFindings = parseMaxFindings(options.maxFindings);
+    const tsaRoots = readTsaRoots(options.tsaRoots);
     const [{ LedgerVerifier }, { systemClock }] = await Promise.all([
       import('../../services/ledger.ts'),
       import('../../services/clock.ts'),
     ]);
     const store = await openReadOnlyStore(loadConfig(process.env, { writeSecrets: false }));
     try {
-      report = await new LedgerVerifier(store, systemClock).verify(options.tenant, {
+      report = await new LedgerVerifier(store, systemClock, tsaRoots).verify(options.tenant, {
         maxFindings,
         onProgress: (update) => progress.update(update),
       });
@@ -243,13 +254,19 @@ export function registerLedgerCommand(program: Command): void {
     .description(
       "Verify a tenant's whole ledger on the configured database: every log leaf against its " +
         'stored bytes, every certificate signature, chain link and column, every stored node, ' +
-        'and the rebuilt tree against the log head and every signed checkpoint. The database ' +
-        'is opened read-only and not migrated. Exit status: 0 clean, 1 findings, 2 unusable ' +
-        '(unknown tenant, database error, schema older than this cdil).',
+        'the rebuilt tree against the log head and every signed checkpoint, and, with ' +
+        '--tsa-roots, every stored RFC 3161 timestamp token. The database is opened read-only ' +
+        'and not migrated. Exit status: 0 clean, 1 findings, 2 unusable (unknown tenant, ' +
+        'database error, schema older than this cdil, invalid or unreadable TSA root file).',
     )
     .requiredOption('--tenant <id>', 'tenant whose ledger to verify')
     .option('--json', 'print the full report as JSON')
     .option('--max-findings <n>', 'findings listed in the report, 1 to 100000 (default 1000)')
+    .option(
+      '--tsa-roots <file>',
+      'PEM file of the RFC 3161 TSA root certificates you trust; verifies the stored ' +
+        'certificate and checkpoint timestamp tokens (without it they are not checked)',
+    )
     .action(async (options: LedgerVerifyOptions) => {
       process.exitCode = await runLedgerVerify(
         options,

@@ -148,7 +148,7 @@ const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
  * contain at least one certificate, and each must parse and be a CA certificate. A private key
  * anywhere in the file is rejected, because it means the wrong file was given.
  */
-function readTsaRoots(path: string | undefined): string | undefined {
+export function readTsaRoots(path: string | undefined): string | undefined {
   if (path === undefined) {
     return undefined;
   }

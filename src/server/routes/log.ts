@@ -83,10 +83,16 @@ const LedgerReportSchema = Type.Object({
     audit_events: Type.Integer(),
     nodes: Type.Integer(),
     checkpoints: Type.Integer(),
+    timestamp_tokens: Type.Integer({
+      description: 'Stored RFC 3161 tokens verified against the configured TSA roots',
+    }),
   }),
   not_checked: Type.Object({
     leaves_appended_during_run: Type.Integer(),
     checkpoints_published_during_run: Type.Integer(),
+    timestamp_tokens_without_roots: Type.Integer({
+      description: 'Stored RFC 3161 tokens not verified, because the server has no TSA roots',
+    }),
   }),
   totals: Type.Object(
     Object.fromEntries(LEDGER_FINDING_KINDS.map((kind) => [kind, Type.Integer()])) as Record<
