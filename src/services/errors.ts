@@ -37,6 +37,10 @@ export const ErrorRegistry = {
     status: 503,
     title: 'Another process held the database write lock for too long; nothing was stored',
   },
+  SIGNING_KEY_CHANGED: {
+    status: 503,
+    title: "The tenant's signing key kept changing while the request waited; nothing was stored",
+  },
   DATABASE_UNAVAILABLE: {
     status: 503,
     title: 'The database connection failed; a write in progress may have been stored',

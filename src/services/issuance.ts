@@ -101,6 +101,20 @@ export const MAX_BATCH = 256;
 const BATCHES_IN_FLIGHT: Record<Store['engine'], number> = { sqlite: 1, postgres: 2 };
 
 /**
+ * Batches of one locked tenant each that one process keeps in flight besides those above. A
+ * multi-tenant append on PostgreSQL leaves out a tenant that another transaction holds, and
+ * that tenant is then appended alone, waiting for its lock, without holding up the others.
+ */
+const LOCKED_TENANT_BATCHES_IN_FLIGHT = 2;
+
+/** Result of one append: the tenants whose items are being signed again, and any failure. */
+interface BatchOutcome {
+  resigning: Set<string>;
+  /** Set when the database was busy or unreachable, so the batch's items were rejected. */
+  failure?: AppError;
+}
+
+/**
  * Times one request is signed again after its key stopped being active. Each retry follows a
  * rotation or revocation committed while the request waited. A request can wait through several
  * when each re-signing waits for a slow TSA, so frequent rotations can exhaust this.
@@ -137,8 +151,12 @@ export class IssuanceService {
   readonly #queues = new Map<string, PendingItem[]>();
   /** Tenants with a batch in flight; a tenant has at most one, which keeps its items in order. */
   readonly #appending = new Set<string>();
-  /** Batches in flight in this process. */
+  /** Batches in flight in this process, not counting those of locked tenants. */
   #batchesInFlight = 0;
+  /** Tenants left out of a multi-tenant append because another transaction held them. */
+  readonly #lockedTenants = new Set<string>();
+  /** Batches of one locked tenant in flight. */
+  #lockedBatchesInFlight = 0;
   #pumpScheduled = false;
 
   readonly #tsa: TimestampAuthority | undefined;
@@ -327,6 +345,7 @@ export class IssuanceService {
    * so a busy tenant cannot crowd out the others.
    */
   #pump(): void {
+    this.#pumpLockedTenants();
     while (this.#batchesInFlight < BATCHES_IN_FLIGHT[this.#store.engine]) {
       const groups: AppendGroup<PendingItem>[] = [];
       let size = 0;
@@ -334,35 +353,76 @@ export class IssuanceService {
         if (size >= MAX_BATCH) {
           break;
         }
-        if (this.#appending.has(tenantId)) {
+        if (this.#appending.has(tenantId) || this.#lockedTenants.has(tenantId)) {
           continue;
         }
-        const items = queue.splice(0, MAX_BATCH - size);
-        groups.push({ tenantId, items });
-        size += items.length;
-        this.#appending.add(tenantId);
-        this.#queues.delete(tenantId);
-        if (queue.length > 0) {
-          this.#queues.set(tenantId, queue);
-        }
+        groups.push(this.#takeGroup(tenantId, queue, MAX_BATCH - size));
+        size += groups.at(-1)!.items.length;
       }
       if (groups.length === 0) {
         return;
       }
-      this.#batchesInFlight += 1;
-      void this.#append(groups).then(
-        (resigning) => this.#finishBatch(groups, resigning),
-        () => this.#finishBatch(groups, new Set()),
-      );
+      this.#startBatch(groups, false);
     }
+  }
+
+  /** Starts a batch of its own for each locked tenant, while slots for them are free. */
+  #pumpLockedTenants(): void {
+    for (const tenantId of this.#lockedTenants) {
+      if (this.#lockedBatchesInFlight >= LOCKED_TENANT_BATCHES_IN_FLIGHT) {
+        return;
+      }
+      const queue = this.#queues.get(tenantId);
+      if (this.#appending.has(tenantId)) {
+        continue;
+      }
+      if (queue === undefined) {
+        this.#lockedTenants.delete(tenantId);
+        continue;
+      }
+      this.#startBatch([this.#takeGroup(tenantId, queue, MAX_BATCH)], true);
+    }
+  }
+
+  /** Takes up to `limit` items off the tenant's queue, moving the rest to the back. */
+  #takeGroup(tenantId: string, queue: PendingItem[], limit: number): AppendGroup<PendingItem> {
+    const items = queue.splice(0, limit);
+    this.#appending.add(tenantId);
+    this.#queues.delete(tenantId);
+    if (queue.length > 0) {
+      this.#queues.set(tenantId, queue);
+    }
+    return { tenantId, items };
+  }
+
+  #startBatch(groups: AppendGroup<PendingItem>[], lockedTenant: boolean): void {
+    if (lockedTenant) {
+      this.#lockedBatchesInFlight += 1;
+    } else {
+      this.#batchesInFlight += 1;
+    }
+    void this.#append(groups).then(
+      ({ resigning }) => this.#finishBatch(groups, resigning, lockedTenant),
+      () => this.#finishBatch(groups, new Set(), lockedTenant),
+    );
   }
 
   /**
    * Frees the batch slot and the batch's tenants, except those whose stale items are being
    * signed again: they stay marked as appending until #resignInBackground queues the items.
    */
-  #finishBatch(groups: AppendGroup<PendingItem>[], resigning: ReadonlySet<string>): void {
-    this.#batchesInFlight -= 1;
+  #finishBatch(
+    groups: AppendGroup<PendingItem>[],
+    resigning: ReadonlySet<string>,
+    lockedTenant: boolean,
+  ): void {
+    if (lockedTenant) {
+      this.#lockedBatchesInFlight -= 1;
+      // Appended alone, the tenant waited for its lock, so it was not left out again.
+      this.#lockedTenants.delete(groups[0]!.tenantId);
+    } else {
+      this.#batchesInFlight -= 1;
+    }
     for (const { tenantId } of groups) {
       if (!resigning.has(tenantId)) {
         this.#appending.delete(tenantId);
@@ -379,7 +439,7 @@ export class IssuanceService {
    * retry starts from a clean state. A lock timeout or a failed database connection fails every
    * item with 503 instead.
    */
-  async #append(groups: AppendGroup<PendingItem>[]): Promise<Set<string>> {
+  async #append(groups: AppendGroup<PendingItem>[]): Promise<BatchOutcome> {
     const resigning = new Set<string>();
     let results: AppendResult[][];
     try {
@@ -408,25 +468,37 @@ export class IssuanceService {
             this.#queues.delete(tenantId);
           }
         }
-      } else if (groups.length > 1) {
-        for (const group of groups) {
-          for (const tenantId of await this.#append([group])) {
-            resigning.add(tenantId);
-          }
-        }
-      } else {
+        return { resigning, failure };
+      }
+      if (groups.length === 1) {
         for (const item of groups[0]!.items) {
           item.reject(error);
         }
+        return { resigning };
       }
-      return resigning;
+      for (const [index, group] of groups.entries()) {
+        const outcome = await this.#append([group]);
+        outcome.resigning.forEach((tenantId) => resigning.add(tenantId));
+        if (outcome.failure) {
+          // The database is busy or unreachable, so the tenants not yet tried would fail the
+          // same way, each after a wait of its own.
+          for (const rest of groups.slice(index + 1)) {
+            rest.items.forEach((item) => item.reject(outcome.failure));
+          }
+          return { resigning, failure: outcome.failure };
+        }
+      }
+      return { resigning };
     }
     for (const [index, { tenantId, items }] of groups.entries()) {
       const stale: PendingItem[] = [];
+      const left: PendingItem[] = [];
       results[index]!.forEach((result, i) => {
         const item = items[i]!;
         if (result.kind === 'key_inactive') {
           stale.push(item);
+        } else if (result.kind === 'tenant_locked') {
+          left.push(item);
         } else if (result.kind === 'conflict') {
           item.reject(
             new AppError(
@@ -442,8 +514,14 @@ export class IssuanceService {
         resigning.add(tenantId);
         void this.#resignInBackground(tenantId, stale);
       }
+      if (left.length > 0) {
+        // Another transaction has the tenant locked. Its items go back to the front of its
+        // queue, and #pumpLockedTenants appends them in a batch of their own.
+        this.#queues.set(tenantId, [...left, ...(this.#queues.get(tenantId) ?? [])]);
+        this.#lockedTenants.add(tenantId);
+      }
     }
-    return resigning;
+    return { resigning };
   }
 
   /**
@@ -486,8 +564,10 @@ export class IssuanceService {
         item.reject(new AppError('TENANT_NOT_FOUND', 'tenant not found'));
       } else if (item.resigned >= MAX_RESIGN) {
         item.reject(
-          new Error(
-            `tenant ${tenantId}: the signing key changed ${MAX_RESIGN + 1} times before the certificate could be appended`,
+          new AppError(
+            'SIGNING_KEY_CHANGED',
+            `the signing key changed ${MAX_RESIGN + 1} times while the request waited; nothing was stored, retry later`,
+            { headers: { 'Retry-After': '1' } },
           ),
         );
       } else {

@@ -128,7 +128,8 @@ export type AppendResult =
   | { kind: 'created'; row: CertificateRow }
   | { kind: 'replayed'; row: CertificateRow }
   | { kind: 'conflict' }
-  | { kind: 'key_inactive'; activeKeyId: string | undefined };
+  | { kind: 'key_inactive'; activeKeyId: string | undefined }
+  | { kind: 'tenant_locked' };
 
 /** One tenant's items in a multi-tenant append. */
 export interface AppendGroup<T extends AppendItem> {
@@ -414,6 +415,9 @@ export interface Store extends ShadowStore, LogStore {
    * group, and returns each group's results in group order. The tenant ids of `groups` MUST
    * differ. Either every group is stored or none is. One commit for many tenants is what makes
    * issuance for many tenants at once cost about as much per certificate as for one tenant.
+   * With more than one group, an engine with per-tenant locks may leave out a tenant whose chain
+   * is locked by another transaction instead of waiting for it: each of that group's items then
+   * yields `tenant_locked`, nothing of it is stored, and the caller appends it again on its own.
    */
   appendCertificateGroups<T extends AppendItem>(
     groups: readonly AppendGroup<T>[],

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/config.ts';
 import { createServices, type Services } from '../../src/services/container.ts';
+import pg from 'pg';
 import { openStore } from '../../src/storage/open.ts';
+import { PgStore } from '../../src/storage/postgres/pg-store.ts';
 import {
   StoreBusyError,
   type AppendGroup,
@@ -17,7 +19,12 @@ import { TsaClient, type TimestampAuthority } from '../../src/services/tsa-clien
 import { issueRequest } from '../helpers/bundle.ts';
 import { startLocalTsa, type LocalTsa } from '../helpers/tsa.ts';
 import { walkChain } from '../helpers/chain.ts';
-import { createTestDatabase, runSql, type StorageLocation } from '../helpers/database.ts';
+import {
+  TEST_ENGINE,
+  createTestDatabase,
+  runSql,
+  type StorageLocation,
+} from '../helpers/database.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -192,6 +199,36 @@ describe('issuance batching across tenants', () => {
     }
     assert.equal((await walkChain(services, waiting)).length, PER_TENANT);
   });
+
+  test('busy retry stops the tenant retries', async () => {
+    const tenants = TENANTS.slice(6, 9);
+    let calls = 0;
+    hooks.before = () => {
+      calls += 1;
+      if (calls === 1) {
+        return Promise.reject(new Error('the batch failed for a reason of its own'));
+      }
+      hooks.before = undefined;
+      return Promise.reject(new StoreBusyError('the write lock was held for too long'));
+    };
+    batches.length = 0;
+    const outcomes = await Promise.allSettled(
+      tenants.map((tenant) =>
+        services.issuance.issue(tenant, issueRequest({ encounter_id: `retry-${tenant}` })),
+      ),
+    );
+    hooks.before = undefined;
+    assert.ok(
+      batches[0]!.length > 1,
+      `the first batch held one tenant: ${JSON.stringify(batches)}`,
+    );
+    // The failed batch, then one tenant alone, which found the database busy; no more attempts.
+    assert.equal(batches.length, 2, JSON.stringify(batches));
+    for (const outcome of outcomes) {
+      assert.equal(outcome.status, 'rejected');
+      assert.equal((outcome.reason as { code?: string }).code, 'DATABASE_BUSY');
+    }
+  });
 });
 
 /** TSA in front of a local openssl TSA that delays every call after the first `passed` ones. */
@@ -292,3 +329,81 @@ describe('re-signing after a key rotation', () => {
     assert.equal((await walkChain(services, 'resign-ts')).length, 2);
   });
 });
+
+describe(
+  'issuance with one tenant held by another transaction',
+  { skip: TEST_ENGINE !== 'postgres' && 'row locks per tenant exist on PostgreSQL only' },
+  () => {
+    let location: StorageLocation;
+    let services: Services;
+    const batches: string[][] = [];
+
+    before(async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'cdil-held-'));
+      location = { dir, database: await createTestDatabase() };
+      const config = loadConfig({
+        CDIL_ENV: 'development',
+        CDIL_DATA_DIR: dir,
+        CDIL_LOG_LEVEL: 'warn',
+        ...location.database.env,
+      });
+      const store = new PgStore(location.database.url!, { lockTimeoutMs: 1_500 });
+      services = await createServices(config, {
+        store: recordingStore(store, batches, { before: undefined }),
+      });
+      for (const tenant of ['held-t0', 'held-t1', 'held-t2']) {
+        await services.tenants.create(tenant);
+        // With the keys cached, requests sent together reach the queue together.
+        await services.keyring.get(tenant);
+      }
+    });
+
+    after(async () => {
+      await services.close();
+      await location.database.drop();
+      rmSync(location.dir, { recursive: true, force: true });
+    });
+
+    test('held tenant spares the others', async () => {
+      const rival = new pg.Client({ connectionString: location.database.url });
+      await rival.connect();
+      try {
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'held-t0' FOR UPDATE");
+        const issue = (tenant: string, i: number) =>
+          services.issuance.issue(tenant, issueRequest({ encounter_id: `held-${tenant}-${i}` }));
+        const started = Date.now();
+        const sent = [0, 1, 2].flatMap((i) =>
+          ['held-t0', 'held-t1', 'held-t2'].map((tenant) => issue(tenant, i)),
+        );
+        const held = Promise.allSettled(sent.filter((_, index) => index % 3 === 0));
+        const others = await Promise.all(sent.filter((_, index) => index % 3 !== 0));
+        const othersElapsed = Date.now() - started;
+        const heldOutcomes = await held;
+        const heldElapsed = Date.now() - started;
+        assert.equal(others.length, 6);
+        assert.ok(
+          othersElapsed < 1_500,
+          `the other tenants waited ${othersElapsed} ms for the held tenant's lock`,
+        );
+        assert.ok(
+          batches.some((tenants) => tenants.length > 1 && tenants.includes('held-t0')),
+          `the held tenant never shared a batch: ${JSON.stringify(batches)}`,
+        );
+        for (const outcome of heldOutcomes) {
+          assert.equal(outcome.status, 'rejected');
+          assert.equal((outcome.reason as { code?: string }).code, 'DATABASE_BUSY');
+        }
+        // One lock timeout, not one per attempt.
+        assert.ok(heldElapsed < 4_000, `the held tenant was answered after ${heldElapsed} ms`);
+      } finally {
+        await rival.query('ROLLBACK');
+        await rival.end();
+      }
+      const after = await services.issuance.issue('held-t0', issueRequest());
+      assert.equal(after.certificate.tenant_id, 'held-t0');
+      assert.equal((await walkChain(services, 'held-t0')).length, 1);
+      assert.equal((await walkChain(services, 'held-t1')).length, 3);
+    });
+  },
+);

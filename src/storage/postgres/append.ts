@@ -53,10 +53,12 @@ const LOCK_CHAIN_HEADS: TenantStatement = {
     text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
       WHERE tenant_id = ($1::text[])[1] FOR UPDATE`,
   },
+  // A multi-tenant append leaves out the tenants another transaction holds, so one tenant
+  // held for long (a stalled process, an operator's lock) does not stall the others.
   several: {
     name: 'cdil_lock_chain_heads',
     text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
-      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`,
+      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE SKIP LOCKED`,
   },
 };
 
@@ -229,7 +231,8 @@ function idempotencyKeyColumns(groups: readonly AppendGroup<AppendItem>[]): [str
 /**
  * Round trip 1: begins the transaction, locks the chain heads and the log heads, and reads the
  * active keys and the stored idempotency keys when the items need them. Returns each tenant's
- * state by tenant id.
+ * state by tenant id. With several tenants, a tenant whose chain head or log head is locked by
+ * another transaction is skipped and has no state.
  */
 async function lockAndRead(
   client: pg.PoolClient,
@@ -274,13 +277,28 @@ async function lockAndRead(
   await Promise.allSettled(statements);
   await settleInOrder([begun, locked]);
   const heads = new Map((await locked).rows.map((row) => [row.tenant_id, row]));
-  const missing = tenantIds.find((tenantId) => !heads.has(tenantId));
-  if (missing !== undefined) {
-    // Reported before the other statements' errors: for a tenant that does not exist, the log
-    // head insert fails on its foreign key.
-    throw new Error(`tenant ${missing} has no chain head`);
+  // A single tenant's head is locked by waiting, so a missing one does not exist. A missing
+  // tenant is reported instead of the other statements' errors: for a tenant that does not
+  // exist, the log head insert fails on its foreign key.
+  const missing = tenantIds.filter((tenantId) => !heads.has(tenantId));
+  if (tenantIds.length === 1 && missing.length === 1) {
+    throw new Error(`tenant ${missing[0]} has no chain head`);
   }
-  await settleInOrder(statements);
+  try {
+    await settleInOrder(statements);
+  } catch (error) {
+    // With several tenants, a missing head may also be one that another transaction holds.
+    if (missing.length === 1) {
+      throw new Error(`tenant ${missing[0]} has no chain head`, { cause: error });
+    }
+    if (missing.length > 1) {
+      throw new Error(
+        `tenants ${missing.join(', ')} have no chain head, or another transaction has it locked`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
   const lockedLogHeads = await logHeads;
   const activeKeyIds = new Map(
     ((await activeKeys)?.rows ?? []).map((row) => [row.tenant_id, row.key_id]),
@@ -288,9 +306,14 @@ async function lockAndRead(
   const storedByTenant = indexStoredKeys((await storedKeys)?.rows ?? []);
   const states = new Map<string, LockedState>();
   for (const tenantId of tenantIds) {
+    const head = heads.get(tenantId);
+    const logHead = lockedLogHeads.get(tenantId);
+    if (head === undefined || logHead === undefined) {
+      continue;
+    }
     states.set(tenantId, {
-      head: heads.get(tenantId)!,
-      logHead: lockedLogHeads.get(tenantId)!,
+      head,
+      logHead,
       activeKeyId: activeKeyIds.get(tenantId),
       storedKeys: storedByTenant.get(tenantId) ?? new Map<string, StoredKey>(),
     });
@@ -455,9 +478,18 @@ export async function appendGroups<T extends AppendItem>(
   seal: Sealer<T>,
 ): Promise<AppendResult[][]> {
   const states = await lockAndRead(client, groups);
-  const batches = groups.map((group) => sealBatch(group, states.get(group.tenantId)!, seal));
+  const batches: SealedBatch[] = [];
+  const results = groups.map((group): AppendResult[] => {
+    const state = states.get(group.tenantId);
+    if (state === undefined) {
+      return group.items.map(() => ({ kind: 'tenant_locked' }));
+    }
+    const batch = sealBatch(group, state, seal);
+    batches.push(batch);
+    return batch.results;
+  });
   // After a failed statement the server aborts the transaction, so the COMMIT at the end of the
   // round trip rolls back instead, and settleInOrder throws the first statement's error.
   await settleInOrder(sendTogether(client, () => sendWrites(client, batches)));
-  return batches.map((batch) => batch.results);
+  return results;
 }

@@ -60,10 +60,11 @@ const LOCK_HEADS: TenantStatement = {
     name: 'cdil_lock_log_head',
     text: 'SELECT tenant_id, tree_size, frontier FROM log_heads WHERE tenant_id = ($1::text[])[1] FOR UPDATE',
   },
+  // Like the chain heads of a multi-tenant append, rows another transaction holds are skipped.
   several: {
     name: 'cdil_lock_log_heads',
     text: `SELECT tenant_id, tree_size, frontier FROM log_heads
-      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`,
+      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE SKIP LOCKED`,
   },
 };
 
@@ -93,6 +94,8 @@ export interface TenantLogExtension {
  * them by tenant id. Call inside a transaction. Both statements are issued before either reply
  * is read, so on a pipelining connection they share a round trip with any other statements
  * issued before the caller awaits. Rejects, on the foreign key, when a tenant does not exist.
+ * With several tenants, a head that another transaction holds is skipped and missing from the
+ * result.
  */
 export function lockLogHeads(
   client: Queryable,
