@@ -1,6 +1,6 @@
-// TCP servers on 127.0.0.1 that stand in for a PostgreSQL server that does not work: one accepts
-// connections and never sends a byte, as a frozen server or a half-open network path does, and
-// one rejects every login with a given SQLSTATE, as a server does for a wrong password.
+// TCP servers on 127.0.0.1 that stand in for a PostgreSQL server that does not work. One accepts
+// connections and never sends a byte, as a frozen server or a half-open network path does. The
+// other rejects every login with a given SQLSTATE, as a server does for a wrong password.
 import { createServer, type Server, type Socket } from 'node:net';
 
 export interface FakeServer {
@@ -44,7 +44,7 @@ export function startSilentServer(): Promise<FakeServer> {
 }
 
 /**
- * Starts a server that answers each client's first message (the startup message, since clients
+ * Starts a server that replies to each client's first message (the startup message, since clients
  * here do not request TLS) with a FATAL ErrorResponse carrying `code` and `message`, as
  * PostgreSQL does for a rejected login (protocol version 3, message type 'E').
  */

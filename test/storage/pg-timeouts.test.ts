@@ -78,7 +78,7 @@ describe(
           } finally {
             process.kill(pid, 'SIGCONT');
           }
-          // The next call opens a new connection, and the server sees the old one closed.
+          // The next call opens a new connection, and the server ends the old session.
           await store.ping();
           await waitUntilGone(location, pid);
         }
@@ -94,7 +94,7 @@ describe(
         await database.drop();
       }
       // A connection closed after a timeout inside a transaction can report its closing as a
-      // failure of a connection in use; the pool never calls it idle.
+      // failure of a connection in use. It is never reported as an idle connection.
       for (const message of warnings) {
         assert.match(message, /^PostgreSQL connection failed while in use/);
       }

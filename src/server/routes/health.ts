@@ -6,7 +6,7 @@ import { ROUTES } from '../route-table.ts';
 
 /**
  * Time limit of one readiness check. A load balancer's probe usually times out after a few
- * seconds, so `/readyz` answers 503 before that instead of hanging until the store's own
+ * seconds, so `/readyz` returns 503 before that instead of hanging until the store's own
  * connect or query timeout.
  */
 export const READINESS_TIMEOUT_MS = 2_500;
@@ -14,7 +14,7 @@ export const READINESS_TIMEOUT_MS = 2_500;
 /**
  * Returns a check that pings `store` and rejects when the ping fails or takes longer than
  * `timeoutMs`. Checks made while a ping is running share it, so repeated probes against a
- * database that does not answer start no new pings. The running ping ends at the store's own
+ * database that does not reply start no new pings. The running ping ends at the store's own
  * connect or query timeout.
  */
 export function readinessCheck(store: Pick<Store, 'ping'>, timeoutMs: number): () => Promise<void> {

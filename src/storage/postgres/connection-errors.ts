@@ -7,8 +7,8 @@ import { StoreUnavailableError } from '../store.ts';
  * SQLSTATE codes, besides classes 08 (connection exception) and 28 (invalid authorization
  * specification), with which the server ends a session or rejects a new one (PostgreSQL 15,
  * Appendix A). Class 28 and 3D000 are configuration errors, such as a wrong password or role
- * name in DATABASE_URL, but they too mean that no connection can be opened until an operator
- * fixes them, so a request gets 503 with Retry-After and the log line shows the code.
+ * name in DATABASE_URL. They too mean that no connection can be opened until an operator fixes
+ * them, so a request gets 503 with Retry-After, and its log line shows the code.
  */
 const SESSION_ENDED_CODES = new Set([
   '57P01', // admin_shutdown: pg_terminate_backend, or a smart or fast server shutdown

@@ -87,7 +87,7 @@ export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000;
 export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 
 /**
- * Client-side limits, which also work when the server or the network stops answering. A new
+ * Client-side limits, which also work when the server or the network stops replying. A new
  * connection that is not ready after the connect timeout fails, and so does a wait for a free
  * pooled connection. A statement without a reply after the query timeout fails, and its
  * connection is closed. The query timeout must exceed the lock timeout, so that a statement
@@ -271,7 +271,7 @@ export class PgStore implements Store {
       // Writes each query to the socket when it is issued instead of after the previous reply.
       // Code that awaits each query behaves as before, and appendCertificates sends groups.
       // A pipelined query that times out makes node-postgres 8.23 destroy the connection, because
-      // the replies of the queries behind it can no longer be told apart.
+      // the replies of the queries behind it can no longer be matched to their queries.
       pipeline: true,
     };
     this.#pool = new pg.Pool({
