@@ -10,6 +10,8 @@ import { DATABASE_UNAVAILABLE_RETRY_AFTER_S } from '../../src/services/errors.ts
 import { StoreUnavailableError } from '../../src/storage/store.ts';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
 import { walkChain } from '../helpers/chain.ts';
+import { startRejectingServer, startSilentServer } from '../helpers/fake-postgres.ts';
+import { READINESS_TIMEOUT_MS } from '../../src/server/routes/health.ts';
 import {
   TEST_ENGINE,
   createTestDatabase,
@@ -127,6 +129,64 @@ describe('database failures on any engine', () => {
       }
     } finally {
       await t.close();
+    }
+    assert.ok(!t.logs.join('').includes(PASSWORD_MARKER), 'the password reached the log');
+  });
+
+  test('silent database fails readiness in time', async () => {
+    const server = await startSilentServer();
+    const url = `postgres://cdil:${PASSWORD_MARKER}@127.0.0.1:${server.port}/cdil`;
+    const silent: TestDatabase = { env: { DATABASE_URL: url }, url, drop: () => Promise.resolve() };
+    const t = await startTestApp({}, silent, { migrate: false });
+    try {
+      for (const probe of ['first', 'repeated']) {
+        const started = Date.now();
+        const ready = await t.app.inject({ method: 'GET', url: '/readyz' });
+        const elapsed = Date.now() - started;
+        assert.equal(ready.statusCode, 503, ready.body);
+        assert.equal(ready.json().error.code, 'NOT_READY');
+        // The margin covers a loaded machine; the store's connect timeout is 5 s.
+        assert.ok(elapsed < READINESS_TIMEOUT_MS + 1_500, `${probe} probe took ${elapsed} ms`);
+      }
+      // The repeated probe waited for the ping that the first one started.
+      assert.equal(server.connections(), 1);
+    } finally {
+      await t.close();
+      await server.close();
+    }
+  });
+
+  test('rejected login answers 503', async () => {
+    const server = await startRejectingServer(
+      '28P01',
+      'password authentication failed for user "cdil"',
+    );
+    const url = `postgres://cdil:${PASSWORD_MARKER}@127.0.0.1:${server.port}/cdil`;
+    const rejecting: TestDatabase = {
+      env: { DATABASE_URL: url },
+      url,
+      drop: () => Promise.resolve(),
+    };
+    const t = await startTestApp({}, rejecting, { migrate: false });
+    try {
+      const issued = await t.app.inject({
+        method: 'POST',
+        url: '/v1/clinical/documentation',
+        headers: { ...bearer(await t.token('clinician', 'login-t1')), 'idempotency-key': 'k-1' },
+        payload: issueBody(),
+      });
+      assertUnavailable(issued);
+      const failure = logLines(t).find(
+        (line) => line.msg === 'request failed' && line.code === 'DATABASE_UNAVAILABLE',
+      );
+      assert.ok(failure, t.logs.join(''));
+      assert.match(
+        String((failure.err as { message?: unknown }).message),
+        /password authentication failed for user "cdil" \(28P01\)/,
+      );
+    } finally {
+      await t.close();
+      await server.close();
     }
     assert.ok(!t.logs.join('').includes(PASSWORD_MARKER), 'the password reached the log');
   });
@@ -289,6 +349,48 @@ describe(
       } finally {
         await rival.end();
         await t.close();
+      }
+    });
+
+    test('unknown role or database answers 503', async () => {
+      const server = new URL(process.env.DATABASE_URL!);
+      const unknownRole = new URL(server);
+      unknownRole.username = 'cdil_no_such_role';
+      const unknownDatabase = new URL(server);
+      unknownDatabase.pathname = '/cdil_no_such_database';
+      const cases: [string, URL, string][] = [
+        ['unknown role', unknownRole, '28000'],
+        ['unknown database', unknownDatabase, '3D000'],
+      ];
+      for (const [name, target, code] of cases) {
+        const url = target.toString();
+        const database: TestDatabase = {
+          env: { DATABASE_URL: url },
+          url,
+          drop: () => Promise.resolve(),
+        };
+        const t = await startTestApp({}, database, { migrate: false });
+        try {
+          const ready = await t.app.inject({ method: 'GET', url: '/readyz' });
+          assert.equal(ready.statusCode, 503, `${name}: ${ready.body}`);
+          const read = await t.app.inject({
+            method: 'GET',
+            url: '/v1/certificates/00000000-0000-4000-8000-000000000000',
+            headers: bearer(await t.token('auditor', 'login-t2')),
+          });
+          assertUnavailable(read);
+          const failure = logLines(t).find(
+            (line) => line.msg === 'request failed' && line.code === 'DATABASE_UNAVAILABLE',
+          );
+          assert.ok(failure, `${name}: ${t.logs.join('')}`);
+          assert.match(
+            String((failure.err as { message?: unknown }).message),
+            new RegExp(`does not exist \\(${code}\\)`),
+            name,
+          );
+        } finally {
+          await t.close();
+        }
       }
     });
 

@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { closedPort } from '../helpers/ports.ts';
 import { describe, test } from 'node:test';
+import { readinessCheck } from '../../src/server/routes/health.ts';
+import { startRejectingServer, startSilentServer } from '../helpers/fake-postgres.ts';
 import {
   connectionErrorFields,
   isConnectionFailure,
@@ -25,6 +27,14 @@ describe('connection failure classification', () => {
     ['53300 too many connections', coded('53300'), true],
     ['08006 connection failure', coded('08006'), true],
     ['08P01 protocol violation', coded('08P01'), true],
+    ['28P01 wrong password', coded('28P01'), true],
+    ['28000 unknown role', coded('28000'), true],
+    ['3D000 unknown database', coded('3D000'), true],
+    ['query timeout', new Error('Query read timeout'), true],
+    ['client connect timeout', new Error('timeout expired'), true],
+    ['pool connect timeout', new Error('Connection terminated due to connection timeout'), true],
+    ['pool wait timeout', new Error('timeout exceeded when trying to connect'), true],
+    ['3D001 other class 3D code', coded('3D001'), false],
     ['ECONNREFUSED', coded('ECONNREFUSED'), true],
     ['ECONNRESET', coded('ECONNRESET'), true],
     ['EPIPE', coded('EPIPE'), true],
@@ -78,6 +88,15 @@ describe('wrapConnectionFailure', () => {
     assert.equal(wrapConnectionFailure(syntax), syntax);
   });
 
+  test('message ends with the SQLSTATE', () => {
+    const cause = coded('28P01', 'password authentication failed for user "cdil"');
+    const wrapped = wrapConnectionFailure(cause) as Error;
+    assert.equal(
+      wrapped.message,
+      'PostgreSQL connection failed: password authentication failed for user "cdil" (28P01)',
+    );
+  });
+
   test('does not wrap twice', () => {
     const once = wrapConnectionFailure(coded('ECONNRESET'));
     assert.equal(wrapConnectionFailure(once), once);
@@ -127,4 +146,118 @@ test('unreachable server raises StoreUnavailableError', async () => {
   }
   // A connection that was never opened fails its operation and is not a pool warning.
   assert.deepEqual(lines, []);
+});
+
+test('silent server fails within connect timeout', async () => {
+  const server = await startSilentServer();
+  const store = new PgStore(`postgres://cdil:password-marker@127.0.0.1:${server.port}/cdil`, {
+    poolSize: 2,
+    connectTimeoutMs: 300,
+  });
+  try {
+    const operations: [string, () => Promise<unknown>][] = [
+      ['ping', () => store.ping()],
+      ['getTenant', () => store.getTenant('any')],
+      ['appendCertificates', () => store.appendCertificates('any', [{}], () => assert.fail())],
+      ['migrate', () => store.migrate()],
+    ];
+    for (const [name, operation] of operations) {
+      const started = Date.now();
+      await assert.rejects(operation(), (error: unknown) => {
+        assert.ok(error instanceof StoreUnavailableError, `${name}: ${String(error)}`);
+        assert.match(error.message, /timeout/, name);
+        assert.doesNotMatch(error.message, /password-marker/, name);
+        return true;
+      });
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= 250, `${name} failed after ${elapsed} ms, before the connect timeout`);
+      // The margin covers a loaded machine; without a connect timeout the call would not end.
+      assert.ok(elapsed < 3_000, `${name} failed after ${elapsed} ms`);
+    }
+    assert.ok(server.connections() >= operations.length);
+  } finally {
+    await store.close();
+    await server.close();
+  }
+});
+
+test('rejected login raises StoreUnavailableError', async () => {
+  const server = await startRejectingServer(
+    '28P01',
+    'password authentication failed for user "cdil"',
+  );
+  const store = new PgStore(`postgres://cdil:password-marker@127.0.0.1:${server.port}/cdil`, {
+    poolSize: 1,
+  });
+  try {
+    await assert.rejects(store.getTenant('any'), (error: unknown) => {
+      assert.ok(error instanceof StoreUnavailableError, String(error));
+      assert.equal((error.cause as { code?: unknown }).code, '28P01');
+      assert.match(error.message, /password authentication failed for user "cdil" \(28P01\)/);
+      assert.doesNotMatch(error.message, /password-marker/);
+      return true;
+    });
+  } finally {
+    await store.close();
+    await server.close();
+  }
+});
+
+test('query timeout must exceed lock timeout', () => {
+  assert.throws(
+    () => new PgStore('postgres://127.0.0.1:1/cdil', { lockTimeoutMs: 500, queryTimeoutMs: 500 }),
+    /queryTimeoutMs \(500\) must exceed lockTimeoutMs \(500\)/,
+  );
+});
+
+describe('readinessCheck', () => {
+  test('fails when the ping outlasts the limit', async () => {
+    let pings = 0;
+    const check = readinessCheck(
+      {
+        ping: () => {
+          pings += 1;
+          return new Promise<void>(() => {});
+        },
+      },
+      100,
+    );
+    const started = Date.now();
+    await assert.rejects(check(), /database ping timed out after 100 ms/);
+    assert.ok(Date.now() - started >= 90);
+    assert.equal(pings, 1);
+  });
+
+  test('shares a running ping', async () => {
+    let pings = 0;
+    let finishPing: (() => void) | undefined;
+    const check = readinessCheck(
+      {
+        ping: () => {
+          pings += 1;
+          return new Promise<void>((resolve) => {
+            finishPing = resolve;
+          });
+        },
+      },
+      50,
+    );
+    await assert.rejects(check(), /timed out/);
+    await assert.rejects(check(), /timed out/);
+    assert.equal(pings, 1, 'a second probe started a second ping');
+    const passing = check();
+    finishPing!();
+    await passing;
+    // The finished ping is not reused: the next check pings again.
+    const next = check();
+    assert.equal(pings, 2);
+    finishPing!();
+    await next;
+  });
+
+  test('passes a ping failure through', async () => {
+    const failure = new Error('connection refused');
+    const check = readinessCheck({ ping: () => Promise.reject(failure) }, 1_000);
+    await assert.rejects(check(), (error: unknown) => error === failure);
+  });
 });

@@ -103,6 +103,35 @@ describe(
       }
     });
 
+    test('long lock wait ends promptly after release', async () => {
+      const path = join(dir, 'long-wait.sqlite');
+      const store = new SqliteStore(path, { busyTimeoutMs: 10_000 });
+      await store.migrate();
+      const other = new Database(path);
+      try {
+        other.exec('BEGIN IMMEDIATE');
+        let settled = false;
+        const write = store.setTenantRateLimit('no-such-tenant', 10).finally(() => {
+          settled = true;
+        });
+        // Long enough that the pauses between tries have grown to their maximum.
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        assert.equal(settled, false, 'the write finished while another connection held the lock');
+        other.exec('COMMIT');
+        const released = Date.now();
+        assert.equal(await write, false);
+        const delay = Date.now() - released;
+        // The longest pause is 16 ms; the rest is margin for a loaded machine.
+        assert.ok(delay < 500, `the write finished ${delay} ms after the lock was released`);
+      } finally {
+        if (other.inTransaction) {
+          other.exec('ROLLBACK');
+        }
+        other.close();
+        await store.close();
+      }
+    });
+
     test('answers 503 DATABASE_BUSY when the lock outlasts the timeout', async () => {
       await withLockableApp(300, async (testApp, other) => {
         await testApp.services.tenants.create(TENANT);

@@ -1,9 +1,45 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../services/errors.ts';
 import type { Services } from '../../services/container.ts';
+import type { Store } from '../../storage/store.ts';
 import { ROUTES } from '../route-table.ts';
 
+/**
+ * Time limit of one readiness check. A load balancer's probe usually times out after a few
+ * seconds, so `/readyz` returns 503 before that instead of hanging until the store's own
+ * connect or query timeout.
+ */
+export const READINESS_TIMEOUT_MS = 2_500;
+
+/**
+ * Returns a check that pings `store` and rejects when the ping fails or takes longer than
+ * `timeoutMs`. Checks made while a ping is running share it, so repeated probes against a
+ * database that does not reply start no new pings. The running ping ends at the store's own
+ * connect or query timeout.
+ */
+export function readinessCheck(store: Pick<Store, 'ping'>, timeoutMs: number): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return async () => {
+    running ??= store.ping().finally(() => {
+      running = undefined;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`database ping timed out after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([running, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
 export function registerHealthRoutes(app: FastifyInstance, services: Services): void {
+  const checkReadiness = readinessCheck(services.store, READINESS_TIMEOUT_MS);
   app.get(
     ROUTES.healthz.url,
     {
@@ -20,7 +56,7 @@ export function registerHealthRoutes(app: FastifyInstance, services: Services): 
     },
     async () => {
       try {
-        await services.store.ping();
+        await checkReadiness();
       } catch (error) {
         throw new AppError('NOT_READY', 'database is not reachable', { cause: error });
       }

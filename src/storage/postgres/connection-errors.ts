@@ -4,8 +4,11 @@
 import { StoreUnavailableError } from '../store.ts';
 
 /**
- * SQLSTATE codes, besides class 08 (connection exception), with which the server ends a session
- * or rejects a new one (PostgreSQL 15, Appendix A).
+ * SQLSTATE codes, besides classes 08 (connection exception) and 28 (invalid authorization
+ * specification), with which the server ends a session or rejects a new one (PostgreSQL 15,
+ * Appendix A). Class 28 and 3D000 are configuration errors, such as a wrong password or role
+ * name in DATABASE_URL. They too mean that no connection can be opened until an operator fixes
+ * them, so a request gets 503 with Retry-After, and its log line shows the code.
  */
 const SESSION_ENDED_CODES = new Set([
   '57P01', // admin_shutdown: pg_terminate_backend, or a smart or fast server shutdown
@@ -14,6 +17,7 @@ const SESSION_ENDED_CODES = new Set([
   '57P05', // idle_session_timeout
   '25P03', // idle_in_transaction_session_timeout
   '53300', // too_many_connections: max_connections is reached
+  '3D000', // invalid_catalog_name: the database in the connection string does not exist
 ]);
 
 /** Node.js socket and DNS error codes of a connection that failed or could not be opened. */
@@ -31,18 +35,24 @@ const SOCKET_ERROR_CODES = new Set([
 ]);
 
 /**
- * Messages of the errors without a code that node-postgres raises for a failed connection: the
- * socket closed (pg 8.23.1, lib/client.js), a query on a client whose connection already failed,
- * and a connection attempt that timed out (pg-pool 3.14.0). "Connection terminated" without
- * "unexpectedly" is absent because it follows a deliberate client.end().
+ * Messages of the errors without a code that node-postgres raises for a failed connection. From
+ * pg 8.23.1 (lib/client.js): the socket closed, a query on a client whose connection already
+ * failed, a query without a reply within query_timeout, and a client's own connect timeout. From
+ * pg-pool 3.14.0: a new connection, or the wait for a free pooled one, that exceeded
+ * connectionTimeoutMillis. "Connection terminated" without "unexpectedly" is absent because it
+ * follows a deliberate client.end().
  */
 const CLIENT_CONNECTION_MESSAGES = new Set([
   'Connection terminated unexpectedly',
   'Client has encountered a connection error and is not queryable',
+  'Query read timeout',
+  'timeout expired',
   'Connection terminated due to connection timeout',
+  'timeout exceeded when trying to connect',
 ]);
 
-const CLASS_08_PATTERN = /^08[0-9A-Z]{3}$/;
+/** SQLSTATE classes 08 (connection exception) and 28 (invalid authorization specification). */
+const CONNECTION_CLASS_PATTERN = /^(08|28)[0-9A-Z]{3}$/;
 
 /** Returns whether `error` means that the connection failed rather than its statement. */
 export function isConnectionFailure(error: unknown): boolean {
@@ -56,18 +66,26 @@ export function isConnectionFailure(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string') {
     return (
-      SOCKET_ERROR_CODES.has(code) || SESSION_ENDED_CODES.has(code) || CLASS_08_PATTERN.test(code)
+      SOCKET_ERROR_CODES.has(code) ||
+      SESSION_ENDED_CODES.has(code) ||
+      CONNECTION_CLASS_PATTERN.test(code)
     );
   }
   return CLIENT_CONNECTION_MESSAGES.has(error.message);
 }
 
-/** Returns `error` wrapped in StoreUnavailableError when it is a connection failure, else `error`. */
+/**
+ * Returns `error` wrapped in StoreUnavailableError when it is a connection failure, else `error`.
+ * The message ends with the error's code, when it has one, so that the request's log line shows
+ * the SQLSTATE of a rejected login.
+ */
 export function wrapConnectionFailure(error: unknown): unknown {
   if (error instanceof StoreUnavailableError || !isConnectionFailure(error)) {
     return error;
   }
-  return new StoreUnavailableError(`PostgreSQL connection failed: ${(error as Error).message}`, {
+  const { code, error: message } = connectionErrorFields(error as Error);
+  const suffix = code === undefined ? '' : ` (${code})`;
+  return new StoreUnavailableError(`PostgreSQL connection failed: ${message}${suffix}`, {
     cause: error,
   });
 }

@@ -8,7 +8,11 @@ import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rota
 import { LOG_SQL } from '../log-sql.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
 import { appendGroups, isKeyClaimedConcurrently } from './append.ts';
-import { connectionErrorFields, wrapConnectionFailure } from './connection-errors.ts';
+import {
+  connectionErrorFields,
+  isConnectionFailure,
+  wrapConnectionFailure,
+} from './connection-errors.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
 import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
@@ -81,6 +85,22 @@ export const DEFAULT_POOL_SIZE = 10;
  */
 export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000;
 export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+
+/**
+ * Client-side limits, which also work when the server or the network stops replying. A new
+ * connection that is not ready after the connect timeout fails, and so does a wait for a free
+ * pooled connection. A statement without a reply after the query timeout fails, and its
+ * connection is closed. The query timeout must exceed the lock timeout, so that a statement
+ * waiting for a lock fails with the server's lock timeout first and raises StoreBusyError.
+ */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+export const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
+
+/**
+ * Idle time after which the kernel sends TCP keepalive probes, so that a connection to a host
+ * that went away (a network partition, a powered-off server) fails instead of waiting forever.
+ */
+const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
 
 const LOCK_NOT_AVAILABLE = '55P03';
 
@@ -193,6 +213,13 @@ export interface PgStoreOptions {
   /** How long a statement waits for a row lock; DEFAULT_LOCK_TIMEOUT_MS. */
   lockTimeoutMs?: number;
   /**
+   * How long a statement may go without a reply before it fails and its connection is closed;
+   * DEFAULT_QUERY_TIMEOUT_MS. Must exceed lockTimeoutMs. Migrations have no such limit.
+   */
+  queryTimeoutMs?: number;
+  /** How long opening a connection, or waiting for a free pooled one, may take; DEFAULT_CONNECT_TIMEOUT_MS. */
+  connectTimeoutMs?: number;
+  /**
    * Receives a line for each failed connection and each retried append, instead of process
    * warnings. Lines carry error codes and messages, never the connection string.
    */
@@ -206,6 +233,8 @@ export interface PgStoreOptions {
 export class PgStore implements Store {
   readonly engine = 'postgres';
   readonly #pool: pg.Pool;
+  /** Settings of every connection, without the query timeout, which only pooled ones have. */
+  readonly #clientConfig: pg.ClientConfig;
   /** The pool, with connection failures of its queries raised as StoreUnavailableError. */
   readonly #queryable: Queryable;
   readonly #migrations: readonly Migration[];
@@ -221,9 +250,14 @@ export class PgStore implements Store {
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
     this.#logger = options.logger ?? processWarningLogger;
-    this.#pool = new pg.Pool({
+    const queryTimeoutMs = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+    if (queryTimeoutMs <= this.#lockTimeoutMs) {
+      throw new RangeError(
+        `queryTimeoutMs (${queryTimeoutMs}) must exceed lockTimeoutMs (${this.#lockTimeoutMs})`,
+      );
+    }
+    this.#clientConfig = {
       connectionString,
-      max: options.poolSize ?? DEFAULT_POOL_SIZE,
       types: typeParsers,
       application_name: 'cdil',
       options: [
@@ -231,9 +265,19 @@ export class PgStore implements Store {
         `-c lock_timeout=${this.#lockTimeoutMs}`,
         ...(options.readOnly ? ['-c default_transaction_read_only=on'] : []),
       ].join(' '),
+      connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
       // Writes each query to the socket when it is issued instead of after the previous reply.
       // Code that awaits each query behaves as before, and appendCertificates sends groups.
+      // A pipelined query that times out makes node-postgres 8.23 destroy the connection, because
+      // the replies of the queries behind it can no longer be matched to their queries.
       pipeline: true,
+    };
+    this.#pool = new pg.Pool({
+      ...this.#clientConfig,
+      max: options.poolSize ?? DEFAULT_POOL_SIZE,
+      query_timeout: queryTimeoutMs,
     });
     const pool = this.#pool;
     this.#queryable = {
@@ -309,8 +353,9 @@ export class PgStore implements Store {
 
   /**
    * Runs `work`, which begins and commits its own transaction, on one pooled connection. After an
-   * error it rolls back whatever transaction is still open, and a connection whose rollback
-   * failed is closed instead of returned to the pool.
+   * error it rolls back whatever transaction is still open. A connection that failed, timed out
+   * or whose rollback failed is closed instead of returned to the pool, because its protocol
+   * state is unknown.
    */
   async #withClient<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.#connect();
@@ -318,10 +363,14 @@ export class PgStore implements Store {
     try {
       return await work(client);
     } catch (error) {
-      try {
-        await client.query('ROLLBACK');
-      } catch {
+      if (isConnectionFailure(error)) {
         broken = true;
+      } else {
+        try {
+          await client.query('ROLLBACK');
+        } catch {
+          broken = true;
+        }
       }
       throw wrapConnectionFailure(error);
     } finally {
@@ -337,9 +386,25 @@ export class PgStore implements Store {
     }
   }
 
+  /**
+   * Applies the pending migrations on a connection of its own, outside the pool, which has no
+   * query timeout: a migration, the backfill, or the wait for another process's migrations can
+   * take longer than any fixed limit.
+   */
   async migrate(): Promise<MigrationReport> {
-    const client = await this.#connect();
-    let broken = false;
+    const client = new pg.Client(this.#clientConfig);
+    client.on('error', (error) => {
+      this.#reportFailure(
+        client,
+        error,
+        'PostgreSQL connection failed while in use; its operation failed and the connection is discarded',
+      );
+    });
+    try {
+      await client.connect();
+    } catch (error) {
+      throw wrapConnectionFailure(error);
+    }
     try {
       // Another process may hold the lock below for as long as its migrations take.
       await client.query('SET lock_timeout = 0');
@@ -353,14 +418,13 @@ export class PgStore implements Store {
         await client.query('RESET lock_timeout');
       }
     } catch (error) {
-      broken = true;
       throw wrapConnectionFailure(error);
     } finally {
-      client.release(broken);
+      await client.end();
     }
   }
 
-  async #migrateLocked(client: pg.PoolClient): Promise<MigrationReport> {
+  async #migrateLocked(client: pg.ClientBase): Promise<MigrationReport> {
     await client.query(
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
     );
@@ -939,7 +1003,7 @@ export class PgStore implements Store {
     return log.listCheckpoints(this.#queryable, tenantId, afterSize, limit);
   }
 
-  async #backfillLog(client: pg.PoolClient): Promise<void> {
+  async #backfillLog(client: pg.ClientBase): Promise<void> {
     for (const tenantId of await log.tenantsWithUnloggedCertificates(client)) {
       for (;;) {
         await client.query('BEGIN');

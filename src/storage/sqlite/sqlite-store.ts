@@ -65,16 +65,29 @@ function isBusy(error: unknown): boolean {
   return error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY');
 }
 
+/** How long a write retries the lock with the short pauses of lockRetryPause before backing off. */
+const LOCK_FAST_RETRY_MS = 50;
+/** Maximum pause between two tries for the write lock. */
+const LOCK_MAX_PAUSE_MS = 16;
+
 /**
- * Waits before the next try for the write lock. The first two pauses last one turn of the event
- * loop, which reads the requests already received. Later pauses sleep 1 or 2 ms at random, so
- * two waiting processes do not retry in step or take CPU time from the process holding the lock.
+ * Waits before the next try for the write lock, which `waitedMs` ago was first found taken. The
+ * first two pauses last one turn of the event loop, which reads the requests already received.
+ * Pauses in the first LOCK_FAST_RETRY_MS sleep 1 or 2 ms, because two processes that take turns
+ * hold the lock for a few ms at a time. After that the lock is held for longer, so the pause grows
+ * with the wait, to at most LOCK_MAX_PAUSE_MS, and a waiting process spends less CPU time on
+ * failed tries. Pauses are random so that two waiting processes do not retry in step.
  */
-function lockRetryPause(attempt: number): Promise<void> {
+function lockRetryPause(attempt: number, waitedMs: number): Promise<void> {
   if (attempt < 2) {
     return new Promise((resolve) => setImmediate(resolve));
   }
-  return new Promise((resolve) => setTimeout(resolve, Math.random() < 0.5 ? 1 : 2));
+  if (waitedMs < LOCK_FAST_RETRY_MS) {
+    return new Promise((resolve) => setTimeout(resolve, Math.random() < 0.5 ? 1 : 2));
+  }
+  const maxPauseMs = Math.min(LOCK_MAX_PAUSE_MS, waitedMs / 10);
+  const pauseMs = maxPauseMs / 2 + Math.random() * (maxPauseMs / 2);
+  return new Promise((resolve) => setTimeout(resolve, pauseMs));
 }
 
 /**
@@ -490,7 +503,7 @@ export class SqliteStore implements Store {
       } finally {
         this.#db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`);
       }
-      await lockRetryPause(attempt);
+      await lockRetryPause(attempt, Date.now() - started);
     }
   }
 
