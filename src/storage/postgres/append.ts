@@ -1,9 +1,11 @@
 // Certificate batch append for PgStore. One transaction appends the items of one or more
-// tenants, one group of items per tenant. It sends at most 13 statements whatever the number of
-// tenants and items, pipelined in two round trips, and holds the chain head locks for those two:
+// tenants, one group of items per tenant. It sends at most 13 statements for one tenant and 15
+// for several, whatever the number of items, pipelined in two round trips, and holds the chain
+// head locks for those two:
 //
 //   1. BEGIN, lock the chain heads, create and lock the log heads, read the active keys, look up
-//      the idempotency keys.
+//      the idempotency keys. With several tenants, the lock wait is bounded by a SET LOCAL
+//      lock_timeout before the locks and one after them.
 //   2. Insert the keys, the certificates, the audit events and the log nodes (one multi-row
 //      INSERT each), update the log heads and the chain heads (one UPDATE each), COMMIT.
 //
@@ -53,14 +55,39 @@ const LOCK_CHAIN_HEADS: TenantStatement = {
     text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
       WHERE tenant_id = ($1::text[])[1] FOR UPDATE`,
   },
-  // A multi-tenant append leaves out the tenants another transaction holds, so one tenant
-  // held for long (a stalled process, an operator's lock) does not stall the others.
   several: {
     name: 'cdil_lock_chain_heads',
     text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
-      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE SKIP LOCKED`,
+      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`,
   },
 };
+
+const LOCK_NOT_AVAILABLE = '55P03';
+
+/** Returns whether `error` is PostgreSQL giving up on a lock after lock_timeout. */
+export function isLockTimeout(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === LOCK_NOT_AVAILABLE;
+}
+
+/** The multi-tenant lock that leaves out the chain heads another transaction has locked. */
+const LOCK_AVAILABLE_CHAIN_HEADS: pg.QueryConfig = {
+  name: 'cdil_lock_available_chain_heads',
+  text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
+    WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE SKIP LOCKED`,
+};
+
+/**
+ * Longest wait of a multi-tenant append for its tenants' heads. Another append holds a head for
+ * the milliseconds of its commit. A longer wait means a tenant is held for long (a stalled
+ * process, an operator's lock), and the append starts again without waiting for held heads, so
+ * that one tenant does not stall the others.
+ */
+export const MULTI_TENANT_LOCK_WAIT_MS = 250;
+
+/** Raised when a multi-tenant append waited MULTI_TENANT_LOCK_WAIT_MS for its tenants' heads. */
+export class HeadsLockedError extends Error {
+  override readonly name = 'HeadsLockedError';
+}
 
 const SELECT_ACTIVE_KEYS: TenantStatement = {
   single: {
@@ -231,24 +258,35 @@ function idempotencyKeyColumns(groups: readonly AppendGroup<AppendItem>[]): [str
 /**
  * Round trip 1: begins the transaction, locks the chain heads and the log heads, and reads the
  * active keys and the stored idempotency keys when the items need them. Returns each tenant's
- * state by tenant id. With several tenants, a tenant whose chain head or log head is locked by
- * another transaction is skipped and has no state.
+ * state by tenant id. With several tenants, it raises HeadsLockedError after waiting
+ * MULTI_TENANT_LOCK_WAIT_MS for a head, and with `skipLocked` it does not wait: a tenant whose
+ * chain head or log head another transaction has locked is skipped and has no state.
  */
 async function lockAndRead(
   client: pg.PoolClient,
   groups: readonly AppendGroup<AppendItem>[],
+  skipLocked: boolean,
 ): Promise<Map<string, LockedState>> {
   const tenantIds = groups.map((group) => group.tenantId);
   const [keyTenantIds, keys] = idempotencyKeyColumns(groups);
   const keyTenants = groups
     .filter((group) => group.items.some((item) => item.signingKeyId !== undefined))
     .map((group) => group.tenantId);
+  // Waiting for several tenants' heads is bounded, unless held heads are skipped.
+  const boundedWait = tenantIds.length > 1 && !skipLocked;
   const sent = sendTogether(client, () => {
     const begun = client.query('BEGIN');
+    const bounded = boundedWait
+      ? client.query(`SET LOCAL lock_timeout = ${MULTI_TENANT_LOCK_WAIT_MS}`)
+      : undefined;
     const locked = client.query<ChainHead & { tenant_id: string }>(
-      tenantQuery(LOCK_CHAIN_HEADS, tenantIds.length, [tenantIds]),
+      skipLocked
+        ? { ...LOCK_AVAILABLE_CHAIN_HEADS, values: [tenantIds] }
+        : tenantQuery(LOCK_CHAIN_HEADS, tenantIds.length, [tenantIds]),
     );
-    const logHeads = lockLogHeads(client, tenantIds);
+    const logHeads = lockLogHeads(client, tenantIds, { skipLocked });
+    // Back to the session's lock_timeout for the writes.
+    const restored = boundedWait ? client.query('SET LOCAL lock_timeout TO DEFAULT') : undefined;
     const activeKeys =
       keyTenants.length === 0
         ? undefined
@@ -264,18 +302,27 @@ async function lockAndRead(
               : SELECT_STORED_KEYS.several,
             [keyTenantIds, keys],
           );
-    return { begun, locked, logHeads, activeKeys, storedKeys };
+    return { begun, bounded, locked, logHeads, restored, activeKeys, storedKeys };
   });
-  const { begun, locked, logHeads, activeKeys, storedKeys } = sent;
+  const { begun, bounded, locked, logHeads, restored, activeKeys, storedKeys } = sent;
   const statements: Promise<unknown>[] = [begun, locked, logHeads];
-  for (const optional of [activeKeys, storedKeys]) {
+  for (const optional of [bounded, restored, activeKeys, storedKeys]) {
     if (optional) {
       statements.push(optional);
     }
   }
   // Every reply is read and every rejection handled before the checks below.
   await Promise.allSettled(statements);
-  await settleInOrder([begun, locked]);
+  try {
+    await settleInOrder(bounded ? [begun, bounded, locked] : [begun, locked]);
+  } catch (error) {
+    if (boundedWait && isLockTimeout(error)) {
+      throw new HeadsLockedError(`a chain head stayed locked for ${MULTI_TENANT_LOCK_WAIT_MS} ms`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
   const heads = new Map((await locked).rows.map((row) => [row.tenant_id, row]));
   // A single tenant's head is locked by waiting, so a missing one does not exist. A missing
   // tenant is reported instead of the other statements' errors: for a tenant that does not
@@ -287,7 +334,12 @@ async function lockAndRead(
   try {
     await settleInOrder(statements);
   } catch (error) {
-    // With several tenants, a missing head may also be one that another transaction holds.
+    if (boundedWait && isLockTimeout(error)) {
+      throw new HeadsLockedError(`a log head stayed locked for ${MULTI_TENANT_LOCK_WAIT_MS} ms`, {
+        cause: error,
+      });
+    }
+    // With held heads skipped, a missing head may also be one that another transaction holds.
     if (missing.length === 1) {
       throw new Error(`tenant ${missing[0]} has no chain head`, { cause: error });
     }
@@ -476,8 +528,9 @@ export async function appendGroups<T extends AppendItem>(
   client: pg.PoolClient,
   groups: readonly AppendGroup<T>[],
   seal: Sealer<T>,
+  options: { skipLocked?: boolean } = {},
 ): Promise<AppendResult[][]> {
-  const states = await lockAndRead(client, groups);
+  const states = await lockAndRead(client, groups, options.skipLocked ?? false);
   const batches: SealedBatch[] = [];
   const results = groups.map((group): AppendResult[] => {
     const state = states.get(group.tenantId);

@@ -55,16 +55,19 @@ const ENSURE_HEADS = `INSERT INTO log_heads (tenant_id, tree_size, frontier)
   SELECT tenant_id, 0, '' FROM unnest($1::text[]) AS t (tenant_id) ORDER BY tenant_id
   ON CONFLICT (tenant_id) DO NOTHING`;
 
+/** Locks the log heads that no other transaction has locked, and skips the others. */
+const LOCK_AVAILABLE_HEADS = `SELECT tenant_id, tree_size, frontier FROM log_heads
+  WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE SKIP LOCKED`;
+
 const LOCK_HEADS: TenantStatement = {
   single: {
     name: 'cdil_lock_log_head',
     text: 'SELECT tenant_id, tree_size, frontier FROM log_heads WHERE tenant_id = ($1::text[])[1] FOR UPDATE',
   },
-  // Like the chain heads of a multi-tenant append, rows another transaction holds are skipped.
   several: {
     name: 'cdil_lock_log_heads',
     text: `SELECT tenant_id, tree_size, frontier FROM log_heads
-      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE SKIP LOCKED`,
+      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`,
   },
 };
 
@@ -94,12 +97,13 @@ export interface TenantLogExtension {
  * them by tenant id. Call inside a transaction. Both statements are issued before either reply
  * is read, so on a pipelining connection they share a round trip with any other statements
  * issued before the caller awaits. Rejects, on the foreign key, when a tenant does not exist.
- * With several tenants, a head that another transaction holds is skipped and missing from the
+ * With `skipLocked`, a head that another transaction has locked is skipped and missing from the
  * result.
  */
 export function lockLogHeads(
   client: Queryable,
   tenantIds: readonly string[],
+  options: { skipLocked?: boolean } = {},
 ): Promise<Map<string, LogHeadRow>> {
   const ensured = client.query({
     name: 'cdil_ensure_log_heads',
@@ -107,7 +111,9 @@ export function lockLogHeads(
     values: [tenantIds],
   });
   const locked = client.query<LogHeadRow & { tenant_id: string }>(
-    tenantQuery(LOCK_HEADS, tenantIds.length, [tenantIds]),
+    options.skipLocked
+      ? { name: 'cdil_lock_available_log_heads', text: LOCK_AVAILABLE_HEADS, values: [tenantIds] }
+      : tenantQuery(LOCK_HEADS, tenantIds.length, [tenantIds]),
   );
   return settleInOrder([ensured, locked])
     .then(() => locked)

@@ -7,7 +7,12 @@ import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SQL } from '../log-sql.ts';
 import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
-import { appendGroups, isKeyClaimedConcurrently } from './append.ts';
+import {
+  appendGroups,
+  HeadsLockedError,
+  isKeyClaimedConcurrently,
+  isLockTimeout,
+} from './append.ts';
 import {
   connectionErrorFields,
   isConnectionFailure,
@@ -101,13 +106,6 @@ export const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
  * that went away (a network partition, a powered-off server) fails instead of waiting forever.
  */
 const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
-
-const LOCK_NOT_AVAILABLE = '55P03';
-
-/** Returns whether `error` is PostgreSQL giving up on a lock after lock_timeout. */
-function isLockTimeout(error: unknown): boolean {
-  return error instanceof Error && (error as { code?: unknown }).code === LOCK_NOT_AVAILABLE;
-}
 
 /** Key of the session advisory lock held while migrating, so concurrent starts take turns. */
 const MIGRATION_LOCK_KEY = 0x4344_494c; // "CDIL" in ASCII
@@ -713,10 +711,19 @@ export class PgStore implements Store {
     if (groups.length === 0) {
       return [];
     }
+    let skipLocked = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#withClient((client) => appendGroups(client, groups, seal));
+        return await this.#withClient((client) =>
+          appendGroups(client, groups, seal, { skipLocked }),
+        );
       } catch (error) {
+        if (error instanceof HeadsLockedError && !skipLocked) {
+          // A tenant is held for long. Started again, the append leaves out the held tenants,
+          // whose items yield tenant_locked, and stores the others.
+          skipLocked = true;
+          continue;
+        }
         if (isLockTimeout(error)) {
           throw new StoreBusyError(
             `a chain head stayed locked by another transaction for ${this.#lockTimeoutMs} ms`,
