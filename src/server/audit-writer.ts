@@ -8,19 +8,19 @@ import { StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
 /** Timing and size limits of the background audit writes. */
 export interface AuditWritePolicy {
   /**
-   * Longest a rejection waits for its audit event before it is answered, in ms. The write goes
-   * on in the background after that. Rejections caused by the database itself do not wait.
+   * Maximum time a rejection waits for its audit event before its response is sent, in ms. The
+   * write goes on in the background after that. Rejections caused by the database do not wait.
    */
   rejectionWaitMs: number;
-  /** Pause before the first retry of a failed write, in ms; it doubles after each retry. */
+  /** Pause before the first retry of a failed write, in ms. It doubles after each retry. */
   firstRetryDelayMs: number;
-  /** Longest pause between two retries, in ms. */
+  /** Maximum pause between two retries, in ms. */
   maxRetryDelayMs: number;
   /** Time after the rejection when no further retry of its event starts, in ms. */
   retryPeriodMs: number;
-  /** Most events being written or waiting for a retry; further events are dropped. */
+  /** Maximum number of events being written or waiting for a retry. Further events are dropped. */
   maxPending: number;
-  /** Longest a shutdown waits for the events still pending, in ms. */
+  /** Maximum time a shutdown waits for the events still pending, in ms. */
   shutdownWaitMs: number;
 }
 
@@ -50,11 +50,11 @@ export interface AuditWriteLogger {
   error(details: object, message: string): void;
 }
 
-/** Why an event was not written, as logged in the `failure` field. */
+/** Reason an event was not written, as logged in the `failure` field. */
 export type AuditWriteFailure =
   'not_retryable' | 'retry_period_ended' | 'too_many_pending' | 'shutdown';
 
-/** Whether an error means that the database could not take the write, so a later try may work. */
+/** Returns whether the database could not take the write, so that a later try may succeed. */
 export function isRetryableStoreError(error: unknown): boolean {
   return error instanceof StoreBusyError || error instanceof StoreUnavailableError;
 }

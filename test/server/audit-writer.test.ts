@@ -38,10 +38,10 @@ const FAST: Partial<AuditWritePolicy> = {
   shutdownWaitMs: 200,
 };
 
-/** A write whose tries fail with the given errors in turn, then succeed. */
+/** Returns a write whose tries fail with `failures` in turn and then succeed. */
 function scriptedWrite(
   requestId: string,
-  failures: unknown[],
+  failures: Error[],
 ): AuditWrite & { attempts: number; stored: boolean } {
   const write = {
     tenantId: 't1',
@@ -50,13 +50,14 @@ function scriptedWrite(
     reason: 'unavailable' as const,
     attempts: 0,
     stored: false,
-    attempt: async () => {
+    attempt: () => {
       write.attempts += 1;
       const failure = failures.shift();
       if (failure !== undefined) {
-        throw failure;
+        return Promise.reject(failure);
       }
       write.stored = true;
+      return Promise.resolve();
     },
   };
   return write;
@@ -125,14 +126,14 @@ describe('BackgroundAuditWriter', () => {
     const { lines, log } = captureLog();
     const writer = new BackgroundAuditWriter(log, { ...FAST, maxPending: 2 });
     const blocked = [0, 1].map((i) => scriptedWrite(`held-${i}`, [new StoreBusyError('locked')]));
-    const held = blocked.map((write) => writer.submit(write));
+    const settlements = blocked.map((write) => writer.submit(write));
     const dropped = scriptedWrite('dropped', []);
     await writer.submit(dropped);
     assert.equal(dropped.attempts, 0);
     const [line] = notWrittenLines(lines);
     assert.equal(line?.details.failure, 'too_many_pending');
     assert.equal(line?.details.requestId, 'dropped');
-    await Promise.all(held);
+    await Promise.all(settlements);
     assert.ok(blocked.every((write) => write.stored));
   });
 

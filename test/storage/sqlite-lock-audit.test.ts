@@ -1,6 +1,6 @@
-// Audit events of rejections made while another connection holds the SQLite write lock: the
-// reply does not wait for the lock, the event is stored once the lock is free, and a shutdown
-// while the lock stays held ends within its bound and logs the events it did not write.
+// Audit events of rejections made while another connection holds the SQLite write lock. The
+// response does not wait for the lock, and the event is stored once the lock is free. A
+// shutdown while the lock stays held ends within its bound and logs the events not written.
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -154,10 +154,10 @@ describe(
         assert.ok(summary, 'the shutdown logs how many events were not written');
         assert.equal(summary.level, 50);
         assert.equal(summary.notWritten, 2);
-        const given = lines.filter((line) => line.failure === 'shutdown');
-        assert.equal(given.length, 2);
+        const givenUp = lines.filter((line) => line.failure === 'shutdown');
+        assert.equal(givenUp.length, 2);
         const requestIds = responses.map((response) => response.headers['x-request-id']);
-        for (const line of given) {
+        for (const line of givenUp) {
           assert.equal(line.level, 50);
           assert.equal(line.tenantId, TENANT);
           assert.equal(line.action, 'request.failed');
