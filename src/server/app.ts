@@ -9,7 +9,8 @@ import type { Services } from '../services/container.ts';
 import { AppError } from '../services/errors.ts';
 import { makeAuthHook, TokenVerifier } from './auth.ts';
 import { describeFailure } from '../services/transparency-log.ts';
-import { recordRejection } from './audit-context.ts';
+import { rejectionAuditWrite } from './audit-context.ts';
+import { BackgroundAuditWriter, type AuditWritePolicy } from './audit-writer.ts';
 import { handleNotFound, makeErrorHandler } from './errors.ts';
 import { registerAuditRoutes } from './routes/audit.ts';
 import { registerCertificateRoutes } from './routes/certificates.ts';
@@ -22,6 +23,8 @@ import { CertificateSchema, ErrorSchema, VerificationReportSchema } from './sche
 export interface ServerOptions {
   /** Destination for JSON log lines; defaults to stdout. */
   logStream?: NodeJS.WritableStream;
+  /** Overrides of DEFAULT_AUDIT_WRITE_POLICY, the limits of background audit writes. */
+  auditWritePolicy?: Partial<AuditWritePolicy>;
 }
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
@@ -163,12 +166,16 @@ export async function buildServer(
     );
   });
   services.useLogger(app.log);
-  const errorHandler = makeErrorHandler((request, error) =>
-    recordRejection(services.audit, request, error),
+  const auditWriter = new BackgroundAuditWriter(app.log, options.auditWritePolicy);
+  const errorHandler = makeErrorHandler(
+    (request, error) => rejectionAuditWrite(services.audit, request, error),
+    auditWriter,
   );
   app.setErrorHandler(errorHandler);
-  // Audit events of rejections recorded after their reply are written before the store closes.
-  app.addHook('onClose', async () => errorHandler.drain());
+  // Audit events still being written get a bounded time before the store closes.
+  app.addHook('onClose', async () => {
+    await errorHandler.drain();
+  });
   app.setNotFoundHandler(handleNotFound);
 
   registerHealthRoutes(app, services);

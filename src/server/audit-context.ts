@@ -4,6 +4,8 @@ import type { FastifyRequest } from 'fastify';
 import type { AuditContext, AuditRecord, AuditTrail } from '../services/audit.ts';
 import { auditReasonOf } from '../services/audit.ts';
 import type { AppError } from '../services/errors.ts';
+import type { NewAuditEvent } from '../storage/store.ts';
+import type { AuditWrite } from './audit-writer.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -36,23 +38,39 @@ export async function recordForRequest(
 }
 
 /**
- * Records a rejected (4xx) or failed (5xx) request in the log of the tenant named by the
- * caller's verified token. A request without a verified token names no tenant that can be
- * trusted, so it is left to the structured log.
+ * Captures the audit event of a rejected (4xx) or failed (5xx) request, for the log of the
+ * tenant named by the caller's verified token. The context and the event time are taken now,
+ * so the event is the same whenever it is written. Returns undefined for a request without a
+ * verified token, which names no tenant that can be trusted and is left to the structured log.
  */
-export async function recordRejection(
+export function rejectionAuditWrite(
   audit: AuditTrail,
   request: FastifyRequest,
   error: AppError,
-): Promise<void> {
+): AuditWrite | undefined {
   const tenantId = request.auth?.tenantId;
   if (tenantId === undefined) {
-    return;
+    return undefined;
   }
+  const occurredAt = audit.now();
+  const context = auditContextOf(request);
   const reason = auditReasonOf(error.code);
-  await recordForRequest(audit, request, tenantId, [
+  const record: AuditRecord =
     error.status >= 500
       ? { action: 'request.failed', outcome: 'failure', reason }
-      : { action: 'request.rejected', outcome: 'rejected', reason },
-  ]);
+      : { action: 'request.rejected', outcome: 'rejected', reason };
+  // Built once, on the first try that reads the tenant's keys, so retries reuse the event id.
+  let events: NewAuditEvent[] | null | undefined;
+  return {
+    tenantId,
+    requestId: String(request.id),
+    action: record.action,
+    reason,
+    attempt: async () => {
+      events ??= await audit.build(tenantId, context, [record], occurredAt);
+      if (events !== null) {
+        await audit.append(tenantId, context, events);
+      }
+    },
+  };
 }

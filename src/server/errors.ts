@@ -11,6 +11,7 @@ import {
   type FieldProblem,
 } from '../services/errors.ts';
 import { StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
+import type { AuditWrite, BackgroundAuditWriter } from './audit-writer.ts';
 import { PRINTABLE_PATTERN } from './schemas.ts';
 
 export interface ErrorBody {
@@ -173,8 +174,11 @@ export function errorBody(error: AppError, requestId: string): ErrorBody {
   return body;
 }
 
-/** Records a rejected or failed request in the audit trail before the error is sent. */
-export type RejectionRecorder = (request: FastifyRequest, error: AppError) => Promise<void>;
+/** Captures the audit event of a rejected or failed request, or returns undefined for none. */
+export type RejectionAuditPreparer = (
+  request: FastifyRequest,
+  error: AppError,
+) => AuditWrite | undefined;
 
 function logRejection(error: unknown, appError: AppError, request: FastifyRequest): void {
   const status = appError.status;
@@ -190,47 +194,59 @@ function logRejection(error: unknown, appError: AppError, request: FastifyReques
 
 /**
  * Codes of errors raised because the database could not take a write. Recording such a
- * rejection needs the same database, so the response is sent first and the audit event is
- * written in the background.
+ * rejection needs the same database, so the response is sent without waiting for the audit
+ * event, which is written in the background.
  */
 const STORE_UNAVAILABLE_CODES: ReadonlySet<ErrorCode> = new Set([
   'DATABASE_BUSY',
   'DATABASE_UNAVAILABLE',
 ]);
 
-/** Fastify error handler that can wait for the audit events it records in the background. */
+/** Fastify error handler that can wait for the audit events it writes in the background. */
 export interface ErrorHandler {
   (error: unknown, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply>;
-  /** Resolves when every audit event recorded in the background has been written or failed. */
-  drain(): Promise<void>;
+  /**
+   * Waits up to the policy's shutdownWaitMs for the audit events still being written, then
+   * logs those that were not written and returns their number.
+   */
+  drain(): Promise<number>;
+}
+
+/** Resolves after `ms` or when `promise` settles, whichever comes first. */
+async function waitAtMost(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      promise,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
- * Builds the error handler. With `recordRejection` it records the rejection before sending the
- * error, or after it for the codes in STORE_UNAVAILABLE_CODES. A failed recording is logged,
- * and the original error is still sent, because a rejected request changed nothing.
+ * Builds the error handler. With `prepareRejection` it records each rejection in the audit
+ * trail through `writer`. It waits up to the writer's rejectionWaitMs for the event before it
+ * sends the error, or not at all for the codes in STORE_UNAVAILABLE_CODES. The writer goes on
+ * in the background and logs an event it could not write; the original error is still sent,
+ * because a rejected request changed nothing.
  */
-export function makeErrorHandler(recordRejection?: RejectionRecorder): ErrorHandler {
-  const background = new Set<Promise<void>>();
-  const record = async (request: FastifyRequest, appError: AppError): Promise<void> => {
-    try {
-      await recordRejection?.(request, appError);
-    } catch (auditError) {
-      request.log.error(
-        { err: auditError, code: appError.code, tenantId: request.auth?.tenantId },
-        'audit event for a rejected request could not be recorded',
-      );
-    }
-  };
+export function makeErrorHandler(
+  prepareRejection?: RejectionAuditPreparer,
+  writer?: BackgroundAuditWriter,
+): ErrorHandler {
   const handler = async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const appError = toAppError(error);
     logRejection(error, appError, request);
-    if (STORE_UNAVAILABLE_CODES.has(appError.code)) {
-      const recording = record(request, appError);
-      background.add(recording);
-      void recording.finally(() => background.delete(recording));
-    } else {
-      await record(request, appError);
+    const write = writer ? prepareRejection?.(request, appError) : undefined;
+    if (write && writer) {
+      const written = writer.submit(write);
+      if (!STORE_UNAVAILABLE_CODES.has(appError.code)) {
+        await waitAtMost(written, writer.policy.rejectionWaitMs);
+      }
     }
     if (appError.headers) {
       void reply.headers(appError.headers);
@@ -241,9 +257,7 @@ export function makeErrorHandler(recordRejection?: RejectionRecorder): ErrorHand
       .send(errorBody(appError, String(request.id)));
   };
   return Object.assign(handler, {
-    drain: async () => {
-      await Promise.all([...background]);
-    },
+    drain: async () => (writer ? writer.drain() : 0),
   });
 }
 

@@ -215,6 +215,11 @@ export class AuditTrail {
     this.#clock = clock;
   }
 
+  /** Returns the time of the trail's clock, the time that record() gives its events. */
+  now(): Date {
+    return this.#clock.now();
+  }
+
   /**
    * Appends one event per record to the tenant's log and returns them with their log indexes,
    * after commit. Returns an empty list, recording nothing, when the tenant does not exist:
@@ -225,18 +230,44 @@ export class AuditTrail {
     context: AuditContext,
     records: readonly AuditRecord[],
   ): Promise<AuditEventRow[]> {
+    const events = await this.build(tenantId, context, records, this.#clock.now());
+    return events === null ? [] : this.append(tenantId, context, events);
+  }
+
+  /**
+   * Builds one event per record, with `occurredAt` as their time, without storing them. Returns
+   * null when the tenant does not exist. Reads the tenant's keys, so it can raise the store's
+   * errors. A caller that retries a failed append passes the same events to append() again:
+   * their event ids are unique in the log, so an append that was stored cannot be stored twice.
+   */
+  async build(
+    tenantId: string,
+    context: AuditContext,
+    records: readonly AuditRecord[],
+    occurredAt: Date,
+  ): Promise<NewAuditEvent[] | null> {
     if (records.length === 0) {
       return [];
     }
     const keys = await this.#keyring.get(tenantId);
     if (!keys) {
+      return null;
+    }
+    const hashActor: ActorHasher = (kind, identifier) => keys.hashIdentifier(kind, identifier);
+    return records.map((record) =>
+      buildAuditEvent(tenantId, hashActor, context, record, occurredAt),
+    );
+  }
+
+  /** Appends events made by build() to the tenant's log and returns them after commit. */
+  async append(
+    tenantId: string,
+    context: AuditContext,
+    events: NewAuditEvent[],
+  ): Promise<AuditEventRow[]> {
+    if (events.length === 0) {
       return [];
     }
-    const now = this.#clock.now();
-    const hashActor: ActorHasher = (kind, identifier) => keys.hashIdentifier(kind, identifier);
-    const events = records.map((record) =>
-      buildAuditEvent(tenantId, hashActor, context, record, now),
-    );
     const rows = await new Promise<AuditEventRow[]>((resolve, reject) => {
       let queue = this.#queues.get(tenantId);
       if (queue) {
