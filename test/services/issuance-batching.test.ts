@@ -15,6 +15,7 @@ import {
   type Sealer,
   type Store,
 } from '../../src/storage/store.ts';
+import { AppError } from '../../src/services/errors.ts';
 import { TsaClient, type TimestampAuthority } from '../../src/services/tsa-client.ts';
 import { issueRequest } from '../helpers/bundle.ts';
 import { startLocalTsa, type LocalTsa } from '../helpers/tsa.ts';
@@ -256,6 +257,13 @@ class GatedTsa implements TimestampAuthority {
     this.#release();
   }
 
+  /** Lets the calls held now go on, and holds every later call. */
+  step(): void {
+    const release = this.#release;
+    this.holdAfter(0);
+    release();
+  }
+
   async timestamp(data: Uint8Array): Promise<Uint8Array> {
     this.calls += 1;
     if (this.calls > this.passed) {
@@ -300,6 +308,35 @@ describe('re-signing after a key rotation', () => {
     await tsa.close();
     await location.database.drop();
     rmSync(location.dir, { recursive: true, force: true });
+  });
+
+  test('endless rotations answer 503', async () => {
+    // The issuing process caches the current key, and the rotations below leave it stale.
+    await services.keyring.get('resign-ts');
+    const chainBefore = await walkChain(services, 'resign-ts');
+    await rotator.tenants.rotateKey('resign-ts');
+    // The request's own timestamp passes. Each re-signing's timestamp waits at the gate while
+    // the key is rotated again, so every append finds its key no longer active.
+    gated.holdAfter(1);
+    const pending = services.issuance.issue('resign-ts', issueRequest({ encounter_id: 'endless' }));
+    const failed = assert.rejects(
+      pending,
+      (error: unknown) =>
+        error instanceof AppError && error.code === 'SIGNING_KEY_CHANGED' && error.status === 503,
+    );
+    try {
+      for (let round = 0; round < 3; round++) {
+        while (gated.calls <= gated.passed) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        await rotator.tenants.rotateKey('resign-ts');
+        gated.step();
+      }
+      await failed;
+    } finally {
+      gated.open();
+    }
+    assert.deepEqual(await walkChain(services, 'resign-ts'), chainBefore);
   });
 
   test('slow re-signing spares other tenants', async () => {
