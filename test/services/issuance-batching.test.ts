@@ -3,7 +3,7 @@
 // does not take the other tenants of its batch down with it.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { loadConfig } from '../../src/config/config.ts';
+import { loadConfig, type Config } from '../../src/config/config.ts';
 import { createServices, type Services } from '../../src/services/container.ts';
 import pg from 'pg';
 import { openStore } from '../../src/storage/open.ts';
@@ -56,23 +56,46 @@ function recordingStore(store: Store, batches: string[][], hooks: { before: Appe
   });
 }
 
+/** A data folder and a database of the engine under test, with the configuration for them. */
+interface Fixture {
+  location: StorageLocation;
+  config: Config;
+  /** Drops the database and removes the data folder. */
+  remove(): Promise<void>;
+}
+
+async function createFixture(prefix: string, env: Record<string, string> = {}): Promise<Fixture> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const location: StorageLocation = { dir, database: await createTestDatabase() };
+  const config = loadConfig({
+    CDIL_ENV: 'development',
+    CDIL_DATA_DIR: dir,
+    CDIL_LOG_LEVEL: 'warn',
+    ...env,
+    ...location.database.env,
+  });
+  return {
+    location,
+    config,
+    remove: async () => {
+      await location.database.drop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe('issuance batching across tenants', () => {
+  let fixture: Fixture;
   let location: StorageLocation;
   let services: Services;
   const batches: string[][] = [];
   const hooks: { before: AppendHook } = { before: undefined };
 
   before(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cdil-batching-'));
-    location = { dir, database: await createTestDatabase() };
-    const config = loadConfig({
-      CDIL_ENV: 'development',
-      CDIL_DATA_DIR: dir,
-      CDIL_LOG_LEVEL: 'warn',
-      ...location.database.env,
-    });
-    services = await createServices(config, {
-      store: recordingStore(openStore(config), batches, hooks),
+    fixture = await createFixture('cdil-batching-');
+    location = fixture.location;
+    services = await createServices(fixture.config, {
+      store: recordingStore(openStore(fixture.config), batches, hooks),
     });
     for (const tenant of TENANTS) {
       await services.tenants.create(tenant);
@@ -81,8 +104,7 @@ describe('issuance batching across tenants', () => {
 
   after(async () => {
     await services.close();
-    await location.database.drop();
-    rmSync(location.dir, { recursive: true, force: true });
+    await fixture.remove();
   });
 
   test('many tenants share one transaction', async () => {
@@ -274,6 +296,7 @@ class GatedTsa implements TimestampAuthority {
 }
 
 describe('re-signing after a key rotation', () => {
+  let fixture: Fixture;
   let location: StorageLocation;
   let tsa: LocalTsa;
   let gated: GatedTsa;
@@ -281,23 +304,16 @@ describe('re-signing after a key rotation', () => {
   let rotator: Services;
 
   before(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cdil-resign-'));
-    location = { dir, database: await createTestDatabase() };
+    fixture = await createFixture('cdil-resign-', { CDIL_KEY_CACHE_TTL_MS: '600000' });
+    location = fixture.location;
     tsa = await startLocalTsa();
     gated = new GatedTsa(
       new TsaClient({ url: tsa.url, timeoutMs: 10_000, trustedRoots: tsa.rootPem }),
     );
-    const config = loadConfig({
-      CDIL_ENV: 'development',
-      CDIL_DATA_DIR: dir,
-      CDIL_LOG_LEVEL: 'warn',
-      CDIL_KEY_CACHE_TTL_MS: '600000',
-      ...location.database.env,
-    });
-    services = await createServices(config, { tsa: gated });
+    services = await createServices(fixture.config, { tsa: gated });
     // Another process's view of the same database: its rotation leaves the keys cached by
     // `services` stale until an append finds the key no longer active.
-    rotator = await createServices(config, { migrate: false });
+    rotator = await createServices(fixture.config, { migrate: false });
     await services.tenants.create('resign-ts', { timestampCertificates: true });
     await services.tenants.create('resign-other');
   });
@@ -306,8 +322,7 @@ describe('re-signing after a key rotation', () => {
     await rotator.close();
     await services.close();
     await tsa.close();
-    await location.database.drop();
-    rmSync(location.dir, { recursive: true, force: true });
+    await fixture.remove();
   });
 
   test('endless rotations answer 503', async () => {
@@ -371,21 +386,16 @@ describe(
   'issuance with one tenant held by another transaction',
   { skip: TEST_ENGINE !== 'postgres' && 'row locks per tenant exist on PostgreSQL only' },
   () => {
+    let fixture: Fixture;
     let location: StorageLocation;
     let services: Services;
     const batches: string[][] = [];
 
     before(async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'cdil-held-'));
-      location = { dir, database: await createTestDatabase() };
-      const config = loadConfig({
-        CDIL_ENV: 'development',
-        CDIL_DATA_DIR: dir,
-        CDIL_LOG_LEVEL: 'warn',
-        ...location.database.env,
-      });
+      fixture = await createFixture('cdil-held-');
+      location = fixture.location;
       const store = new PgStore(location.database.url!, { lockTimeoutMs: 1_500 });
-      services = await createServices(config, {
+      services = await createServices(fixture.config, {
         store: recordingStore(store, batches, { before: undefined }),
       });
       for (const tenant of ['held-t0', 'held-t1', 'held-t2']) {
@@ -397,8 +407,7 @@ describe(
 
     after(async () => {
       await services.close();
-      await location.database.drop();
-      rmSync(location.dir, { recursive: true, force: true });
+      await fixture.remove();
     });
 
     test('held tenant spares the others', async () => {
