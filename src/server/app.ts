@@ -172,10 +172,6 @@ export async function buildServer(
     auditWriter,
   );
   app.setErrorHandler(errorHandler);
-  // Audit events still being written get a bounded time before the store closes.
-  app.addHook('onClose', async () => {
-    await errorHandler.drain();
-  });
   app.setNotFoundHandler(handleNotFound);
 
   registerHealthRoutes(app, services);
@@ -184,6 +180,7 @@ export async function buildServer(
   registerLogRoutes(app, services);
   registerAuditRoutes(app, services);
   registerShadowRoutes(app, services);
+  let stopPublisher: () => Promise<void> = () => Promise.resolve();
   if (config.checkpointIntervalMs > 0) {
     const publisher = services.log.startPublisher(config.checkpointIntervalMs, {
       failed: (error, tenantId) => {
@@ -196,8 +193,14 @@ export async function buildServer(
         app.log.info({ tenant_id: tenantId }, 'checkpoint publication recovered');
       },
     });
-    app.addHook('onClose', async () => publisher.stop());
+    stopPublisher = () => publisher.stop();
   }
+  // Audit events still being written get a bounded time before the store closes. The
+  // publisher's stop waits for its current cycle, which can wait for a database lock, so both
+  // run at once: the audit wait, and its log of events not written, end within their bound.
+  app.addHook('onClose', async () => {
+    await Promise.all([errorHandler.drain(), stopPublisher()]);
+  });
   await app.ready();
   return app;
 }

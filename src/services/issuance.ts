@@ -105,6 +105,9 @@ const BATCHES_IN_FLIGHT: Record<Store['engine'], number> = { sqlite: 1, postgres
  * multi-tenant append on PostgreSQL leaves out a tenant that another transaction holds, and
  * that tenant is then appended alone, waiting for its lock, without holding up the others.
  */
+// NOTE: with 3 processes and a chain head held for 25 s, some of that tenant's requests got
+// their 503 after about twice the lock timeout (20 s), most after one. Which path adds the
+// second wait is not known.
 const LOCKED_TENANT_BATCHES_IN_FLIGHT = 2;
 
 /** Result of one append: the tenants whose items are being signed again, and any failure. */
