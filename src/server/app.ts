@@ -167,11 +167,12 @@ export async function buildServer(
   });
   services.useLogger(app.log);
   const auditWriter = new BackgroundAuditWriter(app.log, options.auditWritePolicy);
-  const errorHandler = makeErrorHandler(
-    (request, error) => rejectionAuditWrite(services.audit, request, error),
-    auditWriter,
+  app.setErrorHandler(
+    makeErrorHandler(
+      (request, error) => rejectionAuditWrite(services.audit, request, error),
+      auditWriter,
+    ),
   );
-  app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(handleNotFound);
 
   registerHealthRoutes(app, services);
@@ -199,7 +200,7 @@ export async function buildServer(
   // publisher's stop waits for its current cycle, which can wait for a database lock, so both
   // run at once: the audit wait, and its log of events not written, end within their bound.
   app.addHook('onClose', async () => {
-    await Promise.all([errorHandler.drain(), stopPublisher()]);
+    await Promise.all([auditWriter.drain(), stopPublisher()]);
   });
   await app.ready();
   return app;

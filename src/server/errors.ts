@@ -202,16 +202,6 @@ const STORE_UNAVAILABLE_CODES: ReadonlySet<ErrorCode> = new Set([
   'DATABASE_UNAVAILABLE',
 ]);
 
-/** Fastify error handler that can wait for the audit events it writes in the background. */
-export interface ErrorHandler {
-  (error: unknown, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply>;
-  /**
-   * Waits up to the policy's shutdownWaitMs for the audit events still being written, then
-   * logs those that were not written and returns their number.
-   */
-  drain(): Promise<number>;
-}
-
 /** Resolves after `ms` or when `promise` settles, whichever comes first. */
 async function waitAtMost(promise: Promise<void>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -231,14 +221,14 @@ async function waitAtMost(promise: Promise<void>, ms: number): Promise<void> {
  * Builds the error handler. With `prepareRejection` it records each rejection in the audit
  * trail through `writer`. It waits up to the writer's rejectionWaitMs for the event before it
  * sends the error, or not at all for the codes in STORE_UNAVAILABLE_CODES. The writer goes on
- * in the background and logs an event it could not write; the original error is still sent,
+ * in the background and logs an event it could not write. The original error is still sent,
  * because a rejected request changed nothing.
  */
 export function makeErrorHandler(
   prepareRejection?: RejectionAuditPreparer,
   writer?: BackgroundAuditWriter,
-): ErrorHandler {
-  const handler = async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+) {
+  return async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const appError = toAppError(error);
     logRejection(error, appError, request);
     const write = writer ? prepareRejection?.(request, appError) : undefined;
@@ -256,9 +246,6 @@ export function makeErrorHandler(
       .type('application/json')
       .send(errorBody(appError, String(request.id)));
   };
-  return Object.assign(handler, {
-    drain: async () => (writer ? writer.drain() : 0),
-  });
 }
 
 export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {

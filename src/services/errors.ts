@@ -103,9 +103,9 @@ export const DATABASE_UNAVAILABLE_RETRY_AFTER_S = 5;
 
 /**
  * Returns the 503 error for a request whose database connection failed or could not be opened.
- * A connection lost while a COMMIT was in flight may have stored the write, so the message asks
- * the client to repeat an issuance with the same Idempotency-Key, which then returns the stored
- * certificate instead of issuing a second one.
+ * A connection lost while a COMMIT was in flight may have stored the write, so the message tells
+ * the client to repeat an issuance with the same Idempotency-Key. The stored certificate is then
+ * returned instead of a second one.
  */
 export function databaseUnavailable(cause: unknown): AppError {
   return new AppError(

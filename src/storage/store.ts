@@ -416,8 +416,8 @@ export interface Store extends ShadowStore, LogStore {
    * differ. Either every group is stored or none is. One commit for many tenants is what makes
    * issuance for many tenants at once cost about as much per certificate as for one tenant.
    * With more than one group, an engine with per-tenant locks may leave out a tenant whose chain
-   * is locked by another transaction instead of waiting for it: each of that group's items then
-   * yields `tenant_locked`, nothing of it is stored, and the caller appends it again on its own.
+   * is locked by another transaction instead of waiting for it. Each of that group's items then
+   * yields `tenant_locked` and nothing of it is stored, so the caller appends it again alone.
    */
   appendCertificateGroups<T extends AppendItem>(
     groups: readonly AppendGroup<T>[],

@@ -44,9 +44,10 @@ export function startSilentServer(): Promise<FakeServer> {
 }
 
 /**
- * Starts a server that replies to each client's first message (the startup message, since clients
- * here do not request TLS) with a FATAL ErrorResponse carrying `code` and `message`, as
- * PostgreSQL does for a rejected login (protocol version 3, message type 'E').
+ * Starts a server that replies to each client's first message with a FATAL ErrorResponse
+ * carrying `code` and `message`, as PostgreSQL does for a rejected login (protocol version 3,
+ * message type 'E'). Clients here do not request TLS, so that first message is the startup
+ * message.
  */
 export function startRejectingServer(code: string, message: string): Promise<FakeServer> {
   const fields = Buffer.concat([

@@ -279,7 +279,7 @@ class GatedTsa implements TimestampAuthority {
     this.#release();
   }
 
-  /** Lets the calls held now go on, and holds every later call. */
+  /** Releases the calls waiting now, and delays every later call. */
   step(): void {
     const release = this.#release;
     this.holdAfter(0);

@@ -1,7 +1,7 @@
 // PgStore's client-side query timeout against a real PostgreSQL server whose backend process is
-// stopped with SIGSTOP, as a frozen server or VM would be: the statement fails as
-// StoreUnavailableError, the connection is closed instead of returned to the pool, and the next
-// call works on a new connection.
+// stopped with SIGSTOP, as a frozen server or VM would be. The statement fails as
+// StoreUnavailableError, and the connection is closed instead of returned to the pool. The next
+// call then works on a new connection.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { PgStore } from '../../src/storage/postgres/pg-store.ts';

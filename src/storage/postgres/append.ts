@@ -77,10 +77,10 @@ const LOCK_AVAILABLE_CHAIN_HEADS: pg.QueryConfig = {
 };
 
 /**
- * Longest wait of a multi-tenant append for its tenants' heads. Another append holds a head for
- * the milliseconds of its commit. A longer wait means a tenant is held for long (a stalled
- * process, an operator's lock), and the append starts again without waiting for held heads, so
- * that one tenant does not stall the others.
+ * Maximum wait of a multi-tenant append for its tenants' heads. Another append keeps a head
+ * locked for the milliseconds of its commit. A longer wait means that a tenant is locked for
+ * long (a stalled process, an operator's lock). The append then starts again without waiting
+ * for locked heads, so that one tenant does not stall the others.
  */
 export const MULTI_TENANT_LOCK_WAIT_MS = 250;
 
