@@ -217,7 +217,7 @@ export async function runLedgerVerify(
   const progress = await createProgress();
   try {
     const maxFindings = parseMaxFindings(options.maxFindings);
-    const tsaRoots = readTsaRoots(options.tsaRoots);
+    const tsaRoots = await readTsaRoots(options.tsaRoots);
     const [{ LedgerVerifier }, { systemClock }] = await Promise.all([
       import('../../services/ledger.ts'),
       import('../../services/clock.ts'),

@@ -5,7 +5,6 @@
 // `cdil --help` and `cdil verify` start without loading the server.
 import cluster from 'node:cluster';
 import type { Command } from 'commander';
-import { pino } from 'pino';
 import { loadConfig, type Config } from '../../config/config.ts';
 
 export interface ServeOptions {
@@ -113,8 +112,11 @@ async function runWorker(config: Config): Promise<void> {
  * shutdown signal arrives, which is passed on to every worker.
  */
 async function runPrimary(config: Config, workers: number): Promise<void> {
+  const [{ pino }, { createServices }] = await Promise.all([
+    import('pino'),
+    import('../../services/container.ts'),
+  ]);
   const log = pino({ level: config.logLevel });
-  const { createServices } = await import('../../services/container.ts');
   const services = await createServices(config, { migrate: true });
   if (services.migration && services.migration.applied.length > 0) {
     log.info({ applied: services.migration.applied }, 'migrations applied');

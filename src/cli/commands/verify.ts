@@ -5,7 +5,6 @@ import { parseTrustedKeys, verifyBundle, verifyBundleWithTimestamps } from '../.
 import { parseVerifierKey } from '../../core/checkpoint.ts';
 import { nodeCrypto } from '../../core/crypto-node.ts';
 import { BundleError, TimestampError } from '../../core/errors.ts';
-import { decodeTrustedRoots, parseTrustedRoots } from '../../core/timestamp/certificates.ts';
 import type { VerificationReport } from '../../core/verify/verify.ts';
 import { DEFAULT_ZIP_LIMITS } from '../../core/zip.ts';
 
@@ -148,7 +147,7 @@ const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
  * contain at least one certificate, and each must parse and be a CA certificate. A private key
  * anywhere in the file is rejected, because it means the wrong file was given.
  */
-export function readTsaRoots(path: string | undefined): string | undefined {
+export async function readTsaRoots(path: string | undefined): Promise<string | undefined> {
   if (path === undefined) {
     return undefined;
   }
@@ -167,6 +166,9 @@ export function readTsaRoots(path: string | undefined): string | undefined {
       'contains no PEM certificate; expected the PEM certificates of the TSA root CAs',
     );
   }
+  // Loaded here, not at start-up, because PKI.js takes longer to load than a bundle check.
+  const { decodeTrustedRoots, parseTrustedRoots } =
+    await import('../../core/timestamp/certificates.ts');
   try {
     parseTrustedRoots(decodeTrustedRoots(text));
   } catch (error) {
@@ -297,7 +299,7 @@ export async function runVerifyWithTimestamps(
     return reportUsageError(problem, USAGE_ERROR, options, out, err);
   }
   try {
-    const tsaRoots = readTsaRoots(options.tsaRoots);
+    const tsaRoots = await readTsaRoots(options.tsaRoots);
     const inputs = readVerifyInputs(bundlePath, options);
     const report = await verifyBundleWithTimestamps(nodeCrypto, inputs.zip, {
       ...inputs.options,
@@ -353,7 +355,7 @@ export async function runVerifyMany(
   try {
     trustedKeys = readTrustedKeys(options.trustedKeys);
     trustedLogKeys = readTrustedLogKeys(options.trustedLogKeys);
-    tsaRoots = readTsaRoots(options.tsaRoots);
+    tsaRoots = await readTsaRoots(options.tsaRoots);
   } catch (error) {
     return reportUnusable(error, options, out, err);
   }

@@ -6,7 +6,6 @@ import { flatCanonicalJson } from '../canonical.ts';
 import { utf8Encode } from '../encoding.ts';
 import { TimestampError } from '../errors.ts';
 import type { TrustedRoots } from '../timestamp/certificates.ts';
-import { verifyTimestampToken } from '../timestamp/verify.ts';
 import type { CheckResult } from './verify.ts';
 
 export const CERTIFICATE_TIMESTAMP_FORMAT = 'cdil.certificate-timestamp.v1';
@@ -72,6 +71,9 @@ async function tokenCheck(
       detail: `no trusted TSA roots were given, so the timestamp of ${what} was not checked`,
     };
   }
+  // The token verifier loads PKI.js, which takes longer to load than a whole bundle check, so
+  // it is loaded only when a token is checked.
+  const { verifyTimestampToken } = await import('../timestamp/verify.ts');
   try {
     const info = await verifyTimestampToken(token, { data, trustedRoots: roots });
     return {
