@@ -2,7 +2,17 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.cdil-data/', '.tmp/', 'bin/', 'scripts/*.mjs', 'src/**/*.mjs'] },
+  {
+    ignores: [
+      'node_modules/',
+      'dist/',
+      '.cdil-data/',
+      '.tmp/',
+      'bin/',
+      'scripts/*.mjs',
+      'src/**/*.mjs',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

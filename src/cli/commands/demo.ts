@@ -10,8 +10,9 @@ import { parseTrustedKeys, verifyBundle } from '../../core/bundle.ts';
 import { nodeCrypto } from '../../core/crypto-node.ts';
 import { readZipSafely, writeDeterministicZip } from '../../core/zip.ts';
 import { readNotesFile } from '../notes-file.ts';
+import { packageRoot } from '../package-root.ts';
 
-const DEFAULT_NOTES = new URL('../../../samples/notes.jsonl', import.meta.url).pathname;
+const DEFAULT_NOTES = join(packageRoot(), 'samples', 'notes.jsonl');
 const TENANT = 'demo-hospital';
 
 interface DemoOptions {
