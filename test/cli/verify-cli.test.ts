@@ -75,8 +75,11 @@ void describe('cdil verify', () => {
     assert.equal(result.status, 0, result.stderr);
     assert.match(
       result.stdout,
-      new RegExp(`^VALID {2}certificate ${fixture.certificate.certificate_id}`),
+      new RegExp(
+        `^VALID \\(key not pinned\\) {2}certificate ${fixture.certificate.certificate_id}`,
+      ),
     );
+    assert.match(result.stdout, /\nNOTE: The signing key came with the bundle .*--trusted-keys/);
     for (const check of CHECK_NAMES) {
       assert.match(result.stdout, new RegExp(`^ {2}(PASS|SKIP) {2}${check} `, 'm'), check);
     }
@@ -87,6 +90,8 @@ void describe('cdil verify', () => {
   test('pinned keys and note pass', () => {
     const result = runCli(['verify', validPath, '--trusted-keys', jwksPath, '--note', notePath]);
     assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /^VALID {2}certificate /);
+    assert.doesNotMatch(result.stdout, /NOTE:/);
     assert.match(result.stdout, /^ {2}PASS {2}trusted_key /m);
     assert.match(result.stdout, /^ {2}PASS {2}note_hash /m);
     assert.match(result.stdout, /exactly the certified note/);

@@ -46,11 +46,11 @@ before(async () => {
 });
 after(() => fixture.close());
 
-async function run(paths: string[]) {
+async function run(paths: string[], pinned = true) {
   const lines: string[] = [];
   const status = await runVerifyMany(
     paths,
-    { trustedKeys: jwks, jobs: '2' },
+    { trustedKeys: pinned ? jwks : undefined, jobs: '2' },
     (text) => lines.push(text),
     () => undefined,
   );
@@ -61,6 +61,21 @@ test('all genuine bundles give exit 0', async () => {
   const { status, lines } = await run([genuine, genuine, genuine]);
   assert.equal(status, EXIT_VALID);
   assert.equal(lines.filter((line) => line.startsWith('VALID')).length, 3);
+});
+
+test('pinned keys give no key note', async () => {
+  const { lines } = await run([genuine, genuine]);
+  assert.match(lines[0]!, /^VALID\s+\S+genuine\.zip$/);
+  assert.equal(lines.filter((line) => line.startsWith('NOTE:')).length, 0);
+});
+
+test('unpinned valid bundles are marked', async () => {
+  const { status, lines } = await run([genuine, tampered, genuine], false);
+  assert.equal(status, EXIT_INVALID);
+  assert.match(lines[0]!, /^VALID\s+\S+genuine\.zip \(key not pinned\)$/);
+  assert.doesNotMatch(lines[1]!, /key not pinned/);
+  assert.match(lines[3]!, /^2 of 3 bundles valid/);
+  assert.match(lines[4]!, /^NOTE: 2 of them valid only with the key they carry\..*--trusted-keys/);
 });
 
 test('one tampered bundle gives exit 1 and is named', async () => {

@@ -182,10 +182,29 @@ export async function readTsaRoots(path: string | undefined): Promise<string | u
 
 const STATUS_MARKS = { pass: 'PASS', fail: 'FAIL', skipped: 'SKIP' } as const;
 
+/**
+ * Returns whether a valid report rests only on keys that came with the evidence. Anyone can
+ * build a bundle that passes every other check with a key pair of their own.
+ */
+export function validWithoutPinnedKey(report: VerificationReport): boolean {
+  return (
+    report.valid && report.checks.some((c) => c.check === 'trusted_key' && c.status !== 'pass')
+  );
+}
+
+const UNPINNED_NOTE =
+  'The signing key came with the bundle and was not checked against a key set you trust, so ' +
+  'this shows the bundle is intact, not who made it: anyone can build a bundle that passes ' +
+  "with a key of their own. Pass --trusted-keys with the tenant's key set " +
+  "(GET /v1/tenants/{tenant_id}/jwks.json) to prove it is the tenant's.";
+
 export function formatReport(report: VerificationReport): string {
-  const lines = [
-    `${report.valid ? 'VALID' : 'INVALID'}  certificate ${report.certificate_id ?? '(unknown)'}`,
-  ];
+  const unpinned = validWithoutPinnedKey(report);
+  let verdict = report.valid ? 'VALID' : 'INVALID';
+  if (unpinned) {
+    verdict = 'VALID (key not pinned)';
+  }
+  const lines = [`${verdict}  certificate ${report.certificate_id ?? '(unknown)'}`];
   const nameWidth = Math.max(0, ...report.checks.map((check) => check.check.length));
   for (const check of report.checks) {
     const mark = STATUS_MARKS[check.status];
@@ -193,6 +212,9 @@ export function formatReport(report: VerificationReport): string {
     lines.push(`  ${mark}  ${check.check.padEnd(nameWidth)} ${check.detail}${code}`);
   }
   lines.push('', report.summary);
+  if (unpinned) {
+    lines.push('', `NOTE: ${UNPINNED_NOTE}`);
+  }
   return lines.map(printable).join('\n');
 }
 
@@ -400,13 +422,21 @@ export async function runVerifyMany(
       const failed = result.report?.checks
         .filter((check) => check.status === 'fail')
         .map((check) => check.check);
+      const pinNote =
+        result.report && validWithoutPinnedKey(result.report) ? ' (key not pinned)' : '';
       const verdict = result.error
         ? `ERROR    ${result.path}: ${result.error.message} [${result.error.code}]`
-        : `${result.report.valid ? 'VALID  ' : 'INVALID'}  ${result.path}${failed && failed.length > 0 ? `: failed ${failed.join(', ')}` : ''}`;
+        : `${result.report.valid ? 'VALID  ' : 'INVALID'}  ${result.path}${pinNote}${failed && failed.length > 0 ? `: failed ${failed.join(', ')}` : ''}`;
       out(printable(verdict));
     }
     const valid = results.filter((result) => result.report?.valid).length;
     out(`${valid} of ${results.length} bundles valid (${jobs} worker threads)`);
+    const unpinned = results.filter(
+      (result) => result.report && validWithoutPinnedKey(result.report),
+    ).length;
+    if (unpinned > 0) {
+      out(`NOTE: ${unpinned} of them valid only with the key they carry. ${UNPINNED_NOTE}`);
+    }
   }
   return status;
 }
