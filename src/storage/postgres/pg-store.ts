@@ -715,18 +715,22 @@ export class PgStore implements Store {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#withClient((client) =>
-          appendGroups(client, groups, seal, { skipLocked }),
+          appendGroups(client, groups, seal, { skipLocked, lockTimeoutMs: this.#lockTimeoutMs }),
         );
       } catch (error) {
-        if (error instanceof HeadsLockedError && !skipLocked) {
-          // A tenant is held for long. Started again, the append leaves out the held tenants,
-          // whose items yield tenant_locked, and stores the others.
-          skipLocked = true;
-          continue;
+        if (error instanceof HeadsLockedError) {
+          if (groups.length > 1 && !skipLocked) {
+            // A tenant is held for long. Started again, the append leaves out the held
+            // tenants, whose items yield tenant_locked, and stores the others.
+            skipLocked = true;
+            continue;
+          }
+          throw new StoreBusyError(error.message, { cause: error });
         }
         if (isLockTimeout(error)) {
+          // A write waited for a row that a writer bypassing the chain head lock holds.
           throw new StoreBusyError(
-            `a chain head stayed locked by another transaction for ${this.#lockTimeoutMs} ms`,
+            `a row stayed locked by another transaction for ${this.#lockTimeoutMs} ms`,
             { cause: error },
           );
         }
