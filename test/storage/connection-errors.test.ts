@@ -4,7 +4,13 @@ import assert from 'node:assert/strict';
 import { closedPort } from '../helpers/ports.ts';
 import { describe, test } from 'node:test';
 import { readinessCheck } from '../../src/server/routes/health.ts';
-import { startRejectingServer, startSilentServer } from '../helpers/fake-postgres.ts';
+import {
+  startRejectingServer,
+  startSilentServer,
+  startStalledServer,
+} from '../helpers/fake-postgres.ts';
+import { loadConfig } from '../../src/config/config.ts';
+import { openStore } from '../../src/storage/open.ts';
 import {
   connectionErrorFields,
   isConnectionFailure,
@@ -208,6 +214,61 @@ test('query timeout must exceed lock timeout', () => {
     () => new PgStore('postgres://127.0.0.1:1/cdil', { lockTimeoutMs: 500, queryTimeoutMs: 500 }),
     /queryTimeoutMs \(500\) must exceed lockTimeoutMs \(500\)/,
   );
+});
+
+describe('configured PostgreSQL timeouts', () => {
+  const secrets = {
+    CDIL_JWT_SECRET: Buffer.alloc(32, 1).toString('base64'),
+    CDIL_KEK: Buffer.alloc(32, 2).toString('base64'),
+  };
+
+  test('connect timeout from the configuration', async () => {
+    const server = await startSilentServer();
+    const store = openStore(
+      loadConfig({
+        ...secrets,
+        DATABASE_URL: `postgres://cdil@127.0.0.1:${server.port}/cdil`,
+        CDIL_DATABASE_CONNECT_TIMEOUT_MS: '300',
+      }),
+    );
+    try {
+      const started = Date.now();
+      await assert.rejects(store.ping(), StoreUnavailableError);
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= 250, `failed after ${elapsed} ms`);
+      // The default connect timeout is 5 s.
+      assert.ok(elapsed < 3_000, `failed after ${elapsed} ms`);
+    } finally {
+      await store.close();
+      await server.close();
+    }
+  });
+
+  test('query timeout from the configuration', async () => {
+    const server = await startStalledServer();
+    const store = openStore(
+      loadConfig({
+        ...secrets,
+        DATABASE_URL: `postgres://cdil@127.0.0.1:${server.port}/cdil`,
+        CDIL_DATABASE_QUERY_TIMEOUT_MS: '11000',
+      }),
+    );
+    try {
+      const started = Date.now();
+      await assert.rejects(store.ping(), (error: unknown) => {
+        assert.ok(error instanceof StoreUnavailableError, String(error));
+        assert.equal((error.cause as Error).message, 'Query read timeout');
+        return true;
+      });
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= 10_900, `failed after ${elapsed} ms`);
+      // The default query timeout is 30 s.
+      assert.ok(elapsed < 20_000, `failed after ${elapsed} ms`);
+    } finally {
+      await store.close();
+      await server.close();
+    }
+  });
 });
 
 describe('readinessCheck', () => {

@@ -23,6 +23,12 @@ import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
 import { toTenant, type RawTenant } from '../tenant-row.ts';
 import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_LOCK_TIMEOUT_MS,
+  DEFAULT_QUERY_TIMEOUT_MS,
+  IDLE_IN_TRANSACTION_TIMEOUT_MS,
+} from './timeouts.ts';
+import {
   INSERT_CONDITION_SQL,
   INSERT_FINDING_SQL,
   INSERT_GAP_SQL,
@@ -81,25 +87,6 @@ import {
 } from '../store.ts';
 
 export const DEFAULT_POOL_SIZE = 10;
-
-/**
- * Session limits set on every connection. A process that stops between the statements of an
- * append (a frozen VM, a debugger) holds the chain heads of every tenant in its batch, so the
- * server ends a transaction left idle this long and releases its locks. A statement that waits
- * this long for a lock fails, and an append that fails this way raises StoreBusyError.
- */
-export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000;
-export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
-
-/**
- * Client-side limits, which also work when the server or the network stops replying. A new
- * connection that is not ready after the connect timeout fails, and so does a wait for a free
- * pooled connection. A statement without a reply after the query timeout fails, and its
- * connection is closed. The query timeout must exceed the lock timeout, so that a statement
- * waiting for a lock fails with the server's lock timeout first and raises StoreBusyError.
- */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
-export const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
 
 /**
  * Idle time after which the kernel sends TCP keepalive probes, so that a connection to a host
