@@ -173,7 +173,11 @@ export class TenantExistsError extends Error {
   override readonly name = 'TenantExistsError';
 }
 
-/** Raised by an append that could not take the database write lock in time; nothing was stored. */
+/**
+ * Raised when the database could not take an operation in time, and nothing was stored: a lock
+ * held by another transaction (the SQLite write lock, a PostgreSQL row lock), or on PostgreSQL
+ * no free connection in the pool.
+ */
 export class StoreBusyError extends Error {
   override readonly name = 'StoreBusyError';
 }

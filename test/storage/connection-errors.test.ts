@@ -14,6 +14,7 @@ import { openStore } from '../../src/storage/open.ts';
 import {
   connectionErrorFields,
   isConnectionFailure,
+  isPoolWaitTimeout,
   wrapConnectionFailure,
 } from '../../src/storage/postgres/connection-errors.ts';
 import { PgStore } from '../../src/storage/postgres/pg-store.ts';
@@ -39,7 +40,8 @@ describe('connection failure classification', () => {
     ['query timeout', new Error('Query read timeout'), true],
     ['client connect timeout', new Error('timeout expired'), true],
     ['pool connect timeout', new Error('Connection terminated due to connection timeout'), true],
-    ['pool wait timeout', new Error('timeout exceeded when trying to connect'), true],
+    // Every pooled connection is in use, which PgStore raises as busy instead (see below).
+    ['pool wait timeout', new Error('timeout exceeded when trying to connect'), false],
     ['3D001 other class 3D code', coded('3D001'), false],
     ['ECONNREFUSED', coded('ECONNREFUSED'), true],
     ['ECONNRESET', coded('ECONNRESET'), true],
@@ -76,6 +78,21 @@ describe('connection failure classification', () => {
   for (const [name, error, expected] of cases) {
     test(name, () => {
       assert.equal(isConnectionFailure(error), expected);
+    });
+  }
+});
+
+describe('pool wait timeout classification', () => {
+  const cases: [string, unknown, boolean][] = [
+    ['pool wait timeout', new Error('timeout exceeded when trying to connect'), true],
+    ['pool connect timeout', new Error('Connection terminated due to connection timeout'), false],
+    ['client connect timeout', new Error('timeout expired'), false],
+    ['same message with a code', coded('57014', 'timeout exceeded when trying to connect'), false],
+    ['string', 'timeout exceeded when trying to connect', false],
+  ];
+  for (const [name, error, expected] of cases) {
+    test(name, () => {
+      assert.equal(isPoolWaitTimeout(error), expected);
     });
   }
 });

@@ -1819,6 +1819,65 @@ describe(
       }
     });
 
+    test('full pool fails as busy', async () => {
+      const location = await createLocation();
+      // One connection, which an append holds while it waits for a held chain head.
+      const store = new PgStore(location.database.url!, {
+        poolSize: 1,
+        connectTimeoutMs: 300,
+        lockTimeoutMs: 5_000,
+      });
+      const rival = new pg.Client({ connectionString: location.database.url });
+      try {
+        await store.migrate();
+        await createTenant(store, 'pool-a');
+        await rival.connect();
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'pool-a' FOR UPDATE");
+        const appended = store
+          .appendCertificateGroups(
+            [{ tenantId: 'pool-a', items: [newGroupItem('pool-a')] }],
+            sealGroupItem,
+          )
+          .then(
+            (results) => ({ results, error: undefined as unknown }),
+            (error: unknown) => ({ results: undefined, error }),
+          );
+        await waitForLockWait(location);
+        const operations: [string, () => Promise<unknown>][] = [
+          ['getTenant', () => store.getTenant('pool-a')],
+          [
+            'appendCertificates',
+            () => store.appendCertificates('pool-a', [newItem()], seal('pool-a')),
+          ],
+        ];
+        for (const [name, operation] of operations) {
+          await assert.rejects(operation(), (error: unknown) => {
+            assert.ok(error instanceof StoreBusyError, `${name}: ${String(error)}`);
+            assert.match(
+              error.message,
+              /all 1 PostgreSQL connections of the pool stayed in use for 300 ms/,
+            );
+            assert.equal(
+              (error.cause as Error).message,
+              'timeout exceeded when trying to connect',
+              name,
+            );
+            return true;
+          });
+        }
+        await rival.query('ROLLBACK');
+        const { results, error } = await appended;
+        assert.equal(error, undefined);
+        assert.equal(results?.[0]?.[0]?.kind, 'created');
+        assert.equal((await store.getTenant('pool-a'))?.tenant_id, 'pool-a');
+      } finally {
+        await rival.end();
+        await store.close();
+        await location.remove();
+      }
+    });
+
     test('terminated connection does not end the process', async () => {
       const location = await createLocation();
       const warnings = captureWarnings();

@@ -16,6 +16,7 @@ import {
 import {
   connectionErrorFields,
   isConnectionFailure,
+  isPoolWaitTimeout,
   wrapConnectionFailure,
 } from './connection-errors.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
@@ -273,7 +274,7 @@ export class PgStore implements Store {
             args,
           );
         } catch (error) {
-          throw wrapConnectionFailure(error);
+          throw this.#poolError(error);
         }
       }) as Queryable['query'],
     };
@@ -367,8 +368,25 @@ export class PgStore implements Store {
     try {
       return await this.#pool.connect();
     } catch (error) {
-      throw wrapConnectionFailure(error);
+      throw this.#poolError(error);
     }
+  }
+
+  /**
+   * Converts the failure of a pool operation to a store error. A wait for a free connection that
+   * timed out becomes StoreBusyError, because every connection is in use (by appends waiting for
+   * a held chain head, say) and nothing was sent. A connection failure becomes
+   * StoreUnavailableError, and any other error is returned unchanged.
+   */
+  #poolError(error: unknown): unknown {
+    if (isPoolWaitTimeout(error)) {
+      return new StoreBusyError(
+        `all ${this.#pool.options.max} PostgreSQL connections of the pool stayed in use for ` +
+          `${this.#pool.options.connectionTimeoutMillis} ms`,
+        { cause: error },
+      );
+    }
+    return wrapConnectionFailure(error);
   }
 
   /**
