@@ -3,7 +3,7 @@
 // with backoff for a bounded time, and every event that is not written leaves an error line
 // in the structured log instead.
 import type { AuditAction, AuditReason } from '../core/audit-event.ts';
-import { StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
+import { AuditEventExistsError, StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
 
 /** Timing and size limits of the background audit writes. */
 export interface AuditWritePolicy {
@@ -42,6 +42,11 @@ export interface AuditWrite {
   reason: AuditReason;
   /** Tries once to store the event. Every try stores the same event, time and event id. */
   attempt(): Promise<void>;
+  /**
+   * Returns whether an earlier try stored the event although it failed, as a try does whose
+   * COMMIT succeeded but whose reply was lost. Writes that cannot tell leave it out.
+   */
+  isStored?(): Promise<boolean>;
 }
 
 /** The pino or Fastify logger methods the writer uses. */
@@ -172,6 +177,22 @@ export class BackgroundAuditWriter {
         // Already reported as not written at shutdown.
         return;
       }
+      if (attempt > 1 && failure instanceof AuditEventExistsError && entry.write.isStored) {
+        // An earlier try may have committed the event and lost its reply. A failed check is
+        // handled as the failure of this try.
+        try {
+          if (await entry.write.isStored()) {
+            entry.settled = true;
+            this.#reportStoredEarlier(entry.write, failure, attempt);
+            return;
+          }
+        } catch (error) {
+          failure = error;
+        }
+        if (entry.settled) {
+          return;
+        }
+      }
       if (!isRetryableStoreError(failure)) {
         entry.settled = true;
         this.#reportNotWritten(entry.write, 'not_retryable', failure, attempt);
@@ -214,6 +235,19 @@ export class BackgroundAuditWriter {
     } finally {
       entry.wake = undefined;
     }
+  }
+
+  #reportStoredEarlier(write: AuditWrite, error: unknown, attempts: number): void {
+    this.#log.warn(
+      {
+        tenantId: write.tenantId,
+        requestId: write.requestId,
+        action: write.action,
+        attempts,
+        err: error,
+      },
+      'audit event of a rejected request was already stored by an earlier try whose reply was lost',
+    );
   }
 
   #reportNotWritten(

@@ -183,6 +183,15 @@ export class StoreBusyError extends Error {
 }
 
 /**
+ * Raised by appendAuditEvents when the id of one of its events is already stored, which
+ * happens when a retry follows a try that committed but whose reply was lost. Nothing of the
+ * failed append was stored.
+ */
+export class AuditEventExistsError extends Error {
+  override readonly name = 'AuditEventExistsError';
+}
+
+/**
  * Raised when the connection to the database failed during an operation or could not be opened.
  * The failure's own error is the `cause`. A write whose COMMIT reached the server before the
  * connection failed may have been stored, so its outcome is unknown.
@@ -303,8 +312,13 @@ export interface LogStore {
   ): Promise<LogNodeRow[]>;
   /** Lists the stored leaves with index in [fromIndex, toIndex), in log order. */
   listLogEntries(tenantId: string, fromIndex: number, toIndex: number): Promise<LogEntry[]>;
-  /** Appends audit events as log leaves in one transaction and returns them with their indexes. */
+  /**
+   * Appends audit events as log leaves in one transaction and returns them with their indexes.
+   * Raises AuditEventExistsError, storing nothing, when an event's id is already stored.
+   */
   appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]>;
+  /** Returns the stored audit event with this id, of whichever tenant, or undefined. */
+  getAuditEvent(eventId: string): Promise<AuditEventRow | undefined>;
   listAuditEvents(
     tenantId: string,
     filter: AuditEventFilter,

@@ -16,6 +16,7 @@ import { EMPTY_LOG_HEAD, extendLog } from '../../src/storage/log-append.ts';
 import { PgStore } from '../../src/storage/postgres/pg-store.ts';
 import { OPTIMIZE_EVERY_APPENDS, SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import {
+  AuditEventExistsError,
   StoreBusyError,
   StoreUnavailableError,
   TenantExistsError,
@@ -767,6 +768,24 @@ describe(`storage on ${TEST_ENGINE}`, () => {
       10,
     );
     assert.equal(issued.length, 3);
+  });
+
+  test('repeated audit event id stores nothing', async () => {
+    const tenantId = 'audit-repeat';
+    await createTenant(stores[0]!, tenantId);
+    const stored = auditEvent('request.rejected');
+    const [row] = await stores[0]!.appendAuditEvents(tenantId, [stored]);
+    const headBefore = await stores[1]!.getLogHead(tenantId);
+    const fresh = auditEvent('request.rejected');
+    // As a retry after a lost reply: the same event again, here with another one.
+    await assert.rejects(
+      stores[1]!.appendAuditEvents(tenantId, [fresh, stored]),
+      (error: unknown) => error instanceof AuditEventExistsError,
+    );
+    assert.deepEqual(await stores[2]!.getLogHead(tenantId), headBefore);
+    assert.equal(await stores[2]!.getAuditEvent(fresh.event_id), undefined);
+    assert.deepEqual(await stores[2]!.getAuditEvent(stored.event_id), row);
+    assert.equal(await stores[2]!.getAuditEvent(randomUUID()), undefined);
   });
 
   test('concurrent assumption writes get distinct revisions', async () => {
@@ -1718,8 +1737,8 @@ describe(
 
     test('append queued behind a waiter fails in time', async () => {
       // PostgreSQL applies lock_timeout to each lock it waits for. The first waiter for a held
-      // row waits for the holder, and the next one first for the row's tuple lock, which the
-      // first waiter holds until it gives up, and then for the holder with a new timeout.
+      // row waits for the holder. The next one waits for the row's tuple lock, which the first
+      // waiter holds until it gives up, and then for the holder with a new timeout.
       const lockTimeoutMs = 2_000;
       const location = await createLocation();
       const store = new PgStore(location.database.url!, { poolSize: 4, lockTimeoutMs });

@@ -244,6 +244,14 @@ export async function listLogEntriesBelowZero(
   return found.map(toLogEntry);
 }
 
+export async function getAuditEvent(
+  client: Queryable,
+  eventId: string,
+): Promise<AuditEventRow | undefined> {
+  const [raw] = await rows<AuditEventRow>(client, LOG_SQL.getAuditEvent, [eventId]);
+  return raw ? toAuditEvent(raw) : undefined;
+}
+
 export async function listAuditEvents(
   client: Queryable,
   tenantId: string,

@@ -47,6 +47,7 @@ import {
   type SqlParam,
 } from '../shadow-sql.ts';
 import {
+  AuditEventExistsError,
   TenantExistsError,
   type AppendGroup,
   type AppendItem,
@@ -99,6 +100,9 @@ const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
 const MIGRATION_LOCK_KEY = 0x4344_494c; // "CDIL" in ASCII
 
 const UNIQUE_VIOLATION = '23505';
+
+/** PostgreSQL's name for the UNIQUE constraint of audit_events.event_id (migration 4). */
+const AUDIT_EVENT_ID_CONSTRAINT = 'audit_events_event_id_key';
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
 
@@ -924,7 +928,24 @@ export class PgStore implements Store {
     return log.listLogEntriesBelowZero(this.#queryable, tenantId, limit);
   }
 
-  appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
+  async appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
+    try {
+      return await this.#appendAuditEventsOnce(tenantId, events);
+    } catch (error) {
+      if (
+        isUniqueViolation(error) &&
+        (error as pg.DatabaseError).constraint === AUDIT_EVENT_ID_CONSTRAINT
+      ) {
+        throw new AuditEventExistsError(
+          `an audit event id of the append is already stored: ${(error as pg.DatabaseError).detail}`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  #appendAuditEventsOnce(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
     return this.#transaction(async (client) => {
       const head = await log.lockLogHead(client, tenantId);
       const rows = events.map((event, offset) => ({
@@ -941,6 +962,10 @@ export class PgStore implements Store {
       );
       return rows;
     });
+  }
+
+  getAuditEvent(eventId: string): Promise<AuditEventRow | undefined> {
+    return log.getAuditEvent(this.#queryable, eventId);
   }
 
   listAuditEvents(
