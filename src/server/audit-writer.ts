@@ -177,19 +177,16 @@ export class BackgroundAuditWriter {
         // Already reported as not written at shutdown.
         return;
       }
-      if (attempt > 1 && failure instanceof AuditEventExistsError && entry.write.isStored) {
-        // An earlier try may have committed the event and lost its reply. A failed check is
-        // handled as the failure of this try.
-        try {
-          if (await entry.write.isStored()) {
-            entry.settled = true;
-            this.#reportStoredEarlier(entry.write, failure, attempt);
-            return;
-          }
-        } catch (error) {
-          failure = error;
-        }
+      if (attempt > 1 && failure instanceof AuditEventExistsError) {
+        const checked = await this.#checkStoredEarlier(entry.write, failure);
+        failure = checked.failure;
         if (entry.settled) {
+          // Reported as not written at shutdown while the check ran.
+          return;
+        }
+        if (checked.stored) {
+          entry.settled = true;
+          this.#reportStoredEarlier(entry.write, failure, attempt);
           return;
         }
       }
@@ -208,6 +205,25 @@ export class BackgroundAuditWriter {
         return;
       }
       delay = Math.min(delay * 2, this.#policy.maxRetryDelayMs);
+    }
+  }
+
+  /**
+   * Asks the write whether an earlier try stored its event, after a retry failed because the
+   * event id was taken. An earlier try may have committed and lost its reply. Returns whether
+   * it did, and the failure to handle otherwise: `failure`, or the check's own error.
+   */
+  async #checkStoredEarlier(
+    write: AuditWrite,
+    failure: AuditEventExistsError,
+  ): Promise<{ stored: boolean; failure: unknown }> {
+    if (write.isStored === undefined) {
+      return { stored: false, failure };
+    }
+    try {
+      return { stored: await write.isStored(), failure };
+    } catch (error) {
+      return { stored: false, failure: error };
     }
   }
 
