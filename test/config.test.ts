@@ -86,6 +86,54 @@ test('key cache and rate-limit settings', () => {
   assert.match(problems.join('\n'), /CDIL_RATE_LIMIT_SYNC_MS must be an integer from 10 to 60000/);
 });
 
+test('database timeout settings', () => {
+  const defaults = loadConfig({ CDIL_JWT_SECRET: SECRET, CDIL_KEK: KEK });
+  assert.equal(defaults.databaseConnectTimeoutMs, 5_000);
+  assert.equal(defaults.databaseQueryTimeoutMs, 30_000);
+
+  const set = loadConfig({
+    CDIL_JWT_SECRET: SECRET,
+    CDIL_KEK: KEK,
+    CDIL_DATABASE_CONNECT_TIMEOUT_MS: '250',
+    CDIL_DATABASE_QUERY_TIMEOUT_MS: '11000',
+  });
+  assert.equal(set.databaseConnectTimeoutMs, 250);
+  assert.equal(set.databaseQueryTimeoutMs, 11_000);
+
+  const cases: [string, Record<string, string>, RegExp][] = [
+    [
+      'connect timeout too short',
+      { CDIL_DATABASE_CONNECT_TIMEOUT_MS: '50' },
+      /^CDIL_DATABASE_CONNECT_TIMEOUT_MS must be an integer from 100 to 300000, got "50"$/,
+    ],
+    [
+      'connect timeout not an integer',
+      { CDIL_DATABASE_CONNECT_TIMEOUT_MS: '2.5' },
+      /^CDIL_DATABASE_CONNECT_TIMEOUT_MS must be an integer/,
+    ],
+    [
+      'query timeout equal to the lock timeout',
+      { CDIL_DATABASE_QUERY_TIMEOUT_MS: '10000' },
+      /^CDIL_DATABASE_QUERY_TIMEOUT_MS must be an integer from 11000 to 600000 \(milliseconds\), got "10000"\. It must exceed the 10000 ms PostgreSQL lock timeout by at least 1000 ms/,
+    ],
+    [
+      'query timeout too long',
+      { CDIL_DATABASE_QUERY_TIMEOUT_MS: '600001' },
+      /^CDIL_DATABASE_QUERY_TIMEOUT_MS must be an integer from 11000 to 600000/,
+    ],
+    [
+      'query timeout with a unit',
+      { CDIL_DATABASE_QUERY_TIMEOUT_MS: '30s' },
+      /^CDIL_DATABASE_QUERY_TIMEOUT_MS must be an integer/,
+    ],
+  ];
+  for (const [name, env, expected] of cases) {
+    const problems = problemsOf({ CDIL_JWT_SECRET: SECRET, CDIL_KEK: KEK, ...env });
+    assert.equal(problems.length, 1, `${name}: ${problems.join('; ')}`);
+    assert.match(problems[0]!, expected, name);
+  }
+});
+
 test('development generates secrets once and reuses them', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cdil-config-'));
   try {

@@ -4,6 +4,16 @@
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_LOCK_TIMEOUT_MS,
+  DEFAULT_QUERY_TIMEOUT_MS,
+  MAX_CONNECT_TIMEOUT_MS,
+  MAX_QUERY_TIMEOUT_MS,
+  MIN_CONNECT_TIMEOUT_MS,
+  MIN_QUERY_TIMEOUT_MS,
+  QUERY_TIMEOUT_MARGIN_MS,
+} from '../storage/postgres/timeouts.ts';
 
 export const MIN_JWT_SECRET_BYTES = 32;
 export const MAX_WORKERS = 64;
@@ -36,6 +46,16 @@ export interface Config {
   databaseUrl: string | undefined;
   /** Maximum PostgreSQL connections per process; unused with SQLite. */
   databasePoolSize: number;
+  /**
+   * Time limit for opening a PostgreSQL connection or waiting for a free pooled one, in ms;
+   * unused with SQLite.
+   */
+  databaseConnectTimeoutMs: number;
+  /**
+   * Time a PostgreSQL statement may go without a reply before it fails and its connection is
+   * closed, in ms; unused with SQLite.
+   */
+  databaseQueryTimeoutMs: number;
   host: string;
   port: number;
   logLevel: string;
@@ -156,6 +176,32 @@ function parseInteger(
   return parsed;
 }
 
+/**
+ * Parses CDIL_DATABASE_QUERY_TIMEOUT_MS. Its minimum keeps it above the PostgreSQL lock timeout,
+ * so that a statement waiting for a lock fails with DATABASE_BUSY before the client gives up.
+ */
+function parseQueryTimeout(value: string | undefined, problems: string[]): number {
+  if (value === undefined || value === '') {
+    return DEFAULT_QUERY_TIMEOUT_MS;
+  }
+  const parsed = Number(value);
+  if (
+    !/^\d+$/.test(value.trim()) ||
+    parsed < MIN_QUERY_TIMEOUT_MS ||
+    parsed > MAX_QUERY_TIMEOUT_MS
+  ) {
+    problems.push(
+      `CDIL_DATABASE_QUERY_TIMEOUT_MS must be an integer from ${MIN_QUERY_TIMEOUT_MS} to ` +
+        `${MAX_QUERY_TIMEOUT_MS} (milliseconds), got ${JSON.stringify(value)}. It must exceed ` +
+        `the ${DEFAULT_LOCK_TIMEOUT_MS} ms PostgreSQL lock timeout by at least ` +
+        `${QUERY_TIMEOUT_MARGIN_MS} ms, so that a statement waiting for a lock fails with ` +
+        'DATABASE_BUSY before the client gives up on it',
+    );
+    return DEFAULT_QUERY_TIMEOUT_MS;
+  }
+  return parsed;
+}
+
 function parseBoolean(
   name: string,
   value: string | undefined,
@@ -252,7 +298,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  * Reads and validates the configuration. Throws ConfigError listing every problem at once.
  *
  * Variables: CDIL_ENV (development|production), CDIL_DATA_DIR, CDIL_SQLITE_PATH, DATABASE_URL,
- * CDIL_DATABASE_POOL_SIZE, CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
+ * CDIL_DATABASE_POOL_SIZE, CDIL_DATABASE_CONNECT_TIMEOUT_MS, CDIL_DATABASE_QUERY_TIMEOUT_MS,
+ * CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
  * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_WORKERS, CDIL_BODY_LIMIT_BYTES, CDIL_LOG_ORIGIN,
  * CDIL_CHECKPOINT_INTERVAL_MS, TSA_URL, TSA_TIMEOUT_MS, TSA_TRUSTED_ROOTS, CDIL_KEY_CACHE_TTL_MS,
  * CDIL_RATE_LIMIT_PER_MINUTE, CDIL_RATE_LIMIT_SYNC_MS. With `writeSecrets` false, development mode
@@ -285,6 +332,17 @@ export function loadConfig(
       `CDIL_DATABASE_POOL_SIZE must be an integer from 1 to 1000, got ${JSON.stringify(env.CDIL_DATABASE_POOL_SIZE)}`,
     );
   }
+  const databaseConnectTimeoutMs = parseInteger(
+    'CDIL_DATABASE_CONNECT_TIMEOUT_MS',
+    env.CDIL_DATABASE_CONNECT_TIMEOUT_MS,
+    {
+      fallback: DEFAULT_CONNECT_TIMEOUT_MS,
+      min: MIN_CONNECT_TIMEOUT_MS,
+      max: MAX_CONNECT_TIMEOUT_MS,
+    },
+    problems,
+  );
+  const databaseQueryTimeoutMs = parseQueryTimeout(env.CDIL_DATABASE_QUERY_TIMEOUT_MS, problems);
 
   let jwtSecretText = env.CDIL_JWT_SECRET;
   let kekText = env.CDIL_KEK;
@@ -379,6 +437,8 @@ export function loadConfig(
     sqlitePath: resolve(env.CDIL_SQLITE_PATH || join(dataDir, 'cdil.sqlite')),
     databaseUrl,
     databasePoolSize,
+    databaseConnectTimeoutMs,
+    databaseQueryTimeoutMs,
     host: env.CDIL_HOST || '127.0.0.1',
     port,
     logLevel,

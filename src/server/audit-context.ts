@@ -72,5 +72,7 @@ export function rejectionAuditWrite(
         await audit.append(tenantId, context, events);
       }
     },
+    isStored: async () =>
+      events !== undefined && events !== null && (await audit.isStored(tenantId, events)),
   };
 }

@@ -3,7 +3,7 @@
 // with backoff for a bounded time, and every event that is not written leaves an error line
 // in the structured log instead.
 import type { AuditAction, AuditReason } from '../core/audit-event.ts';
-import { StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
+import { AuditEventExistsError, StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
 
 /** Timing and size limits of the background audit writes. */
 export interface AuditWritePolicy {
@@ -42,6 +42,11 @@ export interface AuditWrite {
   reason: AuditReason;
   /** Tries once to store the event. Every try stores the same event, time and event id. */
   attempt(): Promise<void>;
+  /**
+   * Returns whether an earlier try stored the event although it failed, as a try does whose
+   * COMMIT succeeded but whose reply was lost. Writes that cannot tell leave it out.
+   */
+  isStored?(): Promise<boolean>;
 }
 
 /** The pino or Fastify logger methods the writer uses. */
@@ -172,6 +177,19 @@ export class BackgroundAuditWriter {
         // Already reported as not written at shutdown.
         return;
       }
+      if (attempt > 1 && failure instanceof AuditEventExistsError) {
+        const checked = await this.#checkStoredEarlier(entry.write, failure);
+        failure = checked.failure;
+        if (entry.settled) {
+          // Reported as not written at shutdown while the check ran.
+          return;
+        }
+        if (checked.stored) {
+          entry.settled = true;
+          this.#reportStoredEarlier(entry.write, failure, attempt);
+          return;
+        }
+      }
       if (!isRetryableStoreError(failure)) {
         entry.settled = true;
         this.#reportNotWritten(entry.write, 'not_retryable', failure, attempt);
@@ -187,6 +205,25 @@ export class BackgroundAuditWriter {
         return;
       }
       delay = Math.min(delay * 2, this.#policy.maxRetryDelayMs);
+    }
+  }
+
+  /**
+   * Asks the write whether an earlier try stored its event, after a retry failed because the
+   * event id was taken. An earlier try may have committed and lost its reply. Returns whether
+   * it did, and the failure to handle otherwise: `failure`, or the check's own error.
+   */
+  async #checkStoredEarlier(
+    write: AuditWrite,
+    failure: AuditEventExistsError,
+  ): Promise<{ stored: boolean; failure: unknown }> {
+    if (write.isStored === undefined) {
+      return { stored: false, failure };
+    }
+    try {
+      return { stored: await write.isStored(), failure };
+    } catch (error) {
+      return { stored: false, failure: error };
     }
   }
 
@@ -214,6 +251,19 @@ export class BackgroundAuditWriter {
     } finally {
       entry.wake = undefined;
     }
+  }
+
+  #reportStoredEarlier(write: AuditWrite, error: unknown, attempts: number): void {
+    this.#log.warn(
+      {
+        tenantId: write.tenantId,
+        requestId: write.requestId,
+        action: write.action,
+        attempts,
+        err: error,
+      },
+      'audit event of a rejected request was already stored by an earlier try whose reply was lost',
+    );
   }
 
   #reportNotWritten(

@@ -17,7 +17,13 @@ import {
   type AuditOutcome,
   type AuditReason,
 } from '../core/audit-event.ts';
-import type { AuditEventFilter, AuditEventRow, NewAuditEvent, Store } from '../storage/store.ts';
+import {
+  AuditEventExistsError,
+  type AuditEventFilter,
+  type AuditEventRow,
+  type NewAuditEvent,
+  type Store,
+} from '../storage/store.ts';
 import type { Clock } from './clock.ts';
 import { AppError, type ErrorCode } from './errors.ts';
 import type { Keyring } from './keyring.ts';
@@ -282,7 +288,11 @@ export class AuditTrail {
     return rows;
   }
 
-  /** Appends queued events in transactions of up to MAX_AUDIT_BATCH until the queue is empty. */
+  /**
+   * Appends queued events in transactions of up to MAX_AUDIT_BATCH until the queue is empty. When
+   * a transaction fails because one of its events is already stored, as a retry after a lost
+   * reply is, each of its appends is tried alone, so that only that append fails.
+   */
   async #drain(tenantId: string, queue: PendingAppend[]): Promise<void> {
     while (queue.length > 0) {
       const batch: PendingAppend[] = [queue.shift()!];
@@ -293,22 +303,49 @@ export class AuditTrail {
         batch.push(next);
       }
       try {
-        const rows = await this.#store.appendAuditEvents(
-          tenantId,
-          batch.flatMap((pending) => pending.events),
-        );
-        let offset = 0;
-        for (const pending of batch) {
-          pending.resolve(rows.slice(offset, offset + pending.events.length));
-          offset += pending.events.length;
-        }
+        await this.#appendBatch(tenantId, batch);
       } catch (error) {
+        if (error instanceof AuditEventExistsError && batch.length > 1) {
+          for (const pending of batch) {
+            await this.#appendBatch(tenantId, [pending]).catch((alone: unknown) =>
+              pending.reject(alone),
+            );
+          }
+          continue;
+        }
         for (const pending of batch) {
           pending.reject(error);
         }
       }
     }
     this.#queues.delete(tenantId);
+  }
+
+  /** Appends the events of `batch` in one transaction and resolves each append with its rows. */
+  async #appendBatch(tenantId: string, batch: readonly PendingAppend[]): Promise<void> {
+    const rows = await this.#store.appendAuditEvents(
+      tenantId,
+      batch.flatMap((pending) => pending.events),
+    );
+    let offset = 0;
+    for (const pending of batch) {
+      pending.resolve(rows.slice(offset, offset + pending.events.length));
+      offset += pending.events.length;
+    }
+  }
+
+  /**
+   * Returns whether each of `events` is stored in the tenant's log with the same content. An
+   * append whose COMMIT succeeded but whose reply was lost stored them although it failed.
+   */
+  async isStored(tenantId: string, events: readonly NewAuditEvent[]): Promise<boolean> {
+    for (const event of events) {
+      const stored = await this.#store.getAuditEvent(event.event_id);
+      if (stored?.tenant_id !== tenantId || stored.event_json !== event.event_json) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** Lists the tenant's audit events in log order, with filters and cursor pagination. */

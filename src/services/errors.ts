@@ -35,7 +35,7 @@ export const ErrorRegistry = {
   },
   DATABASE_BUSY: {
     status: 503,
-    title: 'Another process held the database write lock for too long; nothing was stored',
+    title: 'The database stayed busy for too long; nothing was stored',
   },
   SIGNING_KEY_CHANGED: {
     status: 503,
@@ -90,7 +90,8 @@ export class AppError extends Error {
 export function databaseBusy(cause: unknown): AppError {
   return new AppError(
     'DATABASE_BUSY',
-    'another process held the database write lock for too long; nothing was stored, retry later',
+    'the database stayed busy for too long: another transaction held a lock the request needed, ' +
+      'or every pooled connection was in use. Nothing was stored; retry later',
     { headers: { 'Retry-After': '1' }, cause },
   );
 }

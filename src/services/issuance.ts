@@ -104,12 +104,8 @@ const BATCHES_IN_FLIGHT: Record<Store['engine'], number> = { sqlite: 1, postgres
  * Batches of one locked tenant each that one process keeps in flight besides those above. A
  * multi-tenant append on PostgreSQL leaves out a tenant that another transaction holds, and
  * that tenant is then appended alone, waiting for its lock, without holding up the others.
- *
- * NOTE: with 3 processes and a chain head held for 25 s, some of that tenant's requests got
- * their 503 after about twice the lock timeout (20 s), most after one. A likely cause, not
- * confirmed: PostgreSQL applies lock_timeout to each lock acquisition, and a session queued
- * behind another waiter first waits for the row's tuple lock and then, with a fresh timeout,
- * for the holding transaction. A statement_timeout on the lock statements would bound the sum.
+ * Such an append waits at most the lock timeout in all, however many processes queue for the
+ * same tenant (see the statement_timeout in src/storage/postgres/append.ts).
  */
 const LOCKED_TENANT_BATCHES_IN_FLIGHT = 2;
 

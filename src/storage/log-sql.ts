@@ -11,6 +11,7 @@ export const LOG_SQL = {
   insertNode: 'INSERT INTO log_nodes (tenant_id, level, node_index, hash) VALUES (?, ?, ?, ?)',
   getNode:
     'SELECT level, node_index, hash FROM log_nodes WHERE tenant_id = ? AND level = ? AND node_index = ?',
+  getAuditEvent: 'SELECT * FROM audit_events WHERE event_id = ?',
   insertAuditEvent: `INSERT INTO audit_events (tenant_id, log_index, event_id, occurred_at, action, outcome,
       actor_hash, object_type, object_id, event_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   // Both tables hold leaves with dense indexes, so a range read per table stays bounded.

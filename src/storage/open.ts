@@ -10,13 +10,22 @@ import type { Store, WarningLogger } from './store.ts';
  * connection failures of a PostgreSQL store instead of process warnings. SQLite logs nothing.
  */
 export function openStore(
-  config: Pick<Config, 'databaseUrl' | 'databasePoolSize' | 'sqlitePath'>,
+  config: Pick<
+    Config,
+    | 'databaseUrl'
+    | 'databasePoolSize'
+    | 'databaseConnectTimeoutMs'
+    | 'databaseQueryTimeoutMs'
+    | 'sqlitePath'
+  >,
   options: { readOnly?: boolean; logger?: WarningLogger } = {},
 ): Store {
   const readOnly = options.readOnly ?? false;
   if (config.databaseUrl !== undefined) {
     return new PgStore(config.databaseUrl, {
       poolSize: config.databasePoolSize,
+      connectTimeoutMs: config.databaseConnectTimeoutMs,
+      queryTimeoutMs: config.databaseQueryTimeoutMs,
       readOnly,
       logger: options.logger,
     });

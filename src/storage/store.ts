@@ -173,9 +173,22 @@ export class TenantExistsError extends Error {
   override readonly name = 'TenantExistsError';
 }
 
-/** Raised by an append that could not take the database write lock in time; nothing was stored. */
+/**
+ * Raised when the database could not take an operation in time, and nothing was stored: a lock
+ * held by another transaction (the SQLite write lock, a PostgreSQL row lock), or on PostgreSQL
+ * no free connection in the pool.
+ */
 export class StoreBusyError extends Error {
   override readonly name = 'StoreBusyError';
+}
+
+/**
+ * Raised by appendAuditEvents when the id of one of its events is already stored, which
+ * happens when a retry follows a try that committed but whose reply was lost. Nothing of the
+ * failed append was stored.
+ */
+export class AuditEventExistsError extends Error {
+  override readonly name = 'AuditEventExistsError';
 }
 
 /**
@@ -299,8 +312,13 @@ export interface LogStore {
   ): Promise<LogNodeRow[]>;
   /** Lists the stored leaves with index in [fromIndex, toIndex), in log order. */
   listLogEntries(tenantId: string, fromIndex: number, toIndex: number): Promise<LogEntry[]>;
-  /** Appends audit events as log leaves in one transaction and returns them with their indexes. */
+  /**
+   * Appends audit events as log leaves in one transaction and returns them with their indexes.
+   * Raises AuditEventExistsError, storing nothing, when an event's id is already stored.
+   */
   appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]>;
+  /** Returns the stored audit event with this id, of whichever tenant, or undefined. */
+  getAuditEvent(eventId: string): Promise<AuditEventRow | undefined>;
   listAuditEvents(
     tenantId: string,
     filter: AuditEventFilter,

@@ -1,6 +1,8 @@
 // TCP servers on 127.0.0.1 that stand in for a PostgreSQL server that does not work. One accepts
-// connections and never sends a byte, as a frozen server or a half-open network path does. The
-// other rejects every login with a given SQLSTATE, as a server does for a wrong password.
+// connections and never sends a byte, as a frozen server or a half-open network path does.
+// Another accepts every login and then never replies to a query, as a server that stops after
+// the login does. The last rejects every login with a given SQLSTATE, as a server does for a wrong
+// password.
 import { createServer, type Server, type Socket } from 'node:net';
 
 export interface FakeServer {
@@ -41,6 +43,20 @@ async function listen(onConnection: (socket: Socket) => void): Promise<FakeServe
 /** Starts a server that accepts connections, reads what clients send, and never replies. */
 export function startSilentServer(): Promise<FakeServer> {
   return listen((socket) => socket.resume());
+}
+
+/**
+ * Starts a server that accepts each login and then reads queries without replying. It replies to
+ * the startup message with AuthenticationOk ('R', code 0) and ReadyForQuery ('Z', idle), after
+ * which node-postgres 8.23 reports the connection ready (protocol version 3).
+ */
+export function startStalledServer(): Promise<FakeServer> {
+  const authenticationOk = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]);
+  const readyForQuery = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+  return listen((socket) => {
+    socket.once('data', () => socket.write(Buffer.concat([authenticationOk, readyForQuery])));
+    socket.resume();
+  });
 }
 
 /**

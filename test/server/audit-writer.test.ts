@@ -7,7 +7,11 @@ import {
   type AuditWrite,
   type AuditWritePolicy,
 } from '../../src/server/audit-writer.ts';
-import { StoreBusyError, StoreUnavailableError } from '../../src/storage/store.ts';
+import {
+  AuditEventExistsError,
+  StoreBusyError,
+  StoreUnavailableError,
+} from '../../src/storage/store.ts';
 
 interface LoggedLine {
   level: 'warn' | 'error';
@@ -63,6 +67,38 @@ function scriptedWrite(
   return write;
 }
 
+/**
+ * Returns a scripted write whose first try commits but loses its reply, so that each retry finds
+ * the event id taken. `checks` are the results of isStored in turn: a boolean, or an error.
+ */
+function lostReplyWrite(
+  requestId: string,
+  checks: (boolean | Error)[],
+): AuditWrite & { attempts: number; checks: number } {
+  const write = {
+    tenantId: 't1',
+    requestId,
+    action: 'request.failed' as const,
+    reason: 'unavailable' as const,
+    attempts: 0,
+    checks: 0,
+    attempt: () => {
+      write.attempts += 1;
+      return Promise.reject(
+        write.attempts === 1
+          ? new StoreUnavailableError('Connection terminated unexpectedly')
+          : new AuditEventExistsError('event id is stored'),
+      );
+    },
+    isStored: () => {
+      write.checks += 1;
+      const next = checks.shift() ?? false;
+      return next instanceof Error ? Promise.reject(next) : Promise.resolve(next);
+    },
+  };
+  return write;
+}
+
 function notWrittenLines(lines: LoggedLine[]): LoggedLine[] {
   return lines.filter(
     (line) => line.message === 'audit event of a rejected request was not written',
@@ -102,6 +138,63 @@ describe('BackgroundAuditWriter', () => {
     assert.equal(line?.details.requestId, 'r2');
     assert.equal(line?.details.action, 'request.failed');
     assert.equal(line?.details.reason, 'unavailable');
+  });
+
+  test('retry finding its own event stored', async () => {
+    const { lines, log } = captureLog();
+    const writer = new BackgroundAuditWriter(log, FAST);
+    const write = lostReplyWrite('r-lost', [true]);
+    await writer.submit(write);
+    assert.equal(write.attempts, 2);
+    assert.equal(write.checks, 1);
+    assert.equal(notWrittenLines(lines).length, 0);
+    const stored = lines.filter((line) => /stored by an earlier try/.test(line.message));
+    assert.equal(stored.length, 1);
+    assert.equal(stored[0]?.level, 'warn');
+    assert.equal(stored[0]?.details.requestId, 'r-lost');
+    assert.equal(stored[0]?.details.tenantId, 't1');
+    assert.equal(stored[0]?.details.attempts, 2);
+    assert.equal(writer.pending, 0);
+  });
+
+  test('retry finding another event stored', async () => {
+    const { lines, log } = captureLog();
+    const writer = new BackgroundAuditWriter(log, FAST);
+    const write = lostReplyWrite('r-other', [false]);
+    await writer.submit(write);
+    assert.equal(write.attempts, 2);
+    const [line, ...rest] = notWrittenLines(lines);
+    assert.equal(rest.length, 0);
+    assert.equal(line?.details.failure, 'not_retryable');
+    assert.ok(line?.details.err instanceof AuditEventExistsError);
+    assert.equal(line?.details.attempts, 2);
+  });
+
+  test('failed stored check is retried', async () => {
+    const { lines, log } = captureLog();
+    const writer = new BackgroundAuditWriter(log, FAST);
+    const write = lostReplyWrite('r-check', [new StoreBusyError('locked'), true]);
+    await writer.submit(write);
+    assert.equal(write.attempts, 3);
+    assert.equal(write.checks, 2);
+    assert.equal(notWrittenLines(lines).length, 0);
+  });
+
+  test('duplicate on the first try is not checked', async () => {
+    const { lines, log } = captureLog();
+    const writer = new BackgroundAuditWriter(log, FAST);
+    let checks = 0;
+    const write = {
+      ...scriptedWrite('r-first', [new AuditEventExistsError('event id is stored')]),
+      isStored: () => {
+        checks += 1;
+        return Promise.resolve(true);
+      },
+    };
+    await writer.submit(write);
+    assert.equal(checks, 0);
+    const [line] = notWrittenLines(lines);
+    assert.equal(line?.details.failure, 'not_retryable');
   });
 
   test('retries stop after the retry period', async () => {

@@ -8,6 +8,8 @@ import { openCheckpoint, parseVerifierKey } from '../../src/core/checkpoint.ts';
 import { nodeCrypto } from '../../src/core/crypto-node.ts';
 import { fromBase64, fromHex, utf8Encode } from '../../src/core/encoding.ts';
 import { leafHash, verifyInclusion } from '../../src/core/merkle.ts';
+import { INTERNAL_CONTEXT, type AuditRecord } from '../../src/services/audit.ts';
+import { AuditEventExistsError } from '../../src/storage/store.ts';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
 
 interface Item {
@@ -379,6 +381,38 @@ describe('audit trail over HTTP', () => {
       entries.map((entry) => entry.log_index),
       Array.from({ length: head!.tree_size }, (_, i) => i),
     );
+  });
+
+  test('repeated event fails only its own append', async () => {
+    const audit = t.services.audit;
+    const record: AuditRecord = {
+      action: 'request.rejected',
+      outcome: 'rejected',
+      reason: 'forbidden',
+    };
+    const build = async () => (await audit.build('bob', INTERNAL_CONTEXT, [record], new Date()))!;
+    const stored = await build();
+    await audit.append('bob', INTERNAL_CONTEXT, stored);
+    const fresh = await build();
+    // Issued in the same turn of the event loop, the two appends first share a transaction.
+    const repeated = audit.append('bob', INTERNAL_CONTEXT, stored).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const appended = audit.append('bob', INTERNAL_CONTEXT, fresh).then(
+      (rows) => ({ rows, error: undefined as unknown }),
+      (error: unknown) => ({ rows: [], error }),
+    );
+    const repeatedError = await repeated;
+    assert.ok(repeatedError instanceof AuditEventExistsError, String(repeatedError));
+    const { rows, error } = await appended;
+    assert.equal(error, undefined);
+    assert.equal(rows[0]?.event_id, fresh[0]!.event_id);
+    assert.equal(await audit.isStored('bob', stored), true);
+    assert.equal(await audit.isStored('bob', fresh), true);
+    assert.equal(await audit.isStored('alice', fresh), false, 'stored for another tenant');
+    const [other] = await build();
+    assert.equal(await audit.isStored('bob', [other!]), false, 'never appended');
   });
 
   test('failed audit write handling', async () => {

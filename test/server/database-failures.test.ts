@@ -306,6 +306,53 @@ describe(
       assert.ok(!t.logs.join('').includes(PASSWORD_MARKER), 'the password reached the log');
     });
 
+    test('full pool answers 503 busy', async () => {
+      // The only pooled connection waits for a chain head that a rival holds.
+      const t = await startTestApp({
+        CDIL_DATABASE_POOL_SIZE: '1',
+        CDIL_DATABASE_CONNECT_TIMEOUT_MS: '300',
+        CDIL_CHECKPOINT_INTERVAL_MS: '0',
+      });
+      const rival = new pg.Client({ connectionString: t.database.url });
+      try {
+        await t.services.tenants.create('pool-t1');
+        const clinician = await t.token('clinician', 'pool-t1');
+        const auditor = await t.token('auditor', 'pool-t1');
+        await rival.connect();
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'pool-t1' FOR UPDATE");
+        const issued = t.app.inject({
+          method: 'POST',
+          url: '/v1/clinical/documentation',
+          headers: { ...bearer(clinician), 'idempotency-key': 'pool-key-1' },
+          payload: issueBody(),
+        });
+        await waitForLockWait(location(t));
+        const read = await t.app.inject({
+          method: 'GET',
+          url: '/v1/certificates/00000000-0000-4000-8000-000000000000',
+          headers: bearer(auditor),
+        });
+        assert.equal(read.statusCode, 503, read.body);
+        assert.equal(read.json().error.code, 'DATABASE_BUSY');
+        assert.equal(read.headers['retry-after'], '1');
+        const failure = logLines(t).find(
+          (line) => line.msg === 'request failed' && line.code === 'DATABASE_BUSY',
+        );
+        assert.ok(failure, t.logs.join(''));
+        assert.match(
+          String((failure.err as { message?: unknown }).message),
+          /PostgreSQL connections of the pool stayed in use for 300 ms/,
+        );
+        await rival.query('ROLLBACK');
+        const created = await issued;
+        assert.equal(created.statusCode, 201, created.body);
+      } finally {
+        await rival.end();
+        await t.close();
+      }
+    });
+
     test('terminated read and rotation answer 503', async () => {
       const t = await startTestApp();
       const rival = new pg.Client({ connectionString: t.database.url });

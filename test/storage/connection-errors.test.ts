@@ -4,10 +4,17 @@ import assert from 'node:assert/strict';
 import { closedPort } from '../helpers/ports.ts';
 import { describe, test } from 'node:test';
 import { readinessCheck } from '../../src/server/routes/health.ts';
-import { startRejectingServer, startSilentServer } from '../helpers/fake-postgres.ts';
+import {
+  startRejectingServer,
+  startSilentServer,
+  startStalledServer,
+} from '../helpers/fake-postgres.ts';
+import { loadConfig } from '../../src/config/config.ts';
+import { openStore } from '../../src/storage/open.ts';
 import {
   connectionErrorFields,
   isConnectionFailure,
+  isPoolWaitTimeout,
   wrapConnectionFailure,
 } from '../../src/storage/postgres/connection-errors.ts';
 import { PgStore } from '../../src/storage/postgres/pg-store.ts';
@@ -33,7 +40,8 @@ describe('connection failure classification', () => {
     ['query timeout', new Error('Query read timeout'), true],
     ['client connect timeout', new Error('timeout expired'), true],
     ['pool connect timeout', new Error('Connection terminated due to connection timeout'), true],
-    ['pool wait timeout', new Error('timeout exceeded when trying to connect'), true],
+    // Every pooled connection is in use, which PgStore raises as busy instead (see below).
+    ['pool wait timeout', new Error('timeout exceeded when trying to connect'), false],
     ['3D001 other class 3D code', coded('3D001'), false],
     ['ECONNREFUSED', coded('ECONNREFUSED'), true],
     ['ECONNRESET', coded('ECONNRESET'), true],
@@ -70,6 +78,21 @@ describe('connection failure classification', () => {
   for (const [name, error, expected] of cases) {
     test(name, () => {
       assert.equal(isConnectionFailure(error), expected);
+    });
+  }
+});
+
+describe('pool wait timeout classification', () => {
+  const cases: [string, unknown, boolean][] = [
+    ['pool wait timeout', new Error('timeout exceeded when trying to connect'), true],
+    ['pool connect timeout', new Error('Connection terminated due to connection timeout'), false],
+    ['client connect timeout', new Error('timeout expired'), false],
+    ['same message with a code', coded('57014', 'timeout exceeded when trying to connect'), false],
+    ['string', 'timeout exceeded when trying to connect', false],
+  ];
+  for (const [name, error, expected] of cases) {
+    test(name, () => {
+      assert.equal(isPoolWaitTimeout(error), expected);
     });
   }
 });
@@ -208,6 +231,61 @@ test('query timeout must exceed lock timeout', () => {
     () => new PgStore('postgres://127.0.0.1:1/cdil', { lockTimeoutMs: 500, queryTimeoutMs: 500 }),
     /queryTimeoutMs \(500\) must exceed lockTimeoutMs \(500\)/,
   );
+});
+
+describe('configured PostgreSQL timeouts', () => {
+  const secrets = {
+    CDIL_JWT_SECRET: Buffer.alloc(32, 1).toString('base64'),
+    CDIL_KEK: Buffer.alloc(32, 2).toString('base64'),
+  };
+
+  test('connect timeout from the configuration', async () => {
+    const server = await startSilentServer();
+    const store = openStore(
+      loadConfig({
+        ...secrets,
+        DATABASE_URL: `postgres://cdil@127.0.0.1:${server.port}/cdil`,
+        CDIL_DATABASE_CONNECT_TIMEOUT_MS: '300',
+      }),
+    );
+    try {
+      const started = Date.now();
+      await assert.rejects(store.ping(), StoreUnavailableError);
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= 250, `failed after ${elapsed} ms`);
+      // The default connect timeout is 5 s.
+      assert.ok(elapsed < 3_000, `failed after ${elapsed} ms`);
+    } finally {
+      await store.close();
+      await server.close();
+    }
+  });
+
+  test('query timeout from the configuration', async () => {
+    const server = await startStalledServer();
+    const store = openStore(
+      loadConfig({
+        ...secrets,
+        DATABASE_URL: `postgres://cdil@127.0.0.1:${server.port}/cdil`,
+        CDIL_DATABASE_QUERY_TIMEOUT_MS: '11000',
+      }),
+    );
+    try {
+      const started = Date.now();
+      await assert.rejects(store.ping(), (error: unknown) => {
+        assert.ok(error instanceof StoreUnavailableError, String(error));
+        assert.equal((error.cause as Error).message, 'Query read timeout');
+        return true;
+      });
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= 10_900, `failed after ${elapsed} ms`);
+      // The default query timeout is 30 s.
+      assert.ok(elapsed < 20_000, `failed after ${elapsed} ms`);
+    } finally {
+      await store.close();
+      await server.close();
+    }
+  });
 });
 
 describe('readinessCheck', () => {

@@ -16,6 +16,7 @@ import { EMPTY_LOG_HEAD, extendLog } from '../../src/storage/log-append.ts';
 import { PgStore } from '../../src/storage/postgres/pg-store.ts';
 import { OPTIMIZE_EVERY_APPENDS, SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import {
+  AuditEventExistsError,
   StoreBusyError,
   StoreUnavailableError,
   TenantExistsError,
@@ -769,6 +770,24 @@ describe(`storage on ${TEST_ENGINE}`, () => {
     assert.equal(issued.length, 3);
   });
 
+  test('repeated audit event id stores nothing', async () => {
+    const tenantId = 'audit-repeat';
+    await createTenant(stores[0]!, tenantId);
+    const stored = auditEvent('request.rejected');
+    const [row] = await stores[0]!.appendAuditEvents(tenantId, [stored]);
+    const headBefore = await stores[1]!.getLogHead(tenantId);
+    const fresh = auditEvent('request.rejected');
+    // As a retry after a lost reply: the same event again, here with another one.
+    await assert.rejects(
+      stores[1]!.appendAuditEvents(tenantId, [fresh, stored]),
+      (error: unknown) => error instanceof AuditEventExistsError,
+    );
+    assert.deepEqual(await stores[2]!.getLogHead(tenantId), headBefore);
+    assert.equal(await stores[2]!.getAuditEvent(fresh.event_id), undefined);
+    assert.deepEqual(await stores[2]!.getAuditEvent(stored.event_id), row);
+    assert.equal(await stores[2]!.getAuditEvent(randomUUID()), undefined);
+  });
+
   test('concurrent assumption writes get distinct revisions', async () => {
     const tenantId = 'assumptions';
     await createTenant(stores[0]!, tenantId);
@@ -1024,18 +1043,19 @@ function captureWarnings(): {
   return { logger: { warn: (details, message) => lines.push({ details, message }) }, lines };
 }
 
-async function waitForLockWait(location: StorageLocation): Promise<void> {
+/** Waits until at least `sessions` sessions of the test database wait for a lock. */
+async function waitForLockWait(location: StorageLocation, sessions = 1): Promise<void> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const waiting = await runSql(
       location,
       "SELECT 1 AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
     );
-    if (waiting.length > 0) {
+    if (waiting.length >= sessions) {
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
-  throw new Error('no session started waiting for a lock within 5 s');
+  throw new Error(`fewer than ${sessions} sessions waited for a lock within 5 s`);
 }
 
 /** Returns the SQL text of the first argument of a `pg` query call, whitespace collapsed. */
@@ -1100,8 +1120,9 @@ describe(
         const single = bySize.get(1)!;
         assert.deepEqual(bySize.get(16), single, 'batch of 16 against batch of 1');
         assert.deepEqual(bySize.get(64), single, 'batch of 64 against batch of 1');
-        // BEGIN, 2 head locks, log head insert, active key, key lookup, 4 inserts, 2 head updates, COMMIT.
-        assert.equal(single.length, 13, single.join('\n'));
+        // BEGIN, lock wait bound, log head insert, head lock, bound reset, active key, key
+        // lookup, 4 inserts, 2 head updates, COMMIT.
+        assert.equal(single.length, 14, single.join('\n'));
         assert.equal((await walkChain(store, tenantId)).length, 1 + 16 + 64);
         assert.equal((await store.getLogHead(tenantId))?.tree_size, 2 * (1 + 16 + 64));
 
@@ -1134,8 +1155,8 @@ describe(
           byTenants.set(tenants, sent);
         }
         assert.deepEqual(byTenants.get(1), single, 'one group against appendCertificates');
-        // Two more: the lock wait of several tenants is bounded, then set back for the writes.
-        assert.equal(byTenants.get(5)!.length, 15, byTenants.get(5)!.join('\n'));
+        // The same statements, with the shorter lock wait bound of several tenants.
+        assert.equal(byTenants.get(5)!.length, single.length, byTenants.get(5)!.join('\n'));
         assert.deepEqual(byTenants.get(50), byTenants.get(5), '50 tenants against 5');
         for (const [i, id] of tenantIds.entries()) {
           // Tenant i took part in the appends for 1, 5 and 50 tenants that included it.
@@ -1707,6 +1728,168 @@ describe(
           sealGroupItem,
         );
         assert.equal(results?.[0]?.kind, 'created');
+      } finally {
+        await rival.end();
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('append queued behind a waiter fails in time', async () => {
+      // PostgreSQL applies lock_timeout to each lock it waits for. The first waiter for a held
+      // row waits for the holder. The next one waits for the row's tuple lock, which the first
+      // waiter holds until it gives up, and then for the holder with a new timeout.
+      const lockTimeoutMs = 2_000;
+      const location = await createLocation();
+      const store = new PgStore(location.database.url!, { poolSize: 4, lockTimeoutMs });
+      const rival = new pg.Client({ connectionString: location.database.url });
+      try {
+        await store.migrate();
+        // With a creation event, as the service creates tenants, the tenant has a log head.
+        await createTenant(store, 'queue-a', auditEvent('tenant.create'));
+        await rival.connect();
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'queue-a' FOR UPDATE");
+        const append = () => {
+          const started = Date.now();
+          return store
+            .appendCertificateGroups(
+              [{ tenantId: 'queue-a', items: [newGroupItem('queue-a')] }],
+              sealGroupItem,
+            )
+            .then(
+              () => ({ error: undefined as unknown, elapsed: Date.now() - started }),
+              (error: unknown) => ({ error, elapsed: Date.now() - started }),
+            );
+        };
+        const first = append();
+        await waitForLockWait(location, 1);
+        const second = append();
+        await waitForLockWait(location, 2);
+        const outcomes = await Promise.all([first, second]);
+        await rival.query('ROLLBACK');
+        for (const [index, { error, elapsed }] of outcomes.entries()) {
+          assert.ok(error instanceof StoreBusyError, `append ${index + 1}: ${String(error)}`);
+          // Without one bound for the whole wait the second append fails after about twice
+          // the lock timeout.
+          assert.ok(
+            elapsed < lockTimeoutMs * 1.5,
+            `append ${index + 1} failed after ${elapsed} ms`,
+          );
+        }
+        const [results] = await store.appendCertificateGroups(
+          [{ tenantId: 'queue-a', items: [newGroupItem('queue-a')] }],
+          sealGroupItem,
+        );
+        assert.equal(results?.[0]?.kind, 'created');
+      } finally {
+        await rival.end();
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('chain head and log head waits share one bound', async () => {
+      const lockTimeoutMs = 2_000;
+      const location = await createLocation();
+      const store = new PgStore(location.database.url!, { poolSize: 2, lockTimeoutMs });
+      const chainHolder = new pg.Client({ connectionString: location.database.url });
+      const logHolder = new pg.Client({ connectionString: location.database.url });
+      try {
+        await store.migrate();
+        // The creation event gives the tenant a log head row to hold.
+        await createTenant(store, 'both-a', auditEvent('tenant.create'));
+        await chainHolder.connect();
+        await logHolder.connect();
+        await chainHolder.query('BEGIN');
+        await chainHolder.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'both-a' FOR UPDATE");
+        await logHolder.query('BEGIN');
+        await logHolder.query("SELECT 1 FROM log_heads WHERE tenant_id = 'both-a' FOR UPDATE");
+        const started = Date.now();
+        const failed = store
+          .appendCertificateGroups(
+            [{ tenantId: 'both-a', items: [newGroupItem('both-a')] }],
+            sealGroupItem,
+          )
+          .then(
+            () => ({ error: undefined as unknown, elapsed: Date.now() - started }),
+            (error: unknown) => ({ error, elapsed: Date.now() - started }),
+          );
+        await waitForLockWait(location);
+        // The chain head is released after three quarters of the timeout, and the log head
+        // stays held.
+        await new Promise((resolve) => setTimeout(resolve, lockTimeoutMs * 0.75));
+        await chainHolder.query('ROLLBACK');
+        const { error, elapsed } = await failed;
+        await logHolder.query('ROLLBACK');
+        assert.ok(error instanceof StoreBusyError, String(error));
+        assert.ok(elapsed < lockTimeoutMs * 1.4, `the append failed after ${elapsed} ms`);
+        const [results] = await store.appendCertificateGroups(
+          [{ tenantId: 'both-a', items: [newGroupItem('both-a')] }],
+          sealGroupItem,
+        );
+        assert.equal(results?.[0]?.kind, 'created');
+        assert.equal((await walkChain(store, 'both-a')).length, 1);
+      } finally {
+        await chainHolder.end();
+        await logHolder.end();
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('full pool fails as busy', async () => {
+      const location = await createLocation();
+      // One connection, which an append holds while it waits for a held chain head.
+      const store = new PgStore(location.database.url!, {
+        poolSize: 1,
+        connectTimeoutMs: 300,
+        lockTimeoutMs: 5_000,
+      });
+      const rival = new pg.Client({ connectionString: location.database.url });
+      try {
+        await store.migrate();
+        await createTenant(store, 'pool-a');
+        await rival.connect();
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'pool-a' FOR UPDATE");
+        const appended = store
+          .appendCertificateGroups(
+            [{ tenantId: 'pool-a', items: [newGroupItem('pool-a')] }],
+            sealGroupItem,
+          )
+          .then(
+            (results) => ({ results, error: undefined as unknown }),
+            (error: unknown) => ({ results: undefined, error }),
+          );
+        await waitForLockWait(location);
+        const operations: [string, () => Promise<unknown>][] = [
+          ['getTenant', () => store.getTenant('pool-a')],
+          [
+            'appendCertificates',
+            () => store.appendCertificates('pool-a', [newItem()], seal('pool-a')),
+          ],
+        ];
+        for (const [name, operation] of operations) {
+          await assert.rejects(operation(), (error: unknown) => {
+            assert.ok(error instanceof StoreBusyError, `${name}: ${String(error)}`);
+            assert.match(
+              error.message,
+              /all 1 PostgreSQL connections of the pool stayed in use for 300 ms/,
+            );
+            assert.equal(
+              (error.cause as Error).message,
+              'timeout exceeded when trying to connect',
+              name,
+            );
+            return true;
+          });
+        }
+        await rival.query('ROLLBACK');
+        const { results, error } = await appended;
+        assert.equal(error, undefined);
+        assert.equal(results?.[0]?.[0]?.kind, 'created');
+        assert.equal((await store.getTenant('pool-a'))?.tenant_id, 'pool-a');
       } finally {
         await rival.end();
         await store.close();

@@ -1,32 +1,40 @@
 // Certificate batch append for PgStore. One transaction appends the items of one or more
-// tenants, one group of items per tenant. It sends at most 13 statements for one tenant and 15
-// for several, whatever the number of items, pipelined in two round trips, and holds the chain
-// head locks for those two:
+// tenants, one group of items per tenant. It sends at most 14 statements whatever the number of
+// tenants and items, pipelined in two round trips, and holds the chain head locks for those two:
 //
-//   1. BEGIN, lock the chain heads, create and lock the log heads, read the active keys, look up
-//      the idempotency keys. With several tenants, the lock wait is bounded by a SET LOCAL
-//      lock_timeout before the locks and one after them.
+//   1. BEGIN, bound the lock wait (SET LOCAL statement_timeout), create the missing log heads,
+//      lock the chain heads and log heads, end the bound, read the active keys, look up the
+//      idempotency keys.
 //   2. Insert the keys, the certificates, the audit events and the log nodes (one multi-row
 //      INSERT each), update the log heads and the chain heads (one UPDATE each), COMMIT.
 //
 // Each statement covers every tenant of the append, because its array parameters carry the
 // tenant id of each row. For one tenant, some statements use another text with the same values
-// (see tenant-sql.ts). One statement locks all chain heads and another all log heads, each in
+// (see tenant-sql.ts). One statement locks every tenant's chain head and then its log head, in
 // tenant_id order, so transactions whose tenant sets overlap wait for each other and cannot
 // deadlock.
 //
+// PostgreSQL applies lock_timeout to each lock a statement waits for, not to the statement. A
+// session queued behind another waiter for the same row first waits for the row's tuple lock,
+// which that waiter holds until it gives up. Then it waits for the holder, with a new timeout.
+// Appends for one held tenant from several processes queue like that, so some failed only after
+// twice the lock timeout. The lock statement therefore runs under a statement_timeout that
+// bounds all of its lock waits together, and both timeouts raise HeadsLockedError.
+//
 // The items are sealed in between, in this process. Each round trip is one write on the socket
-// (see pipeline.ts). The reads of round trip 1 are separate statements, not one join, because a
-// statement that waits for a row lock keeps the snapshot it started with for every other table.
-// Each statement after the lock takes a new snapshot under READ COMMITTED, which includes whatever
-// the previous holder of a lock committed: a key rotation or an idempotency key.
+// (see pipeline.ts). The active keys and idempotency keys are read by statements of their own
+// after the lock, not joined to it. A statement that waits for a row lock keeps the snapshot it
+// started with for every row except those it locks, which FOR UPDATE returns in their latest
+// committed version. Each statement after the lock takes a new snapshot under READ COMMITTED,
+// which includes whatever the previous holder of a lock committed: a key rotation or an
+// idempotency key.
 //
 // For small batches, most of PostgreSQL's cost is per statement and per commit, so its CPU per
 // certificate falls with the number of certificates per transaction, whichever tenants they belong
 // to. In bench/append.ts on a 2-core machine, durability off, one certificate for each of 50
 // tenants in one transaction cost PostgreSQL 82 to 85 µs per certificate, 50 certificates of one
 // tenant 47 µs, and a one-certificate transaction 402 to 502 µs (docs/benchmarks.md, "Several
-// tenants in one transaction").
+// tenants in one transaction"). Those figures predate the joined lock statement.
 import type pg from 'pg';
 import { extendLog } from '../log-append.ts';
 import type {
@@ -39,7 +47,7 @@ import type {
   Sealer,
 } from '../store.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
-import { lockLogHeads, sendAuditEvents, sendLogExtensions } from './log-queries.ts';
+import { sendAuditEvents, sendLogExtensions } from './log-queries.ts';
 import { sendTogether, settleInOrder } from './pipeline.ts';
 import { tenantQuery, type TenantStatement } from './tenant-sql.ts';
 
@@ -48,33 +56,92 @@ interface ChainHead {
   chain_hash: string | null;
 }
 
-// ORDER BY applies before FOR UPDATE, so the rows are locked in tenant_id order.
-const LOCK_CHAIN_HEADS: TenantStatement = {
+/** A tenant's chain head and log head as the lock statement returns them. */
+interface LockedHeads {
+  tenant_id: string;
+  chain_sequence: number;
+  chain_hash: string | null;
+  tree_size: number;
+  frontier: string;
+}
+
+/**
+ * Creates an empty log head for each tenant that has a chain head but no log head yet, in
+ * tenant_id order, and returns the tenants that have a chain head. A tenant that is missing from
+ * the result does not exist or was moved away, and the append fails. Tenants created through the
+ * service get their log head with their creation event, so this inserts rows only for tenants
+ * created before the log existed.
+ *
+ * NOTE: an insert waits for another transaction that inserts the same log head, and runs before
+ * the lock statement, each with its own statement_timeout. The first appends of such an old
+ * tenant can therefore still wait up to twice the bound while its chain head is held.
+ */
+const ENSURE_LOG_HEADS: TenantStatement = {
   single: {
-    name: 'cdil_lock_chain_head',
-    text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
-      WHERE tenant_id = ($1::text[])[1] FOR UPDATE`,
+    name: 'cdil_ensure_log_head',
+    text: `WITH present AS (
+        SELECT tenant_id FROM chain_heads WHERE tenant_id = ($1::text[])[1]
+      ), created AS (
+        INSERT INTO log_heads (tenant_id, tree_size, frontier)
+        SELECT tenant_id, 0, '' FROM present ON CONFLICT (tenant_id) DO NOTHING
+      )
+      SELECT tenant_id FROM present`,
   },
   several: {
-    name: 'cdil_lock_chain_heads',
-    text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
-      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`,
+    name: 'cdil_ensure_log_heads',
+    text: `WITH present AS (
+        SELECT tenant_id FROM chain_heads WHERE tenant_id = ANY($1::text[])
+      ), created AS (
+        INSERT INTO log_heads (tenant_id, tree_size, frontier)
+        SELECT tenant_id, 0, '' FROM present ORDER BY tenant_id ON CONFLICT (tenant_id) DO NOTHING
+      )
+      SELECT tenant_id FROM present`,
   },
 };
 
+// FOR UPDATE locks both rows of each joined row, the chain head first. ORDER BY applies before
+// FOR UPDATE, so the tenants are locked in tenant_id order.
+const LOCK_HEADS: TenantStatement = {
+  single: {
+    name: 'cdil_lock_heads',
+    text: `SELECT c.tenant_id, c.chain_sequence, c.chain_hash, l.tree_size, l.frontier
+      FROM chain_heads c JOIN log_heads l ON l.tenant_id = c.tenant_id
+      WHERE c.tenant_id = ($1::text[])[1] FOR UPDATE`,
+  },
+  several: {
+    name: 'cdil_lock_heads_several',
+    text: `SELECT c.tenant_id, c.chain_sequence, c.chain_hash, l.tree_size, l.frontier
+      FROM chain_heads c JOIN log_heads l ON l.tenant_id = c.tenant_id
+      WHERE c.tenant_id = ANY($1::text[]) ORDER BY c.tenant_id FOR UPDATE`,
+  },
+};
+
+/**
+ * The multi-tenant lock that leaves out each tenant whose chain head or log head another
+ * transaction has locked.
+ */
+const LOCK_AVAILABLE_HEADS: pg.QueryConfig = {
+  name: 'cdil_lock_available_heads',
+  text: `SELECT c.tenant_id, c.chain_sequence, c.chain_hash, l.tree_size, l.frontier
+    FROM chain_heads c JOIN log_heads l ON l.tenant_id = c.tenant_id
+    WHERE c.tenant_id = ANY($1::text[]) ORDER BY c.tenant_id FOR UPDATE SKIP LOCKED`,
+};
+
 const LOCK_NOT_AVAILABLE = '55P03';
+const QUERY_CANCELED = '57014';
 
 /** Returns whether `error` is PostgreSQL giving up on a lock after lock_timeout. */
 export function isLockTimeout(error: unknown): boolean {
   return error instanceof Error && (error as { code?: unknown }).code === LOCK_NOT_AVAILABLE;
 }
 
-/** The multi-tenant lock that leaves out the chain heads another transaction has locked. */
-const LOCK_AVAILABLE_CHAIN_HEADS: pg.QueryConfig = {
-  name: 'cdil_lock_available_chain_heads',
-  text: `SELECT tenant_id, chain_sequence, chain_hash FROM chain_heads
-    WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE SKIP LOCKED`,
-};
+/**
+ * Returns whether a statement of the bounded lock phase ended its wait: by lock_timeout
+ * (55P03), or by the phase's statement_timeout or a cancel request (both 57014).
+ */
+function isLockWaitEnded(error: unknown): boolean {
+  return isLockTimeout(error) || (error as { code?: unknown } | undefined)?.code === QUERY_CANCELED;
+}
 
 /**
  * Maximum wait of a multi-tenant append for its tenants' heads. Another append keeps a head
@@ -84,7 +151,11 @@ const LOCK_AVAILABLE_CHAIN_HEADS: pg.QueryConfig = {
  */
 export const MULTI_TENANT_LOCK_WAIT_MS = 250;
 
-/** Raised when a multi-tenant append waited MULTI_TENANT_LOCK_WAIT_MS for its tenants' heads. */
+/**
+ * Raised when an append waited its whole bound for its tenants' chain heads and log heads:
+ * MULTI_TENANT_LOCK_WAIT_MS for several tenants, the lock timeout for one tenant or when locked
+ * heads are skipped. Nothing was stored.
+ */
 export class HeadsLockedError extends Error {
   override readonly name = 'HeadsLockedError';
 }
@@ -255,38 +326,48 @@ function idempotencyKeyColumns(groups: readonly AppendGroup<AppendItem>[]): [str
   return [tenantIds, keys];
 }
 
+/** Returns the error of an append that names tenants without a chain head. */
+function noChainHead(tenantIds: readonly string[]): Error {
+  return tenantIds.length === 1
+    ? new Error(`tenant ${tenantIds[0]} has no chain head`)
+    : new Error(`tenants ${tenantIds.join(', ')} have no chain head`);
+}
+
 /**
  * Round trip 1: begins the transaction, locks the chain heads and the log heads, and reads the
  * active keys and the stored idempotency keys when the items need them. Returns each tenant's
- * state by tenant id. With several tenants, it raises HeadsLockedError after waiting
- * MULTI_TENANT_LOCK_WAIT_MS for a head, and with `skipLocked` it does not wait: a tenant whose
- * chain head or log head another transaction has locked is skipped and has no state.
+ * state by tenant id. The whole lock wait is bounded by MULTI_TENANT_LOCK_WAIT_MS for several
+ * tenants and by `lockTimeoutMs` otherwise, and raises HeadsLockedError when it runs out. With
+ * `skipLocked` it does not wait for locked heads: a tenant whose chain head or log head another
+ * transaction has locked is skipped and has no state. Throws when a tenant has no chain head.
  */
 async function lockAndRead(
   client: pg.PoolClient,
   groups: readonly AppendGroup<AppendItem>[],
-  skipLocked: boolean,
+  options: { skipLocked: boolean; lockTimeoutMs: number },
 ): Promise<Map<string, LockedState>> {
+  const { skipLocked } = options;
   const tenantIds = groups.map((group) => group.tenantId);
   const [keyTenantIds, keys] = idempotencyKeyColumns(groups);
   const keyTenants = groups
     .filter((group) => group.items.some((item) => item.signingKeyId !== undefined))
     .map((group) => group.tenantId);
-  // Waiting for several tenants' heads is bounded, unless held heads are skipped.
-  const boundedWait = tenantIds.length > 1 && !skipLocked;
+  // Held heads are skipped, or waited for within one bound.
+  const waitMs =
+    tenantIds.length > 1 && !skipLocked ? MULTI_TENANT_LOCK_WAIT_MS : options.lockTimeoutMs;
   const sent = sendTogether(client, () => {
     const begun = client.query('BEGIN');
-    const bounded = boundedWait
-      ? client.query(`SET LOCAL lock_timeout = ${MULTI_TENANT_LOCK_WAIT_MS}`)
-      : undefined;
-    const locked = client.query<ChainHead & { tenant_id: string }>(
-      skipLocked
-        ? { ...LOCK_AVAILABLE_CHAIN_HEADS, values: [tenantIds] }
-        : tenantQuery(LOCK_CHAIN_HEADS, tenantIds.length, [tenantIds]),
+    const bounded = client.query(`SET LOCAL statement_timeout = ${waitMs}`);
+    const present = client.query<{ tenant_id: string }>(
+      tenantQuery(ENSURE_LOG_HEADS, tenantIds.length, [tenantIds]),
     );
-    const logHeads = lockLogHeads(client, tenantIds, { skipLocked });
-    // Back to the session's lock_timeout for the writes.
-    const restored = boundedWait ? client.query('SET LOCAL lock_timeout TO DEFAULT') : undefined;
+    const locked = client.query<LockedHeads>(
+      skipLocked
+        ? { ...LOCK_AVAILABLE_HEADS, values: [tenantIds] }
+        : tenantQuery(LOCK_HEADS, tenantIds.length, [tenantIds]),
+    );
+    // Back to the session's setting, so that the writes and the COMMIT have no such limit.
+    const restored = client.query('SET LOCAL statement_timeout TO DEFAULT');
     const activeKeys =
       keyTenants.length === 0
         ? undefined
@@ -302,11 +383,11 @@ async function lockAndRead(
               : SELECT_STORED_KEYS.several,
             [keyTenantIds, keys],
           );
-    return { begun, bounded, locked, logHeads, restored, activeKeys, storedKeys };
+    return { begun, bounded, present, locked, restored, activeKeys, storedKeys };
   });
-  const { begun, bounded, locked, logHeads, restored, activeKeys, storedKeys } = sent;
-  const statements: Promise<unknown>[] = [begun, locked, logHeads];
-  for (const optional of [bounded, restored, activeKeys, storedKeys]) {
+  const { begun, bounded, present, locked, restored, activeKeys, storedKeys } = sent;
+  const statements: Promise<unknown>[] = [begun, bounded, present, locked, restored];
+  for (const optional of [activeKeys, storedKeys]) {
     if (optional) {
       statements.push(optional);
     }
@@ -314,58 +395,43 @@ async function lockAndRead(
   // Every reply is read and every rejection handled before the checks below.
   await Promise.allSettled(statements);
   try {
-    await settleInOrder(bounded ? [begun, bounded, locked] : [begun, locked]);
+    await settleInOrder([begun, bounded, present, locked]);
   } catch (error) {
-    if (boundedWait && isLockTimeout(error)) {
-      throw new HeadsLockedError(`a chain head stayed locked for ${MULTI_TENANT_LOCK_WAIT_MS} ms`, {
-        cause: error,
-      });
-    }
-    throw error;
-  }
-  const heads = new Map((await locked).rows.map((row) => [row.tenant_id, row]));
-  // A single tenant's head is locked by waiting, so a missing one does not exist. A missing
-  // tenant is reported instead of the other statements' errors: for a tenant that does not
-  // exist, the log head insert fails on its foreign key.
-  const missing = tenantIds.filter((tenantId) => !heads.has(tenantId));
-  if (tenantIds.length === 1 && missing.length === 1) {
-    throw new Error(`tenant ${missing[0]} has no chain head`);
-  }
-  try {
-    await settleInOrder(statements);
-  } catch (error) {
-    if (boundedWait && isLockTimeout(error)) {
-      throw new HeadsLockedError(`a log head stayed locked for ${MULTI_TENANT_LOCK_WAIT_MS} ms`, {
-        cause: error,
-      });
-    }
-    // With held heads skipped, a missing head may also be one that another transaction holds.
-    if (missing.length === 1) {
-      throw new Error(`tenant ${missing[0]} has no chain head`, { cause: error });
-    }
-    if (missing.length > 1) {
-      throw new Error(
-        `tenants ${missing.join(', ')} have no chain head, or another transaction has it locked`,
+    if (isLockWaitEnded(error)) {
+      throw new HeadsLockedError(
+        `a chain head or log head stayed locked by another transaction for ${waitMs} ms`,
         { cause: error },
       );
     }
     throw error;
   }
-  const lockedLogHeads = await logHeads;
+  const presentIds = new Set((await present).rows.map((row) => row.tenant_id));
+  const absent = tenantIds.filter((tenantId) => !presentIds.has(tenantId));
+  if (absent.length > 0) {
+    throw noChainHead(absent);
+  }
+  const heads = new Map((await locked).rows.map((row) => [row.tenant_id, row]));
+  if (!skipLocked) {
+    // The lock waited for every row, so a missing one was deleted meanwhile.
+    const deleted = tenantIds.filter((tenantId) => !heads.has(tenantId));
+    if (deleted.length > 0) {
+      throw noChainHead(deleted);
+    }
+  }
+  await settleInOrder(statements);
   const activeKeyIds = new Map(
     ((await activeKeys)?.rows ?? []).map((row) => [row.tenant_id, row.key_id]),
   );
   const storedByTenant = indexStoredKeys((await storedKeys)?.rows ?? []);
   const states = new Map<string, LockedState>();
   for (const tenantId of tenantIds) {
-    const head = heads.get(tenantId);
-    const logHead = lockedLogHeads.get(tenantId);
-    if (head === undefined || logHead === undefined) {
+    const row = heads.get(tenantId);
+    if (row === undefined) {
       continue;
     }
     states.set(tenantId, {
-      head,
-      logHead,
+      head: { chain_sequence: row.chain_sequence, chain_hash: row.chain_hash },
+      logHead: { tree_size: Number(row.tree_size), frontier: row.frontier },
       activeKeyId: activeKeyIds.get(tenantId),
       storedKeys: storedByTenant.get(tenantId) ?? new Map<string, StoredKey>(),
     });
@@ -528,9 +594,9 @@ export async function appendGroups<T extends AppendItem>(
   client: pg.PoolClient,
   groups: readonly AppendGroup<T>[],
   seal: Sealer<T>,
-  options: { skipLocked?: boolean } = {},
+  options: { skipLocked: boolean; lockTimeoutMs: number },
 ): Promise<AppendResult[][]> {
-  const states = await lockAndRead(client, groups, options.skipLocked ?? false);
+  const states = await lockAndRead(client, groups, options);
   const batches: SealedBatch[] = [];
   const results = groups.map((group): AppendResult[] => {
     const state = states.get(group.tenantId);

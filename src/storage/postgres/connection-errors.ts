@@ -1,6 +1,7 @@
-// Tells a failed connection to PostgreSQL apart from a failed statement. PgStore raises
-// StoreUnavailableError for the first kind, which the HTTP server maps to 503, and lets every
-// other error through unchanged, so a bug in a statement still fails as an internal error.
+// Tells a failed connection to PostgreSQL apart from a failed statement and from a wait for a
+// free pooled connection. PgStore raises StoreUnavailableError for the first kind and
+// StoreBusyError for the last, which the HTTP server maps to 503, and lets every other error
+// through unchanged, so a bug in a statement still fails as an internal error.
 import { StoreUnavailableError } from '../store.ts';
 
 /**
@@ -38,9 +39,9 @@ const SOCKET_ERROR_CODES = new Set([
  * Messages of the errors without a code that node-postgres raises for a failed connection. From
  * pg 8.23.1 (lib/client.js): the socket closed, a query on a client whose connection already
  * failed, a query without a reply within query_timeout, and a client's own connect timeout. From
- * pg-pool 3.14.0: a new connection, or the wait for a free pooled one, that exceeded
- * connectionTimeoutMillis. "Connection terminated" without "unexpectedly" is absent because it
- * follows a deliberate client.end().
+ * pg-pool 3.14.0 (index.js, newClient): a new connection that exceeded connectionTimeoutMillis.
+ * "Connection terminated" without "unexpectedly" is absent because it follows a deliberate
+ * client.end().
  */
 const CLIENT_CONNECTION_MESSAGES = new Set([
   'Connection terminated unexpectedly',
@@ -48,8 +49,14 @@ const CLIENT_CONNECTION_MESSAGES = new Set([
   'Query read timeout',
   'timeout expired',
   'Connection terminated due to connection timeout',
-  'timeout exceeded when trying to connect',
 ]);
+
+/**
+ * Message of pg-pool 3.14.0 (index.js, connect) when no pooled connection became free within
+ * connectionTimeoutMillis. The pool raises it only while every connection is checked out, and
+ * without opening a connection, so it does not show whether the server is reachable.
+ */
+const POOL_WAIT_TIMEOUT_MESSAGE = 'timeout exceeded when trying to connect';
 
 /** SQLSTATE classes 08 (connection exception) and 28 (invalid authorization specification). */
 const CONNECTION_CLASS_PATTERN = /^(08|28)[0-9A-Z]{3}$/;
@@ -72,6 +79,15 @@ export function isConnectionFailure(error: unknown): boolean {
     );
   }
   return CLIENT_CONNECTION_MESSAGES.has(error.message);
+}
+
+/** Returns whether `error` is the pool giving up on waiting for a free connection. */
+export function isPoolWaitTimeout(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    (error as { code?: unknown }).code === undefined &&
+    error.message === POOL_WAIT_TIMEOUT_MESSAGE
+  );
 }
 
 /**

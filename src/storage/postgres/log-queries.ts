@@ -1,8 +1,8 @@
 // PostgreSQL side of the Merkle log, checkpoint and audit tables. PgStore delegates its LogStore
 // methods here and issues the log writes inside its certificate transaction. The writes of an
 // append take one statement each for any number of tenants and rows: arrays carry the tenant id
-// of every row. `lockLogHeads` and the `send...` functions issue their statements without
-// awaiting, so that an append can pipeline them with its own (see pipeline.ts).
+// of every row. The `send...` functions issue their statements without awaiting, so that an
+// append can pipeline them with its own (see pipeline.ts).
 import type pg from 'pg';
 import { extendLog, type LogExtension } from '../log-append.ts';
 import {
@@ -49,27 +49,10 @@ const GET_NODES = `SELECT n.level, n.node_index, n.hash FROM log_nodes n
     ON n.level = r.level AND n.node_index = r.node_index
   WHERE n.tenant_id = $1`;
 
-// Both statements go through the tenants in tenant_id order. Every transaction that locks
-// several log heads therefore takes the locks in the same order, so two of them cannot deadlock.
-const ENSURE_HEADS = `INSERT INTO log_heads (tenant_id, tree_size, frontier)
-  SELECT tenant_id, 0, '' FROM unnest($1::text[]) AS t (tenant_id) ORDER BY tenant_id
+const ENSURE_HEAD = `INSERT INTO log_heads (tenant_id, tree_size, frontier) VALUES ($1, 0, '')
   ON CONFLICT (tenant_id) DO NOTHING`;
 
-/** Locks the log heads that no other transaction has locked, and skips the others. */
-const LOCK_AVAILABLE_HEADS = `SELECT tenant_id, tree_size, frontier FROM log_heads
-  WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE SKIP LOCKED`;
-
-const LOCK_HEADS: TenantStatement = {
-  single: {
-    name: 'cdil_lock_log_head',
-    text: 'SELECT tenant_id, tree_size, frontier FROM log_heads WHERE tenant_id = ($1::text[])[1] FOR UPDATE',
-  },
-  several: {
-    name: 'cdil_lock_log_heads',
-    text: `SELECT tenant_id, tree_size, frontier FROM log_heads
-      WHERE tenant_id = ANY($1::text[]) ORDER BY tenant_id FOR UPDATE`,
-  },
-};
+const LOCK_HEAD = 'SELECT tree_size, frontier FROM log_heads WHERE tenant_id = $1 FOR UPDATE';
 
 // array_position finds a tenant's first entry, so the tenant ids of one update must differ.
 const SET_HEADS: TenantStatement = {
@@ -93,43 +76,24 @@ export interface TenantLogExtension {
 }
 
 /**
- * Reads and locks the log heads of `tenantIds`, creating empty ones where missing, and returns
- * them by tenant id. Call inside a transaction. Both statements are issued before either reply
- * is read, so on a pipelining connection they share a round trip with any other statements
- * issued before the caller awaits. Rejects, on the foreign key, when a tenant does not exist.
- * With `skipLocked`, a head that another transaction has locked is skipped and missing from the
- * result.
+ * Reads and locks the tenant's log head, creating an empty one. Call inside a transaction.
+ * Rejects, on the foreign key, when the tenant does not exist. Certificate appends lock log
+ * heads together with chain heads instead (see append.ts).
  */
-export function lockLogHeads(
-  client: Queryable,
-  tenantIds: readonly string[],
-  options: { skipLocked?: boolean } = {},
-): Promise<Map<string, LogHeadRow>> {
-  const ensured = client.query({
-    name: 'cdil_ensure_log_heads',
-    text: ENSURE_HEADS,
-    values: [tenantIds],
-  });
-  const locked = client.query<LogHeadRow & { tenant_id: string }>(
-    options.skipLocked
-      ? { name: 'cdil_lock_available_log_heads', text: LOCK_AVAILABLE_HEADS, values: [tenantIds] }
-      : tenantQuery(LOCK_HEADS, tenantIds.length, [tenantIds]),
-  );
-  return settleInOrder([ensured, locked])
-    .then(() => locked)
-    .then((result) => {
-      const heads = new Map<string, LogHeadRow>();
-      for (const raw of result.rows) {
-        heads.set(raw.tenant_id, { tree_size: Number(raw.tree_size), frontier: raw.frontier });
-      }
-      return heads;
-    });
-}
-
-/** Reads and locks the tenant's log head, creating an empty one. Call inside a transaction. */
 export async function lockLogHead(client: Queryable, tenantId: string): Promise<LogHeadRow> {
-  const heads = await lockLogHeads(client, [tenantId]);
-  return heads.get(tenantId)!;
+  const ensured = client.query({
+    name: 'cdil_ensure_log_head_alone',
+    text: ENSURE_HEAD,
+    values: [tenantId],
+  });
+  const locked = client.query<LogHeadRow>({
+    name: 'cdil_lock_log_head',
+    text: LOCK_HEAD,
+    values: [tenantId],
+  });
+  await settleInOrder([ensured, locked]);
+  const [raw] = (await locked).rows;
+  return { tree_size: Number(raw!.tree_size), frontier: raw!.frontier };
 }
 
 /**
@@ -278,6 +242,14 @@ export async function listLogEntriesBelowZero(
     limit,
   ]);
   return found.map(toLogEntry);
+}
+
+export async function getAuditEvent(
+  client: Queryable,
+  eventId: string,
+): Promise<AuditEventRow | undefined> {
+  const [raw] = await rows<AuditEventRow>(client, LOG_SQL.getAuditEvent, [eventId]);
+  return raw ? toAuditEvent(raw) : undefined;
 }
 
 export async function listAuditEvents(

@@ -16,12 +16,19 @@ import {
 import {
   connectionErrorFields,
   isConnectionFailure,
+  isPoolWaitTimeout,
   wrapConnectionFailure,
 } from './connection-errors.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
 import * as log from './log-queries.ts';
 import { numberPlaceholders } from './placeholders.ts';
 import { toTenant, type RawTenant } from '../tenant-row.ts';
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_LOCK_TIMEOUT_MS,
+  DEFAULT_QUERY_TIMEOUT_MS,
+  IDLE_IN_TRANSACTION_TIMEOUT_MS,
+} from './timeouts.ts';
 import {
   INSERT_CONDITION_SQL,
   INSERT_FINDING_SQL,
@@ -40,6 +47,7 @@ import {
   type SqlParam,
 } from '../shadow-sql.ts';
 import {
+  AuditEventExistsError,
   TenantExistsError,
   type AppendGroup,
   type AppendItem,
@@ -83,25 +91,6 @@ import {
 export const DEFAULT_POOL_SIZE = 10;
 
 /**
- * Session limits set on every connection. A process that stops between the statements of an
- * append (a frozen VM, a debugger) holds the chain heads of every tenant in its batch, so the
- * server ends a transaction left idle this long and releases its locks. A statement that waits
- * this long for a lock fails, and an append that fails this way raises StoreBusyError.
- */
-export const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000;
-export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
-
-/**
- * Client-side limits, which also work when the server or the network stops replying. A new
- * connection that is not ready after the connect timeout fails, and so does a wait for a free
- * pooled connection. A statement without a reply after the query timeout fails, and its
- * connection is closed. The query timeout must exceed the lock timeout, so that a statement
- * waiting for a lock fails with the server's lock timeout first and raises StoreBusyError.
- */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
-export const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
-
-/**
  * Idle time after which the kernel sends TCP keepalive probes, so that a connection to a host
  * that went away (a network partition, a powered-off server) fails instead of waiting forever.
  */
@@ -111,6 +100,9 @@ const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
 const MIGRATION_LOCK_KEY = 0x4344_494c; // "CDIL" in ASCII
 
 const UNIQUE_VIOLATION = '23505';
+
+/** PostgreSQL's name for the UNIQUE constraint of audit_events.event_id (migration 4). */
+const AUDIT_EVENT_ID_CONSTRAINT = 'audit_events_event_id_key';
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
 
@@ -286,7 +278,7 @@ export class PgStore implements Store {
             args,
           );
         } catch (error) {
-          throw wrapConnectionFailure(error);
+          throw this.#poolError(error);
         }
       }) as Queryable['query'],
     };
@@ -380,8 +372,25 @@ export class PgStore implements Store {
     try {
       return await this.#pool.connect();
     } catch (error) {
-      throw wrapConnectionFailure(error);
+      throw this.#poolError(error);
     }
+  }
+
+  /**
+   * Converts the failure of a pool operation to a store error. A wait for a free connection that
+   * timed out becomes StoreBusyError, because every connection is in use (by appends waiting for
+   * a held chain head, say) and nothing was sent. A connection failure becomes
+   * StoreUnavailableError, and any other error is returned unchanged.
+   */
+  #poolError(error: unknown): unknown {
+    if (isPoolWaitTimeout(error)) {
+      return new StoreBusyError(
+        `all ${this.#pool.options.max} PostgreSQL connections of the pool stayed in use for ` +
+          `${this.#pool.options.connectionTimeoutMillis} ms`,
+        { cause: error },
+      );
+    }
+    return wrapConnectionFailure(error);
   }
 
   /**
@@ -715,18 +724,22 @@ export class PgStore implements Store {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#withClient((client) =>
-          appendGroups(client, groups, seal, { skipLocked }),
+          appendGroups(client, groups, seal, { skipLocked, lockTimeoutMs: this.#lockTimeoutMs }),
         );
       } catch (error) {
-        if (error instanceof HeadsLockedError && !skipLocked) {
-          // A tenant is held for long. Started again, the append leaves out the held tenants,
-          // whose items yield tenant_locked, and stores the others.
-          skipLocked = true;
-          continue;
+        if (error instanceof HeadsLockedError) {
+          if (groups.length > 1 && !skipLocked) {
+            // A tenant is held for long. Started again, the append leaves out the held
+            // tenants, whose items yield tenant_locked, and stores the others.
+            skipLocked = true;
+            continue;
+          }
+          throw new StoreBusyError(error.message, { cause: error });
         }
         if (isLockTimeout(error)) {
+          // A write waited for a row that a writer bypassing the chain head lock holds.
           throw new StoreBusyError(
-            `a chain head stayed locked by another transaction for ${this.#lockTimeoutMs} ms`,
+            `a row stayed locked by another transaction for ${this.#lockTimeoutMs} ms`,
             { cause: error },
           );
         }
@@ -915,7 +928,24 @@ export class PgStore implements Store {
     return log.listLogEntriesBelowZero(this.#queryable, tenantId, limit);
   }
 
-  appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
+  async appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
+    try {
+      return await this.#appendAuditEventsOnce(tenantId, events);
+    } catch (error) {
+      if (
+        isUniqueViolation(error) &&
+        (error as pg.DatabaseError).constraint === AUDIT_EVENT_ID_CONSTRAINT
+      ) {
+        throw new AuditEventExistsError(
+          `an audit event id of the append is already stored: ${(error as pg.DatabaseError).detail}`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  #appendAuditEventsOnce(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
     return this.#transaction(async (client) => {
       const head = await log.lockLogHead(client, tenantId);
       const rows = events.map((event, offset) => ({
@@ -932,6 +962,10 @@ export class PgStore implements Store {
       );
       return rows;
     });
+  }
+
+  getAuditEvent(eventId: string): Promise<AuditEventRow | undefined> {
+    return log.getAuditEvent(this.#queryable, eventId);
   }
 
   listAuditEvents(

@@ -119,6 +119,11 @@ export class SqliteLogTables {
     return run.immediate();
   }
 
+  getAuditEvent(eventId: string): AuditEventRow | undefined {
+    const raw = this.sql.getAuditEvent.get(eventId) as AuditEventRow | undefined;
+    return raw ? toAuditEvent(raw) : undefined;
+  }
+
   listAuditEvents(
     tenantId: string,
     filter: AuditEventFilter,

@@ -12,6 +12,7 @@ import { lazyStatements } from './lazy-statements.ts';
 import { SqliteLogTables } from './log-tables.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
 import {
+  AuditEventExistsError,
   StoreBusyError,
   TenantExistsError,
   checkDistinctTenants,
@@ -63,6 +64,15 @@ export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 
 function isBusy(error: unknown): boolean {
   return error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY');
+}
+
+/** Returns whether `error` is the unique constraint on audit_events.event_id failing. */
+function isDuplicateAuditEvent(error: unknown): boolean {
+  return (
+    error instanceof Database.SqliteError &&
+    error.code === 'SQLITE_CONSTRAINT_UNIQUE' &&
+    error.message.includes('audit_events.event_id')
+  );
 }
 
 /** How long a write retries the lock with the short pauses of lockRetryPause before backing off. */
@@ -694,8 +704,21 @@ export class SqliteStore implements Store {
     return settle(() => this.#log.listEntriesBelowZero(tenantId, limit));
   }
 
-  appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
-    return this.#writeWithoutBlocking(() => this.#log.appendAuditEvents(tenantId, events));
+  async appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
+    try {
+      return await this.#writeWithoutBlocking(() => this.#log.appendAuditEvents(tenantId, events));
+    } catch (error) {
+      if (isDuplicateAuditEvent(error)) {
+        throw new AuditEventExistsError('an audit event id of the append is already stored', {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+  }
+
+  getAuditEvent(eventId: string): Promise<AuditEventRow | undefined> {
+    return settle(() => this.#log.getAuditEvent(eventId));
   }
 
   listAuditEvents(
