@@ -147,6 +147,7 @@ export async function buildServer(
         issuer: config.jwtIssuer,
         audience: config.jwtAudience,
       }),
+      (tenantId) => services.keyring.tenantExists(tenantId),
     ),
   );
   app.addHook('onSend', async (request, reply) => {

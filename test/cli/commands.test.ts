@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { runCli } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { closedPort } from '../helpers/ports.ts';
 
 const COMMANDS = [
   [],
@@ -195,6 +196,36 @@ describe('cdil command line', () => {
     assert.deepEqual(claims.roles, ['auditor']);
     assert.equal(typeof claims.exp, 'number');
     assert.ok(claims.exp! - Math.floor(Date.now() / 1000) <= 120);
+  });
+
+  test('token warns about a tenant missing from the database', async () => {
+    const missing = runCli(['token', '--tenant', 'no-such-wing', '--role', 'auditor'], env);
+    assert.equal(missing.status, 0, missing.stderr);
+    assert.equal(decodeJwt(missing.stdout.trim()).tenant_id, 'no-such-wing');
+    assert.match(missing.stderr, /warning: tenant no-such-wing does not exist/);
+    const present = runCli(['token', '--tenant', 'east-wing', '--role', 'auditor'], env);
+    assert.equal(present.status, 0, present.stderr);
+    assert.equal(present.stderr, '');
+
+    // A token issuer without a database gets the token and no warning.
+    const empty = join(dir, 'no-database');
+    const withoutDatabase = [
+      { CDIL_DATA_DIR: empty, DATABASE_URL: '' },
+      {
+        CDIL_DATA_DIR: empty,
+        DATABASE_URL: `postgres://cdil@127.0.0.1:${await closedPort()}/cdil`,
+      },
+    ];
+    for (const override of withoutDatabase) {
+      const result = runCli(['token', '--tenant', 'no-such-wing', '--role', 'auditor'], {
+        ...env,
+        ...override,
+      });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(decodeJwt(result.stdout.trim()).tenant_id, 'no-such-wing');
+      assert.equal(result.stderr, '', override.DATABASE_URL);
+    }
+    assert.equal(existsSync(join(empty, 'cdil.sqlite')), false);
   });
 
   test('token rejects an unknown role and a missing tenant', () => {
