@@ -3,6 +3,15 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { Command } from 'commander';
+import { registerAdminCommands } from '../src/cli/commands/admin.ts';
+import { registerAuditCommand } from '../src/cli/commands/audit.ts';
+import { registerDemoCommand } from '../src/cli/commands/demo.ts';
+import { registerLedgerCommand } from '../src/cli/commands/ledger.ts';
+import { registerServeCommand } from '../src/cli/commands/serve.ts';
+import { registerShadowCommand } from '../src/cli/commands/shadow.ts';
+import { registerVerifyCommand } from '../src/cli/commands/verify.ts';
+import { registerWitnessCommand } from '../src/cli/commands/witness.ts';
 import { AUDIT_ACTIONS } from '../src/core/audit-event.ts';
 import { AUDIT_EXPORT_CHECKS } from '../src/core/audit-export.ts';
 import { maxProofSize } from '../src/core/merkle.ts';
@@ -15,6 +24,7 @@ const api = read('docs/api.md');
 const formats = read('docs/formats.md');
 const operations = read('docs/operations.md');
 const part11 = read('docs/part11.md');
+const readme = read('README.md');
 
 function tableRows(markdown: string, firstHeader: string): string[][] {
   const lines = markdown.split('\n');
@@ -28,7 +38,7 @@ function tableRows(markdown: string, firstHeader: string): string[][] {
     }
     rows.push(
       line
-        .split('|')
+        .split(/(?<!\\)\|/)
         .slice(1, -1)
         .map((cell) => cell.trim()),
     );
@@ -111,5 +121,39 @@ test('every test file the Part 11 map names exists', () => {
   assert.ok(named.size >= 10, `only ${named.size} test files named`);
   for (const file of named) {
     assert.ok(existsSync(new URL(`./${file}`, import.meta.url)), file);
+  }
+});
+
+/** Returns every command that runs an action, with its full name and long options. */
+function leafCommands(command: Command, prefix: string[] = []): [string, string[]][] {
+  const name = [...prefix, command.name()];
+  if (command.commands.length > 0) {
+    return command.commands.flatMap((sub) => leafCommands(sub, name));
+  }
+  const options = command.options
+    .map((option) => option.long)
+    .filter((long): long is string => long !== undefined);
+  return [[name.join(' '), options]];
+}
+
+test('README command table lists every command option', () => {
+  const program = new Command('cdil');
+  registerServeCommand(program);
+  registerAdminCommands(program);
+  registerVerifyCommand(program);
+  registerLedgerCommand(program);
+  registerWitnessCommand(program);
+  registerAuditCommand(program);
+  registerDemoCommand(program);
+  registerShadowCommand(program);
+  const usages = tableRows(readme, 'command').map(([usage]) => usage!.replace(/`/g, ''));
+  for (const [name, options] of leafCommands(program)) {
+    const usage = usages.find(
+      (candidate) => candidate.startsWith(`${name} `) || candidate === name,
+    );
+    assert.ok(usage !== undefined, `README has no row for ${name}`);
+    for (const option of options) {
+      assert.ok(usage.includes(option), `README row of ${name} lacks ${option}`);
+    }
   }
 });

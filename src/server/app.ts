@@ -12,6 +12,7 @@ import { describeFailure } from '../services/transparency-log.ts';
 import { rejectionAuditWrite } from './audit-context.ts';
 import { BackgroundAuditWriter, type AuditWritePolicy } from './audit-writer.ts';
 import { handleNotFound, makeErrorHandler } from './errors.ts';
+import { completeOpenApiDocument, componentNameOf, type OpenApiDocument } from './openapi.ts';
 import { registerAuditRoutes } from './routes/audit.ts';
 import { registerCertificateRoutes } from './routes/certificates.ts';
 import { registerLogRoutes } from './routes/log.ts';
@@ -134,6 +135,14 @@ export async function buildServer(
         securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
       },
     },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, index) => componentNameOf(json, index),
+    },
+    // The server configures OpenAPI 3.1 above, so the generator passes an openapiObject.
+    transformObject: (documentObject) =>
+      'openapiObject' in documentObject
+        ? completeOpenApiDocument(documentObject.openapiObject as OpenApiDocument)
+        : documentObject.swaggerObject,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
@@ -147,6 +156,7 @@ export async function buildServer(
         issuer: config.jwtIssuer,
         audience: config.jwtAudience,
       }),
+      (tenantId) => services.keyring.tenantExists(tenantId),
     ),
   );
   app.addHook('onSend', async (request, reply) => {

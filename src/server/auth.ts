@@ -135,8 +135,13 @@ export async function signToken(options: AuthOptions, request: TokenRequest): Pr
 /**
  * onRequest hook: authenticates and authorizes according to the route's access entry. Route
  * handlers run only when both pass, so no handler runs with the claims of a rejected token.
+ * A tenant-scoped route whose token names a tenant that `tenantExists` does not find is
+ * rejected with TENANT_NOT_FOUND, so no route reports an empty result for a mistyped tenant.
  */
-export function makeAuthHook(verifier: TokenVerifier) {
+export function makeAuthHook(
+  verifier: TokenVerifier,
+  tenantExists: (tenantId: string) => Promise<boolean>,
+) {
   return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const access = request.routeOptions.config.access;
     request.auth = undefined;
@@ -157,8 +162,14 @@ export function makeAuthHook(verifier: TokenVerifier) {
           : `one of the roles ${access.roles.join(', ')}`;
       throw new AppError('FORBIDDEN', `this endpoint requires ${required}`);
     }
-    if (access.tenantScoped && auth.tenantId === undefined) {
+    if (!access.tenantScoped) {
+      return;
+    }
+    if (auth.tenantId === undefined) {
       throw new AppError('FORBIDDEN', 'this endpoint requires a token with a tenant_id claim');
+    }
+    if (!(await tenantExists(auth.tenantId))) {
+      throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
     }
   };
 }

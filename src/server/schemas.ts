@@ -131,7 +131,7 @@ export const CertificateIdParams = Type.Object({
   certificate_id: Type.String({ minLength: 1, maxLength: 64 }),
 });
 
-export const QueryBody = Type.Object(
+const QueryFilter = Type.Object(
   {
     issued_from: Type.Optional(
       Type.String({ format: 'date-time', description: 'Inclusive lower bound (UTC)' }),
@@ -159,6 +159,9 @@ export const QueryBody = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** The certificate query's filters; a request without a body lists every certificate. */
+export const QueryBody = Type.Union([QueryFilter, Type.Null()]);
 export type QueryBody = Static<typeof QueryBody>;
 
 export const QueryResponse = Type.Object({

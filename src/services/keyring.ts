@@ -74,6 +74,11 @@ export class Keyring {
   readonly #ttlMs: number;
   readonly #now: () => number;
   readonly #cache = new Map<string, { loadedAt: number; keys: Promise<TenantKeys | undefined> }>();
+  /**
+   * Tenants seen in the store. Tenants are never deleted, so an entry stays true for the life of
+   * the process. A missing tenant is not remembered, because another process may create it.
+   */
+  readonly #existingTenants = new Set<string>();
 
   constructor(store: Store, kek: Uint8Array, options: KeyringOptions = {}) {
     this.#store = store;
@@ -102,6 +107,21 @@ export class Keyring {
     return keys;
   }
 
+  /**
+   * Returns whether the tenant exists. After it finds a tenant once, it reads nothing, so a
+   * per-request check costs no query on a tenant that is in use.
+   */
+  async tenantExists(tenantId: string): Promise<boolean> {
+    if (this.#existingTenants.has(tenantId)) {
+      return true;
+    }
+    if ((await this.#store.getTenant(tenantId)) === undefined) {
+      return false;
+    }
+    this.#existingTenants.add(tenantId);
+    return true;
+  }
+
   /** Drops the tenant's cached keys, so the next get() reads them from the store. */
   invalidate(tenantId: string): void {
     this.#cache.delete(tenantId);
@@ -112,6 +132,7 @@ export class Keyring {
     if (!tenant) {
       return undefined;
     }
+    this.#existingTenants.add(tenantId);
     const keys = await this.#store.listKeys(tenantId);
     const activeKey = keys.find((key) => key.status === 'active');
     if (!activeKey) {

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
-import { runCli } from '../helpers/cli.ts';
+import { CLI, runCli } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { closedPort } from '../helpers/ports.ts';
+
+const packageFolder = resolve(import.meta.dirname, '..', '..');
 
 const COMMANDS = [
   [],
@@ -197,6 +201,36 @@ describe('cdil command line', () => {
     assert.ok(claims.exp! - Math.floor(Date.now() / 1000) <= 120);
   });
 
+  test('token warns about a tenant missing from the database', async () => {
+    const missing = runCli(['token', '--tenant', 'no-such-wing', '--role', 'auditor'], env);
+    assert.equal(missing.status, 0, missing.stderr);
+    assert.equal(decodeJwt(missing.stdout.trim()).tenant_id, 'no-such-wing');
+    assert.match(missing.stderr, /warning: tenant no-such-wing does not exist/);
+    const present = runCli(['token', '--tenant', 'east-wing', '--role', 'auditor'], env);
+    assert.equal(present.status, 0, present.stderr);
+    assert.equal(present.stderr, '');
+
+    // A token issuer without a database gets the token and no warning.
+    const empty = join(dir, 'no-database');
+    const withoutDatabase = [
+      { CDIL_DATA_DIR: empty, DATABASE_URL: '' },
+      {
+        CDIL_DATA_DIR: empty,
+        DATABASE_URL: `postgres://cdil@127.0.0.1:${await closedPort()}/cdil`,
+      },
+    ];
+    for (const override of withoutDatabase) {
+      const result = runCli(['token', '--tenant', 'no-such-wing', '--role', 'auditor'], {
+        ...env,
+        ...override,
+      });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(decodeJwt(result.stdout.trim()).tenant_id, 'no-such-wing');
+      assert.equal(result.stderr, '', override.DATABASE_URL);
+    }
+    assert.equal(existsSync(join(empty, 'cdil.sqlite')), false);
+  });
+
   test('token rejects an unknown role and a missing tenant', () => {
     assert.equal(runCli(['token', '--tenant', 'x1', '--role', 'superuser'], env).status, 1);
     const noTenant = runCli(['token', '--role', 'clinician'], env);
@@ -214,6 +248,39 @@ describe('cdil command line', () => {
   test('unknown command is a usage error', () => {
     const result = runCli(['frobnicate'], env);
     assert.equal(result.status, 2);
+  });
+
+  test('serve help points to the configuration docs', () => {
+    const result = runCli(['serve', '--help'], env);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /see\s+docs\/operations\.md/);
+  });
+
+  test('demo --keep names the command for the folder', () => {
+    const outside = mkdtempSync(join(tmpdir(), 'cdil-cwd-'));
+    try {
+      for (const [cwd, expected] of [
+        [packageFolder, 'npx cdil verify '],
+        [outside, 'cdil verify '],
+      ] as const) {
+        const result = spawnSync(process.execPath, [CLI, 'demo', '--limit', '2', '--keep'], {
+          cwd,
+          env: { ...process.env, ...env },
+          encoding: 'utf8',
+          timeout: 120_000,
+        });
+        assert.equal(result.status, 0, result.stderr);
+        const line = /^Try it by hand: (.*)$/m.exec(result.stdout)?.[1];
+        assert.ok(line !== undefined, result.stdout);
+        const keptDataDir = /(\S+)[\\/]bundle\.zip/.exec(line)?.[1];
+        if (keptDataDir !== undefined) {
+          rmSync(keptDataDir, { recursive: true, force: true });
+        }
+        assert.ok(line.startsWith(expected), `${cwd}: ${line}`);
+      }
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
   });
 
   test('demo runs the whole story within a minute', () => {

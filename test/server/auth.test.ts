@@ -138,6 +138,32 @@ describe('auth and roles', () => {
     }
   }
 
+  describe('token for a tenant that does not exist', () => {
+    for (const [id, route] of Object.entries(ROUTES) as [string, RouteAccess][]) {
+      const roles = route.roles === 'public' ? [] : route.roles;
+      const role = roles[0] ?? 'auditor';
+      const url = urlOf(route, 'no-such-tenant', FAKE_ID)
+        .replace(':key_id', 'no-such-key')
+        .replace(':tree_size', '1')
+        .replace(':log_index', '0')
+        .replace(':item_id', FAKE_ID);
+      const expectation = route.tenantScoped ? '404 TENANT_NOT_FOUND' : 'no 500';
+      test(`${id} answers ${expectation}`, async () => {
+        const response = await t.app.inject({
+          method: route.method,
+          url,
+          headers: bearer(await t.token(role, 'no-such-tenant')),
+          ...(bodyOf(route) ? { payload: bodyOf(route) } : {}),
+        });
+        assert.ok(response.statusCode < 500, `${response.statusCode} ${response.body}`);
+        if (route.tenantScoped) {
+          assert.equal(response.statusCode, 404, response.body);
+          assert.equal(response.json().error.code, 'TENANT_NOT_FOUND');
+        }
+      });
+    }
+  });
+
   test('expired token is rejected', async () => {
     const expired = await new SignJWT({ roles: ['auditor'], tenant_id: 'alice' })
       .setProtectedHeader({ alg: 'HS256' })

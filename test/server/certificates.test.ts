@@ -136,6 +136,17 @@ describe('certificate read, query, verify and export', () => {
     );
   });
 
+  test('query without a body lists every certificate', async () => {
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/certificates/query',
+      headers: bearer(auditor),
+    });
+    assert.equal(response.statusCode, 200, response.body);
+    assert.equal(response.json().items.length, 30);
+    assert.equal(response.json().next_cursor, null);
+  });
+
   test('verify without a body works', async () => {
     const response = await t.app.inject({
       method: 'POST',

@@ -2,11 +2,12 @@
 // management (create, list, key rotation and revocation, rate limit), and token issuance for
 // local use. Key and limit changes reach running servers as docs/operations.md describes.
 import type { Command } from 'commander';
-import { loadConfig, MAX_RATE_LIMIT_PER_MINUTE } from '../../config/config.ts';
+import { loadConfig, MAX_RATE_LIMIT_PER_MINUTE, type Config } from '../../config/config.ts';
 import { REVOCATION_REASONS, type RevocationReason } from '../../core/key.ts';
 import { ROLES, type Role } from '../../server/route-table.ts';
 import { cliAuditContext } from '../../services/audit.ts';
 import type { Services } from '../../services/container.ts';
+import type { Store } from '../../storage/store.ts';
 
 async function openServices(options: { migrate?: boolean } = {}): Promise<Services> {
   const { createServices } = await import('../../services/container.ts');
@@ -19,6 +20,33 @@ export async function withServices<T>(run: (services: Services) => Promise<T>): 
     return await run(services);
   } finally {
     await services.close();
+  }
+}
+
+/**
+ * Returns true when the configured database can be read and has no tenant `tenantId`, false
+ * when it has the tenant, and undefined when it cannot be opened or read (no database, no
+ * schema yet, or an unreachable server). It opens the store read-only, so a missing SQLite
+ * file is not created. NOTE: an unreachable PostgreSQL server delays the result by the
+ * store's connection timeout (5 s).
+ */
+async function tenantMissingFromDatabase(
+  config: Config,
+  tenantId: string,
+): Promise<boolean | undefined> {
+  const { openStore } = await import('../../storage/open.ts');
+  let store: Store;
+  try {
+    store = openStore(config, { readOnly: true, logger: { warn: () => {} } });
+  } catch {
+    return undefined;
+  }
+  try {
+    return (await store.getTenant(tenantId)) === undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await store.close().catch(() => {});
   }
 }
 
@@ -189,5 +217,16 @@ export function registerAdminCommands(program: Command): void {
         },
       );
       console.log(token);
+      // The token is printed in any case, because a token issuer may have no database.
+      if (
+        options.tenant !== undefined &&
+        (await tenantMissingFromDatabase(config, options.tenant)) === true
+      ) {
+        console.error(
+          `warning: tenant ${options.tenant} does not exist in the configured database; ` +
+            'tenant-scoped requests with this token fail with 404 TENANT_NOT_FOUND. ' +
+            'Create it with "cdil tenant create" or check the tenant id.',
+        );
+      }
     });
 }

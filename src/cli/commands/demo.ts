@@ -3,7 +3,7 @@
 // offline, then alters a note and a bundle and shows that both are caught.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.ts';
 import { parseTrustedKeys, verifyBundle } from '../../core/bundle.ts';
@@ -191,11 +191,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       writeFileSync(join(dataDir, 'tenant-jwks.json'), JSON.stringify(jwks, null, 2) + '\n');
       writeFileSync(join(dataDir, 'note.txt'), first.text);
       console.log(
-        `Try it by hand: cdil verify ${join(dataDir, 'bundle.zip')} --trusted-keys ${join(dataDir, 'tenant-jwks.json')} --note ${join(dataDir, 'note.txt')}`,
+        `Try it by hand: ${cdilCommand()} verify ${join(dataDir, 'bundle.zip')} --trusted-keys ${join(dataDir, 'tenant-jwks.json')} --note ${join(dataDir, 'note.txt')}`,
       );
     } else {
       console.log(
-        'Run with --keep to keep a bundle, the key set and a note to verify by hand with cdil verify.',
+        `Run with --keep to keep a bundle, the key set and a note to verify by hand with ${cdilCommand()} verify.`,
       );
     }
     return ok ? 0 : 1;
@@ -216,6 +216,16 @@ function printOutcome(report: ReturnType<typeof verifyBundle>): void {
     `  ${report.valid ? 'PASS (alteration NOT caught)' : 'FAIL'}: failed checks: ${failed.join(', ') || 'none'}`,
   );
   console.log(`  ${report.summary}`);
+}
+
+/**
+ * Returns how the user runs cdil from the current folder: `npx cdil` inside the project folder,
+ * where the command is not on PATH unless the package was installed globally, else `cdil`.
+ */
+function cdilCommand(): string {
+  const root = packageRoot();
+  const cwd = process.cwd();
+  return cwd === root || cwd.startsWith(root + sep) ? 'npx cdil' : 'cdil';
 }
 
 export function registerDemoCommand(program: Command): void {

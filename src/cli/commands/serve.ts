@@ -174,7 +174,9 @@ async function runPrimary(config: Config, workers: number): Promise<void> {
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
-    .description('Run the HTTP API (configuration from CDIL_* environment variables; see README)')
+    .description(
+      'Run the HTTP API (configuration from CDIL_* environment variables; see docs/operations.md)',
+    )
     .option('--host <host>', 'interface to listen on (default CDIL_HOST or 127.0.0.1)')
     .option('--port <port>', 'TCP port (default CDIL_PORT or 8080)')
     .option(

@@ -85,7 +85,7 @@ export function registerCertificateRoutes(app: FastifyInstance, services: Servic
       },
     },
     (request) => {
-      const body = request.body;
+      const body = request.body ?? {};
       return services.certificates.query(
         tenantOf(request),
         {
