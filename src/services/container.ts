@@ -1,5 +1,6 @@
 // Wires the services to one store. Edges (HTTP server, CLI) build this once and call only it.
 import type { Config } from '../config/config.ts';
+import { assertSchemaSupported } from '../storage/migrations.ts';
 import { openStore } from '../storage/open.ts';
 import type { MigrationReport, Store } from '../storage/store.ts';
 import { loadDefaultRuleset } from '../scoring/ruleset.ts';
@@ -79,7 +80,20 @@ export async function createServices(
   const logger = new ForwardingLogger();
   const store = options.store ?? openStore(config, { logger });
   const clock = options.clock ?? systemClock;
-  const migration = (options.migrate ?? config.migrateOnStart) ? await store.migrate() : undefined;
+  const migrate = options.migrate ?? config.migrateOnStart;
+  let migration: MigrationReport | undefined;
+  try {
+    if (migrate) {
+      migration = await store.migrate();
+    } else {
+      assertSchemaSupported(await store.schemaVersion());
+    }
+  } catch (error) {
+    if (options.store === undefined) {
+      await store.close();
+    }
+    throw error;
+  }
   const keyring = new Keyring(store, config.kek, { ttlMs: config.keyCacheTtlMs });
   const rateLimiter = new RateLimiter(store, {
     defaultPerMinute: config.rateLimitPerMinute,

@@ -178,7 +178,7 @@ function parseMaxFindings(text: string | undefined): number | undefined {
 /**
  * Opens the configured database read-only. Migrating here would change what is checked: the
  * migration appends certificates without a log index to the log. Raises when the database is
- * missing or its schema is older than this version of cdil reads.
+ * missing or its schema is older or newer than this version of cdil reads.
  */
 async function openReadOnlyStore(config: Config): Promise<Store> {
   if (config.databaseUrl === undefined && !existsSync(config.sqlitePath)) {
@@ -187,13 +187,14 @@ async function openReadOnlyStore(config: Config): Promise<Store> {
         'or run `cdil migrate` to create an empty database',
     );
   }
-  const [{ openStore }, { LATEST_SCHEMA_VERSION }] = await Promise.all([
+  const [{ openStore }, { LATEST_SCHEMA_VERSION, assertSchemaSupported }] = await Promise.all([
     import('../../storage/open.ts'),
     import('../../storage/migrations.ts'),
   ]);
   const store = openStore(config, { readOnly: true });
   try {
     const version = await store.schemaVersion();
+    assertSchemaSupported(version);
     if (version < LATEST_SCHEMA_VERSION) {
       throw new Error(
         `database schema version ${version} is older than version ${LATEST_SCHEMA_VERSION}, ` +
@@ -257,7 +258,7 @@ export function registerLedgerCommand(program: Command): void {
         'the rebuilt tree against the log head and every signed checkpoint, and, with ' +
         '--tsa-roots, every stored RFC 3161 timestamp token. The database is opened read-only ' +
         'and not migrated. Exit status: 0 clean, 1 findings, 2 unusable (unknown tenant, ' +
-        'database error, schema older than this cdil, invalid or unreadable TSA root file).',
+        'database error, schema older or newer than this cdil, invalid or unreadable TSA root file).',
     )
     .requiredOption('--tenant <id>', 'tenant whose ledger to verify')
     .option('--json', 'print the full report as JSON')
