@@ -3,7 +3,7 @@
 // a local data folder and prints where they are. No secret has a built-in default.
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 export const MIN_JWT_SECRET_BYTES = 32;
 export const MAX_WORKERS = 64;
@@ -58,6 +58,12 @@ export interface Config {
   /** Path of the development secrets file, when secrets were generated or loaded from disk. */
   secretsFile: string | undefined;
   secretsGenerated: boolean;
+  /**
+   * True when development secrets were generated in memory only, because secrets.json is missing
+   * and loadConfig was called with `writeSecrets: false`. Nothing signed or sealed with them
+   * matches the server's data.
+   */
+  secretsInMemoryOnly: boolean;
   /** Prefix of each tenant's log origin (`<prefix>/tenants/<tenant id>`). */
   logOrigin: string;
   /** How often each process publishes checkpoints of logs that grew; 0 publishes on demand only. */
@@ -106,22 +112,50 @@ function loadOrCreateDevSecrets(
   file: string;
   secrets: DevSecrets;
   generated: boolean;
+  inMemoryOnly: boolean;
 } {
   const file = join(dataDir, 'secrets.json');
   if (existsSync(file)) {
     const secrets = JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
-    return { file, secrets, generated: false };
+    return { file, secrets, generated: false, inMemoryOnly: false };
   }
   const secrets: DevSecrets = {
     jwt_secret: randomBytes(32).toString('base64url'),
     kek: randomBytes(32).toString('base64url'),
   };
   if (!write) {
-    return { file, secrets, generated: false };
+    return { file, secrets, generated: false, inMemoryOnly: true };
   }
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(file, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
-  return { file, secrets, generated: true };
+  return { file, secrets, generated: true, inMemoryOnly: false };
+}
+
+/**
+ * Describes a data folder that contains no database or secrets, for the error of a command
+ * that needs them. When CDIL_DATA_DIR is unset and a parent of the working folder contains a
+ * `.cdil-data` folder, names it, because the likely cause is a command run from a subfolder.
+ */
+export function describeMissingDataDir(dataDir: string, env: Env = process.env): string {
+  const problem = existsSync(dataDir)
+    ? `data folder ${dataDir} contains no database`
+    : `data folder ${dataDir} does not exist, so it contains no database`;
+  let hint = 'set CDIL_DATA_DIR to the folder the server uses';
+  if (!env.CDIL_DATA_DIR) {
+    let folder = dirname(resolve('.'));
+    while (true) {
+      const candidate = join(folder, '.cdil-data');
+      if (existsSync(candidate)) {
+        hint = `run the command in ${folder}, which contains ${candidate}, or ${hint}`;
+        break;
+      }
+      if (dirname(folder) === folder) {
+        break;
+      }
+      folder = dirname(folder);
+    }
+  }
+  return `${problem}; ${hint}`;
 }
 
 function parsePort(value: string | undefined, problems: string[]): number {
@@ -290,6 +324,7 @@ export function loadConfig(
   let kekText = env.CDIL_KEK;
   let secretsFile: string | undefined;
   let secretsGenerated = false;
+  let secretsInMemoryOnly = false;
   if (mode === 'production') {
     if (!jwtSecretText) {
       problems.push('CDIL_JWT_SECRET is required in production mode');
@@ -301,6 +336,7 @@ export function loadConfig(
     const dev = loadOrCreateDevSecrets(dataDir, options.writeSecrets ?? true);
     secretsFile = dev.file;
     secretsGenerated = dev.generated;
+    secretsInMemoryOnly = dev.inMemoryOnly;
     jwtSecretText ||= dev.secrets.jwt_secret;
     kekText ||= dev.secrets.kek;
   }
@@ -394,6 +430,7 @@ export function loadConfig(
     rateLimitSyncMs,
     secretsFile,
     secretsGenerated,
+    secretsInMemoryOnly,
     logOrigin,
     checkpointIntervalMs,
     tsa,
