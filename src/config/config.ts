@@ -100,6 +100,63 @@ interface DevSecrets {
   kek: string;
 }
 
+/** The development secrets as read from secrets.json, before the fields are checked. */
+type StoredDevSecrets = Partial<Record<keyof DevSecrets, unknown>>;
+
+/**
+ * Reads secrets.json. Raises ConfigError naming the file when it cannot be read or is not a JSON
+ * object. checkDevSecret validates each field when it is used.
+ */
+function readDevSecrets(file: string): StoredDevSecrets {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError([
+      `development secrets file ${file} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    ]);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError([
+      `development secrets file ${file} is not valid JSON (${(error as Error).message}); ` +
+        'restore it from a backup',
+    ]);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError([
+      `development secrets file ${file} must contain a JSON object with the fields jwt_secret and kek`,
+    ]);
+  }
+  return parsed as StoredDevSecrets;
+}
+
+/**
+ * Returns one field of secrets.json as text, or undefined after adding a problem that names the
+ * file and the field.
+ */
+function checkDevSecret(
+  file: string,
+  secrets: StoredDevSecrets,
+  field: keyof DevSecrets,
+  problems: string[],
+): string | undefined {
+  const value = secrets[field];
+  if (value === undefined) {
+    problems.push(
+      `development secrets file ${file}: field "${field}" is missing; restore the file from a backup`,
+    );
+    return undefined;
+  }
+  if (typeof value !== 'string' || value === '') {
+    problems.push(`development secrets file ${file}: field "${field}" must be a string`);
+    return undefined;
+  }
+  return value;
+}
+
 /**
  * Reads the development secrets file, creating it (and the data folder) when it is missing.
  * With `write` false a missing file is not created: the secrets returned then exist only in
@@ -110,14 +167,13 @@ function loadOrCreateDevSecrets(
   write: boolean,
 ): {
   file: string;
-  secrets: DevSecrets;
+  secrets: StoredDevSecrets;
   generated: boolean;
   inMemoryOnly: boolean;
 } {
   const file = join(dataDir, 'secrets.json');
   if (existsSync(file)) {
-    const secrets = JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
-    return { file, secrets, generated: false, inMemoryOnly: false };
+    return { file, secrets: readDevSecrets(file), generated: false, inMemoryOnly: false };
   }
   const secrets: DevSecrets = {
     jwt_secret: randomBytes(32).toString('base64url'),
@@ -325,6 +381,8 @@ export function loadConfig(
   let secretsFile: string | undefined;
   let secretsGenerated = false;
   let secretsInMemoryOnly = false;
+  let jwtSecretSource = 'CDIL_JWT_SECRET';
+  let kekSource = 'CDIL_KEK';
   if (mode === 'production') {
     if (!jwtSecretText) {
       problems.push('CDIL_JWT_SECRET is required in production mode');
@@ -337,19 +395,25 @@ export function loadConfig(
     secretsFile = dev.file;
     secretsGenerated = dev.generated;
     secretsInMemoryOnly = dev.inMemoryOnly;
-    jwtSecretText ||= dev.secrets.jwt_secret;
-    kekText ||= dev.secrets.kek;
+    if (!jwtSecretText) {
+      jwtSecretText = checkDevSecret(dev.file, dev.secrets, 'jwt_secret', problems);
+      jwtSecretSource = `development secrets file ${dev.file}: field "jwt_secret"`;
+    }
+    if (!kekText) {
+      kekText = checkDevSecret(dev.file, dev.secrets, 'kek', problems);
+      kekSource = `development secrets file ${dev.file}: field "kek"`;
+    }
   }
 
   const jwtSecret = jwtSecretText ? decodeSecret(jwtSecretText) : undefined;
   if (jwtSecretText && (!jwtSecret || jwtSecret.length < MIN_JWT_SECRET_BYTES)) {
     problems.push(
-      `CDIL_JWT_SECRET must be base64 or hex of at least ${MIN_JWT_SECRET_BYTES} bytes`,
+      `${jwtSecretSource} must be base64 or hex of at least ${MIN_JWT_SECRET_BYTES} bytes`,
     );
   }
   const kek = kekText ? decodeSecret(kekText) : undefined;
   if (kekText && (!kek || kek.length !== 32)) {
-    problems.push('CDIL_KEK must be base64 or hex of exactly 32 bytes');
+    problems.push(`${kekSource} must be base64 or hex of exactly 32 bytes`);
   }
   const bodyLimit = Number(env.CDIL_BODY_LIMIT_BYTES || 1024 * 1024);
   if (!Number.isInteger(bodyLimit) || bodyLimit < 1024) {
