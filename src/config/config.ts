@@ -130,7 +130,7 @@ function readDevSecrets(file: string): StoredDevSecrets {
       `development secrets file ${file} must contain a JSON object with the fields jwt_secret and kek`,
     ]);
   }
-  return parsed as StoredDevSecrets;
+  return parsed;
 }
 
 /**
