@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/config.ts';
 import { AppError } from '../services/errors.ts';
+import { SchemaTooNewError } from '../storage/migrations.ts';
 import { registerAdminCommands } from './commands/admin.ts';
 import { registerAuditCommand } from './commands/audit.ts';
 import { registerDemoCommand } from './commands/demo.ts';
@@ -36,7 +37,8 @@ try {
     process.exitCode = error.exitCode === 0 ? 0 : 2;
   } else if (error instanceof ConfigError || error instanceof AppError || error instanceof Error) {
     process.stderr.write(`error: ${error.message}\n`);
-    process.exitCode = error instanceof ConfigError ? 78 : 1;
+    // 78 is EX_CONFIG from sysexits.h: the deployment, not the input, must change.
+    process.exitCode = error instanceof ConfigError || error instanceof SchemaTooNewError ? 78 : 1;
   } else {
     throw error;
   }

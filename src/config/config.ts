@@ -3,7 +3,7 @@
 // a local data folder and prints where they are. No secret has a built-in default.
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_LOCK_TIMEOUT_MS,
@@ -78,6 +78,12 @@ export interface Config {
   /** Path of the development secrets file, when secrets were generated or loaded from disk. */
   secretsFile: string | undefined;
   secretsGenerated: boolean;
+  /**
+   * True when development secrets were generated in memory only, because secrets.json is missing
+   * and loadConfig was called with `writeSecrets: false`. Nothing signed or sealed with them
+   * matches the server's data.
+   */
+  secretsInMemoryOnly: boolean;
   /** Prefix of each tenant's log origin (`<prefix>/tenants/<tenant id>`). */
   logOrigin: string;
   /** How often each process publishes checkpoints of logs that grew; 0 publishes on demand only. */
@@ -114,6 +120,63 @@ interface DevSecrets {
   kek: string;
 }
 
+/** The development secrets as read from secrets.json, before the fields are checked. */
+type StoredDevSecrets = Partial<Record<keyof DevSecrets, unknown>>;
+
+/**
+ * Reads secrets.json. Raises ConfigError naming the file when it cannot be read or is not a JSON
+ * object. checkDevSecret validates each field when it is used.
+ */
+function readDevSecrets(file: string): StoredDevSecrets {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError([
+      `development secrets file ${file} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    ]);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError([
+      `development secrets file ${file} is not valid JSON (${(error as Error).message}); ` +
+        'restore it from a backup',
+    ]);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError([
+      `development secrets file ${file} must contain a JSON object with the fields jwt_secret and kek`,
+    ]);
+  }
+  return parsed;
+}
+
+/**
+ * Returns one field of secrets.json as text, or undefined after adding a problem that names the
+ * file and the field.
+ */
+function checkDevSecret(
+  file: string,
+  secrets: StoredDevSecrets,
+  field: keyof DevSecrets,
+  problems: string[],
+): string | undefined {
+  const value = secrets[field];
+  if (value === undefined) {
+    problems.push(
+      `development secrets file ${file}: field "${field}" is missing; restore the file from a backup`,
+    );
+    return undefined;
+  }
+  if (typeof value !== 'string' || value === '') {
+    problems.push(`development secrets file ${file}: field "${field}" must be a string`);
+    return undefined;
+  }
+  return value;
+}
+
 /**
  * Reads the development secrets file, creating it (and the data folder) when it is missing.
  * With `write` false a missing file is not created: the secrets returned then exist only in
@@ -124,24 +187,51 @@ function loadOrCreateDevSecrets(
   write: boolean,
 ): {
   file: string;
-  secrets: DevSecrets;
+  secrets: StoredDevSecrets;
   generated: boolean;
+  inMemoryOnly: boolean;
 } {
   const file = join(dataDir, 'secrets.json');
   if (existsSync(file)) {
-    const secrets = JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
-    return { file, secrets, generated: false };
+    return { file, secrets: readDevSecrets(file), generated: false, inMemoryOnly: false };
   }
   const secrets: DevSecrets = {
     jwt_secret: randomBytes(32).toString('base64url'),
     kek: randomBytes(32).toString('base64url'),
   };
   if (!write) {
-    return { file, secrets, generated: false };
+    return { file, secrets, generated: false, inMemoryOnly: true };
   }
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(file, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
-  return { file, secrets, generated: true };
+  return { file, secrets, generated: true, inMemoryOnly: false };
+}
+
+/**
+ * Describes a data folder that contains no database or secrets, for the error of a command
+ * that needs them. When CDIL_DATA_DIR is unset and a parent of the working folder contains a
+ * `.cdil-data` folder, names it, because the likely cause is a command run from a subfolder.
+ */
+export function describeMissingDataDir(dataDir: string, env: Env = process.env): string {
+  const problem = existsSync(dataDir)
+    ? `data folder ${dataDir} contains no database`
+    : `data folder ${dataDir} does not exist, so it contains no database`;
+  let hint = 'set CDIL_DATA_DIR to the folder the server uses';
+  if (!env.CDIL_DATA_DIR) {
+    let folder = dirname(resolve('.'));
+    while (true) {
+      const candidate = join(folder, '.cdil-data');
+      if (existsSync(candidate)) {
+        hint = `run the command in ${folder}, which contains ${candidate}, or ${hint}`;
+        break;
+      }
+      if (dirname(folder) === folder) {
+        break;
+      }
+      folder = dirname(folder);
+    }
+  }
+  return `${problem}; ${hint}`;
 }
 
 function parsePort(value: string | undefined, problems: string[]): number {
@@ -348,6 +438,9 @@ export function loadConfig(
   let kekText = env.CDIL_KEK;
   let secretsFile: string | undefined;
   let secretsGenerated = false;
+  let secretsInMemoryOnly = false;
+  let jwtSecretSource = 'CDIL_JWT_SECRET';
+  let kekSource = 'CDIL_KEK';
   if (mode === 'production') {
     if (!jwtSecretText) {
       problems.push('CDIL_JWT_SECRET is required in production mode');
@@ -359,19 +452,26 @@ export function loadConfig(
     const dev = loadOrCreateDevSecrets(dataDir, options.writeSecrets ?? true);
     secretsFile = dev.file;
     secretsGenerated = dev.generated;
-    jwtSecretText ||= dev.secrets.jwt_secret;
-    kekText ||= dev.secrets.kek;
+    secretsInMemoryOnly = dev.inMemoryOnly;
+    if (!jwtSecretText) {
+      jwtSecretText = checkDevSecret(dev.file, dev.secrets, 'jwt_secret', problems);
+      jwtSecretSource = `development secrets file ${dev.file}: field "jwt_secret"`;
+    }
+    if (!kekText) {
+      kekText = checkDevSecret(dev.file, dev.secrets, 'kek', problems);
+      kekSource = `development secrets file ${dev.file}: field "kek"`;
+    }
   }
 
   const jwtSecret = jwtSecretText ? decodeSecret(jwtSecretText) : undefined;
   if (jwtSecretText && (!jwtSecret || jwtSecret.length < MIN_JWT_SECRET_BYTES)) {
     problems.push(
-      `CDIL_JWT_SECRET must be base64 or hex of at least ${MIN_JWT_SECRET_BYTES} bytes`,
+      `${jwtSecretSource} must be base64 or hex of at least ${MIN_JWT_SECRET_BYTES} bytes`,
     );
   }
   const kek = kekText ? decodeSecret(kekText) : undefined;
   if (kekText && (!kek || kek.length !== 32)) {
-    problems.push('CDIL_KEK must be base64 or hex of exactly 32 bytes');
+    problems.push(`${kekSource} must be base64 or hex of exactly 32 bytes`);
   }
   const bodyLimit = Number(env.CDIL_BODY_LIMIT_BYTES || 1024 * 1024);
   if (!Number.isInteger(bodyLimit) || bodyLimit < 1024) {
@@ -454,6 +554,7 @@ export function loadConfig(
     rateLimitSyncMs,
     secretsFile,
     secretsGenerated,
+    secretsInMemoryOnly,
     logOrigin,
     checkpointIntervalMs,
     tsa,

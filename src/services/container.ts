@@ -1,7 +1,9 @@
 // Wires the services to one store. Edges (HTTP server, CLI) build this once and call only it.
-import type { Config } from '../config/config.ts';
+import { rmSync } from 'node:fs';
+import { ConfigError, type Config } from '../config/config.ts';
+import { assertSchemaSupported } from '../storage/migrations.ts';
 import { openStore } from '../storage/open.ts';
-import type { MigrationReport, Store } from '../storage/store.ts';
+import { StoreUnavailableError, type MigrationReport, type Store } from '../storage/store.ts';
 import { loadDefaultRuleset } from '../scoring/ruleset.ts';
 import { AuditTrail } from './audit.ts';
 import { AuditExporter } from './audit-export.ts';
@@ -64,12 +66,50 @@ class ForwardingLogger implements RateLimitLogger {
 export interface ServiceOptions {
   store?: Store;
   clock?: Clock;
-  /** Overrides config.migrateOnStart. */
+  /**
+   * Overrides config.migrateOnStart. False also skips the start-up checks of the schema version
+   * and of new secrets, for callers that ran them already, such as cluster workers.
+   */
   migrate?: boolean;
   /** Replaces the TSA client built from config.tsa. */
   tsa?: TimestampAuthority;
   /** Reports a best-effort timestamp that failed and will be retried. */
   onTimestampFailure?: (error: unknown, context: Record<string, unknown>) => void;
+}
+
+/** Returns the store's schema version, or undefined when the database cannot be reached. */
+async function readSchemaVersionIfReachable(store: Store): Promise<number | undefined> {
+  try {
+    return await store.schemaVersion();
+  } catch (error) {
+    if (error instanceof StoreUnavailableError) {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+/**
+ * Raises ConfigError, after removing the secrets file that loadConfig just generated, when the
+ * database already has a schema. Its tenant keys are sealed with the key-encryption key of the
+ * lost secrets file, so with new secrets every signing and token check would fail.
+ */
+async function rejectNewSecretsForExistingData(config: Config, store: Store): Promise<void> {
+  const version = await readSchemaVersionIfReachable(store);
+  if (version === undefined || version === 0 || config.secretsFile === undefined) {
+    return;
+  }
+  rmSync(config.secretsFile, { force: true });
+  const database =
+    config.databaseUrl === undefined
+      ? `database ${config.sqlitePath}`
+      : 'PostgreSQL database in DATABASE_URL';
+  throw new ConfigError([
+    `development secrets file ${config.secretsFile} is missing, but the ${database} already ` +
+      `contains data (schema version ${version}) whose keys are sealed with the key-encryption ` +
+      'key in that file; restore secrets.json from a backup or set CDIL_JWT_SECRET and CDIL_KEK. ' +
+      'New secrets were not kept, because they would make every tenant key unusable',
+  ]);
 }
 
 export async function createServices(
@@ -79,7 +119,26 @@ export async function createServices(
   const logger = new ForwardingLogger();
   const store = options.store ?? openStore(config, { logger });
   const clock = options.clock ?? systemClock;
-  const migration = (options.migrate ?? config.migrateOnStart) ? await store.migrate() : undefined;
+  const migrate = options.migrate ?? config.migrateOnStart;
+  let migration: MigrationReport | undefined;
+  try {
+    if (config.secretsGenerated && options.migrate !== false) {
+      await rejectNewSecretsForExistingData(config, store);
+    }
+    if (migrate) {
+      migration = await store.migrate();
+    } else if (options.migrate === undefined) {
+      // NOTE: a server started while its database is unreachable skips this check, so that it
+      // can start and answer 503 until the database is back.
+      const version = await readSchemaVersionIfReachable(store);
+      assertSchemaSupported(version ?? 0);
+    }
+  } catch (error) {
+    if (options.store === undefined) {
+      await store.close();
+    }
+    throw error;
+  }
   const keyring = new Keyring(store, config.kek, { ttlMs: config.keyCacheTtlMs });
   const rateLimiter = new RateLimiter(store, {
     defaultPerMinute: config.rateLimitPerMinute,

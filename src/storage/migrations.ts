@@ -280,3 +280,29 @@ export const MIGRATIONS: readonly Migration[] = [
 export const LOG_SCHEMA_VERSION = 4;
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/**
+ * Raised when the database schema is newer than this release's migrations, for example after a
+ * rollback to an older release. Running older code on a newer schema could misread or damage
+ * rows, and migrations only go forward, so the fix is to run the newer release again.
+ */
+export class SchemaTooNewError extends Error {
+  override readonly name = 'SchemaTooNewError';
+  readonly databaseVersion: number;
+
+  constructor(databaseVersion: number) {
+    super(
+      `database schema version ${databaseVersion} is newer than version ${LATEST_SCHEMA_VERSION}, ` +
+        `the latest this release of cdil supports; upgrade cdil to a release that supports schema ` +
+        `version ${databaseVersion} (schema migrations cannot be undone)`,
+    );
+    this.databaseVersion = databaseVersion;
+  }
+}
+
+/** Throws SchemaTooNewError when `version` is above LATEST_SCHEMA_VERSION. */
+export function assertSchemaSupported(version: number): void {
+  if (version > LATEST_SCHEMA_VERSION) {
+    throw new SchemaTooNewError(version);
+  }
+}

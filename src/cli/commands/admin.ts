@@ -2,7 +2,14 @@
 // management (create, list, key rotation and revocation, rate limit), and token issuance for
 // local use. Key and limit changes reach running servers as docs/operations.md describes.
 import type { Command } from 'commander';
-import { loadConfig, MAX_RATE_LIMIT_PER_MINUTE, type Config } from '../../config/config.ts';
+import { existsSync } from 'node:fs';
+import {
+  ConfigError,
+  describeMissingDataDir,
+  loadConfig,
+  MAX_RATE_LIMIT_PER_MINUTE,
+  type Config,
+} from '../../config/config.ts';
 import { REVOCATION_REASONS, type RevocationReason } from '../../core/key.ts';
 import { ROLES, type Role } from '../../server/route-table.ts';
 import { cliAuditContext } from '../../services/audit.ts';
@@ -48,6 +55,18 @@ async function tenantMissingFromDatabase(
   } finally {
     await store.close().catch(() => {});
   }
+}
+
+/** Explains why `cdil token` cannot sign: a token from new secrets would fail at the server. */
+function describeMissingTokenSecrets(config: Config): string {
+  if (!existsSync(config.dataDir)) {
+    return describeMissingDataDir(config.dataDir);
+  }
+  return (
+    `development secrets file ${config.secretsFile} does not exist, so a token signed now ` +
+    'would not be accepted by the server; start the server once to generate it, restore it ' +
+    'from a backup, or set CDIL_JWT_SECRET'
+  );
 }
 
 export function registerAdminCommands(program: Command): void {
@@ -116,8 +135,18 @@ export function registerAdminCommands(program: Command): void {
     .command('list')
     .description('List tenants and their keys')
     .action(async () => {
-      const tenants = await withServices((services) => services.tenants.list());
-      console.log(JSON.stringify(tenants, null, 2));
+      const config = loadConfig(process.env, { writeSecrets: false });
+      const [{ createServices }, { openReadOnlyStore }] = await Promise.all([
+        import('../../services/container.ts'),
+        import('../read-only-store.ts'),
+      ]);
+      const store = await openReadOnlyStore(config);
+      const services = await createServices(config, { store, migrate: false });
+      try {
+        console.log(JSON.stringify(await services.tenants.list(), null, 2));
+      } finally {
+        await services.close();
+      }
     });
   tenant
     .command('rotate-key')
@@ -205,7 +234,10 @@ export function registerAdminCommands(program: Command): void {
       if (options.role.some((role) => role !== 'admin') && options.tenant === undefined) {
         throw new Error('--tenant is required for clinician, auditor and analyst tokens');
       }
-      const config = loadConfig();
+      const config = loadConfig(process.env, { writeSecrets: false });
+      if (config.secretsInMemoryOnly) {
+        throw new ConfigError([describeMissingTokenSecrets(config)]);
+      }
       const { signToken } = await import('../../server/auth.ts');
       const token = await signToken(
         { secret: config.jwtSecret, issuer: config.jwtIssuer, audience: config.jwtAudience },

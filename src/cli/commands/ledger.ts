@@ -3,10 +3,9 @@
 // servers and the report describes the rows as they are stored.
 import type { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
-import { loadConfig, type Config } from '../../config/config.ts';
+import { loadConfig } from '../../config/config.ts';
 import type { LedgerFinding, LedgerProgress, LedgerReport } from '../../services/ledger.ts';
-import type { Store } from '../../storage/store.ts';
+import { openReadOnlyStore } from '../read-only-store.ts';
 import { printable, readTsaRoots } from './verify.ts';
 
 export const EXIT_CLEAN = 0;
@@ -175,38 +174,6 @@ function parseMaxFindings(text: string | undefined): number | undefined {
   return value;
 }
 
-/**
- * Opens the configured database read-only. Migrating here would change what is checked: the
- * migration appends certificates without a log index to the log. Raises when the database is
- * missing or its schema is older than this version of cdil reads.
- */
-async function openReadOnlyStore(config: Config): Promise<Store> {
-  if (config.databaseUrl === undefined && !existsSync(config.sqlitePath)) {
-    throw new Error(
-      `database file ${config.sqlitePath} does not exist; set CDIL_SQLITE_PATH or DATABASE_URL, ` +
-        'or run `cdil migrate` to create an empty database',
-    );
-  }
-  const [{ openStore }, { LATEST_SCHEMA_VERSION }] = await Promise.all([
-    import('../../storage/open.ts'),
-    import('../../storage/migrations.ts'),
-  ]);
-  const store = openStore(config, { readOnly: true });
-  try {
-    const version = await store.schemaVersion();
-    if (version < LATEST_SCHEMA_VERSION) {
-      throw new Error(
-        `database schema version ${version} is older than version ${LATEST_SCHEMA_VERSION}, ` +
-          'which this cdil reads; run `cdil migrate` first, then verify again',
-      );
-    }
-  } catch (error) {
-    await store.close();
-    throw error;
-  }
-  return store;
-}
-
 /** Verifies the tenant's ledger and returns the exit status. */
 export async function runLedgerVerify(
   options: LedgerVerifyOptions,
@@ -257,7 +224,7 @@ export function registerLedgerCommand(program: Command): void {
         'the rebuilt tree against the log head and every signed checkpoint, and, with ' +
         '--tsa-roots, every stored RFC 3161 timestamp token. The database is opened read-only ' +
         'and not migrated. Exit status: 0 clean, 1 findings, 2 unusable (unknown tenant, ' +
-        'database error, schema older than this cdil, invalid or unreadable TSA root file).',
+        'database error, schema older or newer than this cdil, invalid or unreadable TSA root file).',
     )
     .requiredOption('--tenant <id>', 'tenant whose ledger to verify')
     .option('--json', 'print the full report as JSON')

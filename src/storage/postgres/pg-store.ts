@@ -6,7 +6,13 @@ import pg from 'pg';
 import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SQL } from '../log-sql.ts';
-import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
+import {
+  assertSchemaSupported,
+  LOG_SCHEMA_VERSION,
+  MIGRATIONS,
+  statementFor,
+  type Migration,
+} from '../migrations.ts';
 import {
   appendGroups,
   HeadsLockedError,
@@ -435,6 +441,12 @@ export class PgStore implements Store {
     await client.query(
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
     );
+    const [before] = await this.#rows<{ version: number | null }>(
+      'SELECT MAX(version) AS version FROM schema_migrations',
+      [],
+      client,
+    );
+    assertSchemaSupported(before?.version ?? 0);
     const applied: string[] = [];
     for (const migration of this.#migrations) {
       await client.query('BEGIN');

@@ -7,7 +7,13 @@ import { dirname } from 'node:path';
 import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SQL } from '../log-sql.ts';
-import { LOG_SCHEMA_VERSION, MIGRATIONS, statementFor, type Migration } from '../migrations.ts';
+import {
+  assertSchemaSupported,
+  LOG_SCHEMA_VERSION,
+  MIGRATIONS,
+  statementFor,
+  type Migration,
+} from '../migrations.ts';
 import { lazyStatements } from './lazy-statements.ts';
 import { SqliteLogTables } from './log-tables.ts';
 import { SqliteShadowTables } from './shadow-tables.ts';
@@ -243,6 +249,10 @@ export class SqliteStore implements Store {
     db.exec(
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
     );
+    const before = db.prepare('SELECT MAX(version) AS version FROM schema_migrations').get() as {
+      version: number | null;
+    };
+    assertSchemaSupported(before.version ?? 0);
     const applied: string[] = [];
     const run = db.transaction((migration: Migration) => {
       const done = db

@@ -1,0 +1,98 @@
+// Validation of the development secrets file: each broken file is a configuration error that
+// names the file and the field, in loadConfig and at the command line.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config/config.ts';
+import { runCli } from './helpers/cli.ts';
+
+const JWT_SECRET = Buffer.alloc(32, 7).toString('base64url');
+const KEK = Buffer.alloc(32, 9).toString('base64url');
+
+const BROKEN_FILES: { name: string; text: string; problem: RegExp }[] = [
+  {
+    name: 'missing kek',
+    text: JSON.stringify({ jwt_secret: JWT_SECRET }),
+    problem: /secrets\.json: field "kek" is missing/,
+  },
+  {
+    name: 'missing jwt_secret',
+    text: JSON.stringify({ kek: KEK }),
+    problem: /secrets\.json: field "jwt_secret" is missing/,
+  },
+  {
+    name: 'truncated JSON',
+    text: '{"jwt_secret":',
+    problem: /secrets\.json is not valid JSON/,
+  },
+  {
+    name: 'array instead of object',
+    text: '[]',
+    problem: /secrets\.json must contain a JSON object/,
+  },
+  {
+    name: 'number as kek',
+    text: JSON.stringify({ jwt_secret: JWT_SECRET, kek: 12 }),
+    problem: /secrets\.json: field "kek" must be a string/,
+  },
+  {
+    name: 'short kek',
+    text: JSON.stringify({ jwt_secret: JWT_SECRET, kek: 'abcd' }),
+    problem: /secrets\.json: field "kek" must be base64 or hex of exactly 32 bytes/,
+  },
+  {
+    name: 'short jwt_secret',
+    text: JSON.stringify({ jwt_secret: 'abcd', kek: KEK }),
+    problem: /secrets\.json: field "jwt_secret" must be base64 or hex of at least 32 bytes/,
+  },
+];
+
+describe('development secrets file validation', () => {
+  let dir: string;
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'cdil-secrets-file-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  for (const [index, broken] of BROKEN_FILES.entries()) {
+    test(`loadConfig rejects ${broken.name}`, () => {
+      const dataDir = join(dir, `config-${index}`);
+      rmSync(dataDir, { recursive: true, force: true });
+      mkdirSync(dataDir, { recursive: true });
+      writeFileSync(join(dataDir, 'secrets.json'), broken.text);
+      let caught: unknown;
+      try {
+        loadConfig({ CDIL_ENV: 'development', CDIL_DATA_DIR: dataDir });
+      } catch (error) {
+        caught = error;
+      }
+      assert.ok(caught instanceof ConfigError, String(caught));
+      const problems = caught.problems.join('\n');
+      assert.match(problems, broken.problem);
+      assert.ok(problems.includes(join(dataDir, 'secrets.json')), problems);
+      assert.doesNotMatch(problems, /CDIL_KEK|CDIL_JWT_SECRET must/);
+    });
+  }
+
+  for (const [index, broken] of BROKEN_FILES.slice(0, 3).entries()) {
+    test(`tenant create exits 78 on ${broken.name}`, () => {
+      const dataDir = join(dir, `cli-${index}`);
+      mkdirSync(dataDir, { recursive: true });
+      writeFileSync(join(dataDir, 'secrets.json'), broken.text);
+      const result = runCli(['tenant', 'create', 'any-tenant'], {
+        CDIL_ENV: 'development',
+        CDIL_DATA_DIR: dataDir,
+        CDIL_SQLITE_PATH: join(dataDir, 'cdil.sqlite'),
+        DATABASE_URL: '',
+        CDIL_JWT_SECRET: '',
+        CDIL_KEK: '',
+      });
+      assert.equal(result.status, 78, result.stderr);
+      assert.match(result.stderr, broken.problem);
+      assert.doesNotMatch(result.stderr, /TypeError|Cannot read properties/);
+    });
+  }
+});
