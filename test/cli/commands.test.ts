@@ -210,11 +210,16 @@ describe('cdil command line', () => {
     assert.equal(present.status, 0, present.stderr);
     assert.equal(present.stderr, '');
 
-    // A token issuer without a database gets the token and no warning.
+    // A token issuer that has the secrets but no database gets the token and no warning.
     const empty = join(dir, 'no-database');
+    const secrets = {
+      CDIL_JWT_SECRET: Buffer.alloc(32, 1).toString('base64'),
+      CDIL_KEK: Buffer.alloc(32, 2).toString('base64'),
+    };
     const withoutDatabase = [
-      { CDIL_DATA_DIR: empty, DATABASE_URL: '' },
+      { ...secrets, CDIL_DATA_DIR: empty, DATABASE_URL: '' },
       {
+        ...secrets,
         CDIL_DATA_DIR: empty,
         DATABASE_URL: `postgres://cdil@127.0.0.1:${await closedPort()}/cdil`,
       },
