@@ -1,4 +1,5 @@
 // Builds the HTTP server: logging, request ids, auth, schemas, OpenAPI and routes.
+import { LogDestination } from './log-destination.ts';
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
@@ -22,8 +23,8 @@ import { registerTenantRoutes } from './routes/tenants.ts';
 import { CertificateSchema, ErrorSchema, VerificationReportSchema } from './schemas.ts';
 
 export interface ServerOptions {
-  /** Destination for JSON log lines; defaults to stdout. */
-  logStream?: NodeJS.WritableStream;
+  /** Destination for JSON log lines; defaults to a LogDestination on stdout. */
+  logStream?: { write(line: string): unknown };
   /** Overrides of DEFAULT_AUDIT_WRITE_POLICY, the limits of background audit writes. */
   auditWritePolicy?: Partial<AuditWritePolicy>;
 }
@@ -95,7 +96,7 @@ export async function buildServer(
     logger: {
       level: config.logLevel,
       redact: { paths: LOG_REDACT_PATHS, censor: '[redacted]' },
-      stream: options.logStream,
+      stream: options.logStream ?? new LogDestination(1),
       serializers: {
         req: (request: { method: string; url: string; id: string }) => ({
           method: request.method,

@@ -112,11 +112,12 @@ async function runWorker(config: Config): Promise<void> {
  * shutdown signal arrives, which is passed on to every worker.
  */
 async function runPrimary(config: Config, workers: number): Promise<void> {
-  const [{ pino }, { createServices }] = await Promise.all([
+  const [{ pino }, { createServices }, { LogDestination }] = await Promise.all([
     import('pino'),
     import('../../services/container.ts'),
+    import('../../server/log-destination.ts'),
   ]);
-  const log = pino({ level: config.logLevel });
+  const log = pino({ level: config.logLevel }, new LogDestination(1));
   const services = await createServices(config, { migrate: true });
   if (services.migration && services.migration.applied.length > 0) {
     log.info({ applied: services.migration.applied }, 'migrations applied');
