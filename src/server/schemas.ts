@@ -48,7 +48,7 @@ export const IssueBody = Type.Object(
     human_reviewer_id: Type.Optional(
       label(
         FIELD_LIMITS.human_reviewer_id,
-        'Reviewer identifier; required when human_reviewed is true; stored only as a keyed hash',
+        'Reviewer identifier; required when human_reviewed is true, rejected when false; stored only as a keyed hash',
       ),
     ),
     attestation_meaning: Type.Optional(
