@@ -12,7 +12,7 @@ import {
 } from '../services/errors.ts';
 import { StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
 import type { AuditWrite, BackgroundAuditWriter } from './audit-writer.ts';
-import { PRINTABLE_PATTERN } from './schemas.ts';
+import { patternMessage, PRINTABLE_PATTERN } from './schemas.ts';
 
 export interface ErrorBody {
   error: {
@@ -79,6 +79,11 @@ function fieldOf(issue: AjvIssue): string {
 function describe(issue: AjvIssue): string {
   if (issue.keyword === 'pattern' && issue.params.pattern === PRINTABLE_PATTERN) {
     return 'must not contain control characters, bidirectional overrides or lone surrogates';
+  }
+  const patternRule =
+    issue.keyword === 'pattern' ? patternMessage(issue.params.pattern) : undefined;
+  if (patternRule !== undefined) {
+    return patternRule;
   }
   if (issue.keyword === 'enum' && Array.isArray(issue.params.allowedValues)) {
     return `must be one of ${issue.params.allowedValues.join(', ')}`;
@@ -161,6 +166,41 @@ export function toAppError(error: unknown): AppError {
   );
 }
 
+/**
+ * Returns an error naming a header that failed validation because the request sent it more
+ * than once, or undefined. Node joins the values of a repeated header with ", ", and the joined
+ * value then fails the header's pattern with a message about its characters.
+ */
+function repeatedHeaderError(error: unknown, request: FastifyRequest): AppError | undefined {
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validationContext !== 'headers' || !fastifyError.validation) {
+    return undefined;
+  }
+  const failed = new Set(fastifyError.validation.map((issue) => fieldOf(issue)));
+  const counts = new Map<string, number>();
+  const raw = request.raw.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (failed.has(name)) {
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
+  }
+  for (const [name, count] of counts) {
+    if (count > 1) {
+      const message = `was sent ${count} times; send one ${name} header`;
+      return new AppError('VALIDATION_FAILED', `headers field ${name} ${message}`, {
+        details: [{ field: name, rule: 'single', message }],
+      });
+    }
+  }
+  return undefined;
+}
+
+/** Converts any error of a request to an AppError, as toAppError does, with the request's headers at hand. */
+function requestError(error: unknown, request: FastifyRequest): AppError {
+  return repeatedHeaderError(error, request) ?? toAppError(error);
+}
+
 export function errorBody(error: AppError, requestId: string): ErrorBody {
   const body: ErrorBody = {
     error: { code: error.code, message: error.message, request_id: requestId },
@@ -229,7 +269,7 @@ export function makeErrorHandler(
   writer?: BackgroundAuditWriter,
 ) {
   return async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
-    const appError = toAppError(error);
+    const appError = requestError(error, request);
     logRejection(error, appError, request);
     const write = writer ? prepareRejection?.(request, appError) : undefined;
     if (write && writer) {
@@ -249,7 +289,7 @@ export function makeErrorHandler(
 }
 
 export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
-  const appError = toAppError(error);
+  const appError = requestError(error, request);
   logRejection(error, appError, request);
   if (appError.headers) {
     void reply.headers(appError.headers);

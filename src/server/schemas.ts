@@ -20,6 +20,30 @@ export const FIELD_LIMITS = {
   idempotency_key: 128,
 } as const;
 
+const PATTERN_MESSAGES = new Map<string, string>();
+
+/**
+ * Returns a string schema checked by `pattern`. A value that fails it is reported with
+ * `message`, a rule in words, because Ajv would quote the regular expression.
+ */
+export function patternString(
+  pattern: string,
+  message: string,
+  options: { minLength?: number; maxLength?: number; description?: string } = {},
+) {
+  const known = PATTERN_MESSAGES.get(pattern);
+  if (known !== undefined && known !== message) {
+    throw new Error(`pattern ${pattern} already has the message "${known}"`);
+  }
+  PATTERN_MESSAGES.set(pattern, message);
+  return Type.String({ ...options, pattern });
+}
+
+/** Returns the message registered by patternString for `pattern`, or undefined. */
+export function patternMessage(pattern: unknown): string | undefined {
+  return typeof pattern === 'string' ? PATTERN_MESSAGES.get(pattern) : undefined;
+}
+
 const text = (max: number, description: string) =>
   Type.String({ minLength: 1, maxLength: max, description });
 
@@ -75,11 +99,14 @@ export type IssueBody = Static<typeof IssueBody>;
 
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(
-    Type.String({
-      minLength: 1,
-      maxLength: FIELD_LIMITS.idempotency_key,
-      pattern: '^[\\x21-\\x7e]+$',
-    }),
+    patternString(
+      '^[\\x21-\\x7e]+$',
+      'must contain only printable ASCII characters, without spaces',
+      {
+        minLength: 1,
+        maxLength: FIELD_LIMITS.idempotency_key,
+      },
+    ),
   ),
 });
 
@@ -205,7 +232,10 @@ export const TenantIdParams = Type.Object({
 
 export const CreateTenantBody = Type.Object(
   {
-    tenant_id: Type.String({ pattern: TENANT_ID_PATTERN }),
+    tenant_id: patternString(
+      TENANT_ID_PATTERN,
+      'must be 2 to 63 lower-case letters, digits and hyphens, starting with a letter or digit',
+    ),
     phi_policy: Type.Optional(Type.Union([Type.Literal('flag'), Type.Literal('reject')])),
     timestamp_policy: Type.Optional(
       Type.Union([Type.Literal('best_effort'), Type.Literal('required')], {
@@ -225,10 +255,9 @@ export type CreateTenantBody = Static<typeof CreateTenantBody>;
 
 export const KeyParams = Type.Object({
   tenant_id: Type.String({ minLength: 1, maxLength: 63 }),
-  key_id: Type.String({
+  key_id: patternString('^[A-Za-z0-9_-]+$', 'must contain only letters, digits, - and _', {
     minLength: 1,
     maxLength: 64,
-    pattern: '^[A-Za-z0-9_-]+$',
     description: 'RFC 7638 JWK thumbprint of the key, base64url',
   }),
 });
