@@ -12,7 +12,7 @@ import {
 } from '../services/errors.ts';
 import { StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
 import type { AuditWrite, BackgroundAuditWriter } from './audit-writer.ts';
-import { patternMessage, PRINTABLE_PATTERN } from './schemas.ts';
+import { describeNotDisplayable, patternMessage, PRINTABLE_PATTERN } from './schemas.ts';
 
 export interface ErrorBody {
   error: {
@@ -76,9 +76,23 @@ function fieldOf(issue: AjvIssue): string {
   return path || '(body)';
 }
 
-function describe(issue: AjvIssue): string {
+/** Returns the value at a JSON Pointer such as /notes/0/text, or undefined. */
+function valueAt(root: unknown, pointer: string): unknown {
+  let value = root;
+  for (const token of pointer.split('/').slice(1)) {
+    if (value === null || typeof value !== 'object') {
+      return undefined;
+    }
+    const key = token.replace(/~1/g, '/').replace(/~0/g, '~');
+    value = Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined;
+  }
+  return value;
+}
+
+/** Describes an issue. `validated` is the body, query, params or headers that failed. */
+function describe(issue: AjvIssue, validated: unknown): string {
   if (issue.keyword === 'pattern' && issue.params.pattern === PRINTABLE_PATTERN) {
-    return 'must not contain control characters, bidirectional overrides or lone surrogates';
+    return describeNotDisplayable(valueAt(validated, issue.instancePath));
   }
   const patternRule =
     issue.keyword === 'pattern' ? patternMessage(issue.params.pattern) : undefined;
@@ -99,15 +113,32 @@ function describe(issue: AjvIssue): string {
 
 const MAX_DETAILS = 20;
 
-function fromValidation(error: FastifyError): AppError {
+/** Returns the part of a request that Fastify validated in `context`. */
+function validatedPart(request: FastifyRequest, context: string): unknown {
+  switch (context) {
+    case 'body':
+      return request.body;
+    case 'querystring':
+      return request.query;
+    case 'params':
+      return request.params;
+    case 'headers':
+      return request.headers;
+    default:
+      return undefined;
+  }
+}
+
+function fromValidation(error: FastifyError, request: FastifyRequest | undefined): AppError {
   const issues = mergeConstantAlternatives(error.validation ?? []);
+  const where = error.validationContext ?? 'body';
+  const validated = request === undefined ? undefined : validatedPart(request, where);
   // A body with thousands of bad fields would otherwise get an error body many times its size.
   const details = issues.slice(0, MAX_DETAILS).map((issue) => ({
     field: fieldOf(issue),
     rule: issue.keyword,
-    message: describe(issue),
+    message: describe(issue, validated),
   }));
-  const where = error.validationContext ?? 'body';
   const first = details[0];
   const more = issues.length > details.length ? ` (and ${issues.length - 1} more problems)` : '';
   const message = first
@@ -136,13 +167,17 @@ const FRAMEWORK_CODES: Record<string, [ErrorCode, string]> = {
   ],
 };
 
-export function toAppError(error: unknown): AppError {
+/**
+ * Converts any error to an AppError. With the request, a validation message can name what
+ * failed in the value, such as the character that a display field may not contain.
+ */
+export function toAppError(error: unknown, request?: FastifyRequest): AppError {
   if (error instanceof AppError) {
     return error;
   }
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) {
-    return fromValidation(fastifyError);
+    return fromValidation(fastifyError, request);
   }
   const mapped = fastifyError.code ? FRAMEWORK_CODES[fastifyError.code] : undefined;
   if (mapped) {
@@ -196,9 +231,9 @@ function repeatedHeaderError(error: unknown, request: FastifyRequest): AppError 
   return undefined;
 }
 
-/** Converts any error of a request to an AppError, as toAppError does, with the request's headers at hand. */
+/** Converts any error of a request to an AppError, naming a header sent more than once. */
 function requestError(error: unknown, request: FastifyRequest): AppError {
-  return repeatedHeaderError(error, request) ?? toAppError(error);
+  return repeatedHeaderError(error, request) ?? toAppError(error, request);
 }
 
 export function errorBody(error: AppError, requestId: string): ErrorBody {

@@ -47,13 +47,62 @@ export function patternMessage(pattern: unknown): string | undefined {
 const text = (max: number, description: string) =>
   Type.String({ minLength: 1, maxLength: max, description });
 
+/** Class items for the noncharacters U+nFFFE and U+nFFFF of the supplementary planes 1 to 16. */
+const PLANE_END_NONCHARACTERS = Array.from({ length: 16 }, (_, index) => {
+  const plane = (index + 1).toString(16);
+  return `\\u{${plane}fffe}\\u{${plane}ffff}`;
+}).join('');
+
 /**
- * Short fields are shown to people (reports, bundle READMEs, terminals), so they may not hold
- * control characters, bidirectional overrides or lone surrogates, which could hide or reorder
- * what a reader sees.
+ * Characters that short fields may not contain, as a regular expression character class for the
+ * u flag: controls (Cc), format characters (Cf, which include zero-width characters,
+ * bidirectional marks and tag characters), U+2028, U+2029, noncharacters and lone surrogates.
+ * Short fields are shown to people in reports, bundle READMEs and terminals. These characters
+ * could hide, reorder or break the text shown, or make two values that look the same differ.
  */
-export const PRINTABLE_PATTERN =
-  '^[^\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ud800-\\udfff]+$';
+const NOT_DISPLAYABLE_CLASS =
+  '\\p{Cc}\\p{Cf}\\u2028\\u2029\\ufdd0-\\ufdef\\ufffe\\uffff' +
+  PLANE_END_NONCHARACTERS +
+  '\\ud800-\\udfff';
+
+/** Pattern of the short fields. Ajv compiles patterns with the u flag, which \p{Cc} needs. */
+export const PRINTABLE_PATTERN = `^[^${NOT_DISPLAYABLE_CLASS}]+$`;
+
+const NOT_DISPLAYABLE = new RegExp(`[${NOT_DISPLAYABLE_CLASS}]`, 'u');
+
+const DISPLAY_RULE =
+  'The field is shown to people, so it may not contain control characters, format characters, line or paragraph separators, noncharacters or lone surrogates';
+
+function kindOf(character: string): string {
+  const code = character.codePointAt(0)!;
+  if (/\p{Cc}/u.test(character)) {
+    return 'a control character';
+  }
+  if (/\p{Cf}/u.test(character)) {
+    return 'a format character';
+  }
+  if (code === 0x2028) {
+    return 'a line separator';
+  }
+  if (code === 0x2029) {
+    return 'a paragraph separator';
+  }
+  return code >= 0xd800 && code <= 0xdfff ? 'a lone surrogate' : 'a noncharacter';
+}
+
+/**
+ * Describes why `value` fails PRINTABLE_PATTERN, naming its first character that is not
+ * allowed, such as "must not contain U+200D, a format character".
+ */
+export function describeNotDisplayable(value: unknown): string {
+  const found = typeof value === 'string' ? NOT_DISPLAYABLE.exec(value) : null;
+  if (found === null) {
+    return `must not contain such characters. ${DISPLAY_RULE}`;
+  }
+  const code = found[0].codePointAt(0)!;
+  const name = `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  return `must not contain ${name}, ${kindOf(found[0])}. ${DISPLAY_RULE}`;
+}
 
 const label = (max: number, description: string) =>
   Type.String({ minLength: 1, maxLength: max, pattern: PRINTABLE_PATTERN, description });

@@ -1,5 +1,6 @@
-// Error messages for query, path and header values: they state the rule in words instead of
-// quoting the regular expression that checks it.
+// Error messages for query, path and header values, which state the rule in words instead of
+// quoting the regular expression that checks it, and the display-field check, which names the
+// field and the code point it rejects.
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
@@ -130,5 +131,50 @@ describe('request value messages', () => {
       error.message,
       'headers field idempotency-key was sent 2 times; send one idempotency-key header',
     );
+  });
+
+  test('display fields reject invisible characters', async () => {
+    const clinician = await t.token('clinician', 'alice');
+    const cases: [string, string, string][] = [
+      ['model_name', 'scri\u200dbe', 'U+200D, a format character'],
+      ['model_version', '1\u200b', 'U+200B, a format character'],
+      ['prompt_version', 'p\u{e0041}', 'U+E0041, a format character'],
+      ['governance_policy_version', 'g\u2028x', 'U+2028, a line separator'],
+      ['encounter_id', 'e\u2029', 'U+2029, a paragraph separator'],
+      ['patient_reference', 'p\uffff', 'U+FFFF, a noncharacter'],
+      ['human_reviewer_id', 'dr\ufdd0', 'U+FDD0, a noncharacter'],
+      ['model_name', 'x\u{10fffe}', 'U+10FFFE, a noncharacter'],
+      ['model_name', 'x\u00ad', 'U+00AD, a format character'],
+      ['model_name', 'x\ufeff', 'U+FEFF, a format character'],
+      ['model_name', 'scribe\u202eevil', 'U+202E, a format character'],
+      ['model_name', 'scribe\u0085', 'U+0085, a control character'],
+      ['model_name', 'scribe\ud800', 'U+D800, a lone surrogate'],
+    ];
+    const rule =
+      'The field is shown to people, so it may not contain control characters, format characters, line or paragraph separators, noncharacters or lone surrogates';
+    for (const [field, value, what] of cases) {
+      const response = await t.app.inject({
+        method: 'POST',
+        url: '/v1/clinical/documentation',
+        headers: bearer(clinician),
+        payload: issueBody({ [field]: value }),
+      });
+      assert.equal(response.statusCode, 400, `${field} ${what}`);
+      const { error } = response.json();
+      assert.equal(error.message, `body field ${field} must not contain ${what}. ${rule}`);
+      assert.deepEqual(error.details, [
+        { field, rule: 'pattern', message: `must not contain ${what}. ${rule}` },
+      ]);
+    }
+    const accepted = await t.app.inject({
+      method: 'POST',
+      url: '/v1/clinical/documentation',
+      headers: bearer(clinician),
+      payload: issueBody({
+        model_name: 'scribe – ünïcode 模型 😀',
+        note_text: 'note\u200d with\u2028 format\ufeff characters \uffff',
+      }),
+    });
+    assert.equal(accepted.statusCode, 201);
   });
 });
