@@ -7,13 +7,13 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Config } from '../config/config.ts';
 import type { Services } from '../services/container.ts';
-import { AppError } from '../services/errors.ts';
 import { makeAuthHook, TokenVerifier } from './auth.ts';
 import { describeFailure } from '../services/transparency-log.ts';
 import { rejectionAuditWrite } from './audit-context.ts';
 import { BackgroundAuditWriter, type AuditWritePolicy } from './audit-writer.ts';
 import { handleNotFound, makeErrorHandler } from './errors.ts';
 import { completeOpenApiDocument, componentNameOf, type OpenApiDocument } from './openapi.ts';
+import { installBodyParsers } from './request-body.ts';
 import { registerAuditRoutes } from './routes/audit.ts';
 import { registerCertificateRoutes } from './routes/certificates.ts';
 import { registerLogRoutes } from './routes/log.ts';
@@ -41,28 +41,6 @@ export const LOG_REDACT_PATHS = [
   'note_text',
   '*.note_text',
 ];
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * Accepts only JSON bodies, decoded as strict UTF-8. The default parser would turn invalid
- * bytes into U+FFFD, so the certified hash would not be the hash of the bytes sent. The
- * default text/plain parser is removed too, because it lets a string body reach validation.
- */
-function installBodyParsers(app: FastifyInstance): void {
-  const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-    let text: string;
-    try {
-      text = utf8.decode(body as Buffer);
-    } catch {
-      done(new AppError('BODY_NOT_JSON', 'request body is not valid UTF-8'), undefined);
-      return;
-    }
-    void parseJson(request, text, done);
-  });
-}
 
 /**
  * Replies to connection-level errors (oversized headers, malformed requests) with the same JSON

@@ -149,7 +149,8 @@ export function makeAuthHook(
       return;
     }
     const header = request.headers.authorization;
-    const match = header ? /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(header) : null;
+    // RFC 7235 section 2.1: the scheme is case-insensitive and one or more spaces follow it.
+    const match = header ? /^bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(header) : null;
     if (!match) {
       throw new AppError('UNAUTHENTICATED', 'Authorization header must be "Bearer <token>"');
     }

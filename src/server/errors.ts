@@ -12,7 +12,7 @@ import {
 } from '../services/errors.ts';
 import { StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
 import type { AuditWrite, BackgroundAuditWriter } from './audit-writer.ts';
-import { PRINTABLE_PATTERN } from './schemas.ts';
+import { describeNotDisplayable, patternMessage, PRINTABLE_PATTERN } from './schemas.ts';
 
 export interface ErrorBody {
   error: {
@@ -76,9 +76,28 @@ function fieldOf(issue: AjvIssue): string {
   return path || '(body)';
 }
 
-function describe(issue: AjvIssue): string {
+/** Returns the value at a JSON Pointer such as /notes/0/text, or undefined. */
+function valueAt(root: unknown, pointer: string): unknown {
+  let value = root;
+  for (const token of pointer.split('/').slice(1)) {
+    if (value === null || typeof value !== 'object') {
+      return undefined;
+    }
+    const key = token.replace(/~1/g, '/').replace(/~0/g, '~');
+    value = Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined;
+  }
+  return value;
+}
+
+/** Describes an issue. `validated` is the body, query, params or headers that failed. */
+function describe(issue: AjvIssue, validated: unknown): string {
   if (issue.keyword === 'pattern' && issue.params.pattern === PRINTABLE_PATTERN) {
-    return 'must not contain control characters, bidirectional overrides or lone surrogates';
+    return describeNotDisplayable(valueAt(validated, issue.instancePath));
+  }
+  const patternRule =
+    issue.keyword === 'pattern' ? patternMessage(issue.params.pattern) : undefined;
+  if (patternRule !== undefined) {
+    return patternRule;
   }
   if (issue.keyword === 'enum' && Array.isArray(issue.params.allowedValues)) {
     return `must be one of ${issue.params.allowedValues.join(', ')}`;
@@ -94,15 +113,32 @@ function describe(issue: AjvIssue): string {
 
 const MAX_DETAILS = 20;
 
-function fromValidation(error: FastifyError): AppError {
+/** Returns the part of a request that Fastify validated in `context`. */
+function validatedPart(request: FastifyRequest, context: string): unknown {
+  switch (context) {
+    case 'body':
+      return request.body;
+    case 'querystring':
+      return request.query;
+    case 'params':
+      return request.params;
+    case 'headers':
+      return request.headers;
+    default:
+      return undefined;
+  }
+}
+
+function fromValidation(error: FastifyError, request: FastifyRequest | undefined): AppError {
   const issues = mergeConstantAlternatives(error.validation ?? []);
+  const where = error.validationContext ?? 'body';
+  const validated = request === undefined ? undefined : validatedPart(request, where);
   // A body with thousands of bad fields would otherwise get an error body many times its size.
   const details = issues.slice(0, MAX_DETAILS).map((issue) => ({
     field: fieldOf(issue),
     rule: issue.keyword,
-    message: describe(issue),
+    message: describe(issue, validated),
   }));
-  const where = error.validationContext ?? 'body';
   const first = details[0];
   const more = issues.length > details.length ? ` (and ${issues.length - 1} more problems)` : '';
   const message = first
@@ -131,13 +167,17 @@ const FRAMEWORK_CODES: Record<string, [ErrorCode, string]> = {
   ],
 };
 
-export function toAppError(error: unknown): AppError {
+/**
+ * Converts any error to an AppError. With the request, a validation message can name what
+ * failed in the value, such as the character that a display field may not contain.
+ */
+export function toAppError(error: unknown, request?: FastifyRequest): AppError {
   if (error instanceof AppError) {
     return error;
   }
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) {
-    return fromValidation(fastifyError);
+    return fromValidation(fastifyError, request);
   }
   const mapped = fastifyError.code ? FRAMEWORK_CODES[fastifyError.code] : undefined;
   if (mapped) {
@@ -159,6 +199,41 @@ export function toAppError(error: unknown): AppError {
     'internal error; the request id identifies it in the service logs',
     { cause: error },
   );
+}
+
+/**
+ * Returns an error naming a header that failed validation because the request sent it more
+ * than once, or undefined. Node joins the values of a repeated header with ", ", and the joined
+ * value then fails the header's pattern with a message about its characters.
+ */
+function repeatedHeaderError(error: unknown, request: FastifyRequest): AppError | undefined {
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validationContext !== 'headers' || !fastifyError.validation) {
+    return undefined;
+  }
+  const failed = new Set(fastifyError.validation.map((issue) => fieldOf(issue)));
+  const counts = new Map<string, number>();
+  const raw = request.raw.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (failed.has(name)) {
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
+  }
+  for (const [name, count] of counts) {
+    if (count > 1) {
+      const message = `was sent ${count} times; send one ${name} header`;
+      return new AppError('VALIDATION_FAILED', `headers field ${name} ${message}`, {
+        details: [{ field: name, rule: 'single', message }],
+      });
+    }
+  }
+  return undefined;
+}
+
+/** Converts any error of a request to an AppError, naming a header sent more than once. */
+function requestError(error: unknown, request: FastifyRequest): AppError {
+  return repeatedHeaderError(error, request) ?? toAppError(error, request);
 }
 
 export function errorBody(error: AppError, requestId: string): ErrorBody {
@@ -229,7 +304,7 @@ export function makeErrorHandler(
   writer?: BackgroundAuditWriter,
 ) {
   return async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
-    const appError = toAppError(error);
+    const appError = requestError(error, request);
     logRejection(error, appError, request);
     const write = writer ? prepareRejection?.(request, appError) : undefined;
     if (write && writer) {
@@ -249,7 +324,7 @@ export function makeErrorHandler(
 }
 
 export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
-  const appError = toAppError(error);
+  const appError = requestError(error, request);
   logRejection(error, appError, request);
   if (appError.headers) {
     void reply.headers(appError.headers);

@@ -20,16 +20,89 @@ export const FIELD_LIMITS = {
   idempotency_key: 128,
 } as const;
 
+const PATTERN_MESSAGES = new Map<string, string>();
+
+/**
+ * Returns a string schema checked by `pattern`. A value that fails it is reported with
+ * `message`, a rule in words, because Ajv would quote the regular expression.
+ */
+export function patternString(
+  pattern: string,
+  message: string,
+  options: { minLength?: number; maxLength?: number; description?: string } = {},
+) {
+  const known = PATTERN_MESSAGES.get(pattern);
+  if (known !== undefined && known !== message) {
+    throw new Error(`pattern ${pattern} already has the message "${known}"`);
+  }
+  PATTERN_MESSAGES.set(pattern, message);
+  return Type.String({ ...options, pattern });
+}
+
+/** Returns the message registered by patternString for `pattern`, or undefined. */
+export function patternMessage(pattern: unknown): string | undefined {
+  return typeof pattern === 'string' ? PATTERN_MESSAGES.get(pattern) : undefined;
+}
+
 const text = (max: number, description: string) =>
   Type.String({ minLength: 1, maxLength: max, description });
 
+/** Class items for the noncharacters U+nFFFE and U+nFFFF of the supplementary planes 1 to 16. */
+const PLANE_END_NONCHARACTERS = Array.from({ length: 16 }, (_, index) => {
+  const plane = (index + 1).toString(16);
+  return `\\u{${plane}fffe}\\u{${plane}ffff}`;
+}).join('');
+
 /**
- * Short fields are shown to people (reports, bundle READMEs, terminals), so they may not hold
- * control characters, bidirectional overrides or lone surrogates, which could hide or reorder
- * what a reader sees.
+ * Characters that short fields may not contain, as a regular expression character class for the
+ * u flag: controls (Cc), format characters (Cf, which include zero-width characters,
+ * bidirectional marks and tag characters), U+2028, U+2029, noncharacters and lone surrogates.
+ * Short fields are shown to people in reports, bundle READMEs and terminals. These characters
+ * could hide, reorder or break the text shown, or make two values that look the same differ.
  */
-export const PRINTABLE_PATTERN =
-  '^[^\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ud800-\\udfff]+$';
+const NOT_DISPLAYABLE_CLASS =
+  '\\p{Cc}\\p{Cf}\\u2028\\u2029\\ufdd0-\\ufdef\\ufffe\\uffff' +
+  PLANE_END_NONCHARACTERS +
+  '\\ud800-\\udfff';
+
+/** Pattern of the short fields. Ajv compiles patterns with the u flag, which \p{Cc} needs. */
+export const PRINTABLE_PATTERN = `^[^${NOT_DISPLAYABLE_CLASS}]+$`;
+
+const NOT_DISPLAYABLE = new RegExp(`[${NOT_DISPLAYABLE_CLASS}]`, 'u');
+
+const DISPLAY_RULE =
+  'The field is shown to people, so it may not contain control characters, format characters, line or paragraph separators, noncharacters or lone surrogates';
+
+function kindOf(character: string): string {
+  const code = character.codePointAt(0)!;
+  if (/\p{Cc}/u.test(character)) {
+    return 'a control character';
+  }
+  if (/\p{Cf}/u.test(character)) {
+    return 'a format character';
+  }
+  if (code === 0x2028) {
+    return 'a line separator';
+  }
+  if (code === 0x2029) {
+    return 'a paragraph separator';
+  }
+  return code >= 0xd800 && code <= 0xdfff ? 'a lone surrogate' : 'a noncharacter';
+}
+
+/**
+ * Describes why `value` fails PRINTABLE_PATTERN, naming its first character that is not
+ * allowed, such as "must not contain U+200D, a format character".
+ */
+export function describeNotDisplayable(value: unknown): string {
+  const found = typeof value === 'string' ? NOT_DISPLAYABLE.exec(value) : null;
+  if (found === null) {
+    return `must not contain such characters. ${DISPLAY_RULE}`;
+  }
+  const code = found[0].codePointAt(0)!;
+  const name = `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  return `must not contain ${name}, ${kindOf(found[0])}. ${DISPLAY_RULE}`;
+}
 
 const label = (max: number, description: string) =>
   Type.String({ minLength: 1, maxLength: max, pattern: PRINTABLE_PATTERN, description });
@@ -48,7 +121,7 @@ export const IssueBody = Type.Object(
     human_reviewer_id: Type.Optional(
       label(
         FIELD_LIMITS.human_reviewer_id,
-        'Reviewer identifier; required when human_reviewed is true; stored only as a keyed hash',
+        'Reviewer identifier; required when human_reviewed is true, rejected when false; stored only as a keyed hash',
       ),
     ),
     attestation_meaning: Type.Optional(
@@ -75,11 +148,14 @@ export type IssueBody = Static<typeof IssueBody>;
 
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(
-    Type.String({
-      minLength: 1,
-      maxLength: FIELD_LIMITS.idempotency_key,
-      pattern: '^[\\x21-\\x7e]+$',
-    }),
+    patternString(
+      '^[\\x21-\\x7e]+$',
+      'must contain only printable ASCII characters, without spaces',
+      {
+        minLength: 1,
+        maxLength: FIELD_LIMITS.idempotency_key,
+      },
+    ),
   ),
 });
 
@@ -208,7 +284,10 @@ export const TenantIdParams = Type.Object({
 
 export const CreateTenantBody = Type.Object(
   {
-    tenant_id: Type.String({ pattern: TENANT_ID_PATTERN }),
+    tenant_id: patternString(
+      TENANT_ID_PATTERN,
+      'must be 2 to 63 lower-case letters, digits and hyphens, starting with a letter or digit',
+    ),
     phi_policy: Type.Optional(Type.Union([Type.Literal('flag'), Type.Literal('reject')])),
     timestamp_policy: Type.Optional(
       Type.Union([Type.Literal('best_effort'), Type.Literal('required')], {
@@ -228,10 +307,9 @@ export type CreateTenantBody = Static<typeof CreateTenantBody>;
 
 export const KeyParams = Type.Object({
   tenant_id: Type.String({ minLength: 1, maxLength: 63 }),
-  key_id: Type.String({
+  key_id: patternString('^[A-Za-z0-9_-]+$', 'must contain only letters, digits, - and _', {
     minLength: 1,
     maxLength: 64,
-    pattern: '^[A-Za-z0-9_-]+$',
     description: 'RFC 7638 JWK thumbprint of the key, base64url',
   }),
 });

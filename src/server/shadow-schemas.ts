@@ -2,7 +2,7 @@
 // fields are rejected everywhere, and every string and array has a limit.
 import { Type, type Static } from 'typebox';
 import { loadDefaultRuleset } from '../scoring/ruleset.ts';
-import { FIELD_LIMITS } from './schemas.ts';
+import { FIELD_LIMITS, patternString } from './schemas.ts';
 
 export const SHADOW_LIMITS = {
   batch_notes: 100,
@@ -34,12 +34,15 @@ const measurement = Type.Object(
 
 // Letter, digit, digit or letter, then an optional dot and up to four digits or letters, as
 // isIcd10Code in the scoring engine checks.
-const icd10Code = Type.String({
-  minLength: 3,
-  maxLength: SHADOW_LIMITS.diagnosis_code,
-  pattern: '^[A-Za-z][0-9][0-9A-Za-z](\\.?[0-9A-Za-z]{1,4})?$',
-  description: 'ICD-10 code such as I10 or I50.22',
-});
+const icd10Code = patternString(
+  '^[A-Za-z][0-9][0-9A-Za-z](\\.?[0-9A-Za-z]{1,4})?$',
+  'must be an ICD-10 code such as I10 or I50.22',
+  {
+    minLength: 3,
+    maxLength: SHADOW_LIMITS.diagnosis_code,
+    description: 'ICD-10 code such as I10 or I50.22',
+  },
+);
 
 const list = <T extends Parameters<typeof Type.Array>[0]>(items: T, description: string) =>
   Type.Optional(Type.Array(items, { maxItems: SHADOW_LIMITS.context_entries, description }));
@@ -176,10 +179,11 @@ export type RoiBody = Static<typeof RoiBody>;
 // Query strings are not coerced (the server's Ajv runs with coerceTypes false), so numbers and
 // booleans arrive as strings and are checked by pattern here and converted in the route.
 const booleanText = Type.Union([Type.Literal('true'), Type.Literal('false')]);
-const pageLimit = Type.String({
-  pattern: '^(?:[1-9][0-9]?|1[0-9]{2}|200)$',
-  description: `Page size, 1 to ${SHADOW_LIMITS.page_max}, default 50`,
-});
+const pageLimit = patternString(
+  '^(?:[1-9][0-9]?|1[0-9]{2}|200)$',
+  `must be an integer from 1 to ${SHADOW_LIMITS.page_max}`,
+  { description: `Page size, 1 to ${SHADOW_LIMITS.page_max}, default 50` },
+);
 const dateTime = (description: string) => Type.String({ format: 'date-time', description });
 const cursor = Type.String({
   minLength: 1,
@@ -225,8 +229,7 @@ export const ExecutiveSummaryQuery = Type.Object(
   {
     ...rangeFields,
     verification_sample: Type.Optional(
-      Type.String({
-        pattern: '^(?:[1-9][0-9]{0,2}|1000)$',
+      patternString('^(?:[1-9][0-9]{0,2}|1000)$', 'must be an integer from 1 to 1000', {
         description:
           'Linked certificates verified, most recently linked first; 1 to 1000, default 100',
       }),

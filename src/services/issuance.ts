@@ -677,21 +677,26 @@ export function checkWellFormed(fields: Readonly<Record<string, unknown>>): void
   }
 }
 
+/**
+ * Rejects review fields that contradict human_reviewed. A reviewer id or meaning sent with
+ * human_reviewed false would otherwise be dropped, and the client would get a certificate that
+ * says no clinician reviewed the note.
+ */
 function checkReviewer(request: IssueRequest): void {
-  if (!request.human_reviewed && request.attestation_meaning !== undefined) {
-    throw new AppError(
-      'VALIDATION_FAILED',
-      'attestation_meaning is allowed only when human_reviewed is true',
-      {
-        details: [
+  if (!request.human_reviewed) {
+    for (const field of ['human_reviewer_id', 'attestation_meaning'] as const) {
+      if (request[field] !== undefined) {
+        throw new AppError(
+          'VALIDATION_FAILED',
+          `${field} is allowed only when human_reviewed is true`,
           {
-            field: 'attestation_meaning',
-            rule: 'dependency',
-            message: 'allowed only when human_reviewed is true',
+            details: [
+              { field, rule: 'dependency', message: 'allowed only when human_reviewed is true' },
+            ],
           },
-        ],
-      },
-    );
+        );
+      }
+    }
   }
   if (
     request.human_reviewed &&

@@ -227,6 +227,27 @@ describe('auth and roles', () => {
     });
     assert.equal(response.statusCode, 403);
   });
+  test('bearer scheme is case-insensitive', async () => {
+    const token = await t.token('auditor', 'alice');
+    for (const scheme of ['bearer', 'BEARER', 'beARer']) {
+      const response = await t.app.inject({
+        method: 'POST',
+        url: '/v1/certificates/query',
+        headers: { authorization: `${scheme} ${token}` },
+        payload: {},
+      });
+      assert.equal(response.statusCode, 200, scheme);
+    }
+    for (const header of [`Basic ${token}`, `Bearer${token}`, `Bearer ${token} x`]) {
+      const response = await t.app.inject({
+        method: 'POST',
+        url: '/v1/certificates/query',
+        headers: { authorization: header },
+        payload: {},
+      });
+      assert.equal(response.statusCode, 401, header.slice(0, 12));
+    }
+  });
 });
 
 describe('issuer and audience checks', () => {

@@ -152,6 +152,21 @@ describe('POST /v1/clinical/documentation', () => {
     assert.equal(unknown.json().error.details[0].field, 'attestation_meaning');
   });
 
+  test('reviewer id without review is rejected', async () => {
+    const response = await issue(issueBody({ human_reviewed: false }));
+    assert.equal(response.statusCode, 400);
+    const { error } = response.json();
+    assert.equal(error.code, 'VALIDATION_FAILED');
+    assert.equal(error.message, 'human_reviewer_id is allowed only when human_reviewed is true');
+    assert.deepEqual(error.details, [
+      {
+        field: 'human_reviewer_id',
+        rule: 'dependency',
+        message: 'allowed only when human_reviewed is true',
+      },
+    ]);
+  });
+
   test('malformed JSON gets 400 without echoing the body', async () => {
     const response = await t.app.inject({
       method: 'POST',

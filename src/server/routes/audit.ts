@@ -9,6 +9,7 @@ import type { AuditEventFilter } from '../../storage/store.ts';
 import { tenantOf } from '../auth.ts';
 import { toUtcInstant } from '../date-time.ts';
 import { ROUTES } from '../route-table.ts';
+import { patternString } from '../schemas.ts';
 
 const security = [{ bearer: [] }];
 
@@ -29,10 +30,11 @@ export const AuditEventsQuery = Type.Object(
       Type.String({ format: 'date-time', description: 'Exclusive upper bound of occurred_at' }),
     ),
     limit: Type.Optional(
-      Type.String({
-        pattern: '^(?:[1-9][0-9]?|[1-4][0-9]{2}|500)$',
-        description: `Page size, 1 to ${MAX_AUDIT_PAGE}, default 50`,
-      }),
+      patternString(
+        '^(?:[1-9][0-9]?|[1-4][0-9]{2}|500)$',
+        `must be an integer from 1 to ${MAX_AUDIT_PAGE}`,
+        { description: `Page size, 1 to ${MAX_AUDIT_PAGE}, default 50` },
+      ),
     ),
     cursor: Type.Optional(
       Type.String({

@@ -9,12 +9,16 @@ import {
 import { recordForRequest } from '../audit-context.ts';
 import { tenantOf } from '../auth.ts';
 import { ROUTES } from '../route-table.ts';
-import { CertificateIdParams, TenantIdParams } from '../schemas.ts';
+import { CertificateIdParams, patternString, TenantIdParams } from '../schemas.ts';
 
 const security = [{ bearer: [] }];
 
 /** A tree size in a path or query string: a decimal integer below 2^53 without leading zeros. */
-const TreeSize = Type.String({ pattern: '^(0|[1-9][0-9]{0,14})$', description: 'Tree size' });
+const TreeSize = patternString(
+  '^(0|[1-9][0-9]{0,14})$',
+  'must be an integer from 0 to 999999999999999 without leading zeros',
+  { description: 'Tree size' },
+);
 
 const Checkpoint = Type.Object({
   tree_size: Type.Integer(),
