@@ -4,14 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { Command } from 'commander';
-import { registerAdminCommands } from '../src/cli/commands/admin.ts';
-import { registerAuditCommand } from '../src/cli/commands/audit.ts';
-import { registerDemoCommand } from '../src/cli/commands/demo.ts';
-import { registerLedgerCommand } from '../src/cli/commands/ledger.ts';
-import { registerServeCommand } from '../src/cli/commands/serve.ts';
-import { registerShadowCommand } from '../src/cli/commands/shadow.ts';
-import { registerVerifyCommand } from '../src/cli/commands/verify.ts';
-import { registerWitnessCommand } from '../src/cli/commands/witness.ts';
+import { registerCommands } from '../src/cli/commands/index.ts';
 import { AUDIT_ACTIONS } from '../src/core/audit-event.ts';
 import { AUDIT_EXPORT_CHECKS } from '../src/core/audit-export.ts';
 import { maxProofSize } from '../src/core/merkle.ts';
@@ -138,14 +131,7 @@ function leafCommands(command: Command, prefix: string[] = []): [string, string[
 
 test('README command table lists every command option', () => {
   const program = new Command('cdil');
-  registerServeCommand(program);
-  registerAdminCommands(program);
-  registerVerifyCommand(program);
-  registerLedgerCommand(program);
-  registerWitnessCommand(program);
-  registerAuditCommand(program);
-  registerDemoCommand(program);
-  registerShadowCommand(program);
+  registerCommands(program);
   const usages = tableRows(readme, 'command').map(([usage]) => usage!.replace(/`/g, ''));
   for (const [name, options] of leafCommands(program)) {
     const usage = usages.find(

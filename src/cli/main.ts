@@ -3,14 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/config.ts';
 import { AppError } from '../services/errors.ts';
 import { SchemaTooNewError } from '../storage/migrations.ts';
-import { registerAdminCommands } from './commands/admin.ts';
-import { registerAuditCommand } from './commands/audit.ts';
-import { registerDemoCommand } from './commands/demo.ts';
-import { registerLedgerCommand } from './commands/ledger.ts';
-import { registerServeCommand } from './commands/serve.ts';
-import { registerShadowCommand } from './commands/shadow.ts';
-import { registerVerifyCommand } from './commands/verify.ts';
-import { registerWitnessCommand } from './commands/witness.ts';
+import { registerCommands } from './commands/index.ts';
 
 const program = new Command('cdil')
   .description(
@@ -20,14 +13,7 @@ const program = new Command('cdil')
   .showHelpAfterError()
   .exitOverride();
 
-registerServeCommand(program);
-registerAdminCommands(program);
-registerVerifyCommand(program);
-registerLedgerCommand(program);
-registerWitnessCommand(program);
-registerAuditCommand(program);
-registerDemoCommand(program);
-registerShadowCommand(program);
+registerCommands(program);
 
 try {
   await program.parseAsync(process.argv);
