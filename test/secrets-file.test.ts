@@ -1,7 +1,7 @@
 // Validation of the development secrets file: each broken file is a configuration error that
 // names the file and the field, in loadConfig and at the command line.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -95,4 +95,32 @@ describe('development secrets file validation', () => {
       assert.doesNotMatch(result.stderr, /TypeError|Cannot read properties/);
     });
   }
+});
+
+describe('generated secrets reused in one process', () => {
+  test('a second start keeps the secrets file', async () => {
+    const { createServices } = await import('../src/services/container.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'cdil-secrets-reuse-'));
+    try {
+      const config = loadConfig({
+        CDIL_ENV: 'development',
+        CDIL_DATA_DIR: dir,
+        CDIL_LOG_LEVEL: 'silent',
+        DATABASE_URL: '',
+      });
+      assert.equal(config.secretsGenerated, true);
+      const first = await createServices(config);
+      await first.tenants.create('reuse');
+      await first.close();
+      const second = await createServices(config);
+      try {
+        assert.ok(existsSync(config.secretsFile!), 'the secrets file was removed');
+        assert.equal((await second.tenants.jwks('reuse')).keys.length, 1);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -112,6 +112,13 @@ async function rejectNewSecretsForExistingData(config: Config, store: Store): Pr
   ]);
 }
 
+/**
+ * Configs whose generated secrets were already checked against the database. A config keeps
+ * secretsGenerated after its first use, when the database has data made with those very
+ * secrets, so a second createServices with it must not check (and remove the file) again.
+ */
+const secretsChecked = new WeakSet<Config>();
+
 export async function createServices(
   config: Config,
   options: ServiceOptions = {},
@@ -122,8 +129,9 @@ export async function createServices(
   const migrate = options.migrate ?? config.migrateOnStart;
   let migration: MigrationReport | undefined;
   try {
-    if (config.secretsGenerated && options.migrate !== false) {
+    if (config.secretsGenerated && options.migrate !== false && !secretsChecked.has(config)) {
       await rejectNewSecretsForExistingData(config, store);
+      secretsChecked.add(config);
     }
     if (migrate) {
       migration = await store.migrate();
