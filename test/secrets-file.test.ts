@@ -124,3 +124,36 @@ describe('generated secrets reused in one process', () => {
     }
   });
 });
+
+describe('key-encryption key check at start-up', () => {
+  test('a wrong key is refused', async () => {
+    const { createServices } = await import('../src/services/container.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'cdil-wrong-kek-'));
+    const env = {
+      CDIL_ENV: 'development',
+      CDIL_DATA_DIR: dir,
+      CDIL_LOG_LEVEL: 'silent',
+      DATABASE_URL: '',
+      CDIL_JWT_SECRET: Buffer.alloc(32, 1).toString('base64'),
+    };
+    try {
+      const first = await createServices(
+        loadConfig({ ...env, CDIL_KEK: Buffer.alloc(32, 2).toString('base64') }),
+      );
+      await first.tenants.create('sealed');
+      await first.close();
+      await assert.rejects(
+        createServices(loadConfig({ ...env, CDIL_KEK: Buffer.alloc(32, 3).toString('base64') })),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          /does not open the sealed secrets of tenant sealed/.test(error.message),
+      );
+      const again = await createServices(
+        loadConfig({ ...env, CDIL_KEK: Buffer.alloc(32, 2).toString('base64') }),
+      );
+      await again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -4,6 +4,7 @@ import { ConfigError, type Config } from '../config/config.ts';
 import { assertSchemaSupported } from '../storage/migrations.ts';
 import { openStore } from '../storage/open.ts';
 import { StoreUnavailableError, type MigrationReport, type Store } from '../storage/store.ts';
+import { KeyEncryptionError, openSecret } from '../keys/envelope.ts';
 import { loadDefaultRuleset } from '../scoring/ruleset.ts';
 import { AuditTrail } from './audit.ts';
 import { AuditExporter } from './audit-export.ts';
@@ -11,7 +12,7 @@ import { CertificateService } from './certificates.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
 import { IssuanceService } from './issuance.ts';
-import { Keyring } from './keyring.ts';
+import { Keyring, tenantHmacAad } from './keyring.ts';
 import { RateLimiter, processRateLimitLogger, type RateLimitLogger } from './rate-limiter.ts';
 import { LedgerVerifier } from './ledger.ts';
 import { ShadowAssumptions } from './shadow-assumptions.ts';
@@ -113,6 +114,41 @@ async function rejectNewSecretsForExistingData(config: Config, store: Store): Pr
 }
 
 /**
+ * Raises ConfigError when the key-encryption key cannot open the sealed identifier secret of the
+ * first tenant. With a wrong key the service would start and report ready, then fail every
+ * issuance with 500. An empty or unreachable database is not checked.
+ */
+async function assertKekOpensTenantSecrets(config: Config, store: Store): Promise<void> {
+  let tenants;
+  try {
+    tenants = await store.listTenants();
+  } catch (error) {
+    if (error instanceof StoreUnavailableError) {
+      return;
+    }
+    throw error;
+  }
+  const tenant = tenants[0];
+  if (tenant === undefined) {
+    return;
+  }
+  try {
+    openSecret(config.kek, tenant.hmac_secret_sealed, tenantHmacAad(tenant.tenant_id));
+  } catch (error) {
+    if (!(error instanceof KeyEncryptionError)) {
+      throw error;
+    }
+    const source =
+      config.secretsFile === undefined ? 'CDIL_KEK' : `CDIL_KEK or kek in ${config.secretsFile}`;
+    throw new ConfigError([
+      `the key-encryption key (${source}) does not open the sealed secrets of tenant ` +
+        `${tenant.tenant_id}, so no tenant key could be used; set the key the database was ` +
+        'created with',
+    ]);
+  }
+}
+
+/**
  * Configs whose generated secrets were already checked against the database. A config keeps
  * secretsGenerated after its first use, when the database has data made with those very
  * secrets, so a second createServices with it must not check (and remove the file) again.
@@ -135,6 +171,7 @@ export async function createServices(
     }
     if (migrate) {
       migration = await store.migrate();
+      await assertKekOpensTenantSecrets(config, store);
     } else if (options.migrate === undefined) {
       // NOTE: a server started while its database is unreachable skips this check, so that it
       // can start and answer 503 until the database is back.
