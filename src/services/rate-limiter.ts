@@ -203,8 +203,10 @@ export class RateLimiter {
             this.#overrides.delete(tenantId);
           }
         }
+        // Only a process that counts requests prunes, so one that admitted none, such as a
+        // command on a read-only database, never writes.
+        await this.#prune(windowStart);
       }
-      await this.#prune(windowStart);
       this.#recordSuccess();
     } catch (error) {
       this.#recordFailure(error, counts.length);
