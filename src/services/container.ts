@@ -68,8 +68,9 @@ export interface ServiceOptions {
   store?: Store;
   clock?: Clock;
   /**
-   * Overrides config.migrateOnStart. False also skips the start-up checks of the schema version
-   * and of new secrets, for callers that ran them already, such as cluster workers.
+   * Overrides config.migrateOnStart. False also skips the start-up checks of the schema version,
+   * of new secrets and of the key-encryption key, for callers that ran them already, such as
+   * cluster workers.
    */
   migrate?: boolean;
   /** Replaces the TSA client built from config.tsa. */
@@ -116,19 +117,11 @@ async function rejectNewSecretsForExistingData(config: Config, store: Store): Pr
 /**
  * Raises ConfigError when the key-encryption key cannot open the sealed identifier secret of the
  * first tenant. With a wrong key the service would start and report ready, then fail every
- * issuance with 500. An empty or unreachable database is not checked.
+ * issuance with 500. An empty database is not checked.
  */
 async function assertKekOpensTenantSecrets(config: Config, store: Store): Promise<void> {
-  let tenants;
-  try {
-    tenants = await store.listTenants();
-  } catch (error) {
-    if (error instanceof StoreUnavailableError) {
-      return;
-    }
-    throw error;
-  }
-  const tenant = tenants[0];
+  // Called right after the migrations succeeded, so the database is reachable.
+  const [tenant] = await store.listTenants();
   if (tenant === undefined) {
     return;
   }
@@ -174,7 +167,7 @@ export async function createServices(
       await assertKekOpensTenantSecrets(config, store);
     } else if (options.migrate === undefined) {
       // NOTE: a server started while its database is unreachable skips this check, so that it
-      // can start and answer 503 until the database is back.
+      // can start and respond with 503 until the database is back.
       const version = await readSchemaVersionIfReachable(store);
       assertSchemaSupported(version ?? 0);
     }

@@ -680,7 +680,7 @@ export function checkWellFormed(fields: Readonly<Record<string, unknown>>): void
 /**
  * Rejects review fields that contradict human_reviewed. A reviewer id or meaning sent with
  * human_reviewed false would otherwise be dropped, and the client would get a certificate that
- * says no clinician reviewed the note.
+ * states that no clinician reviewed the note.
  */
 function checkReviewer(request: IssueRequest): void {
   if (!request.human_reviewed) {

@@ -115,13 +115,20 @@ async function waitForEvents(
 }
 
 /** Resolves when `cut` does, and rejects when it takes longer than `timeoutMs`. */
-async function resolvesWithin(cut: Promise<void>, timeoutMs: number, what: string): Promise<void> {
+async function resolvesWithin(
+  cut: Promise<void>,
+  timeoutMs: number,
+  description: string,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
       cut,
       new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} within ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`${description} within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
       }),
     ]);
   } finally {

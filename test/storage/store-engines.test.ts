@@ -1840,7 +1840,7 @@ describe(
 
     test('full pool fails as busy', async () => {
       const location = await createLocation();
-      // One connection, which an append holds while it waits for a held chain head.
+      // One connection, which an append keeps while it waits for a locked chain head.
       const store = new PgStore(location.database.url!, {
         poolSize: 1,
         connectTimeoutMs: 300,

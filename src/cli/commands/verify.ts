@@ -188,7 +188,8 @@ const STATUS_MARKS = { pass: 'PASS', fail: 'FAIL', skipped: 'SKIP' } as const;
  */
 export function validWithoutPinnedKey(report: VerificationReport): boolean {
   return (
-    report.valid && report.checks.some((c) => c.check === 'trusted_key' && c.status !== 'pass')
+    report.valid &&
+    report.checks.some((check) => check.check === 'trusted_key' && check.status !== 'pass')
   );
 }
 
