@@ -4,7 +4,6 @@
 // key and rate-limit changes after the action, whichever edge called it, and the HTTP routes
 // and the CLI record the other events. Events that arrive for one tenant while an append runs
 // go into the next transaction together.
-import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import {
   AUDIT_EVENT_FORMAT,
@@ -26,6 +25,7 @@ import {
 } from '../storage/store.ts';
 import type { Clock } from './clock.ts';
 import { AppError, type ErrorCode } from './errors.ts';
+import { timeOrderedUuid } from './time-ordered-id.ts';
 import type { Keyring } from './keyring.ts';
 
 /** Kind of identifier that names an actor. It domain-separates the actor's keyed hash. */
@@ -124,7 +124,7 @@ export function buildAuditEvent(
 ): NewAuditEvent {
   const event: AuditEvent = {
     format: AUDIT_EVENT_FORMAT,
-    event_id: randomUUID(),
+    event_id: timeOrderedUuid(occurredAt.getTime()),
     tenant_id: tenantId,
     occurred_at: occurredAt.toISOString(),
     action: record.action,

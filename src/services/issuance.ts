@@ -3,7 +3,7 @@
 // into one append transaction; the chain position, chain hash and signature are computed inside it.
 // The append checks that the signing key is still the tenant's active key, so a key rotated or
 // revoked by another process is never used after the change, whatever this process has cached.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { canonicalJson } from '../core/canonical.ts';
 import {
   CERTIFICATE_FORMAT_VERSION,
@@ -39,6 +39,7 @@ import { screenForPhi } from './phi-screen.ts';
 import { certificateTimestampInput } from '../core/verify/timestamp-steps.ts';
 import type { TimestampAuthority } from './tsa-client.ts';
 import type { RateLimiter } from './rate-limiter.ts';
+import { timeOrderedUuid } from './time-ordered-id.ts';
 
 export interface IssueRequest {
   model_name: string;
@@ -266,7 +267,7 @@ export class IssuanceService {
       attestation_meaning: request.human_reviewed
         ? (request.attestation_meaning ?? DEFAULT_ATTESTATION_MEANING)
         : null,
-      certificate_id: randomUUID(),
+      certificate_id: timeOrderedUuid(issuedAtDate.getTime()),
       encounter_id_hash: keys.hashIdentifier('encounter_id', request.encounter_id),
       format_version: CERTIFICATE_FORMAT_VERSION,
       governance_policy_hash: governancePolicyHash(nodeCrypto, request.governance_policy_version),

@@ -33,6 +33,7 @@ import type {
 import type { CertificateService } from './certificates.ts';
 import type { Clock } from './clock.ts';
 import { AppError } from './errors.ts';
+import { timeOrderedUuid } from './time-ordered-id.ts';
 import { checkWellFormed } from './issuance.ts';
 import type { Keyring, TenantKeys } from './keyring.ts';
 import type { EffectiveAssumptions, ShadowAssumptions } from './shadow-assumptions.ts';
@@ -317,7 +318,7 @@ export class ShadowService {
     const row: NewShadowItem = {
       item: {
         tenant_id: keys.tenant.tenant_id,
-        item_id: randomUUID(),
+        item_id: timeOrderedUuid(Date.parse(meta.createdAt)),
         created_at: meta.createdAt,
         source: meta.source,
         batch_id: meta.batchId,
