@@ -13,7 +13,7 @@
 // Run: node --import tsx bench/append.ts [--certificates 20000] [--batch 1,4,16,64]
 //        [--tenants 1,8] [--spread 1]
 //      bash scripts/with-postgres.sh node --import tsx bench/append.ts ...   (PostgreSQL)
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { readNotesFile } from '../src/cli/notes-file.ts';
 import { loadConfig } from '../src/config/config.ts';
 import { createServices, type Services } from '../src/services/container.ts';
+import { timeOrderedUuid } from '../src/services/time-ordered-id.ts';
 import type { AppendItem, AppendResult, CertificateRow, ChainLink } from '../src/storage/store.ts';
 import {
   benchEnv,
@@ -114,7 +115,7 @@ async function runCell(
           const tenantId = tenantSet[next % tenantSet.length]!;
           next++;
           const items = groups.get(tenantId) ?? [];
-          items.push({ tenantId, certificateId: randomUUID() });
+          items.push({ tenantId, certificateId: timeOrderedUuid(Date.now()) });
           groups.set(tenantId, items);
         }
         if (spread === 1) {

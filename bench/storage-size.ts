@@ -23,7 +23,7 @@
 //        [--idempotency-share 1] [--keep]
 //      bash scripts/with-postgres.sh node --import tsx bench/storage-size.ts ...   (PostgreSQL)
 import Database from 'better-sqlite3';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +37,7 @@ import type { Signer } from '../src/keys/signer.ts';
 import { createServices, type Services } from '../src/services/container.ts';
 import { sealCertificate, type UnsealedMessage } from '../src/services/issuance.ts';
 import type { TenantKeys } from '../src/services/keyring.ts';
+import { timeOrderedUuid } from '../src/services/time-ordered-id.ts';
 import { certificateQuery } from '../src/storage/certificate-query.ts';
 import { numberPlaceholders } from '../src/storage/postgres/pg-store.ts';
 import type { AppendItem, CertificateFilter } from '../src/storage/store.ts';
@@ -190,7 +191,14 @@ interface EngineInspector {
   close(): Promise<void>;
 }
 
-const GROWING_TABLES = ['certificates', 'idempotency_keys', 'chain_heads'];
+const GROWING_TABLES = [
+  'certificates',
+  'idempotency_keys',
+  'chain_heads',
+  'log_nodes',
+  'log_heads',
+  'audit_events',
+];
 
 class PostgresInspector implements EngineInspector {
   readonly #client: pg.Client;
@@ -490,7 +498,8 @@ function unsealedFrom(
   issuedAt: string,
 ): UnsealedMessage {
   return {
-    certificate_id: randomUUID(),
+    attestation_meaning: template.attestation_meaning ?? null,
+    certificate_id: timeOrderedUuid(Date.parse(issuedAt)),
     encounter_id_hash: template.encounter_id_hash,
     format_version: template.format_version,
     governance_policy_hash: template.governance_policy_hash,
