@@ -13,12 +13,7 @@ import {
   statementFor,
   type Migration,
 } from '../migrations.ts';
-import {
-  appendGroups,
-  HeadsLockedError,
-  isKeyClaimedConcurrently,
-  isLockTimeout,
-} from './append.ts';
+import { appendGroups, HeadsLockedError, isKeyClaimedConcurrently } from './append.ts';
 import {
   connectionErrorFields,
   isConnectionFailure,
@@ -26,7 +21,9 @@ import {
   wrapConnectionFailure,
 } from './connection-errors.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
+import { END_LOCK_WAIT, isLockTimeout, isLockWaitEnded, startLockWait } from './lock-wait.ts';
 import * as log from './log-queries.ts';
+import { sendTogether, settleInOrder } from './pipeline.ts';
 import { numberPlaceholders } from './placeholders.ts';
 import { toTenant, type RawTenant } from '../tenant-row.ts';
 import {
@@ -574,12 +571,28 @@ export class PgStore implements Store {
   /**
    * Locks the tenant's chain head row, as appends do, and returns whether the tenant exists.
    * Under READ COMMITTED every later statement of the transaction reads data committed before
-   * the lock was granted, including a concurrent rotation that held it.
+   * the lock was granted, including a concurrent rotation that held it. The whole wait for the
+   * lock is bounded by the lock timeout (see lock-wait.ts) and raises StoreBusyError after it.
    */
-  async #lockChainHead(client: Queryable, tenantId: string): Promise<boolean> {
-    const locked = await client.query('SELECT 1 FROM chain_heads WHERE tenant_id = $1 FOR UPDATE', [
-      tenantId,
+  async #lockChainHead(client: pg.PoolClient, tenantId: string): Promise<boolean> {
+    const waitMs = this.#lockTimeoutMs;
+    const sent = sendTogether(client, () => [
+      client.query(startLockWait(waitMs)),
+      client.query('SELECT 1 FROM chain_heads WHERE tenant_id = $1 FOR UPDATE', [tenantId]),
+      client.query(END_LOCK_WAIT),
     ]);
+    try {
+      await settleInOrder(sent);
+    } catch (error) {
+      if (isLockWaitEnded(error)) {
+        throw new StoreBusyError(
+          `the chain head of tenant ${tenantId} stayed locked by another transaction for ${waitMs} ms`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    const locked = (await sent[1]) as pg.QueryResult;
     return locked.rowCount !== 0;
   }
 
@@ -959,7 +972,7 @@ export class PgStore implements Store {
 
   #appendAuditEventsOnce(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
     return this.#transaction(async (client) => {
-      const head = await log.lockLogHead(client, tenantId);
+      const head = await log.lockLogHeadWithin(client, tenantId, this.#lockTimeoutMs);
       const rows = events.map((event, offset) => ({
         ...event,
         tenant_id: tenantId,
