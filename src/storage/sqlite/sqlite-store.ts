@@ -556,7 +556,8 @@ export class SqliteStore implements Store {
         return result;
       } catch (error) {
         if (isFull(error)) {
-          // better-sqlite3 has rolled the transaction back, so nothing of the write is stored.
+          // SQLite rolled the failed statement back, and better-sqlite3 the transaction around
+          // it, so nothing of the write is stored.
           this.#storageFullAt = Date.now();
           throw new StoreFullError(
             `SQLite could not write to ${this.#path}: the disk is full or the database reached its maximum page count`,
