@@ -3,7 +3,12 @@
 // with backoff for a bounded time, and every event that is not written leaves an error line
 // in the structured log instead.
 import type { AuditAction, AuditReason } from '../core/audit-event.ts';
-import { AuditEventExistsError, StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
+import {
+  AuditEventExistsError,
+  StoreBusyError,
+  StoreFullError,
+  StoreUnavailableError,
+} from '../storage/store.ts';
 
 /** Timing and size limits of the background audit writes. */
 export interface AuditWritePolicy {
@@ -59,9 +64,16 @@ export interface AuditWriteLogger {
 export type AuditWriteFailure =
   'not_retryable' | 'retry_period_ended' | 'too_many_pending' | 'shutdown';
 
-/** Returns whether the database could not take the write, so that a later try may succeed. */
+/**
+ * Returns whether the database could not take the write (busy, unreachable or out of space), so
+ * that a later try may succeed.
+ */
 export function isRetryableStoreError(error: unknown): boolean {
-  return error instanceof StoreBusyError || error instanceof StoreUnavailableError;
+  return (
+    error instanceof StoreBusyError ||
+    error instanceof StoreUnavailableError ||
+    error instanceof StoreFullError
+  );
 }
 
 interface PendingWrite {

@@ -3,14 +3,7 @@
 // a log line: JSON parse errors in Node quote the input, so their text is replaced.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { auditReasonOf } from '../services/audit.ts';
-import {
-  AppError,
-  databaseBusy,
-  databaseUnavailable,
-  type ErrorCode,
-  type FieldProblem,
-} from '../services/errors.ts';
-import { StoreBusyError, StoreUnavailableError } from '../storage/store.ts';
+import { AppError, fromStoreError, type ErrorCode, type FieldProblem } from '../services/errors.ts';
 import type { AuditWrite, BackgroundAuditWriter } from './audit-writer.ts';
 import { describeNotDisplayable, patternMessage, PRINTABLE_PATTERN } from './schemas.ts';
 
@@ -183,13 +176,11 @@ export function toAppError(error: unknown, request?: FastifyRequest): AppError {
   if (mapped) {
     return new AppError(mapped[0], mapped[1]);
   }
-  if (error instanceof StoreBusyError) {
-    // Nothing was stored, so the client may retry, whichever route made the write.
-    return databaseBusy(error);
-  }
-  if (error instanceof StoreUnavailableError) {
-    // The request may be retried on any route. The message explains how to retry an issuance.
-    return databaseUnavailable(error);
+  // A busy or full database stored nothing, so the client may retry, whichever route made the
+  // write. After a failed connection the message explains how to retry an issuance.
+  const storeFailure = fromStoreError(error);
+  if (storeFailure !== undefined) {
+    return storeFailure;
   }
   if (error instanceof SyntaxError || fastifyError.statusCode === 400) {
     return new AppError('BODY_NOT_JSON', 'request body could not be parsed');
@@ -275,6 +266,7 @@ function logRejection(error: unknown, appError: AppError, request: FastifyReques
 const STORE_UNAVAILABLE_CODES: ReadonlySet<ErrorCode> = new Set([
   'DATABASE_BUSY',
   'DATABASE_UNAVAILABLE',
+  'STORAGE_FULL',
 ]);
 
 /** Resolves after `ms` or when `promise` settles, whichever comes first. */

@@ -103,6 +103,7 @@ const REASON_OF_ERROR: Record<ErrorCode, AuditReason> = {
   NOT_READY: 'unavailable',
   DATABASE_BUSY: 'unavailable',
   DATABASE_UNAVAILABLE: 'unavailable',
+  STORAGE_FULL: 'unavailable',
   SIGNING_KEY_CHANGED: 'unavailable',
   INTERNAL: 'internal_error',
 };

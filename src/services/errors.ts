@@ -1,6 +1,7 @@
 // Application errors shared by services and edges. Each code maps to one HTTP status in the
 // registry below; messages name the field and the rule and never carry note text or
 // identifiers from a request.
+import { StoreBusyError, StoreFullError, StoreUnavailableError } from '../storage/store.ts';
 
 export const ErrorRegistry = {
   VALIDATION_FAILED: { status: 400, title: 'The request is invalid' },
@@ -36,6 +37,10 @@ export const ErrorRegistry = {
   DATABASE_BUSY: {
     status: 503,
     title: 'The database stayed busy for too long; nothing was stored',
+  },
+  STORAGE_FULL: {
+    status: 503,
+    title: "The database's disk is full; nothing was stored",
   },
   SIGNING_KEY_CHANGED: {
     status: 503,
@@ -91,8 +96,25 @@ export function databaseBusy(cause: unknown): AppError {
   return new AppError(
     'DATABASE_BUSY',
     'the database stayed busy for too long: another transaction held a lock the request needed, ' +
-      'or every pooled connection was in use. Nothing was stored; retry later',
+      'every pooled connection was in use, or the database server ran out of memory. Nothing ' +
+      'was stored; retry later',
     { headers: { 'Retry-After': '1' }, cause },
+  );
+}
+
+/**
+ * Seconds a client should wait before it retries after a write failed on a full disk. NOTE: a
+ * fixed value; freeing space takes an operator, which can take longer.
+ */
+export const STORAGE_FULL_RETRY_AFTER_S = 30;
+
+/** Returns the 503 error for a write that failed because the database's disk is full. */
+export function storageFull(cause: unknown): AppError {
+  return new AppError(
+    'STORAGE_FULL',
+    'the database cannot be written because its disk is full, so nothing was stored. Retry after ' +
+      `${STORAGE_FULL_RETRY_AFTER_S} s; the service accepts writes again once an operator frees space`,
+    { headers: { 'Retry-After': String(STORAGE_FULL_RETRY_AFTER_S) }, cause },
   );
 }
 
@@ -116,4 +138,22 @@ export function databaseUnavailable(cause: unknown): AppError {
       'which returns the stored certificate instead of issuing a second one',
     { headers: { 'Retry-After': String(DATABASE_UNAVAILABLE_RETRY_AFTER_S) }, cause },
   );
+}
+
+/**
+ * Converts a store error after which a later try can succeed (a busy database, a full disk, a
+ * failed connection) to its 503 error: DATABASE_BUSY, STORAGE_FULL or DATABASE_UNAVAILABLE.
+ * Returns undefined for any other error.
+ */
+export function fromStoreError(error: unknown): AppError | undefined {
+  if (error instanceof StoreBusyError) {
+    return databaseBusy(error);
+  }
+  if (error instanceof StoreFullError) {
+    return storageFull(error);
+  }
+  if (error instanceof StoreUnavailableError) {
+    return databaseUnavailable(error);
+  }
+  return undefined;
 }

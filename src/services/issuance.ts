@@ -23,7 +23,6 @@ import { utf8Decode, toBase64 } from '../core/encoding.ts';
 import type { Signer } from '../keys/signer.ts';
 import {
   StoreBusyError,
-  StoreUnavailableError,
   type AppendGroup,
   type AppendItem,
   type AppendResult,
@@ -33,7 +32,7 @@ import {
 } from '../storage/store.ts';
 import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
-import { AppError, databaseBusy, databaseUnavailable } from './errors.ts';
+import { AppError, fromStoreError } from './errors.ts';
 import type { Keyring, TenantKeys } from './keyring.ts';
 import { screenForPhi } from './phi-screen.ts';
 import { certificateTimestampInput } from '../core/verify/timestamp-steps.ts';
@@ -439,8 +438,8 @@ export class IssuanceService {
    * in the background because their key is no longer active. When a batch of several tenants
    * fails, each tenant is tried again alone, so one tenant's failure (a signing key its HSM
    * cannot use, say) does not fail the others. The engines roll back a failed append, so the
-   * retry starts from a clean state. A lock timeout or a failed database connection fails every
-   * item with 503 instead.
+   * retry starts from a clean state. A lock timeout, a full disk or a failed database connection
+   * fails every item with 503 instead.
    */
   async #append(groups: AppendGroup<PendingItem>[]): Promise<BatchOutcome> {
     const resigning = new Set<string>();
@@ -450,12 +449,12 @@ export class IssuanceService {
         this.#seal(item, link),
       );
     } catch (error) {
-      if (error instanceof StoreBusyError || error instanceof StoreUnavailableError) {
-        // Every tenant would wait for the same lock again, so none is retried alone. After a
-        // failed connection the COMMIT may have succeeded, and appending a tenant again would
-        // store its items without an idempotency key twice, so the clients decide instead.
-        const failure =
-          error instanceof StoreBusyError ? databaseBusy(error) : databaseUnavailable(error);
+      const failure = fromStoreError(error);
+      if (failure !== undefined) {
+        // Every tenant would wait for the same lock, or find the same full disk, again, so none
+        // is retried alone. After a failed connection the COMMIT may have succeeded, and
+        // appending a tenant again would store its items without an idempotency key twice, so
+        // the clients decide instead.
         for (const { items } of groups) {
           items.forEach((item) => item.reject(failure));
         }

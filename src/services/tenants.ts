@@ -116,7 +116,12 @@ export class TenantService {
     this.#audit = audit;
   }
 
-  /** Records one successful action on the tenant's log, after the action committed. */
+  /**
+   * Records one successful action on the tenant's log, after the action committed.
+   * NOTE: the event has its own transaction. When it fails (a held log head, a full disk), the
+   * caller gets a 503 whose message claims that nothing was stored, although the action is
+   * stored and has no audit event.
+   */
   async #record(tenantId: string, context: AuditContext, record: AuditRecord): Promise<void> {
     await this.#audit.record(tenantId, context, [record]);
   }

@@ -183,6 +183,15 @@ export class StoreBusyError extends Error {
 }
 
 /**
+ * Raised when the database could not take a write because its storage is full, and nothing was
+ * stored: SQLITE_FULL on SQLite (a full disk, or a database at its max_page_count), SQLSTATE
+ * 53100 (disk_full) on PostgreSQL. A later write can succeed once space is freed.
+ */
+export class StoreFullError extends Error {
+  override readonly name = 'StoreFullError';
+}
+
+/**
  * Raised by appendAuditEvents when the id of one of its events is already stored, which
  * happens when a retry follows a try that committed but whose reply was lost. Nothing of the
  * failed append was stored.
@@ -369,6 +378,12 @@ export interface Store extends ShadowStore, LogStore {
   /** Returns the highest applied migration version, or 0 when none has been applied. */
   schemaVersion(): Promise<number>;
   ping(): Promise<void>;
+  /**
+   * Returns the time, in ms since the epoch, of the last write that failed with StoreFullError.
+   * Returns undefined when no write failed that way, or when a write committed after the failure.
+   * Only this process's writes count.
+   */
+  lastStorageFullFailure(): number | undefined;
   close(): Promise<void>;
 
   /**

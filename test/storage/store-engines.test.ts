@@ -1120,9 +1120,9 @@ describe(
         const single = bySize.get(1)!;
         assert.deepEqual(bySize.get(16), single, 'batch of 16 against batch of 1');
         assert.deepEqual(bySize.get(64), single, 'batch of 64 against batch of 1');
-        // BEGIN, lock wait bound, log head insert, head lock, bound reset, active key, key
-        // lookup, 4 inserts, 2 head updates, COMMIT.
-        assert.equal(single.length, 14, single.join('\n'));
+        // BEGIN, lock wait bound, log head insert, bound shortened by the insert's wait, head
+        // lock, bound reset, active key, key lookup, 4 inserts, 2 head updates, COMMIT.
+        assert.equal(single.length, 15, single.join('\n'));
         assert.equal((await walkChain(store, tenantId)).length, 1 + 16 + 64);
         assert.equal((await store.getLogHead(tenantId))?.tree_size, 2 * (1 + 16 + 64));
 
@@ -1833,6 +1833,181 @@ describe(
       } finally {
         await chainHolder.end();
         await logHolder.end();
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('first append of a tenant without log head waits one bound', async () => {
+      // A tenant created without a creation event has no log head row, as a tenant created
+      // before the Merkle log existed. Its first append inserts one and then waits for the held
+      // chain head. A second append waits for that insert, which ends only when the first
+      // append gives up, and then for the chain head.
+      const lockTimeoutMs = 2_000;
+      const location = await createLocation();
+      const store = new PgStore(location.database.url!, { poolSize: 4, lockTimeoutMs });
+      const rival = new pg.Client({ connectionString: location.database.url });
+      try {
+        await store.migrate();
+        await createTenant(store, 'old-a');
+        assert.equal(await store.getLogHead('old-a'), undefined);
+        await rival.connect();
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'old-a' FOR UPDATE");
+        const append = () => {
+          const started = Date.now();
+          return store
+            .appendCertificateGroups(
+              [{ tenantId: 'old-a', items: [newGroupItem('old-a')] }],
+              sealGroupItem,
+            )
+            .then(
+              () => ({ error: undefined as unknown, elapsed: Date.now() - started }),
+              (error: unknown) => ({ error, elapsed: Date.now() - started }),
+            );
+        };
+        const first = append();
+        await waitForLockWait(location, 1);
+        const second = append();
+        await waitForLockWait(location, 2);
+        const outcomes = await Promise.all([first, second]);
+        await rival.query('ROLLBACK');
+        for (const [index, { error, elapsed }] of outcomes.entries()) {
+          assert.ok(error instanceof StoreBusyError, `append ${index + 1}: ${String(error)}`);
+          // Without one bound for the insert and the lock, the second append fails after about
+          // twice the lock timeout.
+          assert.ok(
+            elapsed < lockTimeoutMs * 1.5,
+            `append ${index + 1} failed after ${elapsed} ms`,
+          );
+        }
+        const [results] = await store.appendCertificateGroups(
+          [{ tenantId: 'old-a', items: [newGroupItem('old-a')] }],
+          sealGroupItem,
+        );
+        assert.equal(results?.[0]?.kind, 'created');
+        assert.equal((await walkChain(store, 'old-a')).length, 1);
+        assert.equal((await store.getLogHead('old-a'))?.tree_size, 1);
+      } finally {
+        await rival.end();
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('audit append on a held log head fails in time', async () => {
+      const lockTimeoutMs = 2_000;
+      const location = await createLocation();
+      const store = new PgStore(location.database.url!, { poolSize: 4, lockTimeoutMs });
+      const rival = new pg.Client({ connectionString: location.database.url });
+      try {
+        await store.migrate();
+        // log-a has a log head from its creation event, log-b gets its first one from the
+        // audit append, which then waits for the rival's uncommitted insert of that row.
+        await createTenant(store, 'log-a', auditEvent('tenant.create'));
+        await createTenant(store, 'log-b');
+        await rival.connect();
+        for (const [tenantId, hold] of [
+          ['log-a', "SELECT 1 FROM log_heads WHERE tenant_id = 'log-a' FOR UPDATE"],
+          [
+            'log-b',
+            "INSERT INTO log_heads (tenant_id, tree_size, frontier) VALUES ('log-b', 0, '')",
+          ],
+        ] as const) {
+          await rival.query('BEGIN');
+          await rival.query(hold);
+          const events = [auditEvent(), auditEvent()];
+          const append = (event: NewAuditEvent) => {
+            const started = Date.now();
+            return store.appendAuditEvents(tenantId, [event]).then(
+              () => ({ error: undefined as unknown, elapsed: Date.now() - started }),
+              (error: unknown) => ({ error, elapsed: Date.now() - started }),
+            );
+          };
+          // The second append queues behind the first, as a second process's would.
+          const first = append(events[0]!);
+          await waitForLockWait(location, 1);
+          const second = append(events[1]!);
+          await waitForLockWait(location, 2);
+          const outcomes = await Promise.all([first, second]);
+          await rival.query('ROLLBACK');
+          for (const [index, { error, elapsed }] of outcomes.entries()) {
+            const name = `${tenantId} append ${index + 1}`;
+            assert.ok(error instanceof StoreBusyError, `${name}: ${String(error)}`);
+            assert.match(error.message, /log head .* stayed locked .* 2000 ms/, name);
+            assert.ok(elapsed < lockTimeoutMs * 1.5, `${name} failed after ${elapsed} ms`);
+          }
+          for (const event of events) {
+            assert.equal(await store.getAuditEvent(event.event_id), undefined);
+          }
+          // Once the row is free, the same events are stored.
+          const stored = await store.appendAuditEvents(tenantId, events);
+          assert.deepEqual(
+            stored.map((row) => row.event_id),
+            events.map((event) => event.event_id),
+          );
+        }
+        assert.equal((await store.getLogHead('log-a'))?.tree_size, 3);
+        assert.equal((await store.getLogHead('log-b'))?.tree_size, 2);
+      } finally {
+        await rival.end();
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('key change on a held chain head fails in time', async () => {
+      const lockTimeoutMs = 2_000;
+      const location = await createLocation();
+      const store = new PgStore(location.database.url!, { poolSize: 4, lockTimeoutMs });
+      const rival = new pg.Client({ connectionString: location.database.url });
+      try {
+        await store.migrate();
+        await createTenant(store, 'keys-a', auditEvent('tenant.create'));
+        await rival.connect();
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'keys-a' FOR UPDATE");
+        const timed = (operation: () => Promise<unknown>) => {
+          const started = Date.now();
+          return operation().then(
+            () => ({ error: undefined as unknown, elapsed: Date.now() - started }),
+            (error: unknown) => ({ error, elapsed: Date.now() - started }),
+          );
+        };
+        const rotation = timed(() =>
+          store.rotateSigningKey('keys-a', newKey('keys-a', 'keys-a-2'), () => new Date()),
+        );
+        await waitForLockWait(location, 1);
+        // Queued behind the rotation, as a second process's request would be.
+        const revocation = timed(() =>
+          store.revokeSigningKey(
+            'keys-a',
+            'keys-a-key',
+            { reason: 'key_compromise', replacement: newKey('keys-a', 'keys-a-3') },
+            () => new Date(),
+          ),
+        );
+        await waitForLockWait(location, 2);
+        const outcomes = await Promise.all([rotation, revocation]);
+        await rival.query('ROLLBACK');
+        for (const [index, { error, elapsed }] of outcomes.entries()) {
+          const name = index === 0 ? 'rotation' : 'revocation';
+          assert.ok(error instanceof StoreBusyError, `${name}: ${String(error)}`);
+          assert.match(error.message, /chain head of tenant keys-a stayed locked .* 2000 ms/, name);
+          assert.ok(elapsed < lockTimeoutMs * 1.5, `${name} failed after ${elapsed} ms`);
+        }
+        assert.deepEqual(
+          (await store.listKeys('keys-a')).map((key) => [key.key_id, key.status]),
+          [['keys-a-key', 'active']],
+        );
+        const rotated = await store.rotateSigningKey(
+          'keys-a',
+          newKey('keys-a', 'keys-a-2'),
+          () => new Date(),
+        );
+        assert.equal(rotated?.current.key_id, 'keys-a-2');
+      } finally {
+        await rival.end();
         await store.close();
         await location.remove();
       }

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../../services/errors.ts';
+import { AppError, STORAGE_FULL_RETRY_AFTER_S } from '../../services/errors.ts';
 import type { Services } from '../../services/container.ts';
 import type { Store } from '../../storage/store.ts';
 import { ROUTES } from '../route-table.ts';
@@ -10,6 +10,32 @@ import { ROUTES } from '../route-table.ts';
  * connect or query timeout.
  */
 export const READINESS_TIMEOUT_MS = 2_500;
+
+/**
+ * Time after the last write that failed on a full disk during which `/readyz` reports not
+ * ready, unless a write commits first. It is the Retry-After that such a failure sends. It
+ * ends so that a process that a load balancer took out of rotation, and that therefore gets no
+ * writes, receives requests again and finds out by writing whether space was freed.
+ */
+export const STORAGE_FULL_NOT_READY_MS = STORAGE_FULL_RETRY_AFTER_S * 1000;
+
+/**
+ * Throws NOT_READY when a write failed on a full disk less than STORAGE_FULL_NOT_READY_MS ago
+ * and no write has committed since. Reads a field the store sets, so it costs no query.
+ */
+function checkStorageNotFull(store: Pick<Store, 'lastStorageFullFailure'>): void {
+  const failedAt = store.lastStorageFullFailure();
+  if (failedAt === undefined) {
+    return;
+  }
+  const agoMs = Date.now() - failedAt;
+  if (agoMs < STORAGE_FULL_NOT_READY_MS) {
+    throw new AppError(
+      'NOT_READY',
+      `the database cannot be written because its disk is full: a write failed ${Math.round(agoMs / 1000)} s ago and none has succeeded since`,
+    );
+  }
+}
 
 /**
  * Returns a check that pings `store` and rejects when the ping fails or takes longer than
@@ -52,9 +78,13 @@ export function registerHealthRoutes(app: FastifyInstance, services: Services): 
     ROUTES.readyz.url,
     {
       config: { access: ROUTES.readyz },
-      schema: { tags: ['operations'], summary: 'Readiness: the database answers' },
+      schema: {
+        tags: ['operations'],
+        summary: 'Readiness: the database answers, and its last write did not fail on a full disk',
+      },
     },
     async () => {
+      checkStorageNotFull(services.store);
       try {
         await checkReadiness();
       } catch (error) {

@@ -1,10 +1,10 @@
 // Certificate batch append for PgStore. One transaction appends the items of one or more
-// tenants, one group of items per tenant. It sends at most 14 statements whatever the number of
+// tenants, one group of items per tenant. It sends at most 15 statements whatever the number of
 // tenants and items, pipelined in two round trips, and holds the chain head locks for those two:
 //
 //   1. BEGIN, bound the lock wait (SET LOCAL statement_timeout), create the missing log heads,
-//      lock the chain heads and log heads, end the bound, read the active keys, look up the
-//      idempotency keys.
+//      shorten the bound by the time that took, lock the chain heads and log heads, end the
+//      bound, read the active keys, look up the idempotency keys.
 //   2. Insert the keys, the certificates, the audit events and the log nodes (one multi-row
 //      INSERT each), update the log heads and the chain heads (one UPDATE each), COMMIT.
 //
@@ -18,8 +18,8 @@
 // session queued behind another waiter for the same row first waits for the row's tuple lock,
 // which that waiter holds until it gives up. Then it waits for the holder, with a new timeout.
 // Appends for one held tenant from several processes queue like that, so some failed only after
-// twice the lock timeout. The lock statement therefore runs under a statement_timeout that
-// bounds all of its lock waits together, and both timeouts raise HeadsLockedError.
+// twice the lock timeout. The lock phase therefore runs under a statement_timeout that bounds
+// all of its lock waits together (see lock-wait.ts), and both timeouts raise HeadsLockedError.
 //
 // The items are sealed in between, in this process. Each round trip is one write on the socket
 // (see pipeline.ts). The active keys and idempotency keys are read by statements of their own
@@ -47,6 +47,7 @@ import type {
   Sealer,
 } from '../store.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
+import { END_LOCK_WAIT, isLockWaitEnded, remainingLockWait, startLockWait } from './lock-wait.ts';
 import { sendAuditEvents, sendLogExtensions } from './log-queries.ts';
 import { sendTogether, settleInOrder } from './pipeline.ts';
 import { tenantQuery, type TenantStatement } from './tenant-sql.ts';
@@ -72,9 +73,8 @@ interface LockedHeads {
  * service get their log head with their creation event, so this inserts rows only for tenants
  * created before the log existed.
  *
- * NOTE: an insert waits for another transaction that inserts the same log head, and runs before
- * the lock statement, each with its own statement_timeout. The first appends of such an old
- * tenant can therefore still wait up to twice the bound while its chain head is held.
+ * An insert waits for another transaction that inserts the same log head. That wait counts
+ * against the bound of the lock phase, so the lock statement after it gets only what is left.
  */
 const ENSURE_LOG_HEADS: TenantStatement = {
   single: {
@@ -126,22 +126,6 @@ const LOCK_AVAILABLE_HEADS: pg.QueryConfig = {
     FROM chain_heads c JOIN log_heads l ON l.tenant_id = c.tenant_id
     WHERE c.tenant_id = ANY($1::text[]) ORDER BY c.tenant_id FOR UPDATE SKIP LOCKED`,
 };
-
-const LOCK_NOT_AVAILABLE = '55P03';
-const QUERY_CANCELED = '57014';
-
-/** Returns whether `error` is PostgreSQL giving up on a lock after lock_timeout. */
-export function isLockTimeout(error: unknown): boolean {
-  return error instanceof Error && (error as { code?: unknown }).code === LOCK_NOT_AVAILABLE;
-}
-
-/**
- * Returns whether a statement of the bounded lock phase ended its wait: by lock_timeout
- * (55P03), or by the phase's statement_timeout or a cancel request (both 57014).
- */
-function isLockWaitEnded(error: unknown): boolean {
-  return isLockTimeout(error) || (error as { code?: unknown } | undefined)?.code === QUERY_CANCELED;
-}
 
 /**
  * Maximum wait of a multi-tenant append for its tenants' heads. Another append keeps a head
@@ -357,17 +341,18 @@ async function lockAndRead(
     tenantIds.length > 1 && !skipLocked ? MULTI_TENANT_LOCK_WAIT_MS : options.lockTimeoutMs;
   const sent = sendTogether(client, () => {
     const begun = client.query('BEGIN');
-    const bounded = client.query(`SET LOCAL statement_timeout = ${waitMs}`);
+    const bounded = client.query(startLockWait(waitMs));
     const present = client.query<{ tenant_id: string }>(
       tenantQuery(ENSURE_LOG_HEADS, tenantIds.length, [tenantIds]),
     );
+    const shortened = client.query(remainingLockWait(waitMs));
     const locked = client.query<LockedHeads>(
       skipLocked
         ? { ...LOCK_AVAILABLE_HEADS, values: [tenantIds] }
         : tenantQuery(LOCK_HEADS, tenantIds.length, [tenantIds]),
     );
     // Back to the session's setting, so that the writes and the COMMIT have no such limit.
-    const restored = client.query('SET LOCAL statement_timeout TO DEFAULT');
+    const restored = client.query(END_LOCK_WAIT);
     const activeKeys =
       keyTenants.length === 0
         ? undefined
@@ -383,10 +368,10 @@ async function lockAndRead(
               : SELECT_STORED_KEYS.several,
             [keyTenantIds, keys],
           );
-    return { begun, bounded, present, locked, restored, activeKeys, storedKeys };
+    return { begun, bounded, present, shortened, locked, restored, activeKeys, storedKeys };
   });
-  const { begun, bounded, present, locked, restored, activeKeys, storedKeys } = sent;
-  const statements: Promise<unknown>[] = [begun, bounded, present, locked, restored];
+  const { begun, bounded, present, shortened, locked, restored, activeKeys, storedKeys } = sent;
+  const statements: Promise<unknown>[] = [begun, bounded, present, shortened, locked, restored];
   for (const optional of [activeKeys, storedKeys]) {
     if (optional) {
       statements.push(optional);
@@ -395,7 +380,7 @@ async function lockAndRead(
   // Every reply is read and every rejection handled before the checks below.
   await Promise.allSettled(statements);
   try {
-    await settleInOrder([begun, bounded, present, locked]);
+    await settleInOrder([begun, bounded, present, shortened, locked]);
   } catch (error) {
     if (isLockWaitEnded(error)) {
       throw new HeadsLockedError(

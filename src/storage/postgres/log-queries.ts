@@ -16,17 +16,19 @@ import {
   toLogEntry,
 } from '../log-sql.ts';
 import type { SqlParam } from '../shadow-sql.ts';
+import { END_LOCK_WAIT, isLockWaitEnded, remainingLockWait, startLockWait } from './lock-wait.ts';
 import { numberPlaceholders } from './placeholders.ts';
-import { settleInOrder } from './pipeline.ts';
+import { sendTogether, settleInOrder } from './pipeline.ts';
 import { tenantQuery, type TenantStatement } from './tenant-sql.ts';
-import type {
-  AuditEventFilter,
-  AuditEventRow,
-  CheckpointRow,
-  LogEntry,
-  LogHeadRow,
-  LogKeyRow,
-  LogNodeRow,
+import {
+  StoreBusyError,
+  type AuditEventFilter,
+  type AuditEventRow,
+  type CheckpointRow,
+  type LogEntry,
+  type LogHeadRow,
+  type LogKeyRow,
+  type LogNodeRow,
 } from '../store.ts';
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
@@ -93,6 +95,48 @@ export async function lockLogHead(client: Queryable, tenantId: string): Promise<
   });
   await settleInOrder([ensured, locked]);
   const [raw] = (await locked).rows;
+  return { tree_size: Number(raw!.tree_size), frontier: raw!.frontier };
+}
+
+/**
+ * Locks the tenant's log head as lockLogHead does, inside a transaction begun on `client`, but
+ * waits at most `waitMs` in all for the insert of a missing head and for the lock (see
+ * lock-wait.ts). Raises StoreBusyError after that wait, and rejects on the foreign key when
+ * the tenant does not exist.
+ */
+export async function lockLogHeadWithin(
+  client: pg.PoolClient,
+  tenantId: string,
+  waitMs: number,
+): Promise<LogHeadRow> {
+  const sent = sendTogether(client, () => {
+    const bounded = client.query(startLockWait(waitMs));
+    const ensured = client.query({
+      name: 'cdil_ensure_log_head_alone',
+      text: ENSURE_HEAD,
+      values: [tenantId],
+    });
+    const shortened = client.query(remainingLockWait(waitMs));
+    const locked = client.query<LogHeadRow>({
+      name: 'cdil_lock_log_head',
+      text: LOCK_HEAD,
+      values: [tenantId],
+    });
+    const restored = client.query(END_LOCK_WAIT);
+    return { statements: [bounded, ensured, shortened, locked, restored], locked };
+  });
+  try {
+    await settleInOrder(sent.statements);
+  } catch (error) {
+    if (isLockWaitEnded(error)) {
+      throw new StoreBusyError(
+        `the log head of tenant ${tenantId} stayed locked by another transaction for ${waitMs} ms`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  const [raw] = (await sent.locked).rows;
   return { tree_size: Number(raw!.tree_size), frontier: raw!.frontier };
 }
 

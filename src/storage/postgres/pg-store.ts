@@ -13,12 +13,7 @@ import {
   statementFor,
   type Migration,
 } from '../migrations.ts';
-import {
-  appendGroups,
-  HeadsLockedError,
-  isKeyClaimedConcurrently,
-  isLockTimeout,
-} from './append.ts';
+import { appendGroups, HeadsLockedError, isKeyClaimedConcurrently } from './append.ts';
 import {
   connectionErrorFields,
   isConnectionFailure,
@@ -26,8 +21,11 @@ import {
   wrapConnectionFailure,
 } from './connection-errors.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
+import { END_LOCK_WAIT, isLockWaitEnded, startLockWait } from './lock-wait.ts';
 import * as log from './log-queries.ts';
+import { sendTogether, settleInOrder } from './pipeline.ts';
 import { numberPlaceholders } from './placeholders.ts';
+import { toStoreError } from './resource-errors.ts';
 import { toTenant, type RawTenant } from '../tenant-row.ts';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -82,6 +80,7 @@ import {
   checkDistinctTenants,
   processWarningLogger,
   StoreBusyError,
+  StoreFullError,
   type ShadowAggregate,
   type ShadowAssumptionsRow,
   type ShadowItemCursor,
@@ -106,6 +105,9 @@ const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
 const MIGRATION_LOCK_KEY = 0x4344_494c; // "CDIL" in ASCII
 
 const UNIQUE_VIOLATION = '23505';
+
+/** Command tags of statements that write; a successful one shows that the disk takes writes. */
+const WRITE_COMMANDS = new Set(['INSERT', 'UPDATE', 'DELETE']);
 
 /** PostgreSQL's name for the UNIQUE constraint of audit_events.event_id (migration 4). */
 const AUDIT_EVENT_ID_CONSTRAINT = 'audit_events_event_id_key';
@@ -241,6 +243,8 @@ export class PgStore implements Store {
   /** Clients whose failure was logged, because a failed client can emit 'error' twice. */
   readonly #reported = new WeakSet<pg.Client>();
   #closed = false;
+  /** See lastStorageFullFailure. */
+  #storageFullAt: number | undefined;
 
   constructor(connectionString: string, options: PgStoreOptions = {}) {
     this.#migrations = options.migrations ?? MIGRATIONS;
@@ -278,14 +282,19 @@ export class PgStore implements Store {
     const pool = this.#pool;
     this.#queryable = {
       query: (async (...args: unknown[]) => {
+        let result: pg.QueryResult;
         try {
-          return await (pool.query as (...queryArgs: unknown[]) => Promise<unknown>).apply(
+          result = await (pool.query as (...queryArgs: unknown[]) => Promise<pg.QueryResult>).apply(
             pool,
             args,
           );
         } catch (error) {
           throw this.#poolError(error);
         }
+        if (WRITE_COMMANDS.has(result.command)) {
+          this.#storageFullAt = undefined;
+        }
+        return result;
       }) as Queryable['query'],
     };
     this.#watchConnections();
@@ -338,9 +347,21 @@ export class PgStore implements Store {
    * Runs `work` in one transaction on one pooled connection and commits before returning. A
    * connection whose rollback failed is closed instead of returned to the pool.
    */
-  async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const result = await this.#withClient(async (client) => {
+      await client.query('BEGIN');
+      const committed = await work(client);
+      await client.query('COMMIT');
+      return committed;
+    });
+    this.#storageFullAt = undefined;
+    return result;
+  }
+
+  /** Runs `work` in one read-only transaction, whose statements all read one snapshot. */
+  async #snapshot<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     return this.#withClient(async (client) => {
-      await client.query(begin);
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const result = await work(client);
       await client.query('COMMIT');
       return result;
@@ -368,10 +389,22 @@ export class PgStore implements Store {
           broken = true;
         }
       }
-      throw wrapConnectionFailure(error);
+      throw this.#storeError(error);
     } finally {
       client.release(broken);
     }
+  }
+
+  /**
+   * Converts a failed statement's error to a store error (see toStoreError) and records a full
+   * disk for lastStorageFullFailure.
+   */
+  #storeError(error: unknown): unknown {
+    const converted = toStoreError(error, this.#lockTimeoutMs);
+    if (converted instanceof StoreFullError) {
+      this.#storageFullAt = Date.now();
+    }
+    return converted;
   }
 
   async #connect(): Promise<pg.PoolClient> {
@@ -385,8 +418,8 @@ export class PgStore implements Store {
   /**
    * Converts the failure of a pool operation to a store error. A wait for a free connection that
    * timed out becomes StoreBusyError, because every connection is in use (by appends waiting for
-   * a held chain head, say) and nothing was sent. A connection failure becomes
-   * StoreUnavailableError, and any other error is returned unchanged.
+   * a held chain head, say) and nothing was sent. Any other error is converted as #storeError
+   * does.
    */
   #poolError(error: unknown): unknown {
     if (isPoolWaitTimeout(error)) {
@@ -396,7 +429,7 @@ export class PgStore implements Store {
         { cause: error },
       );
     }
-    return wrapConnectionFailure(error);
+    return this.#storeError(error);
   }
 
   /**
@@ -498,6 +531,10 @@ export class PgStore implements Store {
     await this.#queryable.query('SELECT 1');
   }
 
+  lastStorageFullFailure(): number | undefined {
+    return this.#storageFullAt;
+  }
+
   async close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
@@ -574,12 +611,28 @@ export class PgStore implements Store {
   /**
    * Locks the tenant's chain head row, as appends do, and returns whether the tenant exists.
    * Under READ COMMITTED every later statement of the transaction reads data committed before
-   * the lock was granted, including a concurrent rotation that held it.
+   * the lock was granted, including a concurrent rotation that held it. The whole wait for the
+   * lock is bounded by the lock timeout (see lock-wait.ts) and raises StoreBusyError after it.
    */
-  async #lockChainHead(client: Queryable, tenantId: string): Promise<boolean> {
-    const locked = await client.query('SELECT 1 FROM chain_heads WHERE tenant_id = $1 FOR UPDATE', [
-      tenantId,
+  async #lockChainHead(client: pg.PoolClient, tenantId: string): Promise<boolean> {
+    const waitMs = this.#lockTimeoutMs;
+    const sent = sendTogether(client, () => [
+      client.query(startLockWait(waitMs)),
+      client.query('SELECT 1 FROM chain_heads WHERE tenant_id = $1 FOR UPDATE', [tenantId]),
+      client.query(END_LOCK_WAIT),
     ]);
+    try {
+      await settleInOrder(sent);
+    } catch (error) {
+      if (isLockWaitEnded(error)) {
+        throw new StoreBusyError(
+          `the chain head of tenant ${tenantId} stayed locked by another transaction for ${waitMs} ms`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    const locked = (await sent[1]) as pg.QueryResult;
     return locked.rowCount !== 0;
   }
 
@@ -735,9 +788,11 @@ export class PgStore implements Store {
     let skipLocked = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#withClient((client) =>
+        const results = await this.#withClient((client) =>
           appendGroups(client, groups, seal, { skipLocked, lockTimeoutMs: this.#lockTimeoutMs }),
         );
+        this.#storageFullAt = undefined;
+        return results;
       } catch (error) {
         if (error instanceof HeadsLockedError) {
           if (groups.length > 1 && !skipLocked) {
@@ -748,13 +803,8 @@ export class PgStore implements Store {
           }
           throw new StoreBusyError(error.message, { cause: error });
         }
-        if (isLockTimeout(error)) {
-          // A write waited for a row that a writer bypassing the chain head lock holds.
-          throw new StoreBusyError(
-            `a row stayed locked by another transaction for ${this.#lockTimeoutMs} ms`,
-            { cause: error },
-          );
-        }
+        // A write that waited for a row that a writer bypassing the chain head lock holds has
+        // already become StoreBusyError in #withClient.
         if (attempt >= MAX_APPEND_ATTEMPTS || !isKeyClaimedConcurrently(error)) {
           throw error;
         }
@@ -873,7 +923,7 @@ export class PgStore implements Store {
   aggregateShadowItems(tenantId: string, filter: ShadowItemFilter): Promise<ShadowAggregate> {
     const queries = aggregateQueries(tenantId, filter);
     // One snapshot for all six queries, so the totals and breakdowns count the same items.
-    return this.#transaction(async (client) => {
+    return this.#snapshot(async (client) => {
       const all = (query: Query) => this.#rows(query.sql, query.params, client);
       const rows = {
         totals: (await all(queries.totals))[0],
@@ -884,7 +934,7 @@ export class PgStore implements Store {
         revisions: await all(queries.revisions),
       } as AggregateRows;
       return assembleAggregate(rows);
-    }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    });
   }
 
   async listLinkedCertificateIds(
@@ -959,7 +1009,7 @@ export class PgStore implements Store {
 
   #appendAuditEventsOnce(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
     return this.#transaction(async (client) => {
-      const head = await log.lockLogHead(client, tenantId);
+      const head = await log.lockLogHeadWithin(client, tenantId, this.#lockTimeoutMs);
       const rows = events.map((event, offset) => ({
         ...event,
         tenant_id: tenantId,

@@ -20,6 +20,7 @@ import { SqliteShadowTables } from './shadow-tables.ts';
 import {
   AuditEventExistsError,
   StoreBusyError,
+  StoreFullError,
   TenantExistsError,
   checkDistinctTenants,
   type AppendGroup,
@@ -70,6 +71,11 @@ export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 
 function isBusy(error: unknown): boolean {
   return error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY');
+}
+
+/** Returns whether `error` is SQLite failing to grow the database or its WAL file. */
+function isFull(error: unknown): boolean {
+  return error instanceof Database.SqliteError && error.code === 'SQLITE_FULL';
 }
 
 /** Returns whether `error` is the unique constraint on audit_events.event_id failing. */
@@ -125,6 +131,12 @@ export interface SqliteStoreOptions {
   readOnly?: boolean;
   /** How long a write waits for another connection's write lock; DEFAULT_BUSY_TIMEOUT_MS. */
   busyTimeoutMs?: number;
+  /**
+   * Maximum size of the database file in pages (PRAGMA max_page_count) for this connection. A
+   * write that needs more pages fails with StoreFullError, as on a full disk. Tests use it to
+   * fill a database without filling a disk. Without it SQLite's own limit applies.
+   */
+  maxPageCount?: number;
 }
 
 const SQLITE_STORE_SQL = {
@@ -152,7 +164,11 @@ const SQLITE_STORE_SQL = {
   getBySequence: 'SELECT * FROM certificates WHERE tenant_id = ? AND chain_sequence = ?',
 } as const;
 
-function openWritable(path: string, busyTimeoutMs: number): Database.Database {
+function openWritable(
+  path: string,
+  busyTimeoutMs: number,
+  maxPageCount: number | undefined,
+): Database.Database {
   if (path !== ':memory:') {
     // The database contains sealed keys and keyed hashes, so only its owner may read it. SQLite
     // gives its -wal and -shm files the permissions of the database file.
@@ -164,6 +180,9 @@ function openWritable(path: string, busyTimeoutMs: number): Database.Database {
   db.pragma('synchronous = NORMAL');
   db.pragma(`busy_timeout = ${busyTimeoutMs}`);
   db.pragma('foreign_keys = ON');
+  if (maxPageCount !== undefined) {
+    db.pragma(`max_page_count = ${maxPageCount}`);
+  }
   // Analyzes every table whose statistics are missing or out of date. Since SQLite 3.46 the
   // pragma samples a limited number of rows, so it stays fast on a large database.
   db.pragma('optimize=0x10002');
@@ -190,12 +209,22 @@ export class SqliteStore implements Store {
   #preparedV3: ReturnType<SqliteStore['prepareVersion3Statements']> | undefined;
   #appendedSinceOptimize = 0;
   readonly #busyTimeoutMs: number;
+  readonly #path: string;
+  /** See lastStorageFullFailure. */
+  #storageFullAt: number | undefined;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
+    this.#path = path;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+    if (
+      options.maxPageCount !== undefined &&
+      !(Number.isSafeInteger(options.maxPageCount) && options.maxPageCount > 0)
+    ) {
+      throw new RangeError(`maxPageCount must be a positive integer, got ${options.maxPageCount}`);
+    }
     this.#db = options.readOnly
       ? openReadOnly(path, this.#busyTimeoutMs)
-      : openWritable(path, this.#busyTimeoutMs);
+      : openWritable(path, this.#busyTimeoutMs, options.maxPageCount);
     this.#migrations = options.migrations ?? MIGRATIONS;
     this.#shadow = new SqliteShadowTables(this.#db);
     this.#log = new SqliteLogTables(this.#db);
@@ -302,6 +331,10 @@ export class SqliteStore implements Store {
   ping(): Promise<void> {
     this.#db.prepare('SELECT 1').get();
     return Promise.resolve();
+  }
+
+  lastStorageFullFailure(): number | undefined {
+    return this.#storageFullAt;
   }
 
   close(): Promise<void> {
@@ -490,7 +523,15 @@ export class SqliteStore implements Store {
     }
     if (this.#appendedSinceOptimize >= OPTIMIZE_EVERY_APPENDS) {
       this.#appendedSinceOptimize = 0;
-      this.#db.pragma('optimize');
+      try {
+        this.#db.pragma('optimize');
+      } catch (error) {
+        // The append has committed, so it must not fail. Busy or full, the statistics are
+        // refreshed after the next OPTIMIZE_EVERY_APPENDS appends instead.
+        if (!isBusy(error) && !isFull(error)) {
+          throw error;
+        }
+      }
     }
     return results;
   }
@@ -500,7 +541,8 @@ export class SqliteStore implements Store {
    * except migrations and the backfill at start-up. When another connection holds the write
    * lock, the try fails at once and is repeated after a short pause. SQLite's busy handler would
    * sleep on the thread instead, so this process could not serve requests meanwhile. Raises
-   * StoreBusyError after the busy timeout.
+   * StoreBusyError after the busy timeout, and StoreFullError when the disk is full. Each write
+   * sets or clears the state that lastStorageFullFailure returns.
    */
   async #writeWithoutBlocking<T>(write: () => T): Promise<T> {
     const started = Date.now();
@@ -509,8 +551,19 @@ export class SqliteStore implements Store {
       // run again would change nothing: each switch compiles the pragma anew.
       this.#db.pragma('busy_timeout = 0');
       try {
-        return write();
+        const result = write();
+        this.#storageFullAt = undefined;
+        return result;
       } catch (error) {
+        if (isFull(error)) {
+          // SQLite rolled the failed statement back, and better-sqlite3 the transaction around
+          // it, so nothing of the write is stored.
+          this.#storageFullAt = Date.now();
+          throw new StoreFullError(
+            `SQLite could not write to ${this.#path}: the disk is full or the database reached its maximum page count`,
+            { cause: error },
+          );
+        }
         if (!isBusy(error)) {
           throw error;
         }
