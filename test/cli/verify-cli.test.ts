@@ -18,6 +18,7 @@ import {
   readJsonFile,
   unpackBundle,
   withFile,
+  withoutLog,
   type BundleFixture,
 } from '../helpers/bundle.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -293,6 +294,36 @@ void describe('cdil verify --json', () => {
       report.checks.map((check) => check.check),
       [...CHECK_NAMES],
     );
+  });
+
+  test('report says which keys were pinned', () => {
+    const cases: { args: string[]; key: boolean; log: boolean }[] = [
+      { args: [], key: false, log: false },
+      { args: ['--trusted-keys', jwksPath], key: true, log: false },
+      { args: ['--trusted-log-keys', logKeyPath], key: false, log: true },
+      {
+        args: ['--trusted-keys', jwksPath, '--trusted-log-keys', logKeyPath],
+        key: true,
+        log: true,
+      },
+    ];
+    for (const { args, key, log } of cases) {
+      const result = runCli(['verify', validPath, ...args, '--json']);
+      assert.equal(result.status, 0, result.stderr);
+      const report = JSON.parse(result.stdout) as VerificationReport;
+      assert.equal(report.valid, true, args.join(' '));
+      assert.equal(report.key_pinned, key, args.join(' '));
+      assert.equal(report.log_key_pinned, log, args.join(' '));
+    }
+  });
+
+  test('log key pin is null without a checkpoint', () => {
+    const path = join(dir, 'without-log.zip');
+    writeFileSync(path, packBundle(withoutLog(unpackBundle(fixture.zip))));
+    const result = runCli(['verify', path, '--trusted-keys', jwksPath, '--json']);
+    const report = JSON.parse(result.stdout) as VerificationReport;
+    assert.equal(report.key_pinned, true);
+    assert.equal(report.log_key_pinned, null);
   });
 
   test('tampered report names the failed check', () => {

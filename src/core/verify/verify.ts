@@ -55,6 +55,16 @@ export interface VerificationReport {
   certificate_id: string | null;
   tenant_id: string | null;
   key_id: string | null;
+  /**
+   * Whether the signing key was compared with a pinned key set. False means anyone could have
+   * made the evidence with a key pair of their own. Optional because older reports lack it.
+   */
+  key_pinned?: boolean;
+  /**
+   * Whether the log checkpoint was verified with pinned log keys, or null when the evidence
+   * carries no log checkpoint. Optional because older reports lack it.
+   */
+  log_key_pinned?: boolean | null;
   checks: CheckResult[];
   summary: string;
 }
@@ -141,7 +151,7 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
     for (const check of CHECK_NAMES.slice(2)) {
       checks.push(skipped(check, 'not run because the signed message is unreadable'));
     }
-    return finish(checks, input.certificate, undefined);
+    return finish(checks, input, undefined);
   }
   const signed = message;
 
@@ -209,7 +219,7 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
       skipped('certificate_timestamp', 'timestamps were not checked'),
     ]),
   );
-  return finish(checks, input.certificate, signed);
+  return finish(checks, input, signed);
 }
 
 function logChecks(
@@ -273,16 +283,20 @@ function stringOrNull(value: unknown): string | null {
 
 function finish(
   checks: CheckResult[],
-  certificate: Record<string, unknown>,
+  input: EvidenceInput,
   message: SignedMessage | undefined,
 ): VerificationReport {
+  const { certificate } = input;
   const valid = checks.every((check) => check.status !== 'fail') && message !== undefined;
+  const hasCheckpoint = input.log !== undefined || input.logProblem !== undefined;
   const report: VerificationReport = {
     format: 'cdil.verification-report.v1',
     valid,
     certificate_id: message?.certificate_id ?? stringOrNull(certificate.certificate_id),
     tenant_id: message?.tenant_id ?? stringOrNull(certificate.tenant_id),
     key_id: message?.key_id ?? stringOrNull(certificate.key_id),
+    key_pinned: input.trustedKeys !== undefined,
+    log_key_pinned: hasCheckpoint ? input.trustedLogKeys !== undefined : null,
     checks,
     summary: '',
   };
