@@ -504,6 +504,8 @@ export interface BundleVerifyOptions {
   trustedKeys?: Jwks | undefined;
   /** Pinned log verifier keys (signed-note form) for the checkpoint. */
   trustedLogKeys?: readonly string[] | undefined;
+  /** Fails a bundle whose signing key, or log key when it has log evidence, is not pinned. */
+  requireTrustedKeys?: boolean | undefined;
   noteText?: string | Uint8Array | undefined;
   limits?: ZipLimits;
 }
@@ -605,6 +607,7 @@ function verifyBundleFiles(
     log: log?.evidence,
     logProblem: log?.problem,
     trustedLogKeys: options.trustedLogKeys,
+    requireTrustedKeys: options.requireTrustedKeys,
     certificate,
     signedBytes: files.get(BundleFile.canonicalMessage)!,
     publicKeyPem,

@@ -99,6 +99,20 @@ test('JSON entries say which keys were pinned', async () => {
   }
 });
 
+test('required pins fail unpinned bundles', async () => {
+  const lines: string[] = [];
+  const status = await runVerifyMany(
+    [genuine, genuine],
+    { trustedKeys: jwks, requireTrustedKeys: true, jobs: '2' },
+    (text) => lines.push(text),
+    () => undefined,
+  );
+  assert.equal(status, EXIT_INVALID);
+  assert.match(lines[0]!, /^INVALID\s+\S+genuine\.zip: failed log_checkpoint$/);
+  assert.match(lines[1]!, /^INVALID\s+\S+genuine\.zip: failed log_checkpoint$/);
+  assert.match(lines[2]!, /^0 of 2 bundles valid/);
+});
+
 test('one tampered bundle gives exit 1 and is named', async () => {
   const { status, lines } = await run([genuine, tampered, genuine]);
   assert.equal(status, EXIT_INVALID);

@@ -92,6 +92,11 @@ export interface EvidenceInput {
   /** Pinned log verifier keys; when given, the checkpoint must be signed by one of them. */
   trustedLogKeys?: readonly string[] | undefined;
   /**
+   * Fails trusted_key without a pinned key set, and log_checkpoint when log evidence is present
+   * without pinned log keys, instead of trusting keys that came with the evidence.
+   */
+  requireTrustedKeys?: boolean | undefined;
+  /**
    * Results of the timestamp checks, run beforehand because token verification is
    * asynchronous; without them both checks are skipped.
    */
@@ -200,6 +205,14 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
             detail: 'public key is unreadable',
           },
     );
+  } else if (input.requireTrustedKeys === true) {
+    checks.push({
+      check: 'trusted_key',
+      status: 'fail',
+      code: 'KEY_NOT_TRUSTED',
+      detail:
+        "a pinned key set is required, but none was given. Pass the tenant's JWKS with --trusted-keys",
+    });
   } else {
     checks.push(
       skipped('trusted_key', 'no trusted key set was given; the key inside the evidence was used'),
@@ -264,6 +277,13 @@ function logChecks(
   const checkpointResult = run('log_checkpoint', () => {
     const verified = verifyLogCheckpoint(crypto, evidence, message.tenant_id, input.trustedLogKeys);
     checkpoint = verified.checkpoint;
+    if (input.requireTrustedKeys === true && input.trustedLogKeys === undefined) {
+      // The inclusion check still runs against this checkpoint, so it reports its own result.
+      throw new VerificationError(
+        'CHECKPOINT_INVALID',
+        `${verified.detail}, but pinned log keys are required and none were given. Pass the tenant's log key with --trusted-log-keys`,
+      );
+    }
     return verified.detail;
   });
   const verified = checkpoint;
