@@ -7,7 +7,7 @@ import type { CryptoProvider } from './crypto.ts';
 import { bytesEqual, fromBase64, toBase64, utf8Decode, utf8Encode } from './encoding.ts';
 import { BundleError } from './errors.ts';
 import { p256PublicKeyPem, type Jwks, type KeyDescriptor } from './key.ts';
-import { renderBundleReadme } from './bundle-readme.ts';
+import { bundleReadmeVersionOf, renderBundleReadme } from './bundle-readme.ts';
 import { formatVerifierKey } from './checkpoint.ts';
 import { checkpointSigners, type LogEvidence } from './verify/log-steps.ts';
 import type { TrustedRoots } from './timestamp/certificates.ts';
@@ -295,14 +295,16 @@ function checkBundleFiles(
   const readme = files.get(BundleFile.readme);
   if (
     readme &&
-    utf8Decode(readme) !==
-      renderBundleReadme(
-        certificate as unknown as Certificate,
-        format === BUNDLE_FORMAT_V2,
-        timestampFilesIn(files),
-      )
+    bundleReadmeVersionOf(
+      utf8Decode(readme),
+      certificate as unknown as Certificate,
+      format === BUNDLE_FORMAT_V2,
+      timestampFilesIn(files),
+    ) === undefined
   ) {
-    problems.push(`${BundleFile.readme} differs from the text generated for this certificate`);
+    problems.push(
+      `${BundleFile.readme} differs from each text version generated for this certificate`,
+    );
   }
   const report = files.has(BundleFile.verificationReport)
     ? asObject(parseJsonFile(json, BundleFile.verificationReport), BundleFile.verificationReport)
