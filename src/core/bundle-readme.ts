@@ -13,6 +13,8 @@ import type { Certificate } from './certificate.ts';
 export const BUNDLE_README_VERSIONS = [1, 2] as const;
 export type BundleReadmeVersion = (typeof BUNDLE_README_VERSIONS)[number];
 export const LATEST_BUNDLE_README_VERSION: BundleReadmeVersion = 2;
+/** Newest first, because nearly every bundle being checked carries the latest text. */
+const VERSIONS_NEWEST_FIRST = [...BUNDLE_README_VERSIONS].reverse();
 
 const LOG_FILES = `  inclusion_proof.json      the certificate's position and Merkle audit path in the tenant's log
   checkpoint.txt            the signed state (size and root hash) of the log the proof leads to
@@ -154,8 +156,7 @@ export function bundleReadmeVersionOf(
   withLog: boolean,
   timestampFiles: readonly string[],
 ): BundleReadmeVersion | undefined {
-  // Newest first, because nearly every bundle being checked carries the latest text.
-  for (const version of [...BUNDLE_README_VERSIONS].reverse()) {
+  for (const version of VERSIONS_NEWEST_FIRST) {
     if (text === renderBundleReadme(certificate, withLog, timestampFiles, version)) {
       return version;
     }
