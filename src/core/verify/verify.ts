@@ -61,8 +61,8 @@ export interface VerificationReport {
    */
   key_pinned?: boolean;
   /**
-   * Whether the log checkpoint was verified with pinned log keys, or null when the evidence
-   * carries no log checkpoint. Optional because older reports lack it.
+   * Whether the log checkpoint was verified with pinned log keys, or null when the evidence has
+   * no log part (a format v1 bundle). Optional because older reports lack it.
    */
   log_key_pinned?: boolean | null;
   checks: CheckResult[];
