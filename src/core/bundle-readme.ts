@@ -1,8 +1,20 @@
 // README.txt of a defense bundle. Lines starting with "  $ " are shell commands that a test
 // runs as written in an unpacked bundle, so the manual steps cannot drift from the format.
-// Verifiers compare the text byte for byte, so the v1 text must never change. Bundles that
-// carry a log proof (format v2) get the v1 text with the log files and steps added.
+// Verifiers compare the text byte for byte with every known text version, so a published
+// version must never change: a new text is a new version, and verifiers keep accepting the old
+// ones. Bundles that carry a log proof (format v2) get the text with the log files and steps
+// added.
 import type { Certificate } from './certificate.ts';
+
+/**
+ * Versions of the README.txt text. Version 2 adds the step that compares public_key.pem with
+ * the tenant's published key set. The exporter writes the latest, and verifiers accept all.
+ */
+export const BUNDLE_README_VERSIONS = [1, 2] as const;
+export type BundleReadmeVersion = (typeof BUNDLE_README_VERSIONS)[number];
+export const LATEST_BUNDLE_README_VERSION: BundleReadmeVersion = 2;
+/** Newest first, because nearly every bundle being checked carries the latest text. */
+const VERSIONS_NEWEST_FIRST = [...BUNDLE_README_VERSIONS].reverse();
 
 const LOG_FILES = `  inclusion_proof.json      the certificate's position and Merkle audit path in the tenant's log
   checkpoint.txt            the signed state (size and root hash) of the log the proof leads to
@@ -37,14 +49,38 @@ openssl ts -verify -data checkpoint.txt -in checkpoint_timestamp.tsr -token_in -
 `;
 
 /**
- * Renders README.txt. Format v1 passes only the certificate. Format v2 also passes the log flag
- * and the timestamp token files present, so the text lists exactly the bundle's files.
+ * The step of version 2 that ties public_key.pem to the tenant, because step 1 checks the
+ * signature only against the key inside the archive. The commands print the JWK "x" and "y"
+ * (base64url) of the key: in an uncompressed P-256 SPKI, the last 64 bytes are x then y.
+ */
+function publishedKeyStep(certificate: Certificate): string {
+  return `2. public_key.pem is the tenant's key. Step 1 shows only that the signature matches
+   public_key.pem, and anyone can make a key pair. Get the tenant's published key set (JWKS)
+   from the tenant, not from this archive. CDIL serves it at this path:
+     /v1/tenants/${certificate.tenant_id}/jwks.json
+   In it, the key whose "kid" is the signing key id above must have the "x" and "y" values
+   that the two commands below print. It must not have "status": "revoked", and its
+   "valid_from" (and "valid_until", if set) must include the "Issued (UTC)" time above.
+
+  $ openssl pkey -pubin -in public_key.pem -outform DER | tail -c 64 | head -c 32 | openssl base64 | tr '+/' '-_' | tr -d '='
+  $ openssl pkey -pubin -in public_key.pem -outform DER | tail -c 32 | openssl base64 | tr '+/' '-_' | tr -d '='
+
+`;
+}
+
+/**
+ * Renders README.txt in the given text version (the latest by default). Format v1 passes only
+ * the certificate. Format v2 also passes the log flag and the timestamp token files present, so
+ * the text lists exactly the bundle's files.
  */
 export function renderBundleReadme(
   certificate: Certificate,
   withLog = false,
   timestampFiles: readonly string[] = [],
+  version: BundleReadmeVersion = LATEST_BUNDLE_README_VERSION,
 ): string {
+  // Version 2 inserts one step after the first, so later steps are numbered one higher.
+  const step = (first: number) => (version >= 2 ? first + 1 : first);
   const tokens = [...timestampFiles].sort();
   // Format v2 certificates sign the meaning of the attestation. Texts of v1 certificates stay
   // unchanged.
@@ -84,7 +120,7 @@ Verify with the CDIL command line tool
 
 Exit status 0 means valid, 1 means a check failed (each check is named), 2 means the input
 could not be read. Pin the tenant's published key set with --trusted-keys for a check that
-does not rely on the key inside this archive.
+does not rely on the key inside this archive.${version >= 2 ? ' Add --require-trusted-keys to make a missing\npin a failure.' : ''}
 
 Verify by hand with OpenSSL
 ---------------------------
@@ -94,18 +130,36 @@ Unpack the archive into an empty folder and run these commands there.
 
   $ openssl dgst -sha256 -verify public_key.pem -signature signature.der canonical_message.json
 
-2. No file was damaged after export. Compare each hash printed here with the "sha256" of the
+${version >= 2 ? publishedKeyStep(certificate) : ''}${step(2)}. No file was damaged after export. Compare each hash printed here with the "sha256" of the
    same file in manifest.json. The manifest itself is not signed, so it shows accidental
    damage only; "cdil verify" also checks every file against the signed message.
 
   $ openssl dgst -sha256 -r canonical_message.json certificate.json key.json public_key.pem signature.der verification_report.json README.txt${withLog ? ' inclusion_proof.json checkpoint.txt log_key.txt' : ''}${tokens.map((name) => ` ${name}`).join('')}
 
-3. A note in your hands is the certified note. Save its exact text (no added newline) as
+${step(3)}. A note in your hands is the certified note. Save its exact text (no added newline) as
    note.txt; the printed hash must equal note_hash in canonical_message.json.
 
   $ openssl dgst -sha256 -r note.txt
 
-4. The values in certificate.json are those in canonical_message.json, which is the file the
+${step(4)}. The values in certificate.json are those in canonical_message.json, which is the file the
    signature covers: compare them field by field, or let "cdil verify" do it.
 ${withLog ? LOG_SECTION : ''}${tokens.length > 0 ? TIMESTAMP_SECTION : ''}`;
+}
+
+/**
+ * Returns the README.txt text version that `text` equals exactly, as generated for this
+ * certificate and these files, or undefined when it matches no version.
+ */
+export function bundleReadmeVersionOf(
+  text: string,
+  certificate: Certificate,
+  withLog: boolean,
+  timestampFiles: readonly string[],
+): BundleReadmeVersion | undefined {
+  for (const version of VERSIONS_NEWEST_FIRST) {
+    if (text === renderBundleReadme(certificate, withLog, timestampFiles, version)) {
+      return version;
+    }
+  }
+  return undefined;
 }

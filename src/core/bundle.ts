@@ -7,8 +7,9 @@ import type { CryptoProvider } from './crypto.ts';
 import { bytesEqual, fromBase64, toBase64, utf8Decode, utf8Encode } from './encoding.ts';
 import { BundleError } from './errors.ts';
 import { p256PublicKeyPem, type Jwks, type KeyDescriptor } from './key.ts';
-import { renderBundleReadme } from './bundle-readme.ts';
-import type { LogEvidence } from './verify/log-steps.ts';
+import { bundleReadmeVersionOf, renderBundleReadme } from './bundle-readme.ts';
+import { formatVerifierKey } from './checkpoint.ts';
+import { checkpointSigners, type LogEvidence } from './verify/log-steps.ts';
 import type { TrustedRoots } from './timestamp/certificates.ts';
 import {
   timestampChecks,
@@ -248,6 +249,7 @@ function checkBundleFiles(
   certificate: Record<string, unknown>,
   publicKeyPem: string,
   format: BundleFormat,
+  logKeyProblem: string | undefined,
 ): { ok: boolean; detail: string } {
   const problems: string[] = [];
   const expected = filesOf(format);
@@ -280,6 +282,8 @@ function checkBundleFiles(
   const logKey = files.get(LogBundleFile.logKey);
   if (logKey && !/^[^\r\n]+\n$/.test(utf8Decode(logKey))) {
     problems.push(`${LogBundleFile.logKey} must hold exactly one line ending in a line feed`);
+  } else if (logKeyProblem !== undefined) {
+    problems.push(logKeyProblem);
   }
 
   const der = files.get(BundleFile.signature);
@@ -291,14 +295,16 @@ function checkBundleFiles(
   const readme = files.get(BundleFile.readme);
   if (
     readme &&
-    utf8Decode(readme) !==
-      renderBundleReadme(
-        certificate as unknown as Certificate,
-        format === BUNDLE_FORMAT_V2,
-        timestampFilesIn(files),
-      )
+    bundleReadmeVersionOf(
+      utf8Decode(readme),
+      certificate as unknown as Certificate,
+      format === BUNDLE_FORMAT_V2,
+      timestampFilesIn(files),
+    ) === undefined
   ) {
-    problems.push(`${BundleFile.readme} differs from the text generated for this certificate`);
+    problems.push(
+      `${BundleFile.readme} differs from each text version generated for this certificate`,
+    );
   }
   const report = files.has(BundleFile.verificationReport)
     ? asObject(parseJsonFile(json, BundleFile.verificationReport), BundleFile.verificationReport)
@@ -500,6 +506,8 @@ export interface BundleVerifyOptions {
   trustedKeys?: Jwks | undefined;
   /** Pinned log verifier keys (signed-note form) for the checkpoint. */
   trustedLogKeys?: readonly string[] | undefined;
+  /** Fails a bundle whose signing key, or log key when it has log evidence, is not pinned. */
+  requireTrustedKeys?: boolean | undefined;
   noteText?: string | Uint8Array | undefined;
   limits?: ZipLimits;
 }
@@ -587,12 +595,21 @@ function verifyBundleFiles(
     : undefined;
   const keyIsValid = key !== undefined && isKeyDescriptor(key);
   const format = formatOf(json);
-  const manifest = checkBundleFiles(crypto, files, json, certificate, publicKeyPem, format);
   const log = format === BUNDLE_FORMAT_V2 ? readLogEvidence(files, json) : undefined;
+  const manifest = checkBundleFiles(
+    crypto,
+    files,
+    json,
+    certificate,
+    publicKeyPem,
+    format,
+    log?.evidence && shippedLogKeyProblem(crypto, log.evidence, options.trustedLogKeys),
+  );
   return verifyEvidence(crypto, {
     log: log?.evidence,
     logProblem: log?.problem,
     trustedLogKeys: options.trustedLogKeys,
+    requireTrustedKeys: options.requireTrustedKeys,
     certificate,
     signedBytes: files.get(BundleFile.canonicalMessage)!,
     publicKeyPem,
@@ -608,6 +625,26 @@ function verifyBundleFiles(
       ? { ok: true, detail: manifest.detail }
       : { ok: false, detail: manifest.detail },
   });
+}
+
+/**
+ * Returns why log_key.txt is not the key that verified the checkpoint, or undefined. The file
+ * must be, in the form formatVerifierKey writes, a pinned key that signed the checkpoint when
+ * log keys are pinned, else its own key. Otherwise a pinned run would never read the file. A
+ * checkpoint that no key verifies is left to the log_checkpoint check.
+ */
+function shippedLogKeyProblem(
+  crypto: CryptoProvider,
+  log: LogEvidence,
+  trustedLogKeys: readonly string[] | undefined,
+): string | undefined {
+  const signers = checkpointSigners(crypto, log, trustedLogKeys);
+  if (signers.length === 0 || signers.some((key) => formatVerifierKey(key) === log.logKey)) {
+    return undefined;
+  }
+  return trustedLogKeys === undefined
+    ? `${LogBundleFile.logKey} is not in the form the exporter writes (lower-case key id)`
+    : `${LogBundleFile.logKey} is not the pinned log key that signed the checkpoint`;
 }
 
 const PROOF_HASH_RE = /^[A-Za-z0-9+/]{43}=$/;

@@ -264,6 +264,15 @@ export const VerificationReportSchema = Type.Object(
     certificate_id: nullableString,
     tenant_id: nullableString,
     key_id: nullableString,
+    key_pinned: Type.Optional(
+      Type.Boolean({ description: 'whether the signing key was compared with a pinned key set' }),
+    ),
+    log_key_pinned: Type.Optional(
+      Type.Union([Type.Boolean(), Type.Null()], {
+        description:
+          'whether the log checkpoint was verified with pinned log keys; null without log evidence',
+      }),
+    ),
     checks: Type.Array(
       Type.Object({
         check: Type.Union(CHECK_NAMES.map((name) => Type.Literal(name))),

@@ -16,6 +16,7 @@ async function verifyOne(request: PoolRequest, zip: Uint8Array): Promise<PoolOut
   const options = {
     trustedKeys: request.trustedKeys,
     trustedLogKeys: request.trustedLogKeys,
+    requireTrustedKeys: request.requireTrustedKeys,
     noteText: request.noteText,
   };
   try {

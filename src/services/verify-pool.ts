@@ -18,6 +18,7 @@ export interface PoolRequest {
   zipLengths: number[];
   trustedKeys?: Jwks | undefined;
   trustedLogKeys?: readonly string[] | undefined;
+  requireTrustedKeys?: boolean | undefined;
   tsaRoots?: string | undefined;
   requireTimestamps?: boolean | undefined;
   noteText?: Uint8Array | string | undefined;
@@ -42,6 +43,8 @@ export interface PoolResponse {
 export interface VerifyManyOptions {
   trustedKeys?: Jwks | undefined;
   trustedLogKeys?: readonly string[] | undefined;
+  /** Fails bundles whose signing key, or log key when they have log evidence, is not pinned. */
+  requireTrustedKeys?: boolean | undefined;
   /** PEM text of the TSA roots; timestamp tokens are checked when given. */
   tsaRoots?: string | undefined;
   /** Fails bundles without a checkpoint timestamp token. */
@@ -196,6 +199,7 @@ export class BundleVerifierPool {
         zipLengths,
         trustedKeys: options.trustedKeys,
         trustedLogKeys: options.trustedLogKeys,
+        requireTrustedKeys: options.requireTrustedKeys,
         tsaRoots: options.tsaRoots,
         requireTimestamps: options.requireTimestamps,
         noteText: options.noteText,

@@ -18,6 +18,7 @@ import {
   readJsonFile,
   unpackBundle,
   withFile,
+  withoutLog,
   type BundleFixture,
 } from '../helpers/bundle.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -191,6 +192,55 @@ void describe('cdil verify trust options', () => {
     assert.match(result.stdout, /^ {2}PASS {2}log_checkpoint +.*signed by a pinned log key/m);
   });
 
+  test('--require-trusted-keys fails unpinned keys', () => {
+    const result = runCli(['verify', validPath, '--require-trusted-keys']);
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(result.stdout, /^INVALID {2}certificate /);
+    assert.match(
+      result.stdout,
+      /^ {2}FAIL {2}trusted_key +a pinned key set is required.*--trusted-keys \[KEY_NOT_TRUSTED\]$/m,
+    );
+    assert.match(
+      result.stdout,
+      /^ {2}FAIL {2}log_checkpoint +.*pinned log keys are required.*\[CHECKPOINT_INVALID\]$/m,
+    );
+    assert.doesNotMatch(result.stdout, /NOTE:/);
+  });
+
+  test('--require-trusted-keys needs the log key too', () => {
+    const result = runCli([
+      'verify',
+      validPath,
+      '--require-trusted-keys',
+      '--trusted-keys',
+      jwksPath,
+      '--json',
+    ]);
+    assert.equal(result.status, 1, result.stderr);
+    const report = JSON.parse(result.stdout) as VerificationReport;
+    const failed = report.checks.filter((check) => check.status === 'fail');
+    assert.deepEqual(
+      failed.map((check) => check.check),
+      ['log_checkpoint'],
+    );
+    assert.equal(report.key_pinned, true);
+    assert.equal(report.log_key_pinned, false);
+  });
+
+  test('--require-trusted-keys passes with both pins', () => {
+    const result = runCli([
+      'verify',
+      validPath,
+      '--require-trusted-keys',
+      '--trusted-keys',
+      jwksPath,
+      '--trusted-log-keys',
+      logKeyPath,
+    ]);
+    assert.equal(result.status, 0, result.stdout);
+    assert.match(result.stdout, /^VALID {2}certificate /);
+  });
+
   test('JWKS as log key file exits 2', () => {
     for (const args of [[validPath], [validPath, tamperedPath]]) {
       const result = runCli(['verify', ...args, '--trusted-log-keys', jwksPath]);
@@ -295,6 +345,36 @@ void describe('cdil verify --json', () => {
     );
   });
 
+  test('report says which keys were pinned', () => {
+    const cases: { args: string[]; key: boolean; log: boolean }[] = [
+      { args: [], key: false, log: false },
+      { args: ['--trusted-keys', jwksPath], key: true, log: false },
+      { args: ['--trusted-log-keys', logKeyPath], key: false, log: true },
+      {
+        args: ['--trusted-keys', jwksPath, '--trusted-log-keys', logKeyPath],
+        key: true,
+        log: true,
+      },
+    ];
+    for (const { args, key, log } of cases) {
+      const result = runCli(['verify', validPath, ...args, '--json']);
+      assert.equal(result.status, 0, result.stderr);
+      const report = JSON.parse(result.stdout) as VerificationReport;
+      assert.equal(report.valid, true, args.join(' '));
+      assert.equal(report.key_pinned, key, args.join(' '));
+      assert.equal(report.log_key_pinned, log, args.join(' '));
+    }
+  });
+
+  test('log key pin is null without a checkpoint', () => {
+    const path = join(dir, 'without-log.zip');
+    writeFileSync(path, packBundle(withoutLog(unpackBundle(fixture.zip))));
+    const result = runCli(['verify', path, '--trusted-keys', jwksPath, '--json']);
+    const report = JSON.parse(result.stdout) as VerificationReport;
+    assert.equal(report.key_pinned, true);
+    assert.equal(report.log_key_pinned, null);
+  });
+
   test('tampered report names the failed check', () => {
     const result = runCli(['verify', tamperedPath, '--json']);
     assert.equal(result.status, 1, result.stderr);
@@ -325,6 +405,7 @@ void describe('cdil verify --help', () => {
     assert.match(result.stdout, /Exit status: 0 valid, 1 invalid, 2 unusable\s+input/);
     assert.match(result.stdout, /--trusted-keys <file>/);
     assert.match(result.stdout, /--note <file>/);
+    assert.match(result.stdout, /--require-trusted-keys/);
     assert.match(result.stdout, /--json/);
   });
 });

@@ -14,6 +14,7 @@ import {
   EXIT_VALID,
   runVerifyMany,
 } from '../../src/cli/commands/verify.ts';
+import type { VerificationReport } from '../../src/core/verify/verify.ts';
 import { BundleVerifierPool } from '../../src/services/verify-pool.ts';
 import {
   createBundleFixture,
@@ -76,6 +77,40 @@ test('unpinned valid bundles are marked', async () => {
   assert.doesNotMatch(lines[1]!, /key not pinned/);
   assert.match(lines[3]!, /^2 of 3 bundles valid/);
   assert.match(lines[4]!, /^NOTE: 2 of them valid only with the key they carry\..*--trusted-keys/);
+});
+
+test('JSON entries say which keys were pinned', async () => {
+  for (const pinned of [true, false]) {
+    const lines: string[] = [];
+    const status = await runVerifyMany(
+      [genuine, genuine],
+      { trustedKeys: pinned ? jwks : undefined, jobs: '2', json: true },
+      (text) => lines.push(text),
+      () => undefined,
+    );
+    assert.equal(status, EXIT_VALID);
+    const entries = JSON.parse(lines.join('\n')) as { report: VerificationReport }[];
+    assert.equal(entries.length, 2);
+    for (const entry of entries) {
+      assert.equal(entry.report.valid, true);
+      assert.equal(entry.report.key_pinned, pinned);
+      assert.equal(entry.report.log_key_pinned, false);
+    }
+  }
+});
+
+test('required pins fail unpinned bundles', async () => {
+  const lines: string[] = [];
+  const status = await runVerifyMany(
+    [genuine, genuine],
+    { trustedKeys: jwks, requireTrustedKeys: true, jobs: '2' },
+    (text) => lines.push(text),
+    () => undefined,
+  );
+  assert.equal(status, EXIT_INVALID);
+  assert.match(lines[0]!, /^INVALID\s+\S+genuine\.zip: failed log_checkpoint$/);
+  assert.match(lines[1]!, /^INVALID\s+\S+genuine\.zip: failed log_checkpoint$/);
+  assert.match(lines[2]!, /^0 of 2 bundles valid/);
 });
 
 test('one tampered bundle gives exit 1 and is named', async () => {

@@ -205,6 +205,79 @@ void describe('log evidence altered', () => {
   });
 });
 
+/** Returns the detail of the bundle_manifest check. */
+function manifestDetail(outcome: ReturnType<typeof verifyZip>): string {
+  return outcome.report!.checks.find((item) => item.check === 'bundle_manifest')!.detail;
+}
+
+/** Returns a verifier key of a fresh Ed25519 key under the log's own key name. */
+function otherLogKey(): string {
+  const origin = text(LogBundleFile.logKey).split('+')[0]!;
+  return formatVerifierKey(createVerifierKey(nodeCrypto, origin, generateEd25519Key().publicKey));
+}
+
+void describe('log_key.txt against the checkpoint signer', () => {
+  test('another key fails when pinned', () => {
+    const altered = packBundle(withFile(files, LogBundleFile.logKey, `${otherLogKey()}\n`));
+    const pinned = failedChecks(altered, { trustedLogKeys: logKeyPath });
+    assert.deepEqual(pinned.failed, ['bundle_manifest']);
+    assert.match(
+      manifestDetail(pinned.outcome),
+      /log_key\.txt is not the pinned log key that signed the checkpoint/,
+    );
+    // Unpinned, the file's own key is used, and it did not sign the checkpoint.
+    assert.deepEqual(failedChecks(altered).failed, ['log_checkpoint']);
+  });
+
+  test('one changed character fails when pinned', () => {
+    const key = text(LogBundleFile.logKey);
+    const position = key.length - 6;
+    const flipped = `${key.slice(0, position)}${key[position] === 'A' ? 'B' : 'A'}${key.slice(position + 1)}`;
+    const altered = packBundle(withFile(files, LogBundleFile.logKey, flipped));
+    const pinned = failedChecks(altered, { trustedLogKeys: logKeyPath });
+    assert.deepEqual(pinned.failed, ['bundle_manifest']);
+    assert.match(manifestDetail(pinned.outcome), /log_key\.txt is not the pinned log key/);
+    assert.deepEqual(failedChecks(altered).failed, ['log_checkpoint']);
+  });
+
+  test('pinned key that did not sign fails', () => {
+    const other = otherLogKey();
+    const bothPath = join(work, 'two-log-keys.txt');
+    writeFileSync(bothPath, `${text(LogBundleFile.logKey)}${other}\n`);
+    const genuine = failedChecks(fixture.zip, { trustedLogKeys: bothPath });
+    assert.deepEqual(genuine.failed, []);
+    const altered = packBundle(withFile(files, LogBundleFile.logKey, `${other}\n`));
+    const { failed, outcome } = failedChecks(altered, { trustedLogKeys: bothPath });
+    assert.deepEqual(failed, ['bundle_manifest']);
+    assert.match(manifestDetail(outcome), /log_key\.txt is not the pinned log key/);
+  });
+
+  test('upper-case key id fails', () => {
+    // A fresh log key whose id has a hex letter, so an upper-case spelling differs.
+    let resigned = resignCheckpoint(files);
+    while (!/^[^+]+\+[0-9a-f]*[a-f]/.test(resigned.verifier)) {
+      resigned = resignCheckpoint(files);
+    }
+    const { signed, verifier } = resigned;
+    const pinPath = join(work, 'fresh-log-key.txt');
+    writeFileSync(pinPath, `${verifier}\n`);
+    const idStart = verifier.indexOf('+') + 1;
+    const upperCaseId =
+      verifier.slice(0, idStart) +
+      verifier.slice(idStart, idStart + 8).toUpperCase() +
+      verifier.slice(idStart + 8);
+    const resignedFiles = withFile(files, LogBundleFile.checkpoint, signed);
+    const canonical = packBundle(withFile(resignedFiles, LogBundleFile.logKey, `${verifier}\n`));
+    assert.deepEqual(failedChecks(canonical).failed, []);
+    const upper = packBundle(withFile(resignedFiles, LogBundleFile.logKey, `${upperCaseId}\n`));
+    for (const options of [{}, { trustedLogKeys: pinPath }]) {
+      const { failed, outcome } = failedChecks(upper, options);
+      assert.deepEqual(failed, ['bundle_manifest'], JSON.stringify(options));
+      assert.match(manifestDetail(outcome), /log_key\.txt is not/);
+    }
+  });
+});
+
 void describe('log and timestamp evidence removed', () => {
   test('a v2 bundle downgraded to v1 fails log_checkpoint', () => {
     const downgraded = withoutLog(files);

@@ -1,22 +1,41 @@
 // Runs the OpenSSL commands that README.txt gives for checking a bundle by hand, exactly as
-// written, in an unpacked real bundle, so the manual steps cannot drift from the format.
+// written, in an unpacked real bundle, so the manual steps cannot drift from the format. Every
+// text version is run, because bundles exported with an older text stay valid.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BundleFile } from '../../src/core/bundle.ts';
+import { BundleFile, verifyBundle } from '../../src/core/bundle.ts';
 import type { ManifestEntry } from '../../src/core/bundle.ts';
+import {
+  BUNDLE_README_VERSIONS,
+  LATEST_BUNDLE_README_VERSION,
+  renderBundleReadme,
+  type BundleReadmeVersion,
+} from '../../src/core/bundle-readme.ts';
+import type { Certificate } from '../../src/core/certificate.ts';
+import { nodeCrypto } from '../../src/core/crypto-node.ts';
 import { readZipSafely } from '../../src/core/zip.ts';
-import { createBundleFixture, readJsonFile, type BundleFixture } from '../helpers/bundle.ts';
+import {
+  createBundleFixture,
+  packBundle,
+  readJsonFile,
+  refreshManifest,
+  resignBundle,
+  type BundleFixture,
+} from '../helpers/bundle.ts';
 
 const COMMAND_PREFIX = '  $ ';
 
 let fixture: BundleFixture;
 let root: string;
+/** The exported bundle, which carries the latest README.txt text. */
 let files: Map<string, Uint8Array>;
 let commands: string[];
+/** The same bundle with the README.txt text of each version, as an older exporter wrote it. */
+const bundlesByVersion = new Map<BundleReadmeVersion, Map<string, Uint8Array>>();
 
 /** Fails with an actionable message when the openssl command is not installed. */
 function requireOpenssl(): void {
@@ -63,15 +82,35 @@ function parseDigests(output: string): Map<string, string> {
   return digests;
 }
 
+/** Returns the shell commands of the bundle's README.txt, in order. */
+function readmeCommands(bundle: ReadonlyMap<string, Uint8Array>): string[] {
+  return Buffer.from(bundle.get(BundleFile.readme)!)
+    .toString('utf8')
+    .split('\n')
+    .filter((line) => line.startsWith(COMMAND_PREFIX))
+    .map((line) => line.slice(COMMAND_PREFIX.length));
+}
+
+/** Returns the bundle with README.txt in the given text version and the manifest updated. */
+function withReadmeVersion(
+  bundle: ReadonlyMap<string, Uint8Array>,
+  version: BundleReadmeVersion,
+): Map<string, Uint8Array> {
+  const certificate = readJsonFile(bundle, BundleFile.certificate) as unknown as Certificate;
+  const copy = new Map(bundle);
+  copy.set(BundleFile.readme, Buffer.from(renderBundleReadme(certificate, true, [], version)));
+  refreshManifest(copy);
+  return copy;
+}
+
 before(async () => {
   fixture = await createBundleFixture();
   root = mkdtempSync(join(tmpdir(), 'cdil-readme-'));
   files = readZipSafely(fixture.zip);
-  const readme = Buffer.from(files.get(BundleFile.readme)!).toString('utf8');
-  commands = readme
-    .split('\n')
-    .filter((line) => line.startsWith(COMMAND_PREFIX))
-    .map((line) => line.slice(COMMAND_PREFIX.length));
+  commands = readmeCommands(files);
+  for (const version of BUNDLE_README_VERSIONS) {
+    bundlesByVersion.set(version, withReadmeVersion(files, version));
+  }
 });
 
 after(async () => {
@@ -79,50 +118,172 @@ after(async () => {
   await fixture.close();
 });
 
-void describe('README.txt OpenSSL steps', () => {
-  test('lists the three commands in order', () => {
-    assert.equal(commands.length, 3, commands.join('\n'));
-    assert.match(commands[0]!, /^openssl dgst -sha256 -verify public_key\.pem /);
-    assert.match(commands[1]!, /^openssl dgst -sha256 -r /);
-    assert.match(commands[2]!, /note\.txt$/);
-  });
+/** Returns the one README command that matches `pattern`. */
+function commandMatching(bundleCommands: string[], pattern: RegExp): string {
+  const found = bundleCommands.filter((command) => pattern.test(command));
+  assert.equal(found.length, 1, `one command matches ${pattern}: ${bundleCommands.join('\n')}`);
+  return found[0]!;
+}
 
-  test('step 1 prints Verified OK', () => {
-    requireOpenssl();
-    const dir = unpackInto('step1', files, fixture.noteText);
-    const result = runShell(commands[0]!, dir);
-    assert.equal(result.status, 0, result.stderr);
-    assert.equal(result.stdout.trim(), 'Verified OK');
-  });
+const SIGNATURE_COMMAND = /^openssl dgst -sha256 -verify public_key\.pem /;
+const MANIFEST_COMMAND = /^openssl dgst -sha256 -r canonical_message\.json /;
+const NOTE_COMMAND = /^openssl dgst -sha256 -r note\.txt$/;
+const KEY_X_COMMAND = /^openssl pkey -pubin -in public_key\.pem .*\| tail -c 64 \| head -c 32 /;
+const KEY_Y_COMMAND = /^openssl pkey -pubin -in public_key\.pem .*\| tail -c 32 /;
 
-  test('step 2 hashes equal the manifest', () => {
+/** The commands each README.txt text version lists, in order. */
+const EXPECTED_COMMANDS: Record<BundleReadmeVersion, RegExp[]> = {
+  1: [SIGNATURE_COMMAND, MANIFEST_COMMAND, NOTE_COMMAND],
+  2: [SIGNATURE_COMMAND, KEY_X_COMMAND, KEY_Y_COMMAND, MANIFEST_COMMAND, NOTE_COMMAND],
+};
+
+for (const version of BUNDLE_README_VERSIONS) {
+  void describe(`README.txt version ${version} OpenSSL steps`, () => {
+    const bundle = () => bundlesByVersion.get(version)!;
+    const versionCommands = () => readmeCommands(bundle());
+
+    test('lists its commands in order', () => {
+      const listed = versionCommands();
+      const expected = EXPECTED_COMMANDS[version];
+      assert.equal(listed.length, expected.length, listed.join('\n'));
+      expected.forEach((pattern, index) => assert.match(listed[index]!, pattern));
+    });
+
+    test('signature step prints Verified OK', () => {
+      requireOpenssl();
+      const dir = unpackInto(`v${version}-signature`, bundle(), fixture.noteText);
+      const result = runShell(commandMatching(versionCommands(), SIGNATURE_COMMAND), dir);
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stdout.trim(), 'Verified OK');
+    });
+
+    test('manifest step hashes equal the manifest', () => {
+      requireOpenssl();
+      const dir = unpackInto(`v${version}-manifest`, bundle(), fixture.noteText);
+      const result = runShell(commandMatching(versionCommands(), MANIFEST_COMMAND), dir);
+      assert.equal(result.status, 0, result.stderr);
+      const digests = parseDigests(result.stdout);
+      const manifest = readJsonFile(bundle(), BundleFile.manifest) as unknown as {
+        files: ManifestEntry[];
+      };
+      assert.deepEqual(
+        [...digests.keys()].sort(),
+        manifest.files.map((entry) => entry.name).sort(),
+        'the command covers every file in the manifest',
+      );
+      for (const entry of manifest.files) {
+        assert.equal(digests.get(entry.name), entry.sha256, entry.name);
+      }
+    });
+
+    test('note step hash equals note_hash', () => {
+      requireOpenssl();
+      const dir = unpackInto(`v${version}-note`, bundle(), fixture.noteText);
+      const result = runShell(commandMatching(versionCommands(), NOTE_COMMAND), dir);
+      assert.equal(result.status, 0, result.stderr);
+      const digests = parseDigests(result.stdout);
+      const message = readJsonFile(bundle(), BundleFile.canonicalMessage);
+      assert.equal(digests.get('note.txt'), message.note_hash);
+      assert.equal(digests.get('note.txt'), fixture.certificate.note_hash);
+    });
+
+    test('bundle with this text verifies', () => {
+      const report = verifyBundle(nodeCrypto, packBundle(bundle()), {
+        trustedKeys: fixture.jwks,
+      });
+      assert.equal(report.valid, true, JSON.stringify(report.checks));
+    });
+  });
+}
+
+void describe('README.txt published key step', () => {
+  /** Runs the two key commands in an unpacked bundle and returns what they print. */
+  function printedCoordinates(name: string, bundle: ReadonlyMap<string, Uint8Array>) {
     requireOpenssl();
-    const dir = unpackInto('step2', files, fixture.noteText);
-    const result = runShell(commands[1]!, dir);
-    assert.equal(result.status, 0, result.stderr);
-    const digests = parseDigests(result.stdout);
-    const manifest = readJsonFile(files, BundleFile.manifest) as unknown as {
-      files: ManifestEntry[];
-    };
-    assert.deepEqual(
-      [...digests.keys()].sort(),
-      manifest.files.map((entry) => entry.name).sort(),
-      'the command covers every file in the manifest',
+    const dir = unpackInto(name, bundle, fixture.noteText);
+    const bundleCommands = readmeCommands(bundle);
+    const [x, y] = [KEY_X_COMMAND, KEY_Y_COMMAND].map((pattern) => {
+      const result = runShell(commandMatching(bundleCommands, pattern), dir);
+      assert.equal(result.status, 0, result.stderr);
+      assert.match(result.stdout, /^[A-Za-z0-9_-]{43}\n$/, 'one base64url line per coordinate');
+      return result.stdout.trim();
+    });
+    return { x, y };
+  }
+
+  test('prints the published x and y', () => {
+    assert.ok(
+      commands.some((command) => KEY_X_COMMAND.test(command)),
+      'latest text has the step',
     );
-    for (const entry of manifest.files) {
-      assert.equal(digests.get(entry.name), entry.sha256, entry.name);
+    const published = fixture.jwks.keys.find((key) => key.kid === fixture.certificate.key_id);
+    assert.ok(published, 'the tenant key set has the signing key');
+    const printed = printedCoordinates('key-genuine', files);
+    assert.equal(printed.x, published.x);
+    assert.equal(printed.y, published.y);
+  });
+
+  test('exposes a bundle signed with another key', () => {
+    const forged = resignBundle(files);
+    // The signature step alone cannot tell the forgery from the real bundle.
+    const dir = unpackInto('key-forged-signature', forged, fixture.noteText);
+    const signature = runShell(commandMatching(readmeCommands(forged), SIGNATURE_COMMAND), dir);
+    assert.equal(signature.stdout.trim(), 'Verified OK');
+    const printed = printedCoordinates('key-forged', forged);
+    for (const key of fixture.jwks.keys) {
+      assert.notEqual(printed.x, key.x, key.kid);
+      assert.notEqual(printed.y, key.y, key.kid);
+    }
+  });
+});
+
+void describe('README.txt text versions in the verifier', () => {
+  /** Returns the bundle_manifest check of a bundle whose README.txt is `text`. */
+  function manifestCheckWith(text: string) {
+    const altered = new Map(files);
+    altered.set(BundleFile.readme, Buffer.from(text, 'utf8'));
+    refreshManifest(altered);
+    const report = verifyBundle(nodeCrypto, packBundle(altered));
+    return report.checks.find((check) => check.check === 'bundle_manifest')!;
+  }
+
+  test('exporter writes the latest version', () => {
+    const certificate = readJsonFile(files, BundleFile.certificate) as unknown as Certificate;
+    assert.equal(LATEST_BUNDLE_README_VERSION, Math.max(...BUNDLE_README_VERSIONS));
+    const latest = renderBundleReadme(certificate, true, [], LATEST_BUNDLE_README_VERSION);
+    assert.equal(Buffer.from(files.get(BundleFile.readme)!).toString('utf8'), latest);
+  });
+
+  test('each version text passes', () => {
+    const certificate = readJsonFile(files, BundleFile.certificate) as unknown as Certificate;
+    for (const version of BUNDLE_README_VERSIONS) {
+      const check = manifestCheckWith(renderBundleReadme(certificate, true, [], version));
+      assert.equal(check.status, 'pass', `version ${version}: ${check.detail}`);
     }
   });
 
-  test('step 3 hash equals note_hash', () => {
-    requireOpenssl();
-    const dir = unpackInto('step3', files, fixture.noteText);
-    const result = runShell(commands[2]!, dir);
-    assert.equal(result.status, 0, result.stderr);
-    const digests = parseDigests(result.stdout);
-    const message = readJsonFile(files, BundleFile.canonicalMessage);
-    assert.equal(digests.get('note.txt'), message.note_hash);
-    assert.equal(digests.get('note.txt'), fixture.certificate.note_hash);
+  test('other texts fail', () => {
+    const certificate = readJsonFile(files, BundleFile.certificate) as unknown as Certificate;
+    const [oldest, latest] = [1, 2].map((version) =>
+      renderBundleReadme(certificate, true, [], version as BundleReadmeVersion),
+    ) as [string, string];
+    const cases: [string, string][] = [
+      [
+        'latest without the key step',
+        latest.replace(/\n2\. public_key\.pem[^]*?\n\n {2}\$ .*\n {2}\$ .*\n/, '\n'),
+      ],
+      ['oldest with a line added', `${oldest}Checked by the auditor.\n`],
+      ['latest for a bundle without log', renderBundleReadme(certificate, false, [], 2)],
+      ['oldest for a bundle without log', renderBundleReadme(certificate, false, [], 1)],
+      ['latest naming another tenant', latest.replace('/v1/tenants/t1/', '/v1/tenants/t2/')],
+    ];
+    for (const [name, text] of cases) {
+      assert.notEqual(text, oldest, name);
+      assert.notEqual(text, latest, name);
+      const check = manifestCheckWith(text);
+      assert.equal(check.status, 'fail', name);
+      assert.match(check.detail, /README\.txt differs from each text version/, name);
+    }
   });
 });
 
@@ -172,7 +333,7 @@ void describe('README.txt OpenSSL steps on altered files', () => {
       Buffer.from(signed.replace('"model_version":"', '"model_version":"x'), 'utf8'),
     );
     const dir = unpackInto('altered-message', altered, fixture.noteText);
-    const result = runShell(commands[0]!, dir);
+    const result = runShell(commandMatching(commands, SIGNATURE_COMMAND), dir);
     assert.notEqual(result.status, 0);
     assert.match(result.stdout, /Verification failure/);
   });
@@ -182,7 +343,7 @@ void describe('README.txt OpenSSL steps on altered files', () => {
     const note = Buffer.from(fixture.noteText, 'utf8');
     note[0]! ^= 0x20;
     const dir = unpackInto('altered-note', files, note);
-    const result = runShell(commands[2]!, dir);
+    const result = runShell(commandMatching(commands, NOTE_COMMAND), dir);
     assert.equal(result.status, 0, result.stderr);
     assert.notEqual(parseDigests(result.stdout).get('note.txt'), fixture.certificate.note_hash);
   });

@@ -247,6 +247,20 @@ void describe('signature and key', () => {
     );
   });
 
+  test('other public key fails with pinned keys', () => {
+    // public_key.pem is compared with the signed key_id and with the pinned key of that id.
+    const otherPem = resignBundle(files).get(BundleFile.publicKey)!;
+    const altered = packBundle(withFile(files, BundleFile.publicKey, otherPem));
+    const outcome = verifyZip(work, altered, { trustedKeys: jwksPath });
+    assert.deepEqual(checksWithStatus(outcome.report, 'fail'), [
+      'key_binding',
+      'signature',
+      'trusted_key',
+    ]);
+    const trusted = outcome.report!.checks.find((check) => check.check === 'trusted_key');
+    assert.match(trusted!.detail, /different coordinates/);
+  });
+
   test('unreadable public key fails key binding', () => {
     const outcome = verifyZip(
       work,

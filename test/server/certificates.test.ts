@@ -136,6 +136,17 @@ describe('certificate read, query, verify and export', () => {
     );
   });
 
+  test('verify pins the tenant keys', async () => {
+    const response = await t.app.inject({
+      method: 'POST',
+      url: `/v1/certificates/${notes[4]!.id}/verify`,
+      headers: bearer(auditor),
+    });
+    assert.equal(response.statusCode, 200);
+    assert.equal(response.json().key_pinned, true);
+    assert.equal(response.json().log_key_pinned, true);
+  });
+
   test('query without a body lists every certificate', async () => {
     const response = await t.app.inject({
       method: 'POST',

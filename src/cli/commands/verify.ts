@@ -15,6 +15,7 @@ export const EXIT_UNUSABLE = 2;
 export interface VerifyCliOptions {
   trustedKeys?: string;
   trustedLogKeys?: string;
+  requireTrustedKeys?: boolean;
   tsaRoots?: string;
   requireTimestamps?: boolean;
   note?: string;
@@ -228,6 +229,7 @@ function readVerifyInputs(bundlePath: string, options: VerifyCliOptions) {
     options: {
       trustedKeys,
       trustedLogKeys,
+      requireTrustedKeys: options.requireTrustedKeys,
       noteText: options.note ? readInput(options.note, 'note', 16 * 1024 * 1024) : undefined,
     },
   };
@@ -338,6 +340,7 @@ export async function runVerifyWithTimestamps(
 export interface VerifyManyCliOptions {
   trustedKeys?: string;
   trustedLogKeys?: string;
+  requireTrustedKeys?: boolean;
   tsaRoots?: string;
   requireTimestamps?: boolean;
   json?: boolean;
@@ -398,7 +401,13 @@ export async function runVerifyMany(
   try {
     outcomes = await pool.verifyMany(
       readable.map((input) => new Uint8Array(input.zip)),
-      { trustedKeys, trustedLogKeys, tsaRoots, requireTimestamps: options.requireTimestamps },
+      {
+        trustedKeys,
+        trustedLogKeys,
+        requireTrustedKeys: options.requireTrustedKeys,
+        tsaRoots,
+        requireTimestamps: options.requireTimestamps,
+      },
     );
   } finally {
     await pool.close();
@@ -456,6 +465,10 @@ export function registerVerifyCommand(program: Command): void {
     .option(
       '--trusted-log-keys <file>',
       "pin the tenant's log key (one signed-note verifier key per line) instead of the bundled one",
+    )
+    .option(
+      '--require-trusted-keys',
+      'fail a bundle unless its signing key is checked with --trusted-keys and, when it has a log checkpoint, its log key with --trusted-log-keys',
     )
     .option(
       '--tsa-roots <file>',

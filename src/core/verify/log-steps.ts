@@ -1,7 +1,13 @@
 // Verification steps for a certificate's place in its tenant's Merkle log: the checkpoint is
 // signed by the tenant's log key, and the inclusion proof leads from the certificate's signed
 // bytes to the checkpoint's root.
-import { openNote, parseCheckpoint, parseVerifierKey, type Checkpoint } from '../checkpoint.ts';
+import {
+  openNote,
+  parseCheckpoint,
+  parseVerifierKey,
+  type Checkpoint,
+  type NoteVerifierKey,
+} from '../checkpoint.ts';
 import type { CryptoProvider } from '../crypto.ts';
 import { VerificationError } from '../errors.ts';
 import { leafHash, verifyInclusion } from '../merkle.ts';
@@ -18,8 +24,14 @@ export interface LogEvidence {
   logKey: string;
 }
 
+/** A verified checkpoint and the given keys whose signatures on it verified. */
+interface VerifiedCheckpoint {
+  checkpoint: Checkpoint;
+  signers: readonly NoteVerifierKey[];
+}
+
 const MAX_CACHED_CHECKPOINTS = 256;
-const openedCheckpoints = new Map<string, Checkpoint | VerificationError>();
+const openedCheckpoints = new Map<string, VerifiedCheckpoint | VerificationError>();
 
 /** Verifies a checkpoint note with the given keys; returns the failure instead of throwing. */
 function openCheckpointWith(
@@ -27,7 +39,7 @@ function openCheckpointWith(
   note: string,
   keyTexts: readonly string[],
   pinned: boolean,
-): Checkpoint | VerificationError {
+): VerifiedCheckpoint | VerificationError {
   try {
     return openCheckpointOrThrow(crypto, note, keyTexts, pinned);
   } catch (error) {
@@ -43,7 +55,7 @@ function openCheckpointOrThrow(
   note: string,
   keyTexts: readonly string[],
   pinned: boolean,
-): Checkpoint {
+): VerifiedCheckpoint {
   const verifiers = [];
   for (const text of keyTexts) {
     try {
@@ -56,8 +68,9 @@ function openCheckpointOrThrow(
     }
   }
   let body: string;
+  let signers: NoteVerifierKey[];
   try {
-    body = openNote(crypto, note, verifiers).body;
+    ({ body, verifiedBy: signers } = openNote(crypto, note, verifiers));
   } catch (error) {
     throw new VerificationError(
       'CHECKPOINT_INVALID',
@@ -75,7 +88,50 @@ function openCheckpointOrThrow(
       `checkpoint text is malformed: ${(error as Error).message}`,
     );
   }
-  return checkpoint;
+  return { checkpoint, signers };
+}
+
+/**
+ * Opens a checkpoint note with the given verifier keys and caches the outcome, because bundles
+ * exported together share one checkpoint. `pinned` selects the failure message.
+ */
+function openCheckpointCached(
+  crypto: CryptoProvider,
+  note: string,
+  keyTexts: readonly string[],
+  pinned: boolean,
+): VerifiedCheckpoint | VerificationError {
+  // The flag is part of the key because the failure message depends on it.
+  const cacheKey = `${pinned ? 'pinned' : 'shipped'}\n${keyTexts.join('\n')}\n\n${note}`;
+  let opened = openedCheckpoints.get(cacheKey);
+  if (!opened) {
+    opened = openCheckpointWith(crypto, note, keyTexts, pinned);
+    if (openedCheckpoints.size >= MAX_CACHED_CHECKPOINTS) {
+      openedCheckpoints.clear();
+    }
+    openedCheckpoints.set(cacheKey, opened);
+  }
+  return opened;
+}
+
+/**
+ * Returns the keys whose signatures on the checkpoint verified: some of `trustedLogKeys` when
+ * given, else the key shipped in the evidence. Empty when the checkpoint does not verify, which
+ * verifyLogCheckpoint reports. Uses the same cache as verifyLogCheckpoint, so calling both
+ * checks each signature once.
+ */
+export function checkpointSigners(
+  crypto: CryptoProvider,
+  evidence: LogEvidence,
+  trustedLogKeys: readonly string[] | undefined,
+): readonly NoteVerifierKey[] {
+  const opened = openCheckpointCached(
+    crypto,
+    evidence.checkpoint,
+    trustedLogKeys ?? [evidence.logKey],
+    trustedLogKeys !== undefined,
+  );
+  return opened instanceof VerificationError ? [] : opened.signers;
 }
 
 /** Origin suffix that ties a log to one tenant, so one tenant's proof cannot vouch for another's. */
@@ -93,26 +149,16 @@ export function verifyLogCheckpoint(
   tenantId: string,
   trustedLogKeys: readonly string[] | undefined,
 ): { detail: string; checkpoint: Checkpoint } {
-  const keyTexts = trustedLogKeys ?? [evidence.logKey];
-  // Bundles exported together share one checkpoint, so its signature is checked once.
-  const cacheKey = `${keyTexts.join('\n')}\n\n${evidence.checkpoint}`;
-  let opened = openedCheckpoints.get(cacheKey);
-  if (!opened) {
-    opened = openCheckpointWith(
-      crypto,
-      evidence.checkpoint,
-      keyTexts,
-      trustedLogKeys !== undefined,
-    );
-    if (openedCheckpoints.size >= MAX_CACHED_CHECKPOINTS) {
-      openedCheckpoints.clear();
-    }
-    openedCheckpoints.set(cacheKey, opened);
-  }
+  const opened = openCheckpointCached(
+    crypto,
+    evidence.checkpoint,
+    trustedLogKeys ?? [evidence.logKey],
+    trustedLogKeys !== undefined,
+  );
   if (opened instanceof VerificationError) {
     throw opened;
   }
-  const checkpoint = opened;
+  const { checkpoint } = opened;
   if (!checkpoint.origin.endsWith(tenantOriginSuffix(tenantId))) {
     throw new VerificationError(
       'CHECKPOINT_INVALID',

@@ -11,13 +11,14 @@ const FAILURE_MEANING: Record<CheckName, string> = {
   key_binding: 'The public key supplied is not the key the certificate names.',
   signature: 'The signed record was changed after signing, or it was not signed with this key.',
   key_validity: 'The signing key was not valid when the certificate says it was issued.',
-  trusted_key: 'The signing key is not one of the keys you chose to trust.',
+  trusted_key:
+    'The signing key is not one of the keys you chose to trust, or no key set was given although one was required.',
   chain_hash:
     'The chain fields were changed, so the certificate no longer fits its place in the ledger.',
   chain_link: "The certificate does not link to the previous entry of the tenant's ledger.",
   note_hash: 'The note text supplied is not the note that was certified.',
   log_checkpoint:
-    "The signed state of the tenant's log is forged, altered, or signed by a key you do not trust.",
+    "The signed state of the tenant's log is forged, altered, signed by a key you do not trust, or not checked against pinned log keys although that was required.",
   log_inclusion:
     "The certificate is not provably part of the tenant's log: it or its proof was changed.",
   checkpoint_timestamp:

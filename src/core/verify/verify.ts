@@ -55,6 +55,16 @@ export interface VerificationReport {
   certificate_id: string | null;
   tenant_id: string | null;
   key_id: string | null;
+  /**
+   * Whether the signing key was compared with a pinned key set. False means anyone could have
+   * made the evidence with a key pair of their own. Optional because older reports lack it.
+   */
+  key_pinned?: boolean;
+  /**
+   * Whether the log checkpoint was verified with pinned log keys, or null when the evidence has
+   * no log part (a format v1 bundle). Optional because older reports lack it.
+   */
+  log_key_pinned?: boolean | null;
   checks: CheckResult[];
   summary: string;
 }
@@ -81,6 +91,11 @@ export interface EvidenceInput {
   logProblem?: string | undefined;
   /** Pinned log verifier keys; when given, the checkpoint must be signed by one of them. */
   trustedLogKeys?: readonly string[] | undefined;
+  /**
+   * Fails trusted_key without a pinned key set, and log_checkpoint when log evidence is present
+   * without pinned log keys, instead of trusting keys that came with the evidence.
+   */
+  requireTrustedKeys?: boolean | undefined;
   /**
    * Results of the timestamp checks, run beforehand because token verification is
    * asynchronous; without them both checks are skipped.
@@ -141,7 +156,7 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
     for (const check of CHECK_NAMES.slice(2)) {
       checks.push(skipped(check, 'not run because the signed message is unreadable'));
     }
-    return finish(checks, input.certificate, undefined);
+    return finish(checks, input, undefined);
   }
   const signed = message;
 
@@ -190,6 +205,14 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
             detail: 'public key is unreadable',
           },
     );
+  } else if (input.requireTrustedKeys === true) {
+    checks.push({
+      check: 'trusted_key',
+      status: 'fail',
+      code: 'KEY_NOT_TRUSTED',
+      detail:
+        "a pinned key set is required, but none was given. Pass the tenant's JWKS with --trusted-keys",
+    });
   } else {
     checks.push(
       skipped('trusted_key', 'no trusted key set was given; the key inside the evidence was used'),
@@ -209,7 +232,7 @@ export function verifyEvidence(crypto: CryptoProvider, input: EvidenceInput): Ve
       skipped('certificate_timestamp', 'timestamps were not checked'),
     ]),
   );
-  return finish(checks, input.certificate, signed);
+  return finish(checks, input, signed);
 }
 
 function logChecks(
@@ -254,6 +277,13 @@ function logChecks(
   const checkpointResult = run('log_checkpoint', () => {
     const verified = verifyLogCheckpoint(crypto, evidence, message.tenant_id, input.trustedLogKeys);
     checkpoint = verified.checkpoint;
+    if (input.requireTrustedKeys === true && input.trustedLogKeys === undefined) {
+      // The inclusion check still runs against this checkpoint, so it reports its own result.
+      throw new VerificationError(
+        'CHECKPOINT_INVALID',
+        `${verified.detail}, but pinned log keys are required and none were given. Pass the tenant's log key with --trusted-log-keys`,
+      );
+    }
     return verified.detail;
   });
   const verified = checkpoint;
@@ -273,16 +303,20 @@ function stringOrNull(value: unknown): string | null {
 
 function finish(
   checks: CheckResult[],
-  certificate: Record<string, unknown>,
+  input: EvidenceInput,
   message: SignedMessage | undefined,
 ): VerificationReport {
+  const { certificate } = input;
   const valid = checks.every((check) => check.status !== 'fail') && message !== undefined;
+  const hasCheckpoint = input.log !== undefined || input.logProblem !== undefined;
   const report: VerificationReport = {
     format: 'cdil.verification-report.v1',
     valid,
     certificate_id: message?.certificate_id ?? stringOrNull(certificate.certificate_id),
     tenant_id: message?.tenant_id ?? stringOrNull(certificate.tenant_id),
     key_id: message?.key_id ?? stringOrNull(certificate.key_id),
+    key_pinned: input.trustedKeys !== undefined,
+    log_key_pinned: hasCheckpoint ? input.trustedLogKeys !== undefined : null,
     checks,
     summary: '',
   };
