@@ -53,8 +53,18 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '512' },
     'http-seconds': { type: 'string', default: '10' },
     keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
   },
 });
+if (values.help) {
+  console.log(`Usage: node --import tsx bench/chain-length.ts [options]
+  --count N          certificates issued into one tenant's chain (default 1000000)
+  --window N         certificates per throughput window (default 20000)
+  --concurrency N    issue() calls in flight (default 512)
+  --http-seconds S   seconds of HTTP load on the filled database; 0 skips it (default 10)
+  --keep             keep the data folder`);
+  process.exit(0);
+}
 const count = parseCount(values.count, '--count');
 const windowSize = parseCount(values.window, '--window');
 const concurrency = parseCount(values.concurrency, '--concurrency');
