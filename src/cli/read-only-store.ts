@@ -2,7 +2,7 @@
 // verify` and `cdil tenant list`. They never migrate and never create a database, data folder or
 // secrets file, so a command run in the wrong folder fails instead of reading an empty database.
 import { existsSync } from 'node:fs';
-import { describeMissingDataDir, type Config } from '../config/config.ts';
+import { ConfigError, describeMissingDataDir, type Config } from '../config/config.ts';
 import type { Store } from '../storage/store.ts';
 
 /**
@@ -17,10 +17,12 @@ export async function openReadOnlyStore(
     const where = env.CDIL_SQLITE_PATH
       ? 'set CDIL_SQLITE_PATH to an existing database file'
       : describeMissingDataDir(config.dataDir, env);
-    throw new Error(
+    // A configuration error like a missing secrets file, so `cdil tenant list` exits 78 as
+    // `cdil token` does. `cdil ledger verify` reports it as unusable input (exit 2).
+    throw new ConfigError([
       `database file ${config.sqlitePath} does not exist: ${where}, set DATABASE_URL, ` +
         'or run `cdil migrate` to create an empty database',
-    );
+    ]);
   }
   const [{ openStore }, { LATEST_SCHEMA_VERSION, assertSchemaSupported }] = await Promise.all([
     import('../storage/open.ts'),
