@@ -97,6 +97,19 @@ void describe('cdil verify', () => {
     assert.match(result.stdout, /exactly the certified note/);
   });
 
+  test('invalid --jobs with one bundle exits 2', () => {
+    for (const jobs of ['abc', '0', '65']) {
+      const result = runCli(['verify', validPath, '--jobs', jobs]);
+      assert.equal(result.status, 2, jobs);
+      assert.equal(result.stdout, '', jobs);
+      assert.match(result.stderr, /^error: --jobs must be an integer from 1 to 64, got "/, jobs);
+    }
+    const json = runCli(['verify', validPath, '--jobs', 'abc', '--json']);
+    assert.equal(json.status, 2);
+    assert.equal(JSON.parse(json.stdout).error.code, 'USAGE_ERROR');
+    assert.equal(runCli(['verify', validPath, '--jobs', '3']).status, 0);
+  });
+
   test('tampered bundle exits 1', () => {
     const result = runCli(['verify', tamperedPath]);
     assert.equal(result.status, 1, result.stderr);
