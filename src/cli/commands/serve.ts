@@ -7,6 +7,7 @@ import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import { loadConfig, type Config } from '../../config/config.ts';
 import type { Services } from '../../services/container.ts';
+import { assertSqliteFolderWritable } from '../sqlite-folder.ts';
 
 export interface ServeOptions {
   host?: string;
@@ -91,6 +92,7 @@ export async function runServe(options: ServeOptions): Promise<void> {
     env.CDIL_WORKERS = options.workers;
   }
   const config = loadConfig(env);
+  assertSqliteFolderWritable(config);
   if (config.workers > 1 && cluster.isPrimary) {
     await runPrimary(config, config.workers);
     return;
