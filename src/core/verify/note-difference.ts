@@ -46,33 +46,49 @@ function byteOrderMarkAdjustment(note: Uint8Array): Adjustment {
 }
 
 function hasCrlf(bytes: Uint8Array): boolean {
-  for (let index = 1; index < bytes.length; index++) {
-    if (bytes[index] === LF && bytes[index - 1] === CR) {
+  for (let lf = bytes.indexOf(LF, 1); lf !== -1; lf = bytes.indexOf(LF, lf + 1)) {
+    if (bytes[lf - 1] === CR) {
       return true;
     }
   }
   return false;
 }
 
+// The conversions copy the runs of bytes between line ends with indexOf and set, because a
+// callback or a loop step per byte is slow on a note of several MiB.
 function crlfToLf(bytes: Uint8Array): Uint8Array {
-  return bytes.filter((byte, index) => !(byte === CR && bytes[index + 1] === LF));
+  const converted = new Uint8Array(bytes.length);
+  let length = 0;
+  let start = 0;
+  for (let lf = bytes.indexOf(LF, 1); lf !== -1; lf = bytes.indexOf(LF, lf + 1)) {
+    if (bytes[lf - 1] === CR) {
+      converted.set(bytes.subarray(start, lf - 1), length);
+      length += lf - 1 - start;
+      start = lf;
+    }
+  }
+  converted.set(bytes.subarray(start), length);
+  length += bytes.length - start;
+  return converted.subarray(0, length);
 }
 
 function lfToCrlf(bytes: Uint8Array): Uint8Array {
-  let bareLineFeeds = 0;
-  for (let index = 0; index < bytes.length; index++) {
-    if (bytes[index] === LF && bytes[index - 1] !== CR) {
-      bareLineFeeds += 1;
+  const bareLineFeeds: number[] = [];
+  for (let lf = bytes.indexOf(LF); lf !== -1; lf = bytes.indexOf(LF, lf + 1)) {
+    if (bytes[lf - 1] !== CR) {
+      bareLineFeeds.push(lf);
     }
   }
-  const converted = new Uint8Array(bytes.length + bareLineFeeds);
-  let offset = 0;
-  for (let index = 0; index < bytes.length; index++) {
-    if (bytes[index] === LF && bytes[index - 1] !== CR) {
-      converted[offset++] = CR;
-    }
-    converted[offset++] = bytes[index]!;
+  const converted = new Uint8Array(bytes.length + bareLineFeeds.length);
+  let length = 0;
+  let start = 0;
+  for (const lf of bareLineFeeds) {
+    converted.set(bytes.subarray(start, lf), length);
+    length += lf - start;
+    converted[length++] = CR;
+    start = lf;
   }
+  converted.set(bytes.subarray(start), length);
   return converted;
 }
 
@@ -122,20 +138,34 @@ export function describeNoteDifference(
   note: string | Uint8Array,
   expectedHash: string,
 ): string | undefined {
-  const bytes = typeof note === 'string' ? utf8Encode(note) : note;
+  // A plain view, because subarray of a Node Buffer allocates another Buffer, which is slower.
+  const bytes =
+    typeof note === 'string'
+      ? utf8Encode(note)
+      : new Uint8Array(note.buffer, note.byteOffset, note.byteLength);
   const adjustments = [
     byteOrderMarkAdjustment(bytes),
     lineEndAdjustment(bytes),
     finalLineEndAdjustment(bytes),
   ].filter((adjustment): adjustment is Adjustment => adjustment !== undefined);
-  // Tries single adjustments before combinations, so the hint names the fewest differences.
-  const subsets = Array.from({ length: 2 ** adjustments.length - 1 }, (_, index) => index + 1)
-    .map((mask) => adjustments.filter((_, bit) => (mask & (1 << bit)) !== 0))
-    .sort((a, b) => a.length - b.length);
-  for (const subset of subsets) {
-    const adjusted = subset.reduce((current, adjustment) => adjustment.apply(current), bytes);
-    if (sha256Hex(crypto, adjusted) === expectedHash) {
-      const differences = subset.map((adjustment) => adjustment.difference);
+
+  // Each bit of a mask selects one adjustment, applied in the order above. The text for a mask
+  // is the text for the mask without its highest bit, with that adjustment applied, so each
+  // combination costs one adjustment. Masks with fewer bits come first, so the hint names the
+  // fewest differences.
+  const adjusted = new Map<number, Uint8Array>([[0, bytes]]);
+  const masks = Array.from({ length: 2 ** adjustments.length - 1 }, (_, index) => index + 1);
+  masks.sort((a, b) => bitCount(a) - bitCount(b) || a - b);
+  for (const mask of [...masks].sort((a, b) => a - b)) {
+    const highest = 31 - Math.clz32(mask);
+    adjusted.set(mask, adjustments[highest]!.apply(adjusted.get(mask ^ (1 << highest))!));
+  }
+
+  for (const mask of masks) {
+    if (sha256Hex(crypto, adjusted.get(mask)!) === expectedHash) {
+      const differences = adjustments
+        .filter((_, bit) => (mask & (1 << bit)) !== 0)
+        .map((adjustment) => adjustment.difference);
       return (
         `The given text is the certified note except that ${joinDifferences(differences)}. ` +
         'The check compares bytes, so give the note exactly as it was certified.'
@@ -143,6 +173,14 @@ export function describeNoteDifference(
     }
   }
   return undefined;
+}
+
+function bitCount(mask: number): number {
+  let count = 0;
+  for (let rest = mask; rest !== 0; rest &= rest - 1) {
+    count += 1;
+  }
+  return count;
 }
 
 function joinDifferences(differences: string[]): string {
