@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runCli, runCliAsync, startServerProcess } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { closedPort } from '../helpers/ports.ts';
 
 /** Resolves once `read()` contains `text`, or rejects after `timeoutMs`. */
 async function waitForText(read: () => string, text: string, timeoutMs = 10_000): Promise<void> {
@@ -82,6 +83,29 @@ describe('cdil serve start-up', () => {
       assert.doesNotMatch(stderr(), /tenant create/);
     } finally {
       server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
+
+  test('unreachable database still starts', async () => {
+    const port = await closedPort();
+    const server = await startServerProcess({
+      ...env,
+      CDIL_DATA_DIR: join(dir, 'unreachable'),
+      DATABASE_URL: `postgres://cdil@127.0.0.1:${port}/cdil`,
+      CDIL_MIGRATE_ON_START: 'false',
+      CDIL_DATABASE_CONNECT_TIMEOUT_MS: '500',
+    });
+    try {
+      const stderr = () => server.stderr.join('');
+      await waitForText(stderr, 'API reference:');
+      assert.doesNotMatch(stderr(), /Next steps/);
+      assert.doesNotMatch(stderr(), /^error:/m);
+      assert.equal((await fetch(`${server.base}/readyz`)).status, 503);
+      server.child.kill('SIGTERM');
+      assert.equal(await server.exited, 0);
+    } finally {
+      server.child.kill('SIGKILL');
       await server.exited;
     }
   });

@@ -52,13 +52,18 @@ function printDevelopmentHints(config: Config, address: string, hasTenants: bool
 
 /**
  * Returns whether the database has a tenant. Only development mode prints hints, so in
- * production mode it skips the query and returns true.
+ * production mode it skips the query and returns true. It returns true when the query fails,
+ * because a server may start while its PostgreSQL server is unreachable.
  */
 async function hasTenants(config: Config, services: Services): Promise<boolean> {
   if (config.mode !== 'development') {
     return true;
   }
-  return (await services.store.listTenants()).length > 0;
+  try {
+    return (await services.store.listTenants()).length > 0;
+  } catch {
+    return true;
+  }
 }
 
 /**
