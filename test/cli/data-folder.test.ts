@@ -114,6 +114,16 @@ describe('read-only commands on a missing data folder', () => {
     );
   }
 
+  test('ledger verify --json reports it on one line', { skip: TEST_ENGINE === 'postgres' }, () => {
+    const args = ['ledger', 'verify', '--tenant', 'any-tenant', '--json'];
+    const result = runCliIn(dir, args, { CDIL_DATA_DIR: join(dir, 'absent') });
+    assert.equal(result.status, 2, result.stderr);
+    const output = JSON.parse(result.stdout) as { ok: boolean; error: { message: string } };
+    assert.equal(output.ok, false);
+    assert.match(output.error.message, /^database file .*absent\/cdil\.sqlite does not exist/);
+    assert.doesNotMatch(output.error.message, /\n/);
+  });
+
   for (const args of readers) {
     test(
       `${args.slice(0, 2).join(' ')} names the parent data folder`,
