@@ -188,8 +188,12 @@ function findDuplicateKey(text: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Builds the error for a key that the body may not contain. The message quotes the key path as
+ * a JSON string, so an empty key reads `""` and a key with control characters stays on one line.
+ */
 function keyProblem(field: string, message: string, rule: string): AppError {
-  return new AppError('VALIDATION_FAILED', `body field ${field} ${message}`, {
+  return new AppError('VALIDATION_FAILED', `body field ${JSON.stringify(field)} ${message}`, {
     details: [{ field, rule, message }],
   });
 }

@@ -262,6 +262,44 @@ async function readBody(response: Response, path: string): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** Maximum length of a server error message quoted in a witness error, in characters. */
+const MAX_QUOTED_MESSAGE = 300;
+
+/**
+ * Describes why fetch failed. Node's fetch raises "fetch failed" and keeps the reason, such as
+ * `connect ECONNREFUSED 127.0.0.1:8080`, in `cause`. A connection tried on several addresses
+ * has an AggregateError there, with one error per address and an empty message.
+ */
+function describeFetchFailure(error: unknown, timeoutMs: number): string {
+  if ((error as Error).name === 'TimeoutError') {
+    return `timed out after ${timeoutMs} ms`;
+  }
+  const message = (error as Error).message;
+  const cause = (error as { cause?: unknown }).cause;
+  if (!(cause instanceof Error)) {
+    return message;
+  }
+  const reasons =
+    cause instanceof AggregateError && cause.message === ''
+      ? cause.errors.map((each: unknown) => String((each as Error).message ?? each))
+      : [cause.message];
+  return `${message} (${reasons.join('; ')})`;
+}
+
+/** Returns the `error.code` and `error.message` of a CDIL error body, quoted for an error. */
+function describeErrorBody(parsed: unknown): string {
+  const error = (parsed as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  let text = typeof error?.code === 'string' ? ` (${error.code})` : '';
+  if (typeof error?.message === 'string') {
+    const message =
+      error.message.length > MAX_QUOTED_MESSAGE
+        ? `${error.message.slice(0, MAX_QUOTED_MESSAGE)}…`
+        : error.message;
+    text += `: ${message}`;
+  }
+  return text;
+}
+
 /** Fetches JSON from the server, raising WitnessError for every failure. */
 async function fetchJson(
   url: URL,
@@ -282,10 +320,7 @@ async function fetchJson(
     if (error instanceof WitnessError) {
       throw error;
     }
-    const reason =
-      (error as Error).name === 'TimeoutError'
-        ? `timed out after ${timeoutMs} ms`
-        : (error as Error).message;
+    const reason = describeFetchFailure(error, timeoutMs);
     throw new WitnessError(WitnessErrorCode.UNREACHABLE, `GET ${url.pathname} failed: ${reason}`, {
       cause: error,
     });
@@ -297,10 +332,7 @@ async function fetchJson(
     parsed = undefined;
   }
   if (status !== 200) {
-    const code = (parsed as { error?: { code?: unknown } } | undefined)?.error?.code;
-    throw badResponse(
-      `GET ${url.pathname} returned status ${status}${typeof code === 'string' ? ` (${code})` : ''}`,
-    );
+    throw badResponse(`GET ${url.pathname} returned status ${status}${describeErrorBody(parsed)}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw badResponse(`GET ${url.pathname} did not return a JSON object`);
@@ -323,9 +355,17 @@ export async function runWitness(options: WitnessOptions): Promise<WitnessOutcom
   if (base.protocol !== 'http:' && base.protocol !== 'https:') {
     throw invalidInput(`--url must start with http:// or https://, got ${base.protocol}`);
   }
+  if (base.search !== '' || base.hash !== '') {
+    throw invalidInput(
+      `--url must not contain a query or fragment, got ${JSON.stringify(options.url)}; give the base URL of the server`,
+    );
+  }
   const tokenTenant = checkTokenTenant(options.token, tenantId);
   const timeoutMs = options.timeoutMs ?? DEFAULT_WITNESS_TIMEOUT_MS;
-  const endpoint = (path: string) => new URL(path, base);
+  // Routes resolve against the base URL with a final slash, so a server behind a path prefix
+  // (http://host/cdil) is reached at http://host/cdil/v1/... and not at the host's root.
+  const prefix = base.pathname.endsWith('/') ? base.href : `${base.href}/`;
+  const endpoint = (path: string) => new URL(path.replace(/^\//, ''), prefix);
   const now = options.now ?? (() => new Date());
 
   mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });

@@ -154,11 +154,12 @@ describe('cdil audit', () => {
     }
   });
 
-  test('unknown tenant fails without a file', () => {
+  test('unknown tenant exits 2 without a file', () => {
     const out = join(dir, 'nobody.jsonl');
     const result = runCli(['audit', 'export', '--tenant', 'nobody', '--out', out], env);
-    assert.equal(result.status, 1);
-    assert.match(result.stderr, /tenant nobody not found/);
+    assert.equal(result.status, 2);
+    assert.equal(result.stdout, '');
+    assert.equal(result.stderr, 'error: tenant nobody not found\n');
     assert.equal(existsSync(out), false);
     assert.equal(existsSync(`${out}.partial`), false);
   });

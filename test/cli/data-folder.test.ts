@@ -97,6 +97,33 @@ describe('read-only commands on a missing data folder', () => {
     );
   }
 
+  // A missing data folder is a configuration error (EX_CONFIG) for every command but ledger
+  // verify, which reports any input it cannot use with its own status 2.
+  for (const [args, status] of [
+    [['tenant', 'list'], 78],
+    [['token', '--tenant', 'any-tenant', '--role', 'auditor'], 78],
+    [['ledger', 'verify', '--tenant', 'any-tenant'], 2],
+  ] as const) {
+    test(
+      `${args.slice(0, 2).join(' ')} exits ${status} without a data folder`,
+      { skip: TEST_ENGINE === 'postgres' },
+      () => {
+        const result = runCliIn(dir, [...args], { CDIL_DATA_DIR: join(dir, 'absent') });
+        assert.equal(result.status, status, result.stderr);
+      },
+    );
+  }
+
+  test('ledger verify --json reports it on one line', { skip: TEST_ENGINE === 'postgres' }, () => {
+    const args = ['ledger', 'verify', '--tenant', 'any-tenant', '--json'];
+    const result = runCliIn(dir, args, { CDIL_DATA_DIR: join(dir, 'absent') });
+    assert.equal(result.status, 2, result.stderr);
+    const output = JSON.parse(result.stdout) as { ok: boolean; error: { message: string } };
+    assert.equal(output.ok, false);
+    assert.match(output.error.message, /^database file .*absent\/cdil\.sqlite does not exist/);
+    assert.doesNotMatch(output.error.message, /\n/);
+  });
+
   for (const args of readers) {
     test(
       `${args.slice(0, 2).join(' ')} names the parent data folder`,

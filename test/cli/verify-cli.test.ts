@@ -98,6 +98,52 @@ void describe('cdil verify', () => {
     assert.match(result.stdout, /exactly the certified note/);
   });
 
+  test('note with a final newline gets a hint', () => {
+    const withNewline = join(dir, 'note-newline.txt');
+    writeFileSync(withNewline, `${fixture.noteText}\n`);
+    const result = runCli(['verify', validPath, '--note', withNewline]);
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(result.stdout, /^ {2}FAIL {2}note_hash .*\[NOTE_MISMATCH\]$/m);
+    assert.match(
+      result.stdout,
+      /note_hash .* except that the given text ends with a line end that the certified note lacks\./,
+    );
+  });
+
+  test('note saved with a BOM and CRLF gets a hint', () => {
+    const saved = join(dir, 'note-windows.txt');
+    writeFileSync(saved, `\uFEFF${fixture.noteText.replace(/\n/g, '\r\n')}`);
+    const result = runCli(['verify', validPath, '--note', saved, '--json']);
+    assert.equal(result.status, 1, result.stderr);
+    const report = JSON.parse(result.stdout) as VerificationReport;
+    const check = report.checks.find((item) => item.check === 'note_hash')!;
+    assert.equal(check.code, 'NOTE_MISMATCH');
+    assert.match(check.detail, /starts with a UTF-8 byte order mark/);
+    assert.match(check.detail, /has CRLF line ends where the certified note has LF/);
+  });
+
+  test('different note gets no hint', () => {
+    const other = join(dir, 'note-other.txt');
+    writeFileSync(other, `${fixture.noteText} Edited.\n`);
+    const result = runCli(['verify', validPath, '--note', other]);
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(result.stdout, /^ {2}FAIL {2}note_hash .*\[NOTE_MISMATCH\]$/m);
+    assert.doesNotMatch(result.stdout, /except that/);
+  });
+
+  test('invalid --jobs with one bundle exits 2', () => {
+    for (const jobs of ['abc', '0', '65']) {
+      const result = runCli(['verify', validPath, '--jobs', jobs]);
+      assert.equal(result.status, 2, jobs);
+      assert.equal(result.stdout, '', jobs);
+      assert.match(result.stderr, /^error: --jobs must be an integer from 1 to 64, got "/, jobs);
+    }
+    const json = runCli(['verify', validPath, '--jobs', 'abc', '--json']);
+    assert.equal(json.status, 2);
+    assert.equal(JSON.parse(json.stdout).error.code, 'USAGE_ERROR');
+    assert.equal(runCli(['verify', validPath, '--jobs', '3']).status, 0);
+  });
+
   test('tampered bundle exits 1', () => {
     const result = runCli(['verify', tamperedPath]);
     assert.equal(result.status, 1, result.stderr);

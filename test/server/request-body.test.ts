@@ -33,13 +33,15 @@ describe('parseJsonBody', () => {
     ['key after strings with quotes', '{"s":"\\":\\\\","t":"{[,","s":1}', 's'],
     ['key with whitespace before the colon', '{ "a" :1,\n\t"a"\r\n: 2 }', 'a'],
     ['key in a top-level array', '[1,{"k":1},{"k":1,"k":1}]', '2.k'],
+    ['empty key', '{"note_text":"x","":1,"":2}', ''],
+    ['key with a line break', '{"a\\nb":1,"a\\nb":2}', 'a\nb'],
   ] as const) {
     test(`duplicate ${name} is rejected`, () => {
       const error = rejectionOf(text);
       assert.equal(error.code, 'VALIDATION_FAILED');
       assert.equal(
         error.message,
-        `body field ${field} appears more than once in its object; send each key once`,
+        `body field ${JSON.stringify(field)} appears more than once in its object; send each key once`,
       );
       assert.deepEqual(error.details, [
         {
@@ -89,7 +91,7 @@ describe('parseJsonBody', () => {
       assert.equal(error.code, 'VALIDATION_FAILED');
       assert.equal(
         error.message,
-        `body field ${field} is not allowed, because it could change object prototypes`,
+        `body field ${JSON.stringify(field)} is not allowed, because it could change object prototypes`,
       );
       assert.equal(error.details![0]!.field, field);
     });
@@ -154,9 +156,21 @@ describe('request body over HTTP', () => {
     assert.equal(response.statusCode, 400);
     const { error } = response.json();
     assert.equal(error.code, 'VALIDATION_FAILED');
-    assert.match(error.message, /^body field note_text appears more than once/);
+    assert.match(error.message, /^body field "note_text" appears more than once/);
     assert.equal(error.details[0].field, 'note_text');
     assert.equal(await storedCount(), before);
+  });
+
+  test('duplicate empty key is quoted', async () => {
+    const response = await issue('{"note_text":"x","":1,"":2}');
+    assert.equal(response.statusCode, 400);
+    const { error } = response.json();
+    assert.equal(error.code, 'VALIDATION_FAILED');
+    assert.equal(
+      error.message,
+      'body field "" appears more than once in its object; send each key once',
+    );
+    assert.equal(error.details[0].field, '');
   });
 
   test('duplicate note_text in verify is rejected', async () => {
@@ -178,7 +192,7 @@ describe('request body over HTTP', () => {
     assert.equal(response.json().error.code, 'VALIDATION_FAILED');
     assert.equal(
       response.json().error.message,
-      'body field __proto__ is not allowed, because it could change object prototypes',
+      'body field "__proto__" is not allowed, because it could change object prototypes',
     );
   });
 

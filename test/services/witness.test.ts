@@ -83,6 +83,41 @@ async function startProxy(target: () => string): Promise<Proxy> {
   return proxy;
 }
 
+/**
+ * Starts a reverse proxy on 127.0.0.1 that serves the target under `prefix` only, as a gateway
+ * that publishes CDIL at https://host/cdil would. Other paths get 404. Lists the paths requested.
+ */
+async function startPrefixProxy(
+  target: () => string,
+  prefix: string,
+): Promise<{ url: string; paths: string[]; close(): Promise<void> }> {
+  const paths: string[] = [];
+  const server = createServer((request, response) => {
+    const path = new URL(request.url!, 'http://127.0.0.1').pathname;
+    paths.push(path);
+    if (!path.startsWith(`${prefix}/`)) {
+      response.writeHead(404, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'outside the prefix' } }));
+      return;
+    }
+    const headers: Record<string, string> = {};
+    if (request.headers.authorization) {
+      headers.authorization = request.headers.authorization;
+    }
+    fetch(new URL(request.url!.slice(prefix.length), target()), { headers })
+      .then(async (upstream) => {
+        response.writeHead(upstream.status, { 'content-type': 'application/json' });
+        response.end(await upstream.text());
+      })
+      .catch((error: unknown) => {
+        response.writeHead(502);
+        response.end(String(error));
+      });
+  });
+  const url = await listen(server);
+  return { url, paths, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
 /** Re-signs a checkpoint response with a new Ed25519 key that has the log key's name. */
 function resignWithOtherKey(body: string): string {
   const parsed = JSON.parse(body) as { checkpoint: string };
@@ -421,7 +456,7 @@ describe('witness', () => {
     assert.equal(unreachable.status, 2);
     assert.match(
       unreachable.stderr,
-      /GET \/v1\/tenants\/ward-w\/log-key failed: .*\[WITNESS_UNREACHABLE\]/,
+      /GET \/tsa\/v1\/tenants\/ward-w\/log-key failed: .*\[WITNESS_UNREACHABLE\]/,
     );
 
     const corrupt = join(dir, 'corrupt-state');
@@ -431,6 +466,59 @@ describe('witness', () => {
     assert.equal(unreadable.status, 2);
     assert.match(unreadable.stderr, /is not JSON\. Restore it, or remove it to start over/);
   });
+  test('unreachable server names the cause', async () => {
+    const url = await closedPortUrl();
+    const result = await witness(url, [], join(dir, 'refused-state'));
+    assert.equal(result.status, 2);
+    const port = new URL(url).port;
+    assert.match(
+      result.stderr,
+      new RegExp(`failed: fetch failed \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\)`),
+    );
+  });
+
+  test('expired token shows the server message', async () => {
+    const expiredTokenFile = join(dir, 'expired.token');
+    const expired = await server!.app.token('auditor', TENANT, { ttlSeconds: -60 });
+    writeFileSync(expiredTokenFile, expired, { mode: 0o600 });
+    const result = await runCliAsync([
+      'witness',
+      '--url',
+      server!.url,
+      '--tenant',
+      TENANT,
+      '--token-file',
+      expiredTokenFile,
+      '--state',
+      stateDir,
+    ]);
+    assert.equal(result.status, 2, result.stdout);
+    assert.match(
+      result.stderr,
+      /GET \/v1\/log\/checkpoint returned status 401 \(UNAUTHENTICATED\): token has expired \[WITNESS_BAD_RESPONSE\]/,
+    );
+  });
+
+  test('path prefix of --url is kept', async () => {
+    const gateway = await startPrefixProxy(() => server!.url, '/cdil');
+    try {
+      const freshState = join(dir, 'prefix-state');
+      for (const url of [`${gateway.url}/cdil`, `${gateway.url}/cdil/`]) {
+        const result = await witness(url, [], freshState);
+        assert.equal(result.status, 0, result.stderr);
+      }
+      assert.ok(gateway.paths.length >= 3, gateway.paths.join(' '));
+      for (const path of gateway.paths) {
+        assert.match(path, /^\/cdil\/v1\//);
+      }
+      const withQuery = await witness(`${gateway.url}/cdil?tenant=x`, [], freshState);
+      assert.equal(withQuery.status, 2);
+      assert.match(withQuery.stderr, /--url must not contain a query or fragment/);
+    } finally {
+      await gateway.close();
+    }
+  });
+
   test('a token of another tenant is unusable before any request', async () => {
     const other = 'ward-x';
     await server!.app.services.tenants.create(other);

@@ -15,10 +15,13 @@ import { ROLES, type Role } from '../../server/route-table.ts';
 import { cliAuditContext } from '../../services/audit.ts';
 import type { Services } from '../../services/container.ts';
 import type { Store } from '../../storage/store.ts';
+import { assertSqliteFolderWritable } from '../sqlite-folder.ts';
 
 async function openServices(options: { migrate?: boolean } = {}): Promise<Services> {
   const { createServices } = await import('../../services/container.ts');
-  return createServices(loadConfig(), options);
+  const config = loadConfig();
+  assertSqliteFolderWritable(config);
+  return createServices(config, options);
 }
 
 export async function withServices<T>(run: (services: Services) => Promise<T>): Promise<T> {

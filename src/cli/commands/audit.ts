@@ -44,7 +44,8 @@ function parseInstant(value: string): string {
 /**
  * Writes the export to `<out>.partial` and renames it into place once complete, then records
  * an `audit.export` event. Returns 0, 1 when the log has leaves without a stored row, or 2
- * without writing or recording anything when --from is not earlier than --to.
+ * without writing or recording anything when --from is not earlier than --to or the tenant
+ * does not exist.
  */
 export async function runAuditExport(
   options: AuditExportCliOptions,
@@ -66,6 +67,9 @@ export async function runAuditExport(
   const range = { occurredFrom: options.from, occurredTo: options.to };
   const partial = `${options.out}.partial`;
   const result = await withServices(async (services) => {
+    if (!(await services.store.getTenant(options.tenant))) {
+      return undefined;
+    }
     const file = await open(partial, 'w', 0o600);
     let buffered: string[] = [];
     let bufferedChars = 0;
@@ -100,6 +104,10 @@ export async function runAuditExport(
       throw error;
     }
   });
+  if (result === undefined) {
+    err(`error: tenant ${options.tenant} not found`);
+    return EXIT_UNUSABLE;
+  }
   const { start, end } = result.header.range;
   out(
     `wrote ${options.out}: ${result.auditEvents} audit events and ${result.certificates} ` +
@@ -255,7 +263,9 @@ export function registerAuditCommand(program: Command): void {
   audit
     .command('export')
     .description(
-      'Write the tenant audit trail with inclusion proofs and a signed checkpoint to one file',
+      'Write the tenant audit trail with inclusion proofs and a signed checkpoint to one file. ' +
+        'Exit status: 0 written, 1 written but a leaf of the range has no stored row, ' +
+        '2 unusable (unknown tenant, --from not earlier than --to; no file is written).',
     )
     .requiredOption('--tenant <id>', 'tenant whose log is exported')
     .requiredOption('--out <file>', 'file to write (JSON Lines, cdil.audit-export.v1)')

@@ -3,7 +3,7 @@
 // servers and the report describes the rows as they are stored.
 import type { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/config.ts';
+import { ConfigError, loadConfig } from '../../config/config.ts';
 import type { LedgerFinding, LedgerProgress, LedgerReport } from '../../services/ledger.ts';
 import { openReadOnlyStore } from '../read-only-store.ts';
 import { printable, readTsaRoots } from './verify.ts';
@@ -174,6 +174,14 @@ function parseMaxFindings(text: string | undefined): number | undefined {
   return value;
 }
 
+/** Returns the message of an error on one line; a ConfigError's message lists its problems. */
+function describeError(error: unknown): string {
+  if (error instanceof ConfigError) {
+    return error.problems.join('; ');
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** Verifies the tenant's ledger and returns the exit status. */
 export async function runLedgerVerify(
   options: LedgerVerifyOptions,
@@ -200,7 +208,7 @@ export async function runLedgerVerify(
     }
   } catch (error) {
     progress.stop();
-    const message = error instanceof Error ? error.message : String(error);
+    const message = describeError(error);
     if (options.json) {
       out(JSON.stringify({ ok: false, error: { message } }, null, 2));
     }

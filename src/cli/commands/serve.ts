@@ -6,6 +6,8 @@
 import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import { loadConfig, type Config } from '../../config/config.ts';
+import type { Services } from '../../services/container.ts';
+import { assertSqliteFolderWritable } from '../sqlite-folder.ts';
 
 export interface ServeOptions {
   host?: string;
@@ -15,7 +17,17 @@ export interface ServeOptions {
 
 export const SHUTDOWN_TIMEOUT_MS = 30_000;
 
-function printDevelopmentHints(config: Config, address: string): void {
+/** Quotes a value for a POSIX shell command line when it contains more than safe characters. */
+function shellWord(value: string): string {
+  return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Prints where the development server runs and its secrets come from. On a database without
+ * tenants it also prints the first commands, written to run in the folder the server was
+ * started in, with the same CDIL_DATA_DIR.
+ */
+function printDevelopmentHints(config: Config, address: string, hasTenants: boolean): void {
   if (config.mode !== 'development') {
     return;
   }
@@ -25,13 +37,52 @@ function printDevelopmentHints(config: Config, address: string): void {
     config.secretsGenerated
       ? `Generated development secrets in ${config.secretsFile} (keep this file private; production mode requires CDIL_JWT_SECRET and CDIL_KEK instead).`
       : `Using development secrets from ${config.secretsFile ?? 'the environment'}.`,
-    'Next steps:',
-    '  cdil tenant create demo-hospital',
-    '  cdil token --tenant demo-hospital --role clinician',
-    `  API reference: ${address}/docs`,
-    '',
   ];
+  if (!hasTenants) {
+    const dataDir = process.env.CDIL_DATA_DIR ? `CDIL_DATA_DIR=${shellWord(config.dataDir)} ` : '';
+    lines.push(
+      `Next steps, in another terminal in ${process.cwd()}:`,
+      `  ${dataDir}npx cdil tenant create demo-hospital`,
+      `  ${dataDir}npx cdil token --tenant demo-hospital --role clinician`,
+    );
+  }
+  lines.push(`API reference: ${address}/docs`, '');
   process.stderr.write(lines.join('\n') + '\n');
+}
+
+/**
+ * Returns whether the database has a tenant. Only development mode prints hints, so in
+ * production mode it skips the query and returns true. It returns true when the query fails,
+ * because a server may start while its PostgreSQL server is unreachable.
+ */
+async function hasTenants(config: Config, services: Services): Promise<boolean> {
+  if (config.mode !== 'development') {
+    return true;
+  }
+  try {
+    return (await services.store.listTenants()).length > 0;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Returns a listen error with the setting that avoids it appended: CDIL_PORT or --port for a
+ * port in use or one that needs privileges, CDIL_HOST or --host for an address of no local
+ * interface. Returns other errors unchanged.
+ */
+function explainListenError(error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  const hints: Record<string, string> = {
+    EADDRINUSE:
+      'another process is listening on this port: stop it, or set CDIL_PORT or --port to a free port',
+    EACCES: 'this user may not listen on this port: set CDIL_PORT or --port to a port from 1024 up',
+    EADDRNOTAVAIL: 'no interface of this machine has this address: set CDIL_HOST or --host',
+  };
+  if (code === undefined || !(code in hints)) {
+    return error;
+  }
+  return new Error(`${(error as Error).message}; ${hints[code]}`, { cause: error });
 }
 
 export async function runServe(options: ServeOptions): Promise<void> {
@@ -46,6 +97,7 @@ export async function runServe(options: ServeOptions): Promise<void> {
     env.CDIL_WORKERS = options.workers;
   }
   const config = loadConfig(env);
+  assertSqliteFolderWritable(config);
   if (config.workers > 1 && cluster.isPrimary) {
     await runPrimary(config, config.workers);
     return;
@@ -65,9 +117,20 @@ async function runWorker(config: Config): Promise<void> {
       'migrations applied',
     );
   }
-  const address = await app.listen({ host: config.host, port: config.port });
+  let address: string;
+  try {
+    address = await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await app.close();
+    await services.close();
+    // A worker's IPC channel would keep it alive after the error. Worker.disconnect closes it
+    // and, unlike process.disconnect, does not make the worker exit with 0 before the error
+    // is printed. The primary then stops, because no worker could listen.
+    cluster.worker?.disconnect();
+    throw explainListenError(error);
+  }
   if (cluster.isPrimary) {
-    printDevelopmentHints(config, address);
+    printDevelopmentHints(config, address, await hasTenants(config, services));
   }
 
   let stopping = false;
@@ -122,21 +185,40 @@ async function runPrimary(config: Config, workers: number): Promise<void> {
   if (services.migration && services.migration.applied.length > 0) {
     log.info({ applied: services.migration.applied }, 'migrations applied');
   }
-  await services.close();
+  let tenantsExist: boolean;
+  try {
+    tenantsExist = await hasTenants(config, services);
+  } finally {
+    await services.close();
+  }
 
   let stopping = false;
-  let hinted = false;
+  let listening = false;
   cluster.on('listening', (_worker, address) => {
-    if (!hinted) {
-      hinted = true;
+    if (!listening) {
+      listening = true;
       const host = address.address === '::' || !address.address ? config.host : address.address;
-      printDevelopmentHints(config, `http://${host}:${address.port}`);
+      printDevelopmentHints(config, `http://${host}:${address.port}`, tenantsExist);
     }
   });
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) {
       if (Object.keys(cluster.workers ?? {}).length === 0) {
         log.info('all workers stopped');
+      }
+      return;
+    }
+    if (!listening) {
+      // A worker that fails before any worker listens, for example on a port in use, would
+      // fail the same way again, so replacing it would loop. The worker printed its error.
+      log.error(
+        { workerPid: worker.process.pid, code, signal },
+        'worker exited before the server listened; stopping',
+      );
+      stopping = true;
+      process.exitCode = 1;
+      for (const other of Object.values(cluster.workers ?? {})) {
+        other?.process.kill('SIGTERM');
       }
       return;
     }

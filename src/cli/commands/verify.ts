@@ -312,6 +312,18 @@ function timestampOptionsProblem(options: {
 
 const USAGE_ERROR = 'USAGE_ERROR';
 
+/** Returns the usage error for a --jobs value that is not an integer from 1 to 64, or undefined. */
+function jobsProblem(jobs: string | undefined): string | undefined {
+  if (jobs === undefined) {
+    return undefined;
+  }
+  const count = Number(jobs);
+  if (Number.isInteger(count) && count >= 1 && count <= 64) {
+    return undefined;
+  }
+  return `--jobs must be an integer from 1 to 64, got ${JSON.stringify(jobs)}`;
+}
+
 /** Runs the whole verification, RFC 3161 timestamp tokens included, and returns the exit status. */
 export async function runVerifyWithTimestamps(
   bundlePath: string,
@@ -357,20 +369,15 @@ export async function runVerifyMany(
   out: (text: string) => void,
   err: (text: string) => void,
 ): Promise<number> {
+  const jobsError = jobsProblem(options.jobs);
+  if (jobsError !== undefined) {
+    return reportUsageError(jobsError, USAGE_ERROR, options, out, err);
+  }
   const { BundleVerifierPool, defaultThreadCount } = await import('../../services/verify-pool.ts');
   const jobs =
     options.jobs === undefined
       ? Math.min(defaultThreadCount(), paths.length)
       : Number(options.jobs);
-  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) {
-    return reportUsageError(
-      `--jobs must be an integer from 1 to 64, got ${JSON.stringify(options.jobs)}`,
-      USAGE_ERROR,
-      options,
-      out,
-      err,
-    );
-  }
   const problem = timestampOptionsProblem(options);
   if (problem !== undefined) {
     return reportUsageError(problem, USAGE_ERROR, options, out, err);
@@ -485,7 +492,13 @@ export function registerVerifyCommand(program: Command): void {
       const out = (text: string) => process.stdout.write(text + '\n');
       const err = (text: string) => process.stderr.write(text + '\n');
       if (bundles.length === 1) {
-        process.exitCode = await runVerifyWithTimestamps(bundles[0]!, options, out, err);
+        // One bundle runs on this thread, but an invalid --jobs is still a usage error, so a
+        // script's mistake shows before it passes several bundles.
+        const jobsError = jobsProblem(options.jobs);
+        process.exitCode =
+          jobsError === undefined
+            ? await runVerifyWithTimestamps(bundles[0]!, options, out, err)
+            : reportUsageError(jobsError, USAGE_ERROR, options, out, err);
         return;
       }
       if (options.note) {

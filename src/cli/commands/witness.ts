@@ -171,7 +171,10 @@ export function registerWitnessCommand(program: Command): void {
         '1 rejected (rollback, fork, invalid signature or proof; the state is left unchanged), ' +
         '2 unusable (bad option, token of another tenant, state file or server response).',
     )
-    .requiredOption('--url <url>', 'base URL of the CDIL server, for example http://127.0.0.1:8080')
+    .requiredOption(
+      '--url <url>',
+      'base URL of the CDIL server, for example http://127.0.0.1:8080; a path such as /cdil is kept as a prefix of every route',
+    )
     .requiredOption('--tenant <id>', 'tenant whose log to watch')
     .requiredOption(
       '--state <dir>',

@@ -14,6 +14,7 @@ import { isLowS } from '../ecdsa-der.ts';
 import { fromBase64, isCanonicalBase64 } from '../encoding.ts';
 import { VerificationError } from '../errors.ts';
 import { keyValidAt, type Jwks, type KeyDescriptor } from '../key.ts';
+import { describeNoteDifference } from './note-difference.ts';
 
 const CERTIFICATE_EXTRA_FIELDS = ['signature', 'signature_algorithm'];
 
@@ -280,9 +281,11 @@ export function verifyNote(
 ): string {
   const hash = sha256Hex(crypto, note);
   if (hash !== message.note_hash) {
+    const hint = describeNoteDifference(crypto, note, message.note_hash);
     throw new VerificationError(
       'NOTE_MISMATCH',
-      'SHA-256 of the given note text differs from the certified note_hash',
+      'SHA-256 of the given note text differs from the certified note_hash' +
+        (hint === undefined ? '' : `. ${hint}`),
     );
   }
   return 'given note text is byte for byte the certified note';

@@ -1,0 +1,133 @@
+// `cdil serve` start-up messages as a real process: the settings named when the port is taken,
+// with one process and with workers, and the first commands printed only for a database without
+// tenants.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runCli, runCliAsync, startServerProcess } from '../helpers/cli.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { closedPort } from '../helpers/ports.ts';
+
+/** Resolves once `read()` contains `text`, or rejects after `timeoutMs`. */
+async function waitForText(read: () => string, text: string, timeoutMs = 10_000): Promise<void> {
+  const started = Date.now();
+  while (!read().includes(text)) {
+    if (Date.now() - started > timeoutMs) {
+      throw new Error(`"${text}" did not appear within ${timeoutMs} ms; got:\n${read()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+describe('cdil serve start-up', () => {
+  let dir: string;
+  let database: TestDatabase;
+  let env: Record<string, string>;
+  let occupied: Server;
+  let occupiedPort: number;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cdil-serve-cli-'));
+    database = await createTestDatabase();
+    env = {
+      CDIL_DATA_DIR: dir,
+      CDIL_ENV: 'development',
+      CDIL_LOG_LEVEL: 'info',
+      CDIL_HOST: '127.0.0.1',
+      ...database.env,
+    };
+    occupied = createServer();
+    await new Promise<void>((resolve) => occupied.listen(0, '127.0.0.1', resolve));
+    occupiedPort = (occupied.address() as { port: number }).port;
+  });
+  after(async () => {
+    await new Promise((resolve) => occupied.close(resolve));
+    await database.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('first start prints the next steps', async () => {
+    const server = await startServerProcess(env);
+    try {
+      const stderr = () => server.stderr.join('');
+      await waitForText(stderr, 'API reference:');
+      assert.match(stderr(), /Next steps, in another terminal in /);
+      assert.ok(
+        stderr().includes(`  CDIL_DATA_DIR=${dir} npx cdil tenant create demo-hospital\n`),
+        stderr(),
+      );
+      assert.ok(
+        stderr().includes(
+          `  CDIL_DATA_DIR=${dir} npx cdil token --tenant demo-hospital --role clinician\n`,
+        ),
+        stderr(),
+      );
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
+
+  test('start with a tenant omits the next steps', async () => {
+    const created = runCli(['tenant', 'create', 'demo-hospital'], env);
+    assert.equal(created.status, 0, created.stderr);
+    const server = await startServerProcess(env);
+    try {
+      const stderr = () => server.stderr.join('');
+      await waitForText(stderr, 'API reference:');
+      assert.match(stderr(), /CDIL development server on /);
+      assert.doesNotMatch(stderr(), /Next steps/);
+      assert.doesNotMatch(stderr(), /tenant create/);
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
+
+  test('unreachable database still starts', async () => {
+    const port = await closedPort();
+    const server = await startServerProcess({
+      ...env,
+      CDIL_DATA_DIR: join(dir, 'unreachable'),
+      DATABASE_URL: `postgres://cdil@127.0.0.1:${port}/cdil`,
+      CDIL_MIGRATE_ON_START: 'false',
+      CDIL_DATABASE_CONNECT_TIMEOUT_MS: '500',
+    });
+    try {
+      const stderr = () => server.stderr.join('');
+      await waitForText(stderr, 'API reference:');
+      assert.doesNotMatch(stderr(), /Next steps/);
+      assert.doesNotMatch(stderr(), /^error:/m);
+      assert.equal((await fetch(`${server.base}/readyz`)).status, 503);
+      server.child.kill('SIGTERM');
+      assert.equal(await server.exited, 0);
+    } finally {
+      server.child.kill('SIGKILL');
+      await server.exited;
+    }
+  });
+
+  test('port in use names the settings', async () => {
+    const result = await runCliAsync(['serve', '--port', String(occupiedPort)], env);
+    assert.equal(result.status, 1, result.stdout);
+    assert.match(result.stderr, new RegExp(`EADDRINUSE.*127\\.0\\.0\\.1:${occupiedPort}`));
+    assert.match(
+      result.stderr,
+      /another process is listening on this port: stop it, or set CDIL_PORT or --port to a free port/,
+    );
+  });
+
+  test('port in use stops the workers', async () => {
+    const result = await runCliAsync(
+      ['serve', '--port', String(occupiedPort), '--workers', '2'],
+      env,
+    );
+    assert.equal(result.status, 1, result.stdout);
+    assert.match(result.stderr, /EADDRINUSE.*set CDIL_PORT or --port to a free port/);
+    assert.match(result.stdout, /worker exited before the server listened; stopping/);
+    assert.doesNotMatch(result.stdout, /starting a replacement/);
+  });
+});
