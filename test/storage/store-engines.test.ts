@@ -1058,6 +1058,37 @@ async function waitForLockWait(location: StorageLocation, sessions = 1): Promise
   throw new Error(`fewer than ${sessions} sessions waited for a lock within 5 s`);
 }
 
+/** How an operation ended: the error it raised, or undefined, and the ms it took. */
+interface TimedOutcome {
+  error: unknown;
+  elapsed: number;
+}
+
+/** Runs `operation` and resolves with how it ended and how long it took. Never rejects. */
+function timed(operation: () => Promise<unknown>): Promise<TimedOutcome> {
+  const started = Date.now();
+  return operation().then(
+    () => ({ error: undefined, elapsed: Date.now() - started }),
+    (error: unknown) => ({ error, elapsed: Date.now() - started }),
+  );
+}
+
+/**
+ * Starts `first`, waits until it waits for a lock, then starts `second`, which queues behind it
+ * as a second process's request would, and resolves with how both ended.
+ */
+async function queuedBehindLock(
+  location: StorageLocation,
+  first: () => Promise<unknown>,
+  second: () => Promise<unknown>,
+): Promise<TimedOutcome[]> {
+  const firstOutcome = timed(first);
+  await waitForLockWait(location, 1);
+  const secondOutcome = timed(second);
+  await waitForLockWait(location, 2);
+  return Promise.all([firstOutcome, secondOutcome]);
+}
+
 /** Returns the SQL text of the first argument of a `pg` query call, whitespace collapsed. */
 function statementText(config: unknown): string {
   const text = typeof config === 'string' ? config : (config as { text?: unknown }).text;
@@ -1750,23 +1781,12 @@ describe(
         await rival.connect();
         await rival.query('BEGIN');
         await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'queue-a' FOR UPDATE");
-        const append = () => {
-          const started = Date.now();
-          return store
-            .appendCertificateGroups(
-              [{ tenantId: 'queue-a', items: [newGroupItem('queue-a')] }],
-              sealGroupItem,
-            )
-            .then(
-              () => ({ error: undefined as unknown, elapsed: Date.now() - started }),
-              (error: unknown) => ({ error, elapsed: Date.now() - started }),
-            );
-        };
-        const first = append();
-        await waitForLockWait(location, 1);
-        const second = append();
-        await waitForLockWait(location, 2);
-        const outcomes = await Promise.all([first, second]);
+        const append = () =>
+          store.appendCertificateGroups(
+            [{ tenantId: 'queue-a', items: [newGroupItem('queue-a')] }],
+            sealGroupItem,
+          );
+        const outcomes = await queuedBehindLock(location, append, append);
         await rival.query('ROLLBACK');
         for (const [index, { error, elapsed }] of outcomes.entries()) {
           assert.ok(error instanceof StoreBusyError, `append ${index + 1}: ${String(error)}`);
@@ -1805,16 +1825,12 @@ describe(
         await chainHolder.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'both-a' FOR UPDATE");
         await logHolder.query('BEGIN');
         await logHolder.query("SELECT 1 FROM log_heads WHERE tenant_id = 'both-a' FOR UPDATE");
-        const started = Date.now();
-        const failed = store
-          .appendCertificateGroups(
+        const failed = timed(() =>
+          store.appendCertificateGroups(
             [{ tenantId: 'both-a', items: [newGroupItem('both-a')] }],
             sealGroupItem,
-          )
-          .then(
-            () => ({ error: undefined as unknown, elapsed: Date.now() - started }),
-            (error: unknown) => ({ error, elapsed: Date.now() - started }),
-          );
+          ),
+        );
         await waitForLockWait(location);
         // The chain head is released after three quarters of the timeout, and the log head
         // stays held.
@@ -1854,23 +1870,12 @@ describe(
         await rival.connect();
         await rival.query('BEGIN');
         await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'old-a' FOR UPDATE");
-        const append = () => {
-          const started = Date.now();
-          return store
-            .appendCertificateGroups(
-              [{ tenantId: 'old-a', items: [newGroupItem('old-a')] }],
-              sealGroupItem,
-            )
-            .then(
-              () => ({ error: undefined as unknown, elapsed: Date.now() - started }),
-              (error: unknown) => ({ error, elapsed: Date.now() - started }),
-            );
-        };
-        const first = append();
-        await waitForLockWait(location, 1);
-        const second = append();
-        await waitForLockWait(location, 2);
-        const outcomes = await Promise.all([first, second]);
+        const append = () =>
+          store.appendCertificateGroups(
+            [{ tenantId: 'old-a', items: [newGroupItem('old-a')] }],
+            sealGroupItem,
+          );
+        const outcomes = await queuedBehindLock(location, append, append);
         await rival.query('ROLLBACK');
         for (const [index, { error, elapsed }] of outcomes.entries()) {
           assert.ok(error instanceof StoreBusyError, `append ${index + 1}: ${String(error)}`);
@@ -1917,19 +1922,11 @@ describe(
           await rival.query('BEGIN');
           await rival.query(hold);
           const events = [auditEvent(), auditEvent()];
-          const append = (event: NewAuditEvent) => {
-            const started = Date.now();
-            return store.appendAuditEvents(tenantId, [event]).then(
-              () => ({ error: undefined as unknown, elapsed: Date.now() - started }),
-              (error: unknown) => ({ error, elapsed: Date.now() - started }),
-            );
-          };
-          // The second append queues behind the first, as a second process's would.
-          const first = append(events[0]!);
-          await waitForLockWait(location, 1);
-          const second = append(events[1]!);
-          await waitForLockWait(location, 2);
-          const outcomes = await Promise.all([first, second]);
+          const outcomes = await queuedBehindLock(
+            location,
+            () => store.appendAuditEvents(tenantId, [events[0]!]),
+            () => store.appendAuditEvents(tenantId, [events[1]!]),
+          );
           await rival.query('ROLLBACK');
           for (const [index, { error, elapsed }] of outcomes.entries()) {
             const name = `${tenantId} append ${index + 1}`;
@@ -1967,28 +1964,17 @@ describe(
         await rival.connect();
         await rival.query('BEGIN');
         await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'keys-a' FOR UPDATE");
-        const timed = (operation: () => Promise<unknown>) => {
-          const started = Date.now();
-          return operation().then(
-            () => ({ error: undefined as unknown, elapsed: Date.now() - started }),
-            (error: unknown) => ({ error, elapsed: Date.now() - started }),
-          );
-        };
-        const rotation = timed(() =>
-          store.rotateSigningKey('keys-a', newKey('keys-a', 'keys-a-2'), () => new Date()),
+        const outcomes = await queuedBehindLock(
+          location,
+          () => store.rotateSigningKey('keys-a', newKey('keys-a', 'keys-a-2'), () => new Date()),
+          () =>
+            store.revokeSigningKey(
+              'keys-a',
+              'keys-a-key',
+              { reason: 'key_compromise', replacement: newKey('keys-a', 'keys-a-3') },
+              () => new Date(),
+            ),
         );
-        await waitForLockWait(location, 1);
-        // Queued behind the rotation, as a second process's request would be.
-        const revocation = timed(() =>
-          store.revokeSigningKey(
-            'keys-a',
-            'keys-a-key',
-            { reason: 'key_compromise', replacement: newKey('keys-a', 'keys-a-3') },
-            () => new Date(),
-          ),
-        );
-        await waitForLockWait(location, 2);
-        const outcomes = await Promise.all([rotation, revocation]);
         await rival.query('ROLLBACK');
         for (const [index, { error, elapsed }] of outcomes.entries()) {
           const name = index === 0 ? 'rotation' : 'revocation';
