@@ -6,6 +6,8 @@
 // has several statements that can wait, each one after the first gets only what is left of the
 // limit (REMAINING_LOCK_WAIT), so the phase as a whole waits at most the limit.
 import type pg from 'pg';
+import { StoreBusyError } from '../store.ts';
+import { settleInOrder } from './pipeline.ts';
 
 const LOCK_NOT_AVAILABLE = '55P03';
 const QUERY_CANCELED = '57014';
@@ -48,3 +50,25 @@ export function remainingLockWait(waitMs: number): pg.QueryConfig {
 
 /** Ends a lock phase: later statements of the transaction have the session's limit again. */
 export const END_LOCK_WAIT = 'SET LOCAL statement_timeout TO DEFAULT';
+
+/**
+ * Waits for the statements of a bounded lock phase in order. Raises StoreBusyError, saying that
+ * `locked` (such as "the log head of tenant t") stayed locked, when the phase's wait ended
+ * before the lock was free, and re-raises any other error.
+ */
+export async function settleLockPhase(
+  statements: readonly Promise<unknown>[],
+  locked: string,
+  waitMs: number,
+): Promise<void> {
+  try {
+    await settleInOrder(statements);
+  } catch (error) {
+    if (isLockWaitEnded(error)) {
+      throw new StoreBusyError(`${locked} stayed locked by another transaction for ${waitMs} ms`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+}

@@ -16,12 +16,11 @@ import {
   toLogEntry,
 } from '../log-sql.ts';
 import type { SqlParam } from '../shadow-sql.ts';
-import { END_LOCK_WAIT, isLockWaitEnded, remainingLockWait, startLockWait } from './lock-wait.ts';
+import { END_LOCK_WAIT, remainingLockWait, settleLockPhase, startLockWait } from './lock-wait.ts';
 import { numberPlaceholders } from './placeholders.ts';
 import { sendTogether, settleInOrder } from './pipeline.ts';
 import { tenantQuery, type TenantStatement } from './tenant-sql.ts';
 import {
-  StoreBusyError,
   type AuditEventFilter,
   type AuditEventRow,
   type CheckpointRow,
@@ -125,17 +124,7 @@ export async function lockLogHeadWithin(
     const restored = client.query(END_LOCK_WAIT);
     return { statements: [bounded, ensured, shortened, locked, restored], locked };
   });
-  try {
-    await settleInOrder(sent.statements);
-  } catch (error) {
-    if (isLockWaitEnded(error)) {
-      throw new StoreBusyError(
-        `the log head of tenant ${tenantId} stayed locked by another transaction for ${waitMs} ms`,
-        { cause: error },
-      );
-    }
-    throw error;
-  }
+  await settleLockPhase(sent.statements, `the log head of tenant ${tenantId}`, waitMs);
   const [raw] = (await sent.locked).rows;
   return { tree_size: Number(raw!.tree_size), frontier: raw!.frontier };
 }

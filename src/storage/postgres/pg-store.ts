@@ -21,9 +21,9 @@ import {
   wrapConnectionFailure,
 } from './connection-errors.ts';
 import { toCertificate, type RawCertificate } from '../certificate-row.ts';
-import { END_LOCK_WAIT, isLockWaitEnded, startLockWait } from './lock-wait.ts';
+import { END_LOCK_WAIT, settleLockPhase, startLockWait } from './lock-wait.ts';
 import * as log from './log-queries.ts';
-import { sendTogether, settleInOrder } from './pipeline.ts';
+import { sendTogether } from './pipeline.ts';
 import { numberPlaceholders } from './placeholders.ts';
 import { toStoreError } from './resource-errors.ts';
 import { toTenant, type RawTenant } from '../tenant-row.ts';
@@ -621,17 +621,7 @@ export class PgStore implements Store {
       client.query('SELECT 1 FROM chain_heads WHERE tenant_id = $1 FOR UPDATE', [tenantId]),
       client.query(END_LOCK_WAIT),
     ]);
-    try {
-      await settleInOrder(sent);
-    } catch (error) {
-      if (isLockWaitEnded(error)) {
-        throw new StoreBusyError(
-          `the chain head of tenant ${tenantId} stayed locked by another transaction for ${waitMs} ms`,
-          { cause: error },
-        );
-      }
-      throw error;
-    }
+    await settleLockPhase(sent, `the chain head of tenant ${tenantId}`, waitMs);
     const locked = (await sent[1]) as pg.QueryResult;
     return locked.rowCount !== 0;
   }
