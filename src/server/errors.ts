@@ -134,9 +134,9 @@ function fromValidation(error: FastifyError, request: FastifyRequest | undefined
   }));
   const first = details[0];
   const more = issues.length > details.length ? ` (and ${issues.length - 1} more problems)` : '';
-  const message = first
-    ? `${where} field ${first.field} ${first.message}${more}`
-    : `${where} is invalid`;
+  // A field name other than a plain dotted path, such as an empty key, is shown quoted.
+  const shown = first && /^[\w.-]+$/.test(first.field) ? first.field : JSON.stringify(first?.field);
+  const message = first ? `${where} field ${shown} ${first.message}${more}` : `${where} is invalid`;
   return new AppError('VALIDATION_FAILED', message, { details });
 }
 

@@ -56,6 +56,18 @@ describe('POST /v1/clinical/documentation', () => {
       rule: 'additionalProperties',
       message: 'is not a known field',
     });
+    assert.equal(response.json().error.message, 'body field extra_field is not a known field');
+  });
+
+  test('unusual unknown field names are quoted', async () => {
+    for (const [name, shown] of [
+      ['', '""'],
+      ['two words', '"two words"'],
+    ]) {
+      const response = await issue({ ...issueBody(), [name!]: 'x' });
+      assert.equal(response.statusCode, 400, JSON.stringify(name));
+      assert.equal(response.json().error.message, `body field ${shown} is not a known field`);
+    }
   });
 
   for (const [field, limit] of Object.entries(FIELD_LIMITS)) {
