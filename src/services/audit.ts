@@ -1,9 +1,9 @@
 // The audit trail: builds `cdil.audit-event.v1` events and appends them to the tenant's Merkle
-// log. Issuance and tenant creation events are appended by the store in the same transaction
-// as the certificate or tenant (see IssuanceService and TenantService). TenantService records
-// key and rate-limit changes after the action, whichever edge called it, and the HTTP routes
-// and the CLI record the other events. Events that arrive for one tenant while an append runs
-// go into the next transaction together.
+// log. The events of issuance, tenant creation, key changes and rate-limit changes are appended
+// by the store in the same transaction as the change (see IssuanceService and TenantService),
+// whichever edge called it. The HTTP routes and the CLI record the other events through
+// AuditTrail. Events that arrive for one tenant while an append runs go into the next
+// transaction together.
 import { userInfo } from 'node:os';
 import {
   AUDIT_EVENT_FORMAT,
