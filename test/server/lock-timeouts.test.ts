@@ -261,6 +261,64 @@ describe(
       }
     });
 
+    test('queued audit events answer within one timeout', async () => {
+      const lockTimeoutMs = 2_000;
+      const locked = await startLockedApp(lockTimeoutMs);
+      const { t, location, rival } = locked;
+      try {
+        await t.services.tenants.create('log-t2');
+        const clinician = await t.token('clinician', 'log-t2');
+        const auditor = await t.token('auditor', 'log-t2');
+        const issued = await t.app.inject({
+          method: 'POST',
+          url: '/v1/clinical/documentation',
+          headers: bearer(clinician),
+          payload: issueBody(),
+        });
+        assert.equal(issued.statusCode, 201, issued.body);
+        const certificateId = issued.json().certificate.certificate_id as string;
+        const verify = () =>
+          t.app.inject({
+            method: 'POST',
+            url: `/v1/certificates/${certificateId}/verify`,
+            headers: bearer(auditor),
+            payload: { note_text: issueBody().note_text },
+          });
+        const exportBundle = () =>
+          t.app.inject({
+            method: 'GET',
+            url: `/v1/certificates/${certificateId}/defense-bundle`,
+            headers: bearer(auditor),
+          });
+        // Publishes the checkpoint that both requests need, so only their events wait.
+        const first = await verify();
+        assert.equal(first.statusCode, 200, first.body);
+
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM log_heads WHERE tenant_id = 'log-t2' FOR UPDATE");
+        const started = Date.now();
+        const verified = verify().then((response) => ({
+          response,
+          elapsed: Date.now() - started,
+        }));
+        verified.catch(() => undefined);
+        await waitForLockWait(location);
+        // The export's event queues behind the verification's, which waits for the lock.
+        const exported = exportBundle().then((response) => ({
+          response,
+          elapsed: Date.now() - started,
+        }));
+        const outcomes = { verification: await verified, export: await exported };
+        await rival.query('ROLLBACK');
+        for (const [name, { response, elapsed }] of Object.entries(outcomes)) {
+          assertBusy(response, name);
+          assert.ok(elapsed < lockTimeoutMs * 1.5, `${name} answered after ${elapsed} ms`);
+        }
+      } finally {
+        await locked.close();
+      }
+    });
+
     test('rotate-key command on a held chain head fails as busy', async () => {
       // The command opens its own store with the default lock timeout, so it waits that long.
       const locked = await startLockedApp();
