@@ -1,9 +1,9 @@
 // The audit trail: builds `cdil.audit-event.v1` events and appends them to the tenant's Merkle
-// log. Issuance and tenant creation events are appended by the store in the same transaction
-// as the certificate or tenant (see IssuanceService and TenantService). TenantService records
-// key and rate-limit changes after the action, whichever edge called it, and the HTTP routes
-// and the CLI record the other events. Events that arrive for one tenant while an append runs
-// go into the next transaction together.
+// log. The events of issuance, tenant creation, key changes and rate-limit changes are appended
+// by the store in the same transaction as the change (see IssuanceService and TenantService),
+// whichever edge called it. The HTTP routes and the CLI record the other events through
+// AuditTrail. Events that arrive for one tenant while an append runs go into the next
+// transaction together.
 import { userInfo } from 'node:os';
 import {
   AUDIT_EVENT_FORMAT,
@@ -18,6 +18,7 @@ import {
 } from '../core/audit-event.ts';
 import {
   AuditEventExistsError,
+  StoreBusyError,
   type AuditEventFilter,
   type AuditEventRow,
   type NewAuditEvent,
@@ -292,7 +293,9 @@ export class AuditTrail {
   /**
    * Appends queued events in transactions of up to MAX_AUDIT_BATCH until the queue is empty. When
    * a transaction fails because one of its events is already stored, as a retry after a lost
-   * reply is, each of its appends is tried alone, so that only that append fails.
+   * reply is, each of its appends is tried alone, so that only that append fails. When it fails
+   * with StoreBusyError, the appends queued behind it fail with the same error at once, because
+   * they wait for the same lock and each would otherwise wait the whole lock timeout again.
    */
   async #drain(tenantId: string, queue: PendingAppend[]): Promise<void> {
     while (queue.length > 0) {
@@ -316,6 +319,11 @@ export class AuditTrail {
         }
         for (const pending of batch) {
           pending.reject(error);
+        }
+        if (error instanceof StoreBusyError) {
+          for (const pending of queue.splice(0)) {
+            pending.reject(error);
+          }
         }
       }
     }

@@ -15,6 +15,7 @@ import { sealSecret } from '../keys/envelope.ts';
 import { generateP256KeyPair, sealPrivateKey } from '../keys/signer.ts';
 import {
   TenantExistsError,
+  type NewAuditEvent,
   type NewSigningKey,
   type PhiPolicy,
   type SigningKeyRow,
@@ -97,8 +98,8 @@ export class TenantService {
   readonly #audit: AuditTrail;
 
   /**
-   * Key changes made here invalidate `keyring`, so this process uses them at once. Key and
-   * rate-limit changes are recorded in `audit` after they succeed, for every caller.
+   * Key changes made here invalidate `keyring`, so this process uses them at once. Each key and
+   * rate-limit change stores its audit event, built by `audit`, in the change's transaction.
    */
   constructor(
     store: Store,
@@ -117,13 +118,20 @@ export class TenantService {
   }
 
   /**
-   * Records one successful action on the tenant's log, after the action committed.
-   * NOTE: the event has its own transaction. When it fails (a held log head, a full disk), the
-   * caller gets a 503 whose message claims that nothing was stored, although the action is
-   * stored and has no audit event.
+   * Builds the audit event of a successful change. The store writes it in the change's
+   * transaction, so either both are stored or neither is. Raises TENANT_NOT_FOUND when the
+   * tenant does not exist, because its secret is needed to hash the actor.
    */
-  async #record(tenantId: string, context: AuditContext, record: AuditRecord): Promise<void> {
-    await this.#audit.record(tenantId, context, [record]);
+  async #successEvent(
+    tenantId: string,
+    context: AuditContext,
+    record: AuditRecord,
+  ): Promise<NewAuditEvent> {
+    const events = await this.#audit.build(tenantId, context, [record], this.#clock.now());
+    if (events === null) {
+      throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
+    }
+    return events[0]!;
   }
 
   /** Generates a P-256 key pair for the tenant and seals its private key under the KEK. */
@@ -216,20 +224,23 @@ export class TenantService {
     tenantId: string,
     audit: AuditContext = INTERNAL_CONTEXT,
   ): Promise<KeyRotationSummary> {
+    const key = this.#generateKey(tenantId);
+    const event = await this.#successEvent(tenantId, audit, {
+      action: 'key.rotate',
+      outcome: 'success',
+      object: { type: 'signing_key', id: key.key_id },
+    });
     const replacement = await this.#store.rotateSigningKey(
       tenantId,
-      this.#generateKey(tenantId),
+      key,
       () => this.#clock.now(),
+      event,
     );
     if (!replacement) {
       throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
     }
     this.#keyring?.invalidate(tenantId);
-    await this.#record(tenantId, audit, {
-      action: 'key.rotate',
-      outcome: 'success',
-      object: { type: 'signing_key', id: replacement.current.key_id },
-    });
+    audit.onRecorded?.([event.event_id]);
     return {
       tenant_id: tenantId,
       active_key: toKeyDescriptor(replacement.current),
@@ -248,6 +259,11 @@ export class TenantService {
     options: RevokeOptions,
     audit: AuditContext = INTERNAL_CONTEXT,
   ): Promise<KeyRevocationSummary> {
+    const event = await this.#successEvent(tenantId, audit, {
+      action: 'key.revoke',
+      outcome: 'success',
+      object: { type: 'signing_key', id: keyId },
+    });
     const result = await this.#store.revokeSigningKey(
       tenantId,
       keyId,
@@ -256,6 +272,7 @@ export class TenantService {
         replacement: options.rotate ? this.#generateKey(tenantId) : undefined,
       },
       () => this.#clock.now(),
+      event,
     );
     switch (result.kind) {
       case 'tenant_not_found':
@@ -276,17 +293,13 @@ export class TenantService {
         break;
     }
     this.#keyring?.invalidate(tenantId);
+    audit.onRecorded?.([event.event_id]);
     const active =
       result.replacement ??
       (await this.#store.listKeys(tenantId)).find((key) => key.status === 'active');
     if (!active) {
       throw new Error(`tenant ${tenantId} has no active signing key after revocation`);
     }
-    await this.#record(tenantId, audit, {
-      action: 'key.revoke',
-      outcome: 'success',
-      object: { type: 'signing_key', id: result.key.key_id },
-    });
     return {
       tenant_id: tenantId,
       revoked_key: toKeyDescriptor(result.key),
@@ -319,14 +332,15 @@ export class TenantService {
         },
       );
     }
-    if (!(await this.#store.setTenantRateLimit(tenantId, perMinute))) {
-      throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
-    }
-    await this.#record(tenantId, audit, {
+    const event = await this.#successEvent(tenantId, audit, {
       action: 'tenant.set_rate_limit',
       outcome: 'success',
       object: { type: 'tenant', id: tenantId },
     });
+    if (!(await this.#store.setTenantRateLimit(tenantId, perMinute, event))) {
+      throw new AppError('TENANT_NOT_FOUND', 'tenant not found');
+    }
+    audit.onRecorded?.([event.event_id]);
     return this.get(tenantId);
   }
 

@@ -404,24 +404,38 @@ export interface Store extends ShadowStore, LogStore {
    * transaction that holds the tenant's chain head lock, so it is ordered with every append.
    * The old key is valid until, and the new key valid from, one instant read under that lock
    * (see rotationInstant). Returns undefined when the tenant does not exist.
+   * `auditEvent`, when given, is appended to the tenant's log in the same transaction, so the
+   * rotation and its event are stored together or not at all.
    */
   rotateSigningKey(
     tenantId: string,
     key: NewSigningKey,
     now: () => Date,
+    auditEvent?: NewAuditEvent,
   ): Promise<KeyReplacement | undefined>;
   /**
    * Marks a key revoked, in one transaction under the chain head lock. An active key is
    * revoked only together with its replacement, which becomes active as in rotateSigningKey.
+   * `auditEvent`, when given, is appended to the tenant's log in the same transaction, and only
+   * when the result is `revoked`.
    */
   revokeSigningKey(
     tenantId: string,
     keyId: string,
     revocation: KeyRevocation,
     now: () => Date,
+    auditEvent?: NewAuditEvent,
   ): Promise<KeyRevocationResult>;
-  /** Sets the tenant's rate-limit override; returns false when the tenant does not exist. */
-  setTenantRateLimit(tenantId: string, perMinute: number | null): Promise<boolean>;
+  /**
+   * Sets the tenant's rate-limit override; returns false when the tenant does not exist.
+   * `auditEvent`, when given, is appended to the tenant's log in the same transaction as the
+   * change, and is not stored when the tenant does not exist.
+   */
+  setTenantRateLimit(
+    tenantId: string,
+    perMinute: number | null,
+    auditEvent?: NewAuditEvent,
+  ): Promise<boolean>;
   /**
    * Adds each positive count to the tenant's counter row for the window, creating the row, and
    * returns each existing tenant's total for the window with its override. One call is one

@@ -1,8 +1,9 @@
 // Requests that wait for a PostgreSQL row lock that another session holds for longer than the
 // lock timeout: key rotation and revocation on a held chain head, and an audit event on a held
 // log head. Each gets 503 DATABASE_BUSY with Retry-After, as issuance does, and the rejection's
-// audit event is written once the lock is free. The `cdil tenant rotate-key` command reports
-// the same failure and exits with 1.
+// audit event is written once the lock is free. A key or rate-limit change that gets 503 stored
+// neither the change nor its audit event. The `cdil tenant rotate-key` command reports the same
+// failure and exits with 1.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import pg from 'pg';
@@ -30,9 +31,9 @@ interface LockedApp {
   close(): Promise<void>;
 }
 
-async function startLockedApp(): Promise<LockedApp> {
+async function startLockedApp(lockTimeoutMs = LOCK_TIMEOUT_MS): Promise<LockedApp> {
   const database = await createTestDatabase();
-  const store = new PgStore(database.url!, { poolSize: 4, lockTimeoutMs: LOCK_TIMEOUT_MS });
+  const store = new PgStore(database.url!, { poolSize: 4, lockTimeoutMs });
   const t = await startTestApp({ CDIL_CHECKPOINT_INTERVAL_MS: '0' }, database, { store });
   const rival = new pg.Client({ connectionString: database.url });
   await rival.connect();
@@ -192,6 +193,127 @@ describe(
         assert.equal(event.route, 'POST /v1/certificates/:certificate_id/verify');
         const again = await verify();
         assert.equal(again.statusCode, 200, again.body);
+      } finally {
+        await locked.close();
+      }
+    });
+
+    test('key changes on a held log head store nothing', async () => {
+      const lockTimeoutMs = 2_000;
+      const locked = await startLockedApp(lockTimeoutMs);
+      const { t, location, rival } = locked;
+      try {
+        const created = await t.services.tenants.create('rot-t3');
+        const keyId = created.keys[0]!.key_id;
+        const admin = await t.token('admin', 'rot-t3');
+        const changes = {
+          rotation: { method: 'POST', url: '/v1/admin/tenants/rot-t3/keys/rotate' },
+          revocation: {
+            method: 'POST',
+            url: `/v1/admin/tenants/rot-t3/keys/${keyId}/revoke`,
+            payload: { reason: 'key_compromise', rotate: true },
+          },
+          'rate limit': {
+            method: 'PUT',
+            url: '/v1/admin/tenants/rot-t3/rate-limit',
+            payload: { requests_per_minute: 7 },
+          },
+        } as const;
+        const send = (name: keyof typeof changes) =>
+          t.app.inject({ ...changes[name], headers: bearer(admin) });
+        const actions = async () =>
+          (await t.services.store.listAuditEvents('rot-t3', {}, -1, 100)).map((row) => row.action);
+
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM log_heads WHERE tenant_id = 'rot-t3' FOR UPDATE");
+        for (const name of Object.keys(changes) as (keyof typeof changes)[]) {
+          const started = Date.now();
+          const pending = send(name);
+          pending.catch(() => undefined);
+          await waitForLockWait(location);
+          const response = await pending;
+          const elapsed = Date.now() - started;
+          assertBusy(response, name);
+          assert.ok(elapsed < lockTimeoutMs * 1.5, `${name} answered after ${elapsed} ms`);
+        }
+        assert.deepEqual(
+          (await t.services.store.listKeys('rot-t3')).map((key) => [key.key_id, key.status]),
+          [[keyId, 'active']],
+        );
+        assert.equal((await t.services.store.getTenant('rot-t3'))?.rate_limit_per_minute, null);
+        await rival.query('ROLLBACK');
+        assert.deepEqual(await actions(), ['tenant.create']);
+
+        // Once the log head is free, each change is stored with its event.
+        for (const name of Object.keys(changes) as (keyof typeof changes)[]) {
+          const response = await send(name);
+          assert.ok(response.statusCode < 300, `${name}: ${response.body}`);
+        }
+        const stored = (await actions()).filter((action) => action !== 'request.failed');
+        assert.deepEqual(stored, [
+          'tenant.create',
+          'key.rotate',
+          'key.revoke',
+          'tenant.set_rate_limit',
+        ]);
+      } finally {
+        await locked.close();
+      }
+    });
+
+    test('queued audit events answer within one timeout', async () => {
+      const lockTimeoutMs = 2_000;
+      const locked = await startLockedApp(lockTimeoutMs);
+      const { t, location, rival } = locked;
+      try {
+        await t.services.tenants.create('log-t2');
+        const clinician = await t.token('clinician', 'log-t2');
+        const auditor = await t.token('auditor', 'log-t2');
+        const issued = await t.app.inject({
+          method: 'POST',
+          url: '/v1/clinical/documentation',
+          headers: bearer(clinician),
+          payload: issueBody(),
+        });
+        assert.equal(issued.statusCode, 201, issued.body);
+        const certificateId = issued.json().certificate.certificate_id as string;
+        const verify = () =>
+          t.app.inject({
+            method: 'POST',
+            url: `/v1/certificates/${certificateId}/verify`,
+            headers: bearer(auditor),
+            payload: { note_text: issueBody().note_text },
+          });
+        const exportBundle = () =>
+          t.app.inject({
+            method: 'GET',
+            url: `/v1/certificates/${certificateId}/defense-bundle`,
+            headers: bearer(auditor),
+          });
+        // Publishes the checkpoint that both requests need, so only their events wait.
+        const first = await verify();
+        assert.equal(first.statusCode, 200, first.body);
+
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM log_heads WHERE tenant_id = 'log-t2' FOR UPDATE");
+        const started = Date.now();
+        const verified = verify().then((response) => ({
+          response,
+          elapsed: Date.now() - started,
+        }));
+        verified.catch(() => undefined);
+        await waitForLockWait(location);
+        // The export's event queues behind the verification's, which waits for the lock.
+        const exported = exportBundle().then((response) => ({
+          response,
+          elapsed: Date.now() - started,
+        }));
+        const outcomes = { verification: await verified, export: await exported };
+        await rival.query('ROLLBACK');
+        for (const [name, { response, elapsed }] of Object.entries(outcomes)) {
+          assertBusy(response, name);
+          assert.ok(elapsed < lockTimeoutMs * 1.5, `${name} answered after ${elapsed} ms`);
+        }
       } finally {
         await locked.close();
       }

@@ -678,6 +678,79 @@ describe(`storage on ${TEST_ENGINE}`, () => {
     assert.equal(activeKeys(keys).length, 1);
   });
 
+  test('key and limit changes store their event', async () => {
+    const tenantId = 'audited';
+    await createTenant(stores[0]!, tenantId, auditEvent('tenant.create'));
+    const store = stores[1]!;
+    const eventIds = async () =>
+      (await store.listAuditEvents(tenantId, {}, -1, 100)).map((row) => row.event_id);
+
+    const rotation = auditEvent('key.rotate');
+    assert.ok(await store.rotateSigningKey(tenantId, newKey(tenantId, 'k2'), now, rotation));
+    const revocation = auditEvent('key.revoke');
+    const revoked = await store.revokeSigningKey(
+      tenantId,
+      'k2',
+      { reason: 'key_compromise', replacement: newKey(tenantId, 'k3') },
+      now,
+      revocation,
+    );
+    assert.equal(revoked.kind, 'revoked');
+    const limit = auditEvent('tenant.set_rate_limit');
+    assert.equal(await store.setTenantRateLimit(tenantId, 9, limit), true);
+    const stored = await eventIds();
+    assert.equal(stored.length, 4, 'tenant.create and three change events');
+    assert.deepEqual(stored.slice(1), [rotation.event_id, revocation.event_id, limit.event_id]);
+    assert.equal((await store.getLogHead(tenantId))?.tree_size, 4);
+
+    // A change that is not made stores no event.
+    const notMade = [
+      await store.revokeSigningKey(tenantId, 'k2', { reason: 'superseded' }, now, auditEvent()),
+      await store.revokeSigningKey(tenantId, 'nope', { reason: 'superseded' }, now, auditEvent()),
+      await store.revokeSigningKey(tenantId, 'k3', { reason: 'superseded' }, now, auditEvent()),
+    ];
+    assert.deepEqual(
+      notMade.map((result) => result.kind),
+      ['already_revoked', 'key_not_found', 'active_key'],
+    );
+    assert.equal(await store.setTenantRateLimit('no-such-tenant', 1, auditEvent()), false);
+    assert.equal(
+      await store.rotateSigningKey('no-such-tenant', newKey('x', 'y'), now, auditEvent()),
+      undefined,
+    );
+    assert.equal((await eventIds()).length, 4);
+  });
+
+  test('change fails with its event and stores nothing', async () => {
+    const tenantId = 'audited-dup';
+    const created = auditEvent('tenant.create');
+    await createTenant(stores[0]!, tenantId, created);
+    const store = stores[2]!;
+    // An event whose id is already stored cannot be appended, so the change must not be kept.
+    const duplicate = () => ({ ...auditEvent(), event_id: created.event_id });
+    await assert.rejects(
+      store.rotateSigningKey(tenantId, newKey(tenantId, 'dup-2'), now, duplicate()),
+      AuditEventExistsError,
+    );
+    await assert.rejects(
+      store.revokeSigningKey(
+        tenantId,
+        `${tenantId}-key`,
+        { reason: 'key_compromise', replacement: newKey(tenantId, 'dup-3') },
+        now,
+        duplicate(),
+      ),
+      AuditEventExistsError,
+    );
+    await assert.rejects(store.setTenantRateLimit(tenantId, 5, duplicate()), AuditEventExistsError);
+    assert.deepEqual(
+      (await store.listKeys(tenantId)).map((key) => [key.key_id, key.status]),
+      [[`${tenantId}-key`, 'active']],
+    );
+    assert.equal((await store.getTenant(tenantId))?.rate_limit_per_minute, null);
+    assert.equal((await store.getLogHead(tenantId))?.tree_size, 1);
+  });
+
   test('rate-limit counters add up across stores', async () => {
     const tenantId = 'limits';
     await createTenant(stores[0]!, tenantId);
@@ -1992,6 +2065,74 @@ describe(
           () => new Date(),
         );
         assert.equal(rotated?.current.key_id, 'keys-a-2');
+      } finally {
+        await rival.end();
+        await store.close();
+        await location.remove();
+      }
+    });
+
+    test('key change on a held log head stores nothing', async () => {
+      const lockTimeoutMs = 2_000;
+      const location = await createLocation();
+      const store = new PgStore(location.database.url!, { poolSize: 4, lockTimeoutMs });
+      const rival = new pg.Client({ connectionString: location.database.url });
+      try {
+        await store.migrate();
+        await createTenant(store, 'keys-b', auditEvent('tenant.create'));
+        await rival.connect();
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM log_heads WHERE tenant_id = 'keys-b' FOR UPDATE");
+        // The revocation waits for the chain head, which the rotation keeps locked while it
+        // waits for the log head. Then the revocation waits for the log head, and both of its
+        // waits share one bound.
+        const outcomes = await queuedBehindLock(
+          location,
+          () =>
+            store.rotateSigningKey(
+              'keys-b',
+              newKey('keys-b', 'keys-b-2'),
+              () => new Date(),
+              auditEvent('key.rotate'),
+            ),
+          () =>
+            store.revokeSigningKey(
+              'keys-b',
+              'keys-b-key',
+              { reason: 'key_compromise', replacement: newKey('keys-b', 'keys-b-3') },
+              () => new Date(),
+              auditEvent('key.revoke'),
+            ),
+        );
+        const limit = await timed(() =>
+          store.setTenantRateLimit('keys-b', 3, auditEvent('tenant.set_rate_limit')),
+        );
+        await rival.query('ROLLBACK');
+        for (const [name, { error, elapsed }] of [
+          ['rotation', outcomes[0]!],
+          ['revocation', outcomes[1]!],
+          ['rate limit', limit],
+        ] as const) {
+          assert.ok(error instanceof StoreBusyError, `${name}: ${String(error)}`);
+          assert.match(error.message, /log head of tenant keys-b stayed locked .* 2000 ms/, name);
+          assert.ok(elapsed < lockTimeoutMs * 1.5, `${name} failed after ${elapsed} ms`);
+        }
+        assert.deepEqual(
+          (await store.listKeys('keys-b')).map((key) => [key.key_id, key.status]),
+          [['keys-b-key', 'active']],
+        );
+        assert.equal((await store.getTenant('keys-b'))?.rate_limit_per_minute, null);
+        assert.equal((await store.getLogHead('keys-b'))?.tree_size, 1);
+
+        const rotation = auditEvent('key.rotate');
+        const rotated = await store.rotateSigningKey(
+          'keys-b',
+          newKey('keys-b', 'keys-b-2'),
+          () => new Date(),
+          rotation,
+        );
+        assert.equal(rotated?.current.key_id, 'keys-b-2');
+        assert.equal((await store.getAuditEvent(rotation.event_id))?.log_index, 1);
       } finally {
         await rival.end();
         await store.close();

@@ -100,16 +100,21 @@ export async function lockLogHead(client: Queryable, tenantId: string): Promise<
 /**
  * Locks the tenant's log head as lockLogHead does, inside a transaction begun on `client`, but
  * waits at most `waitMs` in all for the insert of a missing head and for the lock (see
- * lock-wait.ts). Raises StoreBusyError after that wait, and rejects on the foreign key when
- * the tenant does not exist.
+ * lock-wait.ts). With `sinceBegin`, for a transaction that already waited for another lock,
+ * `waitMs` counts from the transaction's BEGIN, so both waits together stay within it. Raises
+ * StoreBusyError after that wait, and rejects on the foreign key when the tenant does not
+ * exist.
  */
 export async function lockLogHeadWithin(
   client: pg.PoolClient,
   tenantId: string,
   waitMs: number,
+  { sinceBegin = false }: { sinceBegin?: boolean } = {},
 ): Promise<LogHeadRow> {
   const sent = sendTogether(client, () => {
-    const bounded = client.query(startLockWait(waitMs));
+    const bounded = sinceBegin
+      ? client.query(remainingLockWait(waitMs))
+      : client.query(startLockWait(waitMs));
     const ensured = client.query({
       name: 'cdil_ensure_log_head_alone',
       text: ENSURE_HEAD,

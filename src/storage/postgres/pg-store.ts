@@ -662,17 +662,44 @@ export class PgStore implements Store {
     return { previous, current };
   }
 
-  rotateSigningKey(
+  /**
+   * Appends `event` to the tenant's log inside the caller's transaction, after the change it
+   * records. The wait for the log head is bounded together with every earlier lock wait of the
+   * transaction, so the whole transaction waits at most the lock timeout for locks.
+   */
+  async #appendEventAfterChange(
+    client: pg.PoolClient,
+    tenantId: string,
+    event: NewAuditEvent | undefined,
+  ): Promise<void> {
+    if (event === undefined) {
+      return;
+    }
+    const head = await log.lockLogHeadWithin(client, tenantId, this.#lockTimeoutMs, {
+      sinceBegin: true,
+    });
+    await log.insertAuditEvents(client, [
+      { ...event, tenant_id: tenantId, log_index: head.tree_size },
+    ]);
+    await log.extendLogIn(client, tenantId, head, [event.event_json]);
+  }
+
+  async rotateSigningKey(
     tenantId: string,
     key: NewSigningKey,
     now: () => Date,
+    auditEvent?: NewAuditEvent,
   ): Promise<KeyReplacement | undefined> {
-    return this.#transaction(async (client) => {
-      if (!(await this.#lockChainHead(client, tenantId))) {
-        return undefined;
-      }
-      return this.#replaceActiveKey(client, tenantId, key, now);
-    });
+    return this.#withAuditEventErrors(() =>
+      this.#transaction(async (client) => {
+        if (!(await this.#lockChainHead(client, tenantId))) {
+          return undefined;
+        }
+        const replacement = await this.#replaceActiveKey(client, tenantId, key, now);
+        await this.#appendEventAfterChange(client, tenantId, auditEvent);
+        return replacement;
+      }),
+    );
   }
 
   revokeSigningKey(
@@ -680,47 +707,86 @@ export class PgStore implements Store {
     keyId: string,
     revocation: KeyRevocation,
     now: () => Date,
+    auditEvent?: NewAuditEvent,
   ): Promise<KeyRevocationResult> {
-    return this.#transaction(async (client): Promise<KeyRevocationResult> => {
-      if (!(await this.#lockChainHead(client, tenantId))) {
-        return { kind: 'tenant_not_found' };
-      }
-      const [key] = await this.#rows<SigningKeyRow>(
-        'SELECT * FROM signing_keys WHERE tenant_id = ? AND key_id = ?',
-        [tenantId, keyId],
-        client,
-      );
-      if (!key) {
-        return { kind: 'key_not_found' };
-      }
-      if (key.status === 'revoked') {
-        return { kind: 'already_revoked', key };
-      }
-      if (key.status === 'active') {
-        if (!revocation.replacement) {
-          return { kind: 'active_key', key };
+    return this.#withAuditEventErrors(() =>
+      this.#transaction(async (client): Promise<KeyRevocationResult> => {
+        const result = await this.#revokeIn(client, tenantId, keyId, revocation, now);
+        if (result.kind === 'revoked') {
+          await this.#appendEventAfterChange(client, tenantId, auditEvent);
         }
-        const { previous, current } = await this.#replaceActiveKey(
-          client,
-          tenantId,
-          revocation.replacement,
-          now,
-          revocation.reason,
-        );
-        return { kind: 'revoked', key: previous, replacement: current };
-      }
-      const revoked = revokedKey(key, now().toISOString(), revocation.reason);
-      await updateKeyStatus(client, revoked);
-      return { kind: 'revoked', key: revoked, replacement: undefined };
-    });
+        return result;
+      }),
+    );
   }
 
-  async setTenantRateLimit(tenantId: string, perMinute: number | null): Promise<boolean> {
-    const updated = await this.#queryable.query(
-      'UPDATE tenants SET rate_limit_per_minute = $1 WHERE tenant_id = $2',
-      [perMinute, tenantId],
+  /** Revokes the key inside the caller's transaction, as revokeSigningKey describes. */
+  async #revokeIn(
+    client: pg.PoolClient,
+    tenantId: string,
+    keyId: string,
+    revocation: KeyRevocation,
+    now: () => Date,
+  ): Promise<KeyRevocationResult> {
+    if (!(await this.#lockChainHead(client, tenantId))) {
+      return { kind: 'tenant_not_found' };
+    }
+    const [key] = await this.#rows<SigningKeyRow>(
+      'SELECT * FROM signing_keys WHERE tenant_id = ? AND key_id = ?',
+      [tenantId, keyId],
+      client,
     );
-    return updated.rowCount !== 0;
+    if (!key) {
+      return { kind: 'key_not_found' };
+    }
+    if (key.status === 'revoked') {
+      return { kind: 'already_revoked', key };
+    }
+    if (key.status === 'active') {
+      if (!revocation.replacement) {
+        return { kind: 'active_key', key };
+      }
+      const { previous, current } = await this.#replaceActiveKey(
+        client,
+        tenantId,
+        revocation.replacement,
+        now,
+        revocation.reason,
+      );
+      return { kind: 'revoked', key: previous, replacement: current };
+    }
+    const revoked = revokedKey(key, now().toISOString(), revocation.reason);
+    await updateKeyStatus(client, revoked);
+    return { kind: 'revoked', key: revoked, replacement: undefined };
+  }
+
+  async setTenantRateLimit(
+    tenantId: string,
+    perMinute: number | null,
+    auditEvent?: NewAuditEvent,
+  ): Promise<boolean> {
+    const sql = 'UPDATE tenants SET rate_limit_per_minute = $1 WHERE tenant_id = $2';
+    if (auditEvent === undefined) {
+      return (await this.#queryable.query(sql, [perMinute, tenantId])).rowCount !== 0;
+    }
+    return this.#withAuditEventErrors(() =>
+      this.#transaction(async (client) => {
+        // The tenant row lock and the log head lock share one bound, as a chain head lock and
+        // the log head lock do in a key change.
+        const waitMs = this.#lockTimeoutMs;
+        const sent = sendTogether(client, () => [
+          client.query(startLockWait(waitMs)),
+          client.query(sql, [perMinute, tenantId]),
+          client.query(END_LOCK_WAIT),
+        ]);
+        await settleLockPhase(sent, `the row of tenant ${tenantId}`, waitMs);
+        if (((await sent[1]) as pg.QueryResult).rowCount === 0) {
+          return false;
+        }
+        await this.#appendEventAfterChange(client, tenantId, auditEvent);
+        return true;
+      }),
+    );
   }
 
   async syncRateLimitCounters(
@@ -980,16 +1046,21 @@ export class PgStore implements Store {
     return log.listLogEntriesBelowZero(this.#queryable, tenantId, limit);
   }
 
-  async appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
+  appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
+    return this.#withAuditEventErrors(() => this.#appendAuditEventsOnce(tenantId, events));
+  }
+
+  /** Runs `write` and raises AuditEventExistsError when it failed on a stored event id. */
+  async #withAuditEventErrors<T>(write: () => Promise<T>): Promise<T> {
     try {
-      return await this.#appendAuditEventsOnce(tenantId, events);
+      return await write();
     } catch (error) {
       if (
         isUniqueViolation(error) &&
         (error as pg.DatabaseError).constraint === AUDIT_EVENT_ID_CONSTRAINT
       ) {
         throw new AuditEventExistsError(
-          `an audit event id of the append is already stored: ${(error as pg.DatabaseError).detail}`,
+          `an audit event id of the write is already stored: ${(error as pg.DatabaseError).detail}`,
           { cause: error },
         );
       }

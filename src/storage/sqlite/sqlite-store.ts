@@ -360,17 +360,19 @@ export class SqliteStore implements Store {
       });
       sql.insertKey.run(key);
       sql.insertHead.run(tenant.tenant_id);
-      if (auditEvent) {
-        const logHead = this.#log.head(tenant.tenant_id);
-        this.#log.insertAuditEvent({
-          ...auditEvent,
-          tenant_id: tenant.tenant_id,
-          log_index: logHead.tree_size,
-        });
-        this.#log.extend(tenant.tenant_id, logHead, [auditEvent.event_json]);
-      }
+      this.#appendEventIn(tenant.tenant_id, auditEvent);
     });
     return this.#writeWithoutBlocking(() => create.immediate());
+  }
+
+  /** Appends `event`, when given, to the tenant's log inside the caller's transaction. */
+  #appendEventIn(tenantId: string, event: NewAuditEvent | undefined): void {
+    if (event === undefined) {
+      return;
+    }
+    const logHead = this.#log.head(tenantId);
+    this.#log.insertAuditEvent({ ...event, tenant_id: tenantId, log_index: logHead.tree_size });
+    this.#log.extend(tenantId, logHead, [event.event_json]);
   }
 
   getTenant(tenantId: string): Promise<TenantRow | undefined> {
@@ -417,14 +419,17 @@ export class SqliteStore implements Store {
     tenantId: string,
     key: NewSigningKey,
     now: () => Date,
+    auditEvent?: NewAuditEvent,
   ): Promise<KeyReplacement | undefined> {
     const rotate = this.#db.transaction((): KeyReplacement | undefined => {
       if (!this.sql.getHead.get(tenantId)) {
         return undefined;
       }
-      return this.#replaceActiveKey(tenantId, key, now);
+      const replacement = this.#replaceActiveKey(tenantId, key, now);
+      this.#appendEventIn(tenantId, auditEvent);
+      return replacement;
     });
-    return this.#writeWithoutBlocking(() => rotate.immediate());
+    return this.#writeAuditedChange(() => rotate.immediate());
   }
 
   revokeSigningKey(
@@ -432,42 +437,83 @@ export class SqliteStore implements Store {
     keyId: string,
     revocation: KeyRevocation,
     now: () => Date,
+    auditEvent?: NewAuditEvent,
   ): Promise<KeyRevocationResult> {
-    const sql = this.sql;
     const revoke = this.#db.transaction((): KeyRevocationResult => {
-      if (!sql.getHead.get(tenantId)) {
-        return { kind: 'tenant_not_found' };
+      const result = this.#revokeIn(tenantId, keyId, revocation, now);
+      if (result.kind === 'revoked') {
+        this.#appendEventIn(tenantId, auditEvent);
       }
-      const key = sql.getKey.get(tenantId, keyId) as SigningKeyRow | undefined;
-      if (!key) {
-        return { kind: 'key_not_found' };
-      }
-      if (key.status === 'revoked') {
-        return { kind: 'already_revoked', key };
-      }
-      if (key.status === 'active') {
-        if (!revocation.replacement) {
-          return { kind: 'active_key', key };
-        }
-        const { previous, current } = this.#replaceActiveKey(
-          tenantId,
-          revocation.replacement,
-          now,
-          revocation.reason,
-        );
-        return { kind: 'revoked', key: previous, replacement: current };
-      }
-      const revoked = revokedKey(key, now().toISOString(), revocation.reason);
-      this.v3Sql.updateKeyStatus.run(revoked);
-      return { kind: 'revoked', key: revoked, replacement: undefined };
+      return result;
     });
-    return this.#writeWithoutBlocking(() => revoke.immediate());
+    return this.#writeAuditedChange(() => revoke.immediate());
   }
 
-  setTenantRateLimit(tenantId: string, perMinute: number | null): Promise<boolean> {
-    return this.#writeWithoutBlocking(
-      () => this.v3Sql.setRateLimit.run(perMinute, tenantId).changes > 0,
-    );
+  /** Revokes the key inside the caller's transaction, as revokeSigningKey describes. */
+  #revokeIn(
+    tenantId: string,
+    keyId: string,
+    revocation: KeyRevocation,
+    now: () => Date,
+  ): KeyRevocationResult {
+    const sql = this.sql;
+    if (!sql.getHead.get(tenantId)) {
+      return { kind: 'tenant_not_found' };
+    }
+    const key = sql.getKey.get(tenantId, keyId) as SigningKeyRow | undefined;
+    if (!key) {
+      return { kind: 'key_not_found' };
+    }
+    if (key.status === 'revoked') {
+      return { kind: 'already_revoked', key };
+    }
+    if (key.status === 'active') {
+      if (!revocation.replacement) {
+        return { kind: 'active_key', key };
+      }
+      const { previous, current } = this.#replaceActiveKey(
+        tenantId,
+        revocation.replacement,
+        now,
+        revocation.reason,
+      );
+      return { kind: 'revoked', key: previous, replacement: current };
+    }
+    const revoked = revokedKey(key, now().toISOString(), revocation.reason);
+    this.v3Sql.updateKeyStatus.run(revoked);
+    return { kind: 'revoked', key: revoked, replacement: undefined };
+  }
+
+  setTenantRateLimit(
+    tenantId: string,
+    perMinute: number | null,
+    auditEvent?: NewAuditEvent,
+  ): Promise<boolean> {
+    const set = this.#db.transaction((): boolean => {
+      if (this.v3Sql.setRateLimit.run(perMinute, tenantId).changes === 0) {
+        return false;
+      }
+      this.#appendEventIn(tenantId, auditEvent);
+      return true;
+    });
+    return this.#writeAuditedChange(() => set.immediate());
+  }
+
+  /**
+   * Runs `write` as #writeWithoutBlocking does. Raises AuditEventExistsError when the write
+   * failed because one of its audit event ids is already stored.
+   */
+  async #writeAuditedChange<T>(write: () => T): Promise<T> {
+    try {
+      return await this.#writeWithoutBlocking(write);
+    } catch (error) {
+      if (isDuplicateAuditEvent(error)) {
+        throw new AuditEventExistsError('an audit event id of the write is already stored', {
+          cause: error,
+        });
+      }
+      throw error;
+    }
   }
 
   syncRateLimitCounters(windowStart: string, counts: RateLimitCount[]): Promise<RateLimitTotal[]> {
@@ -767,17 +813,8 @@ export class SqliteStore implements Store {
     return settle(() => this.#log.listEntriesBelowZero(tenantId, limit));
   }
 
-  async appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
-    try {
-      return await this.#writeWithoutBlocking(() => this.#log.appendAuditEvents(tenantId, events));
-    } catch (error) {
-      if (isDuplicateAuditEvent(error)) {
-        throw new AuditEventExistsError('an audit event id of the append is already stored', {
-          cause: error,
-        });
-      }
-      throw error;
-    }
+  appendAuditEvents(tenantId: string, events: NewAuditEvent[]): Promise<AuditEventRow[]> {
+    return this.#writeAuditedChange(() => this.#log.appendAuditEvents(tenantId, events));
   }
 
   getAuditEvent(eventId: string): Promise<AuditEventRow | undefined> {
