@@ -5,7 +5,7 @@ import { parseTrustedKeys, verifyBundle, verifyBundleWithTimestamps } from '../.
 import { parseVerifierKey } from '../../core/checkpoint.ts';
 import { nodeCrypto } from '../../core/crypto-node.ts';
 import { BundleError, TimestampError } from '../../core/errors.ts';
-import type { VerificationReport } from '../../core/verify/verify.ts';
+import { README_V1_CONCERN, type VerificationReport } from '../../core/verify/verify.ts';
 import { DEFAULT_ZIP_LIMITS } from '../../core/zip.ts';
 
 export const EXIT_VALID = 0;
@@ -216,6 +216,9 @@ export function formatReport(report: VerificationReport): string {
   lines.push('', report.summary);
   if (unpinned) {
     lines.push('', `NOTE: ${UNPINNED_NOTE}`);
+  }
+  for (const note of report.notes ?? []) {
+    lines.push('', `NOTE: ${note}`);
   }
   return lines.map(printable).join('\n');
 }
@@ -441,9 +444,10 @@ export async function runVerifyMany(
         .map((check) => check.check);
       const pinNote =
         result.report && validWithoutPinnedKey(result.report) ? ' (key not pinned)' : '';
+      const readmeNote = result.report?.readme_version === 1 ? ' (README.txt version 1)' : '';
       const verdict = result.error
         ? `ERROR    ${result.path}: ${result.error.message} [${result.error.code}]`
-        : `${result.report.valid ? 'VALID  ' : 'INVALID'}  ${result.path}${pinNote}${failed && failed.length > 0 ? `: failed ${failed.join(', ')}` : ''}`;
+        : `${result.report.valid ? 'VALID  ' : 'INVALID'}  ${result.path}${pinNote}${readmeNote}${failed && failed.length > 0 ? `: failed ${failed.join(', ')}` : ''}`;
       out(printable(verdict));
     }
     const valid = results.filter((result) => result.report?.valid).length;
@@ -453,6 +457,10 @@ export async function runVerifyMany(
     ).length;
     if (unpinned > 0) {
       out(`NOTE: ${unpinned} of them valid only with the key they carry. ${UNPINNED_NOTE}`);
+    }
+    const oldReadme = results.filter((result) => result.report?.readme_version === 1).length;
+    if (oldReadme > 0) {
+      out(`NOTE: ${oldReadme} of them carry README.txt text version 1. ${README_V1_CONCERN}`);
     }
   }
   return status;
