@@ -135,7 +135,7 @@ void describe('cdil verify', () => {
   });
 
   test('invalid --jobs with one bundle exits 2', () => {
-    for (const jobs of ['abc', '0', '65']) {
+    for (const jobs of ['abc', '0', '65', '0x2', '1e1', ' 2', '2 ', '2.0', '+2', '']) {
       const result = runCli(['verify', validPath, '--jobs', jobs]);
       assert.equal(result.status, 2, jobs);
       assert.equal(result.stdout, '', jobs);

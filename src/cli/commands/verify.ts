@@ -315,13 +315,17 @@ function timestampOptionsProblem(options: {
 
 const USAGE_ERROR = 'USAGE_ERROR';
 
-/** Returns the usage error for a --jobs value that is not an integer from 1 to 64, or undefined. */
+/**
+ * Returns the usage error for a --jobs value that is not a decimal integer from 1 to 64, or
+ * undefined. Only ASCII digits are accepted, because Number() would also read "0x2", "1e1" and
+ * " 2" as integers.
+ */
 function jobsProblem(jobs: string | undefined): string | undefined {
   if (jobs === undefined) {
     return undefined;
   }
-  const count = Number(jobs);
-  if (Number.isInteger(count) && count >= 1 && count <= 64) {
+  const count = /^[0-9]+$/.test(jobs) ? Number(jobs) : NaN;
+  if (count >= 1 && count <= 64) {
     return undefined;
   }
   return `--jobs must be an integer from 1 to 64, got ${JSON.stringify(jobs)}`;
@@ -377,10 +381,11 @@ export async function runVerifyMany(
     return reportUsageError(jobsError, USAGE_ERROR, options, out, err);
   }
   const { BundleVerifierPool, defaultThreadCount } = await import('../../services/verify-pool.ts');
-  const jobs =
-    options.jobs === undefined
-      ? Math.min(defaultThreadCount(), paths.length)
-      : Number(options.jobs);
+  // More threads than bundles would only cost start-up time and memory.
+  const jobs = Math.min(
+    options.jobs === undefined ? defaultThreadCount() : Number(options.jobs),
+    paths.length,
+  );
   const problem = timestampOptionsProblem(options);
   if (problem !== undefined) {
     return reportUsageError(problem, USAGE_ERROR, options, out, err);
@@ -451,7 +456,9 @@ export async function runVerifyMany(
       out(printable(verdict));
     }
     const valid = results.filter((result) => result.report?.valid).length;
-    out(`${valid} of ${results.length} bundles valid (${jobs} worker threads)`);
+    out(
+      `${valid} of ${results.length} bundles valid (${jobs} worker ${jobs === 1 ? 'thread' : 'threads'})`,
+    );
     const unpinned = results.filter(
       (result) => result.report && validWithoutPinnedKey(result.report),
     ).length;
@@ -495,7 +502,10 @@ export function registerVerifyCommand(program: Command): void {
     )
     .option('--note <file>', 'also check that this file holds exactly the certified note text')
     .option('--json', 'print the full report as JSON')
-    .option('--jobs <n>', 'worker threads when several bundles are given (default: CPU count)')
+    .option(
+      '--jobs <n>',
+      'worker threads when several bundles are given, at most one per bundle (default: CPU count)',
+    )
     .action(async (bundles: string[], options: VerifyCliOptions & VerifyManyCliOptions) => {
       const out = (text: string) => process.stdout.write(text + '\n');
       const err = (text: string) => process.stderr.write(text + '\n');
