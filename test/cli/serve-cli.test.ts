@@ -107,6 +107,18 @@ describe('cdil serve start-up', () => {
     }
   });
 
+  test('invalid --port names the option', () => {
+    for (const port of ['70000', 'abc', '-1']) {
+      const result = runCli(['serve', '--port', port], env);
+      assert.equal(result.status, 78, port);
+      assert.match(result.stderr, /--port must be an integer from 0 to 65535, got "/, port);
+      assert.doesNotMatch(result.stderr, /CDIL_PORT/, port);
+    }
+    const fromEnvironment = runCli(['serve'], { ...env, CDIL_PORT: '70000' });
+    assert.equal(fromEnvironment.status, 78);
+    assert.match(fromEnvironment.stderr, /CDIL_PORT must be an integer from 0 to 65535/);
+  });
+
   test('start with a tenant omits the next steps', async () => {
     const created = runCli(['tenant', 'create', 'demo-hospital'], env);
     assert.equal(created.status, 0, created.stderr);

@@ -6,7 +6,7 @@
 import cluster from 'node:cluster';
 import { join, sep } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig, type Config } from '../../config/config.ts';
+import { ConfigError, loadConfig, type Config } from '../../config/config.ts';
 import type { Services } from '../../services/container.ts';
 import { packageRoot } from '../package-root.ts';
 import { assertSqliteFolderWritable } from '../sqlite-folder.ts';
@@ -103,18 +103,44 @@ function explainListenError(error: unknown): unknown {
   return new Error(`${(error as Error).message}; ${hints[code]}`, { cause: error });
 }
 
-export async function runServe(options: ServeOptions): Promise<void> {
+/** Environment variables that the options of `cdil serve` override, by option. */
+const OPTION_SETTINGS = [
+  ['--host', 'host', 'CDIL_HOST'],
+  ['--port', 'port', 'CDIL_PORT'],
+  ['--workers', 'workers', 'CDIL_WORKERS'],
+] as const;
+
+/**
+ * Loads the configuration with the given options in place of their environment variables. A
+ * problem with a value that came from an option names the option, not the variable.
+ */
+function loadServeConfig(options: ServeOptions): Config {
   const env = { ...process.env };
-  if (options.host) {
-    env.CDIL_HOST = options.host;
+  for (const [, key, variable] of OPTION_SETTINGS) {
+    if (options[key]) {
+      env[variable] = options[key];
+    }
   }
-  if (options.port) {
-    env.CDIL_PORT = options.port;
+  try {
+    return loadConfig(env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) {
+      throw error;
+    }
+    const problems = error.problems.map((problem) => {
+      for (const [option, key, variable] of OPTION_SETTINGS) {
+        if (options[key] && problem.startsWith(`${variable} `)) {
+          return option + problem.slice(variable.length);
+        }
+      }
+      return problem;
+    });
+    throw new ConfigError(problems);
   }
-  if (options.workers) {
-    env.CDIL_WORKERS = options.workers;
-  }
-  const config = loadConfig(env);
+}
+
+export async function runServe(options: ServeOptions): Promise<void> {
+  const config = loadServeConfig(options);
   assertSqliteFolderWritable(config);
   if (config.workers > 1 && cluster.isPrimary) {
     await runPrimary(config, config.workers);
