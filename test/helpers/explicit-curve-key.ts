@@ -35,11 +35,17 @@ function inverse(value: bigint, modulus: bigint): bigint {
 
 /** Adds two affine points of P-256, whose a is -3. Undefined is the point at infinity. */
 function addPoints(first: Point | undefined, second: Point | undefined): Point | undefined {
-  if (first === undefined) return second;
-  if (second === undefined) return first;
+  if (first === undefined) {
+    return second;
+  }
+  if (second === undefined) {
+    return first;
+  }
   const [x1, y1] = first;
   const [x2, y2] = second;
-  if (x1 === x2 && modulo(y1 + y2, FIELD_PRIME) === 0n) return undefined;
+  if (x1 === x2 && modulo(y1 + y2, FIELD_PRIME) === 0n) {
+    return undefined;
+  }
   const slope =
     x1 === x2
       ? modulo((3n * x1 * x1 - 3n) * inverse(2n * y1, FIELD_PRIME), FIELD_PRIME)
@@ -52,10 +58,14 @@ function multiplyPoint(scalar: bigint, point: Point): Point {
   let result: Point | undefined;
   let addend: Point | undefined = point;
   for (let rest = scalar; rest > 0n; rest >>= 1n) {
-    if (rest & 1n) result = addPoints(result, addend);
+    if (rest & 1n) {
+      result = addPoints(result, addend);
+    }
     addend = addPoints(addend, addend);
   }
-  if (result === undefined) throw new Error('scalar multiple is the point at infinity');
+  if (result === undefined) {
+    throw new Error('scalar multiple is the point at infinity');
+  }
   return result;
 }
 
