@@ -49,19 +49,34 @@ openssl ts -verify -data checkpoint.txt -in checkpoint_timestamp.tsr -token_in -
 `;
 
 /**
+ * DER prefix of a P-256 public key in SubjectPublicKeyInfo form with the named curve
+ * (id-ecPublicKey, prime256v1) and an uncompressed point. The 64 bytes of x and y follow it.
+ */
+export const P256_SPKI_PREFIX_HEX = '3059301306072a8648ce3d020106082a8648ce3d03010703420004';
+
+/**
  * The step of version 2 that ties public_key.pem to the tenant, because step 1 checks the
- * signature only against the key inside the archive. The commands print the JWK "x" and "y"
- * (base64url) of the key: in an uncompressed P-256 SPKI, the last 64 bytes are x then y.
+ * signature only against the key inside the archive. The first command prints the DER prefix
+ * of the key. It must be the named-curve P-256 prefix, because a key with explicit curve
+ * parameters can carry the tenant's x and y with a generator whose private key the forger
+ * chose, and "openssl dgst -verify" (OpenSSL 3.0.19) accepts signatures made with such keys.
+ * The other two commands print the JWK "x" and "y" (base64url): in that SPKI, the last 64
+ * bytes are x then y.
  */
 function publishedKeyStep(certificate: Certificate): string {
   return `2. public_key.pem is the tenant's key. Step 1 shows only that the signature matches
-   public_key.pem, and anyone can make a key pair. Get the tenant's published key set (JWKS)
-   from the tenant, not from this archive. CDIL serves it at this path:
+   public_key.pem, and anyone can make a key pair. The first command below must print
+     ${P256_SPKI_PREFIX_HEX}
+   which every P-256 key on the named curve starts with. Any other output means that the
+   key carries explicit curve parameters, and such a key can show the tenant's x and y
+   without being the tenant's key. Then get the tenant's published key set (JWKS) from the
+   tenant, not from this archive. CDIL serves it at this path:
      /v1/tenants/${certificate.tenant_id}/jwks.json
    In it, the key whose "kid" is the signing key id above must have the "x" and "y" values
-   that the two commands below print. It must not have "status": "revoked", and its
+   that the last two commands below print. It must not have "status": "revoked", and its
    "valid_from" (and "valid_until", if set) must include the "Issued (UTC)" time above.
 
+  $ openssl pkey -pubin -in public_key.pem -outform DER | head -c 27 | od -An -tx1 | tr -d ' \\n'; echo
   $ openssl pkey -pubin -in public_key.pem -outform DER | tail -c 64 | head -c 32 | openssl base64 | tr '+/' '-_' | tr -d '='
   $ openssl pkey -pubin -in public_key.pem -outform DER | tail -c 32 | openssl base64 | tr '+/' '-_' | tr -d '='
 

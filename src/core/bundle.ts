@@ -7,7 +7,11 @@ import type { CryptoProvider } from './crypto.ts';
 import { bytesEqual, fromBase64, toBase64, utf8Decode, utf8Encode } from './encoding.ts';
 import { BundleError } from './errors.ts';
 import { p256PublicKeyPem, type Jwks, type KeyDescriptor } from './key.ts';
-import { bundleReadmeVersionOf, renderBundleReadme } from './bundle-readme.ts';
+import {
+  bundleReadmeVersionOf,
+  renderBundleReadme,
+  type BundleReadmeVersion,
+} from './bundle-readme.ts';
 import { formatVerifierKey } from './checkpoint.ts';
 import { checkpointSigners, type LogEvidence } from './verify/log-steps.ts';
 import type { TrustedRoots } from './timestamp/certificates.ts';
@@ -250,7 +254,7 @@ function checkBundleFiles(
   publicKeyPem: string,
   format: BundleFormat,
   logKeyProblem: string | undefined,
-): { ok: boolean; detail: string } {
+): { ok: boolean; detail: string; readmeVersion: BundleReadmeVersion | undefined } {
   const problems: string[] = [];
   const expected = filesOf(format);
   for (const name of expected) {
@@ -293,15 +297,16 @@ function checkBundleFiles(
     problems.push(`${BundleFile.signature} differs from the certificate signature`);
   }
   const readme = files.get(BundleFile.readme);
-  if (
-    readme &&
-    bundleReadmeVersionOf(
-      utf8Decode(readme),
-      certificate as unknown as Certificate,
-      format === BUNDLE_FORMAT_V2,
-      timestampFilesIn(files),
-    ) === undefined
-  ) {
+  const readmeVersion =
+    readme === undefined
+      ? undefined
+      : bundleReadmeVersionOf(
+          utf8Decode(readme),
+          certificate as unknown as Certificate,
+          format === BUNDLE_FORMAT_V2,
+          timestampFilesIn(files),
+        );
+  if (readme && readmeVersion === undefined) {
     problems.push(
       `${BundleFile.readme} differs from each text version generated for this certificate`,
     );
@@ -323,11 +328,16 @@ function checkBundleFiles(
     problems.push(`${BundleFile.publicKey} holds more than the PEM of one P-256 public key`);
   }
   if (problems.length > 0) {
-    return { ok: false, detail: `bundle files were altered: ${problems.join('; ')}` };
+    return {
+      ok: false,
+      detail: `bundle files were altered: ${problems.join('; ')}`,
+      readmeVersion,
+    };
   }
   return {
     ok: true,
     detail: `all ${files.size} files are present, match the manifest and agree with the signed content`,
+    readmeVersion,
   };
 }
 
@@ -624,6 +634,7 @@ function verifyBundleFiles(
     manifest: manifest.ok
       ? { ok: true, detail: manifest.detail }
       : { ok: false, detail: manifest.detail },
+    readmeVersion: manifest.readmeVersion ?? null,
   });
 }
 

@@ -131,6 +131,8 @@ describe('cdil command line', () => {
     );
     assert.equal(refused.status, 1);
     assert.match(refused.stderr, /active signing key/);
+    assert.match(refused.stderr, /add --rotate to revoke it/);
+    assert.doesNotMatch(refused.stderr, /"rotate": true/);
 
     const revoked = runCli(
       ['tenant', 'revoke-key', 'key-wing', active, '--reason', 'key_compromise', '--rotate'],

@@ -2,12 +2,13 @@
 // with one process and with workers, and the first commands printed only for a database without
 // tenants.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { runCli, runCliAsync, startServerProcess } from '../helpers/cli.ts';
+import { CLI, runCli, runCliAsync, startServerProcess } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { closedPort } from '../helpers/ports.ts';
 
@@ -69,6 +70,53 @@ describe('cdil serve start-up', () => {
       server.child.kill('SIGTERM');
       await server.exited;
     }
+  });
+
+  test('next steps outside the package use node', async () => {
+    // npx outside the package folder would look cdil up in the npm registry.
+    const outside = mkdtempSync(join(tmpdir(), 'cdil-serve-cwd-'));
+    try {
+      const server = await startServerProcess(env, { cwd: outside });
+      let stderr: string;
+      try {
+        await waitForText(() => server.stderr.join(''), 'API reference:');
+        stderr = server.stderr.join('');
+      } finally {
+        server.child.kill('SIGTERM');
+        await server.exited;
+      }
+      assert.ok(stderr.includes(`Next steps, in another terminal in ${outside}:\n`), stderr);
+      assert.doesNotMatch(stderr, /npx/);
+      const create = /^ {2}(.*) tenant create demo-hospital$/m.exec(stderr)?.[1];
+      assert.equal(create, `CDIL_DATA_DIR=${dir} node ${CLI}`);
+      assert.ok(
+        stderr.includes(`  ${create} token --tenant demo-hospital --role clinician\n`),
+        stderr,
+      );
+
+      // The printed command runs as written from that folder.
+      const listed = spawnSync('sh', ['-c', `${create} tenant list`], {
+        cwd: outside,
+        env: { ...process.env, ...env },
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+      assert.equal(listed.status, 0, listed.stderr);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  test('invalid --port names the option', () => {
+    for (const port of ['70000', 'abc', '-1']) {
+      const result = runCli(['serve', '--port', port], env);
+      assert.equal(result.status, 78, port);
+      assert.match(result.stderr, /--port must be an integer from 0 to 65535, got "/, port);
+      assert.doesNotMatch(result.stderr, /CDIL_PORT/, port);
+    }
+    const fromEnvironment = runCli(['serve'], { ...env, CDIL_PORT: '70000' });
+    assert.equal(fromEnvironment.status, 78);
+    assert.match(fromEnvironment.stderr, /CDIL_PORT must be an integer from 0 to 65535/);
   });
 
   test('start with a tenant omits the next steps', async () => {

@@ -11,11 +11,14 @@ import {
   TimestampBundleFile,
   prettyJson,
 } from '../../src/core/bundle.ts';
+import { renderBundleReadme } from '../../src/core/bundle-readme.ts';
+import type { Certificate } from '../../src/core/certificate.ts';
 import { CHECK_NAMES, type VerificationReport } from '../../src/core/verify/verify.ts';
 import {
   createBundleFixture,
   packBundle,
   readJsonFile,
+  refreshManifest,
   unpackBundle,
   withFile,
   withoutLog,
@@ -132,7 +135,7 @@ void describe('cdil verify', () => {
   });
 
   test('invalid --jobs with one bundle exits 2', () => {
-    for (const jobs of ['abc', '0', '65']) {
+    for (const jobs of ['abc', '0', '65', '0x2', '1e1', ' 2', '2 ', '2.0', '+2', '']) {
       const result = runCli(['verify', validPath, '--jobs', jobs]);
       assert.equal(result.status, 2, jobs);
       assert.equal(result.stdout, '', jobs);
@@ -440,6 +443,69 @@ void describe('cdil verify --json', () => {
     const output = JSON.parse(result.stdout) as { valid: boolean; error: { code: string } };
     assert.equal(output.valid, false);
     assert.equal(output.error.code, 'INPUT_UNREADABLE');
+  });
+});
+
+void describe('cdil verify README.txt text version', () => {
+  let oldReadmePath: string;
+
+  before(() => {
+    // The manifest is not signed, so anyone can put the version 1 text into a newer bundle.
+    const files = unpackBundle(fixture.zip);
+    const certificate = readJsonFile(files, BundleFile.certificate) as unknown as Certificate;
+    files.set(BundleFile.readme, Buffer.from(renderBundleReadme(certificate, true, [], 1)));
+    refreshManifest(files);
+    oldReadmePath = join(dir, 'readme-version-1.zip');
+    writeFileSync(oldReadmePath, packBundle(files));
+  });
+
+  test('version 1 text prints a note', () => {
+    const result = runCli(['verify', oldReadmePath, '--trusted-keys', jwksPath]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /^VALID {2}certificate /);
+    assert.match(result.stdout, /\nNOTE: README\.txt is text version 1\. /);
+    assert.match(result.stdout, /do not compare public_key\.pem with the tenant's published key/);
+  });
+
+  test('version 1 text in the JSON report', () => {
+    const result = runCli(['verify', oldReadmePath, '--json']);
+    assert.equal(result.status, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as VerificationReport;
+    assert.equal(report.valid, true);
+    assert.equal(report.readme_version, 1);
+    assert.equal(report.notes?.length, 1);
+    assert.match(report.notes[0]!, /^README\.txt is text version 1\. /);
+  });
+
+  test('current text has no note', () => {
+    const text = runCli(['verify', validPath, '--trusted-keys', jwksPath]);
+    assert.equal(text.status, 0, text.stderr);
+    assert.doesNotMatch(text.stdout, /NOTE/);
+    const json = runCli(['verify', validPath, '--json']);
+    const report = JSON.parse(json.stdout) as VerificationReport;
+    assert.equal(report.readme_version, 2);
+    assert.equal(report.notes, undefined);
+  });
+
+  test('altered text has version null', () => {
+    const files = unpackBundle(fixture.zip);
+    const text = Buffer.from(files.get(BundleFile.readme)!).toString('utf8');
+    const path = join(dir, 'readme-altered.zip');
+    writeFileSync(path, packBundle(withFile(files, BundleFile.readme, `${text}Checked.\n`)));
+    const result = runCli(['verify', path, '--json']);
+    assert.equal(result.status, 1, result.stderr);
+    const report = JSON.parse(result.stdout) as VerificationReport;
+    assert.equal(report.readme_version, null);
+    assert.equal(report.notes, undefined);
+  });
+
+  test('several bundles mark version 1 text', () => {
+    const result = runCli(['verify', oldReadmePath, validPath, '--trusted-keys', jwksPath]);
+    assert.equal(result.status, 0, result.stderr);
+    const lines = result.stdout.split('\n');
+    assert.ok(lines.includes(`VALID    ${oldReadmePath} (README.txt version 1)`), result.stdout);
+    assert.ok(lines.includes(`VALID    ${validPath}`), result.stdout);
+    assert.match(result.stdout, /\nNOTE: 1 of them carry README\.txt text version 1\. /);
   });
 });
 

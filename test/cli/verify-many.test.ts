@@ -113,6 +113,38 @@ test('required pins fail unpinned bundles', async () => {
   assert.match(lines[2]!, /^0 of 2 bundles valid/);
 });
 
+test('pool has at most one thread per bundle', async () => {
+  for (const [jobs, expected] of [
+    ['64', '(2 worker threads)'],
+    ['2', '(2 worker threads)'],
+    ['1', '(1 worker thread)'],
+  ] as const) {
+    const lines: string[] = [];
+    const status = await runVerifyMany(
+      [genuine, genuine],
+      { trustedKeys: jwks, jobs },
+      (text) => lines.push(text),
+      () => undefined,
+    );
+    assert.equal(status, EXIT_VALID, jobs);
+    assert.equal(lines[2], `2 of 2 bundles valid ${expected}`, jobs);
+  }
+});
+
+test('--jobs accepts only decimal digits', async () => {
+  for (const jobs of ['0x2', '1e1', ' 2', '2.0', '']) {
+    const errors: string[] = [];
+    const status = await runVerifyMany(
+      [genuine, genuine],
+      { jobs },
+      () => undefined,
+      (text) => errors.push(text),
+    );
+    assert.equal(status, EXIT_UNUSABLE, jobs);
+    assert.match(errors.join('\n'), /--jobs must be an integer from 1 to 64/, jobs);
+  }
+});
+
 test('one tampered bundle gives exit 1 and is named', async () => {
   const { status, lines } = await run([genuine, tampered, genuine]);
   assert.equal(status, EXIT_INVALID);

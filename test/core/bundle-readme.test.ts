@@ -3,11 +3,12 @@
 // text version is run, because bundles exported with an older text stay valid.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash, sign } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BundleFile, verifyBundle } from '../../src/core/bundle.ts';
+import { BundleFile, prettyJson, verifyBundle } from '../../src/core/bundle.ts';
 import type { ManifestEntry } from '../../src/core/bundle.ts';
 import {
   BUNDLE_README_VERSIONS,
@@ -15,19 +16,24 @@ import {
   renderBundleReadme,
   type BundleReadmeVersion,
 } from '../../src/core/bundle-readme.ts';
+import { canonicalSignedJson } from '../../src/core/canonical.ts';
 import type { Certificate } from '../../src/core/certificate.ts';
 import { nodeCrypto } from '../../src/core/crypto-node.ts';
 import { readZipSafely } from '../../src/core/zip.ts';
+import { explicitCurveKeyFor } from '../helpers/explicit-curve-key.ts';
 import {
   createBundleFixture,
   packBundle,
   readJsonFile,
   refreshManifest,
+  refreshReadme,
   resignBundle,
   type BundleFixture,
 } from '../helpers/bundle.ts';
 
 const COMMAND_PREFIX = '  $ ';
+/** DER of a named-curve P-256 SubjectPublicKeyInfo up to the point's x and y. */
+const NAMED_P256_SPKI_PREFIX = '3059301306072a8648ce3d020106082a8648ce3d03010703420004';
 
 let fixture: BundleFixture;
 let root: string;
@@ -128,13 +134,21 @@ function commandMatching(bundleCommands: string[], pattern: RegExp): string {
 const SIGNATURE_COMMAND = /^openssl dgst -sha256 -verify public_key\.pem /;
 const MANIFEST_COMMAND = /^openssl dgst -sha256 -r canonical_message\.json /;
 const NOTE_COMMAND = /^openssl dgst -sha256 -r note\.txt$/;
+const KEY_PREFIX_COMMAND = /^openssl pkey -pubin -in public_key\.pem .*\| head -c 27 \| od /;
 const KEY_X_COMMAND = /^openssl pkey -pubin -in public_key\.pem .*\| tail -c 64 \| head -c 32 /;
 const KEY_Y_COMMAND = /^openssl pkey -pubin -in public_key\.pem .*\| tail -c 32 /;
 
 /** The commands each README.txt text version lists, in order. */
 const EXPECTED_COMMANDS: Record<BundleReadmeVersion, RegExp[]> = {
   1: [SIGNATURE_COMMAND, MANIFEST_COMMAND, NOTE_COMMAND],
-  2: [SIGNATURE_COMMAND, KEY_X_COMMAND, KEY_Y_COMMAND, MANIFEST_COMMAND, NOTE_COMMAND],
+  2: [
+    SIGNATURE_COMMAND,
+    KEY_PREFIX_COMMAND,
+    KEY_X_COMMAND,
+    KEY_Y_COMMAND,
+    MANIFEST_COMMAND,
+    NOTE_COMMAND,
+  ],
 };
 
 for (const version of BUNDLE_README_VERSIONS) {
@@ -223,6 +237,79 @@ void describe('README.txt published key step', () => {
     assert.equal(printed.y, published.y);
   });
 
+  /** Runs the key prefix command in an unpacked bundle and returns what it prints. */
+  function printedKeyPrefix(name: string, bundle: ReadonlyMap<string, Uint8Array>): string {
+    requireOpenssl();
+    const dir = unpackInto(name, bundle, fixture.noteText);
+    const result = runShell(commandMatching(readmeCommands(bundle), KEY_PREFIX_COMMAND), dir);
+    assert.equal(result.status, 0, result.stderr);
+    return result.stdout;
+  }
+
+  /**
+   * Returns the bundle re-signed, for another note and model, with a key that has explicit
+   * curve parameters and the published x and y of the certificate's key, so key_id and the
+   * printed coordinates stay those of the tenant.
+   */
+  function forgeWithExplicitCurve(bundle: ReadonlyMap<string, Uint8Array>) {
+    const published = fixture.jwks.keys.find((key) => key.kid === fixture.certificate.key_id)!;
+    const { privateKey, publicKeyPem } = explicitCurveKeyFor(published);
+    const forgedNote = 'ASSESSMENT: COPD, unstable. Start home oxygen.';
+    const message = readJsonFile(bundle, BundleFile.canonicalMessage);
+    message.note_hash = createHash('sha256').update(forgedNote, 'utf8').digest('hex');
+    message.model_name = 'forged-model';
+    const signedText = canonicalSignedJson(message as Record<string, string>);
+    const signature = sign('sha256', Buffer.from(signedText, 'utf8'), privateKey);
+    const certificate = {
+      ...readJsonFile(bundle, BundleFile.certificate),
+      ...message,
+      signature: signature.toString('base64'),
+    };
+    const copy = new Map(bundle);
+    copy.set(BundleFile.canonicalMessage, Buffer.from(signedText, 'utf8'));
+    copy.set(BundleFile.certificate, prettyJson(certificate));
+    copy.set(BundleFile.signature, signature);
+    copy.set(BundleFile.publicKey, Buffer.from(publicKeyPem, 'utf8'));
+    refreshReadme(copy);
+    refreshManifest(copy);
+    return { files: copy, note: forgedNote };
+  }
+
+  test('states the named-curve key prefix', () => {
+    const text = Buffer.from(files.get(BundleFile.readme)!).toString('utf8');
+    assert.ok(
+      text.includes(`\n     ${NAMED_P256_SPKI_PREFIX}\n`),
+      'expected output is in the text',
+    );
+    assert.equal(printedKeyPrefix('key-prefix-genuine', files), `${NAMED_P256_SPKI_PREFIX}\n`);
+  });
+
+  test('rejects an explicit-curve key with published x and y', () => {
+    const forged = forgeWithExplicitCurve(files);
+    const forgedCommands = readmeCommands(forged.files);
+    const dir = unpackInto('key-explicit-signature', forged.files, forged.note);
+    // Steps 1 and 4 and the coordinates cannot tell this forgery from the real bundle.
+    const signature = runShell(commandMatching(forgedCommands, SIGNATURE_COMMAND), dir);
+    assert.equal(signature.stdout.trim(), 'Verified OK', signature.stderr);
+    const note = runShell(commandMatching(forgedCommands, NOTE_COMMAND), dir);
+    assert.equal(
+      parseDigests(note.stdout).get('note.txt'),
+      readJsonFile(forged.files, BundleFile.canonicalMessage).note_hash,
+    );
+    const published = fixture.jwks.keys.find((key) => key.kid === fixture.certificate.key_id)!;
+    const printed = printedCoordinates('key-explicit-coordinates', forged.files);
+    assert.equal(printed.x, published.x);
+    assert.equal(printed.y, published.y);
+    // The prefix command is the one that shows the key is not a named P-256 key.
+    const prefix = printedKeyPrefix('key-explicit-prefix', forged.files);
+    assert.match(prefix, /^[0-9a-f]{54}\n$/);
+    assert.notEqual(prefix, `${NAMED_P256_SPKI_PREFIX}\n`);
+    const report = verifyBundle(nodeCrypto, packBundle(forged.files));
+    assert.equal(report.valid, false, 'cdil verify rejects the key without the manual steps');
+    const keyBinding = report.checks.find((check) => check.check === 'key_binding')!;
+    assert.equal(keyBinding.status, 'fail', keyBinding.detail);
+  });
+
   test('exposes a bundle signed with another key', () => {
     const forged = resignBundle(files);
     // The signature step alone cannot tell the forgery from the real bundle.
@@ -270,7 +357,7 @@ void describe('README.txt text versions in the verifier', () => {
     const cases: [string, string][] = [
       [
         'latest without the key step',
-        latest.replace(/\n2\. public_key\.pem[^]*?\n\n {2}\$ .*\n {2}\$ .*\n/, '\n'),
+        latest.replace(/\n2\. public_key\.pem[^]*?\n\n(?: {2}\$ .*\n){3}/, '\n'),
       ],
       ['oldest with a line added', `${oldest}Checked by the auditor.\n`],
       ['latest for a bundle without log', renderBundleReadme(certificate, false, [], 2)],

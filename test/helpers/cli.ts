@@ -54,8 +54,12 @@ export interface ServerProcess {
 }
 
 /** Starts `cdil serve` on a free port and resolves once it logs that it listens (log level info or lower). */
-export function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+export function startServerProcess(
+  env: Record<string, string>,
+  options: { cwd?: string } = {},
+): Promise<ServerProcess> {
   const child = spawn(process.execPath, [CLI, 'serve'], {
+    cwd: options.cwd,
     env: { ...process.env, CDIL_PORT: '0', CDIL_HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -13,6 +13,7 @@ import {
 import { REVOCATION_REASONS, type RevocationReason } from '../../core/key.ts';
 import { ROLES, type Role } from '../../server/route-table.ts';
 import { cliAuditContext } from '../../services/audit.ts';
+import { AppError } from '../../services/errors.ts';
 import type { Services } from '../../services/container.ts';
 import type { Store } from '../../storage/store.ts';
 import { assertSqliteFolderWritable } from '../sqlite-folder.ts';
@@ -190,7 +191,16 @@ export function registerAdminCommands(program: Command): void {
           { reason, rotate: options.rotate === true },
           cliAuditContext(),
         ),
-      );
+      ).catch((error: unknown) => {
+        // The service writes this message for the HTTP API, whose request field is "rotate".
+        if (error instanceof AppError && error.code === 'KEY_ACTIVE') {
+          throw new Error(
+            `key ${keyId} is the active signing key of tenant ${id}; add --rotate to revoke it and switch to a new key in one step`,
+            { cause: error },
+          );
+        }
+        throw error;
+      });
       console.log(JSON.stringify(revocation, null, 2));
     });
   tenant

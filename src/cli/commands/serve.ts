@@ -4,9 +4,11 @@
 // appends, so they need no coordination in memory. Heavy modules load inside the commands, so
 // `cdil --help` and `cdil verify` start without loading the server.
 import cluster from 'node:cluster';
+import { join, sep } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig, type Config } from '../../config/config.ts';
+import { ConfigError, loadConfig, type Config } from '../../config/config.ts';
 import type { Services } from '../../services/container.ts';
+import { packageRoot } from '../package-root.ts';
 import { assertSqliteFolderWritable } from '../sqlite-folder.ts';
 
 export interface ServeOptions {
@@ -20,6 +22,21 @@ export const SHUTDOWN_TIMEOUT_MS = 30_000;
 /** Quotes a value for a POSIX shell command line when it contains more than safe characters. */
 function shellWord(value: string): string {
   return /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Returns the command that runs cdil from the current folder without a package registry:
+ * `npx cdil` in the package folder or below it, where npx finds the package's own bin, else
+ * `node` with the absolute path of bin/cdil.mjs. Elsewhere, npx would ask the npm registry for a
+ * package named cdil and could install and run whatever is published under that name.
+ */
+function localCdilCommand(): string {
+  const root = packageRoot();
+  const cwd = process.cwd();
+  if (cwd === root || cwd.startsWith(root + sep)) {
+    return 'npx cdil';
+  }
+  return `node ${shellWord(join(root, 'bin', 'cdil.mjs'))}`;
 }
 
 /**
@@ -40,10 +57,11 @@ function printDevelopmentHints(config: Config, address: string, hasTenants: bool
   ];
   if (!hasTenants) {
     const dataDir = process.env.CDIL_DATA_DIR ? `CDIL_DATA_DIR=${shellWord(config.dataDir)} ` : '';
+    const cdil = localCdilCommand();
     lines.push(
       `Next steps, in another terminal in ${process.cwd()}:`,
-      `  ${dataDir}npx cdil tenant create demo-hospital`,
-      `  ${dataDir}npx cdil token --tenant demo-hospital --role clinician`,
+      `  ${dataDir}${cdil} tenant create demo-hospital`,
+      `  ${dataDir}${cdil} token --tenant demo-hospital --role clinician`,
     );
   }
   lines.push(`API reference: ${address}/docs`, '');
@@ -85,18 +103,44 @@ function explainListenError(error: unknown): unknown {
   return new Error(`${(error as Error).message}; ${hints[code]}`, { cause: error });
 }
 
-export async function runServe(options: ServeOptions): Promise<void> {
+/** Environment variables that the options of `cdil serve` override, by option. */
+const OPTION_SETTINGS = [
+  ['--host', 'host', 'CDIL_HOST'],
+  ['--port', 'port', 'CDIL_PORT'],
+  ['--workers', 'workers', 'CDIL_WORKERS'],
+] as const;
+
+/**
+ * Loads the configuration with the given options in place of their environment variables. A
+ * problem with a value that came from an option names the option, not the variable.
+ */
+function loadServeConfig(options: ServeOptions): Config {
   const env = { ...process.env };
-  if (options.host) {
-    env.CDIL_HOST = options.host;
+  for (const [, key, variable] of OPTION_SETTINGS) {
+    if (options[key]) {
+      env[variable] = options[key];
+    }
   }
-  if (options.port) {
-    env.CDIL_PORT = options.port;
+  try {
+    return loadConfig(env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) {
+      throw error;
+    }
+    const problems = error.problems.map((problem) => {
+      for (const [option, key, variable] of OPTION_SETTINGS) {
+        if (options[key] && problem.startsWith(`${variable} `)) {
+          return option + problem.slice(variable.length);
+        }
+      }
+      return problem;
+    });
+    throw new ConfigError(problems);
   }
-  if (options.workers) {
-    env.CDIL_WORKERS = options.workers;
-  }
-  const config = loadConfig(env);
+}
+
+export async function runServe(options: ServeOptions): Promise<void> {
+  const config = loadServeConfig(options);
   assertSqliteFolderWritable(config);
   if (config.workers > 1 && cluster.isPrimary) {
     await runPrimary(config, config.workers);

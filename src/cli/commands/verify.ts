@@ -5,7 +5,7 @@ import { parseTrustedKeys, verifyBundle, verifyBundleWithTimestamps } from '../.
 import { parseVerifierKey } from '../../core/checkpoint.ts';
 import { nodeCrypto } from '../../core/crypto-node.ts';
 import { BundleError, TimestampError } from '../../core/errors.ts';
-import type { VerificationReport } from '../../core/verify/verify.ts';
+import { README_V1_CONCERN, type VerificationReport } from '../../core/verify/verify.ts';
 import { DEFAULT_ZIP_LIMITS } from '../../core/zip.ts';
 
 export const EXIT_VALID = 0;
@@ -217,6 +217,9 @@ export function formatReport(report: VerificationReport): string {
   if (unpinned) {
     lines.push('', `NOTE: ${UNPINNED_NOTE}`);
   }
+  for (const note of report.notes ?? []) {
+    lines.push('', `NOTE: ${note}`);
+  }
   return lines.map(printable).join('\n');
 }
 
@@ -312,13 +315,17 @@ function timestampOptionsProblem(options: {
 
 const USAGE_ERROR = 'USAGE_ERROR';
 
-/** Returns the usage error for a --jobs value that is not an integer from 1 to 64, or undefined. */
+/**
+ * Returns the usage error for a --jobs value that is not a decimal integer from 1 to 64, or
+ * undefined. Only ASCII digits are accepted, because Number() would also read "0x2", "1e1" and
+ * " 2" as integers.
+ */
 function jobsProblem(jobs: string | undefined): string | undefined {
   if (jobs === undefined) {
     return undefined;
   }
-  const count = Number(jobs);
-  if (Number.isInteger(count) && count >= 1 && count <= 64) {
+  const count = /^[0-9]+$/.test(jobs) ? Number(jobs) : NaN;
+  if (count >= 1 && count <= 64) {
     return undefined;
   }
   return `--jobs must be an integer from 1 to 64, got ${JSON.stringify(jobs)}`;
@@ -374,10 +381,11 @@ export async function runVerifyMany(
     return reportUsageError(jobsError, USAGE_ERROR, options, out, err);
   }
   const { BundleVerifierPool, defaultThreadCount } = await import('../../services/verify-pool.ts');
-  const jobs =
-    options.jobs === undefined
-      ? Math.min(defaultThreadCount(), paths.length)
-      : Number(options.jobs);
+  // More threads than bundles would only cost start-up time and memory.
+  const jobs = Math.min(
+    options.jobs === undefined ? defaultThreadCount() : Number(options.jobs),
+    paths.length,
+  );
   const problem = timestampOptionsProblem(options);
   if (problem !== undefined) {
     return reportUsageError(problem, USAGE_ERROR, options, out, err);
@@ -441,18 +449,25 @@ export async function runVerifyMany(
         .map((check) => check.check);
       const pinNote =
         result.report && validWithoutPinnedKey(result.report) ? ' (key not pinned)' : '';
+      const readmeNote = result.report?.readme_version === 1 ? ' (README.txt version 1)' : '';
       const verdict = result.error
         ? `ERROR    ${result.path}: ${result.error.message} [${result.error.code}]`
-        : `${result.report.valid ? 'VALID  ' : 'INVALID'}  ${result.path}${pinNote}${failed && failed.length > 0 ? `: failed ${failed.join(', ')}` : ''}`;
+        : `${result.report.valid ? 'VALID  ' : 'INVALID'}  ${result.path}${pinNote}${readmeNote}${failed && failed.length > 0 ? `: failed ${failed.join(', ')}` : ''}`;
       out(printable(verdict));
     }
     const valid = results.filter((result) => result.report?.valid).length;
-    out(`${valid} of ${results.length} bundles valid (${jobs} worker threads)`);
+    out(
+      `${valid} of ${results.length} bundles valid (${jobs} worker ${jobs === 1 ? 'thread' : 'threads'})`,
+    );
     const unpinned = results.filter(
       (result) => result.report && validWithoutPinnedKey(result.report),
     ).length;
     if (unpinned > 0) {
       out(`NOTE: ${unpinned} of them valid only with the key they carry. ${UNPINNED_NOTE}`);
+    }
+    const oldReadme = results.filter((result) => result.report?.readme_version === 1).length;
+    if (oldReadme > 0) {
+      out(`NOTE: ${oldReadme} of them carry README.txt text version 1. ${README_V1_CONCERN}`);
     }
   }
   return status;
@@ -487,7 +502,10 @@ export function registerVerifyCommand(program: Command): void {
     )
     .option('--note <file>', 'also check that this file holds exactly the certified note text')
     .option('--json', 'print the full report as JSON')
-    .option('--jobs <n>', 'worker threads when several bundles are given (default: CPU count)')
+    .option(
+      '--jobs <n>',
+      'worker threads when several bundles are given, at most one per bundle (default: CPU count)',
+    )
     .action(async (bundles: string[], options: VerifyCliOptions & VerifyManyCliOptions) => {
       const out = (text: string) => process.stdout.write(text + '\n');
       const err = (text: string) => process.stderr.write(text + '\n');

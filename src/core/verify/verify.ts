@@ -65,8 +65,15 @@ export interface VerificationReport {
    * no log part (a format v1 bundle). Optional because older reports lack it.
    */
   log_key_pinned?: boolean | null;
+  /**
+   * The README.txt text version a bundle carries, or null when its README.txt matches none.
+   * Only reports of bundles have it.
+   */
+  readme_version?: number | null;
   checks: CheckResult[];
   summary: string;
+  /** Warnings that do not make the evidence invalid. Present only when there is one. */
+  notes?: string[];
 }
 
 export interface EvidenceInput {
@@ -103,7 +110,23 @@ export interface EvidenceInput {
   timestamps?: readonly CheckResult[] | undefined;
   /** Result of a check on the container, run by the bundle reader. */
   manifest?: { ok: true; detail: string } | { ok: false; detail: string } | undefined;
+  /** README.txt text version of a bundle (null when it matches none). Unset for other evidence. */
+  readmeVersion?: number | null | undefined;
 }
+
+/**
+ * Warning about the steps by hand in text version 1 of README.txt. The manifest is not signed,
+ * so such a text may also have replaced a newer one in a bundle exported since.
+ */
+export const README_V1_CONCERN =
+  "Its steps by hand with OpenSSL do not compare public_key.pem with the tenant's published " +
+  'key set, so on their own they accept a bundle signed with any key. The manifest is not ' +
+  'signed, so anyone can also put this older text in a newer bundle. Check the key with ' +
+  "--trusted-keys and the tenant's JWKS (GET /v1/tenants/{tenant_id}/jwks.json), or follow " +
+  'the steps of the current README.txt text.';
+
+/** Note of a report for a bundle whose README.txt is text version 1. */
+export const README_V1_NOTE = `README.txt is text version 1. ${README_V1_CONCERN}`;
 
 function run(check: CheckName, step: () => string): CheckResult {
   try {
@@ -317,9 +340,13 @@ function finish(
     key_id: message?.key_id ?? stringOrNull(certificate.key_id),
     key_pinned: input.trustedKeys !== undefined,
     log_key_pinned: hasCheckpoint ? input.trustedLogKeys !== undefined : null,
+    ...(input.readmeVersion !== undefined && { readme_version: input.readmeVersion }),
     checks,
     summary: '',
   };
   report.summary = summarize(report, message);
+  if (input.readmeVersion === 1) {
+    report.notes = [README_V1_NOTE];
+  }
   return report;
 }
