@@ -11,6 +11,7 @@ import { createServices, type Services } from '../../src/services/container.ts';
 import { issueRequest } from '../helpers/bundle.ts';
 import { walkChain } from '../helpers/chain.ts';
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import { StoreBusyError } from '../../src/storage/store.ts';
 import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts';
 import { TEST_ENGINE } from '../helpers/database.ts';
 
@@ -232,6 +233,43 @@ describe(
         }
         assert.equal(failed.length, 2, 'both rejections were recorded');
       });
+    });
+  },
+);
+
+describe(
+  'SQLite store opened while another connection holds the write lock',
+  {
+    skip: TEST_ENGINE !== 'sqlite' && 'the write lock is a SQLite file lock',
+  },
+  () => {
+    test('opens at once and reports a busy write', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'cdil-sqlite-open-locked-'));
+      const path = join(dir, 'cdil.sqlite');
+      const busyTimeoutMs = 3_000;
+      const first = new SqliteStore(path, { busyTimeoutMs });
+      await first.migrate();
+      await first.close();
+      const other = new Database(path);
+      other.exec('BEGIN IMMEDIATE');
+      let store: SqliteStore | undefined;
+      try {
+        const started = Date.now();
+        // Opening runs PRAGMA optimize, which writes the statistics of the new tables.
+        store = new SqliteStore(path, { busyTimeoutMs });
+        const openMs = Date.now() - started;
+        assert.ok(openMs < busyTimeoutMs / 2, `opening took ${openMs} ms`);
+        const write = store.setTenantRateLimit('nobody', 5).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        assert.ok((await write) instanceof StoreBusyError, String(await write));
+      } finally {
+        other.exec('ROLLBACK');
+        other.close();
+        await store?.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   },
 );

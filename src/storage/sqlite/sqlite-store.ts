@@ -184,8 +184,19 @@ function openWritable(
     db.pragma(`max_page_count = ${maxPageCount}`);
   }
   // Analyzes every table whose statistics are missing or out of date. Since SQLite 3.46 the
-  // pragma samples a limited number of rows, so it stays fast on a large database.
-  db.pragma('optimize=0x10002');
+  // pragma samples a limited number of rows, so it stays fast on a large database. ANALYZE
+  // writes, so while another connection holds the write lock it is skipped without waiting:
+  // statistics only guide the planner, and a write that follows reports the lock properly.
+  db.pragma('busy_timeout = 0');
+  try {
+    db.pragma('optimize=0x10002');
+  } catch (error) {
+    if (!isBusy(error)) {
+      throw error;
+    }
+  } finally {
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+  }
   return db;
 }
 
