@@ -92,6 +92,24 @@ export async function runSql(
 }
 
 /**
+ * Waits until at least `sessions` sessions of the PostgreSQL test database wait for a lock,
+ * polling every 25 ms for up to 5 s.
+ */
+export async function waitForLockWait(location: StorageLocation, sessions = 1): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const waiting = await runSql(
+      location,
+      "SELECT 1 AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    );
+    if (waiting.length >= sessions) {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`fewer than ${sessions} sessions waited for a lock within 5 s`);
+}
+
+/**
  * Copies the test database as a backup and returns the copy, which a later app can open with
  * its `env`. SQLite: `VACUUM INTO` a new file in the data folder, which is safe while the
  * service runs. PostgreSQL: `CREATE DATABASE ... TEMPLATE`, which fails while any session is

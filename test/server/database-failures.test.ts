@@ -16,6 +16,7 @@ import {
   TEST_ENGINE,
   createTestDatabase,
   runSql,
+  waitForLockWait,
   type StorageLocation,
   type TestDatabase,
 } from '../helpers/database.ts';
@@ -43,20 +44,6 @@ async function databaseWithPassword(): Promise<TestDatabase> {
 
 function location(t: TestApp): StorageLocation {
   return { dir: t.dir, database: t.database };
-}
-
-async function waitForLockWait(where: StorageLocation): Promise<void> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const waiting = await runSql(
-      where,
-      "SELECT 1 AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    );
-    if (waiting.length > 0) {
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error('no session started waiting for a lock within 5 s');
 }
 
 /** Ends every session of the test database that waits for a lock, as pg_terminate_backend does for an operator. */

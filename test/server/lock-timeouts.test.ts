@@ -6,6 +6,7 @@
 // failure and exits with 1.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
 import pg from 'pg';
 import { PgStore } from '../../src/storage/postgres/pg-store.ts';
 import { DEFAULT_LOCK_TIMEOUT_MS } from '../../src/storage/postgres/timeouts.ts';
@@ -14,7 +15,7 @@ import { runCliAsync } from '../helpers/cli.ts';
 import {
   TEST_ENGINE,
   createTestDatabase,
-  runSql,
+  waitForLockWait,
   type StorageLocation,
   type TestDatabase,
 } from '../helpers/database.ts';
@@ -50,20 +51,6 @@ async function startLockedApp(lockTimeoutMs = LOCK_TIMEOUT_MS): Promise<LockedAp
   };
 }
 
-async function waitForLockWait(where: StorageLocation): Promise<void> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const waiting = await runSql(
-      where,
-      "SELECT 1 AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    );
-    if (waiting.length > 0) {
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error('no session started waiting for a lock within 5 s');
-}
-
 function assertBusy(
   response: { statusCode: number; body: string; headers: Record<string, unknown> },
   request: string,
@@ -96,6 +83,39 @@ async function waitForFailedEvents(t: TestApp, tenantId: string, count: number):
     found = await countFailedEvents(t, tenantId);
   }
   return found;
+}
+
+/**
+ * Creates the tenant, issues one certificate as a clinician, and returns its id with the
+ * auditor's token and a function that sends a verification of it with the note text.
+ */
+async function tenantWithCertificate(
+  t: TestApp,
+  tenantId: string,
+): Promise<{
+  certificateId: string;
+  auditor: string;
+  verify: () => Promise<LightMyRequestResponse>;
+}> {
+  await t.services.tenants.create(tenantId);
+  const clinician = await t.token('clinician', tenantId);
+  const auditor = await t.token('auditor', tenantId);
+  const issued = await t.app.inject({
+    method: 'POST',
+    url: '/v1/clinical/documentation',
+    headers: bearer(clinician),
+    payload: issueBody(),
+  });
+  assert.equal(issued.statusCode, 201, issued.body);
+  const certificateId = issued.json().certificate.certificate_id as string;
+  const verify = () =>
+    t.app.inject({
+      method: 'POST',
+      url: `/v1/certificates/${certificateId}/verify`,
+      headers: bearer(auditor),
+      payload: { note_text: issueBody().note_text },
+    });
+  return { certificateId, auditor, verify };
 }
 
 describe(
@@ -148,24 +168,7 @@ describe(
       const locked = await startLockedApp();
       const { t, location, rival } = locked;
       try {
-        await t.services.tenants.create('log-t1');
-        const clinician = await t.token('clinician', 'log-t1');
-        const auditor = await t.token('auditor', 'log-t1');
-        const issued = await t.app.inject({
-          method: 'POST',
-          url: '/v1/clinical/documentation',
-          headers: bearer(clinician),
-          payload: issueBody(),
-        });
-        assert.equal(issued.statusCode, 201, issued.body);
-        const certificateId = issued.json().certificate.certificate_id as string;
-        const verify = () =>
-          t.app.inject({
-            method: 'POST',
-            url: `/v1/certificates/${certificateId}/verify`,
-            headers: bearer(auditor),
-            payload: { note_text: issueBody().note_text },
-          });
+        const { verify } = await tenantWithCertificate(t, 'log-t1');
         // Publishes the checkpoint that verification needs, so that only the audit event of the
         // next verification waits for the log head.
         const first = await verify();
@@ -266,24 +269,7 @@ describe(
       const locked = await startLockedApp(lockTimeoutMs);
       const { t, location, rival } = locked;
       try {
-        await t.services.tenants.create('log-t2');
-        const clinician = await t.token('clinician', 'log-t2');
-        const auditor = await t.token('auditor', 'log-t2');
-        const issued = await t.app.inject({
-          method: 'POST',
-          url: '/v1/clinical/documentation',
-          headers: bearer(clinician),
-          payload: issueBody(),
-        });
-        assert.equal(issued.statusCode, 201, issued.body);
-        const certificateId = issued.json().certificate.certificate_id as string;
-        const verify = () =>
-          t.app.inject({
-            method: 'POST',
-            url: `/v1/certificates/${certificateId}/verify`,
-            headers: bearer(auditor),
-            payload: { note_text: issueBody().note_text },
-          });
+        const { certificateId, auditor, verify } = await tenantWithCertificate(t, 'log-t2');
         const exportBundle = () =>
           t.app.inject({
             method: 'GET',

@@ -36,6 +36,7 @@ import {
   TEST_ENGINE,
   createTestDatabase,
   runSql,
+  waitForLockWait,
   type StorageLocation,
 } from '../helpers/database.ts';
 
@@ -1114,21 +1115,6 @@ function captureWarnings(): {
 } {
   const lines: { details: object; message: string }[] = [];
   return { logger: { warn: (details, message) => lines.push({ details, message }) }, lines };
-}
-
-/** Waits until at least `sessions` sessions of the test database wait for a lock. */
-async function waitForLockWait(location: StorageLocation, sessions = 1): Promise<void> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const waiting = await runSql(
-      location,
-      "SELECT 1 AS waiting FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    );
-    if (waiting.length >= sessions) {
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`fewer than ${sessions} sessions waited for a lock within 5 s`);
 }
 
 /** How an operation ended: the error it raised, or undefined, and the ms it took. */
