@@ -135,8 +135,11 @@ function fromValidation(error: FastifyError, request: FastifyRequest | undefined
   const first = details[0];
   const more = issues.length > details.length ? ` (and ${issues.length - 1} more problems)` : '';
   // A field name other than a plain dotted path, such as an empty key, is shown quoted.
-  const shown = first && /^[\w.-]+$/.test(first.field) ? first.field : JSON.stringify(first?.field);
-  const message = first ? `${where} field ${shown} ${first.message}${more}` : `${where} is invalid`;
+  const fieldText =
+    first && /^[\w.-]+$/.test(first.field) ? first.field : JSON.stringify(first?.field);
+  const message = first
+    ? `${where} field ${fieldText} ${first.message}${more}`
+    : `${where} is invalid`;
   return new AppError('VALIDATION_FAILED', message, { details });
 }
 
