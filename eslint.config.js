@@ -11,6 +11,7 @@ export default tseslint.config(
       'bin/',
       'scripts/*.mjs',
       'src/**/*.mjs',
+      'test/fixtures/*.mjs',
     ],
   },
   js.configs.recommended,

@@ -35,7 +35,7 @@ import { loadConfig, type Config } from '../src/config/config.ts';
 import type { Certificate } from '../src/core/certificate.ts';
 import type { Signer } from '../src/keys/signer.ts';
 import { createServices, type Services } from '../src/services/container.ts';
-import { sealCertificate, type UnsealedMessage } from '../src/services/issuance.ts';
+import { sealCertificate, type UnsealedMessage } from '../src/services/seal.ts';
 import type { TenantKeys } from '../src/services/keyring.ts';
 import { timeOrderedUuid } from '../src/services/time-ordered-id.ts';
 import { certificateQuery } from '../src/storage/certificate-query.ts';

@@ -28,9 +28,10 @@ try {
     absWorkingDir: root,
     entryPoints: {
       cli: 'src/cli/main.ts',
-      // BundleVerifierPool starts its worker from verify-pool-worker.mjs beside its own module.
-      // Entries and chunks share one folder, so that file is this entry in the build.
+      // BundleVerifierPool and SqliteAppendThread start their threads from a .mjs file beside
+      // their own module. Entries and chunks share one folder, so those files are these entries.
       'verify-pool-worker': 'src/services/verify-pool-worker.ts',
+      'append-thread-worker': 'src/services/append-thread-worker.ts',
     },
     outdir: staging,
     outExtension: { '.js': '.mjs' },

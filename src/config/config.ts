@@ -43,6 +43,11 @@ export interface Config {
   dataDir: string;
   /** SQLite file used when no PostgreSQL URL is configured. */
   sqlitePath: string;
+  /**
+   * Whether a SQLite server appends certificates on a thread of its own (CDIL_SQLITE_APPEND_THREAD,
+   * default true); unused with PostgreSQL.
+   */
+  sqliteAppendThread: boolean;
   databaseUrl: string | undefined;
   /** Maximum PostgreSQL connections per process; unused with SQLite. */
   databasePoolSize: number;
@@ -392,7 +397,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  * CDIL_HOST, CDIL_PORT, CDIL_LOG_LEVEL, CDIL_JWT_SECRET, CDIL_JWT_ISSUER, CDIL_JWT_AUDIENCE,
  * CDIL_KEK, CDIL_MIGRATE_ON_START, CDIL_WORKERS, CDIL_BODY_LIMIT_BYTES, CDIL_LOG_ORIGIN,
  * CDIL_CHECKPOINT_INTERVAL_MS, TSA_URL, TSA_TIMEOUT_MS, TSA_TRUSTED_ROOTS, CDIL_KEY_CACHE_TTL_MS,
- * CDIL_RATE_LIMIT_PER_MINUTE, CDIL_RATE_LIMIT_SYNC_MS. With `writeSecrets` false, development mode
+ * CDIL_RATE_LIMIT_PER_MINUTE, CDIL_RATE_LIMIT_SYNC_MS, CDIL_SQLITE_APPEND_THREAD. With `writeSecrets` false, development mode
  * does not create a missing secrets file or data folder.
  */
 export function loadConfig(
@@ -510,6 +515,12 @@ export function loadConfig(
     true,
     problems,
   );
+  const sqliteAppendThread = parseBoolean(
+    'CDIL_SQLITE_APPEND_THREAD',
+    env.CDIL_SQLITE_APPEND_THREAD,
+    true,
+    problems,
+  );
   const logOrigin = env.CDIL_LOG_ORIGIN || 'cdil.local';
   if (!/^[A-Za-z0-9][A-Za-z0-9.:/_-]{0,199}$/.test(logOrigin) || logOrigin.endsWith('/')) {
     problems.push(
@@ -535,6 +546,7 @@ export function loadConfig(
     mode,
     dataDir,
     sqlitePath: resolve(env.CDIL_SQLITE_PATH || join(dataDir, 'cdil.sqlite')),
+    sqliteAppendThread,
     databaseUrl,
     databasePoolSize,
     databaseConnectTimeoutMs,

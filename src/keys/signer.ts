@@ -28,6 +28,15 @@ export class SoftwareSigner implements Signer {
   sign(data: Uint8Array): Uint8Array {
     return toLowS(sign('sha256', data, { key: this.#privateKey, dsaEncoding: 'der' }));
   }
+
+  /**
+   * Returns the private key of `signer` when it is a software signer, so that a thread of this
+   * process can sign with it: a KeyObject passed to a worker thread is cloned, not exported.
+   * Returns undefined for any other signer, whose key never leaves it.
+   */
+  static keyForThread(signer: Signer): KeyObject | undefined {
+    return signer instanceof SoftwareSigner ? signer.#privateKey : undefined;
+  }
 }
 
 export interface GeneratedKeyPair {

@@ -11,6 +11,7 @@ import { AuditExporter } from './audit-export.ts';
 import { CertificateService } from './certificates.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
+import { SqliteAppendThread } from './append-thread.ts';
 import { IssuanceService } from './issuance.ts';
 import { Keyring, tenantHmacAad } from './keyring.ts';
 import { RateLimiter, processRateLimitLogger, type RateLimitLogger } from './rate-limiter.ts';
@@ -35,6 +36,8 @@ export interface Services {
   audit: AuditTrail;
   auditExport: AuditExporter;
   migration: MigrationReport | undefined;
+  /** Time of the last write that failed on a full disk, on any connection of this process. */
+  lastStorageFullFailure(): number | undefined;
   /**
    * Sends the warnings of the rate limiter, and of the store when createServices opened it, to
    * `logger` instead of process warnings. The server attaches its JSON log this way.
@@ -177,6 +180,15 @@ export async function createServices(
     }
     throw error;
   }
+  // The thread seals with the system clock, so a test that pins the clock appends without it.
+  const appendThread =
+    store.engine === 'sqlite' &&
+    config.sqliteAppendThread &&
+    options.store === undefined &&
+    options.clock === undefined &&
+    config.sqlitePath !== ':memory:'
+      ? new SqliteAppendThread(config.sqlitePath)
+      : undefined;
   const keyring = new Keyring(store, config.kek, { ttlMs: config.keyCacheTtlMs });
   const rateLimiter = new RateLimiter(store, {
     defaultPerMinute: config.rateLimitPerMinute,
@@ -209,7 +221,7 @@ export async function createServices(
     keyring,
     rateLimiter,
     tenants: new TenantService(store, config.kek, clock, keyring, log, audit),
-    issuance: new IssuanceService(store, keyring, clock, rateLimiter, tsa),
+    issuance: new IssuanceService(store, keyring, clock, rateLimiter, tsa, appendThread),
     certificates,
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
@@ -218,12 +230,20 @@ export async function createServices(
     audit,
     auditExport: new AuditExporter(store, log, clock),
     migration,
+    lastStorageFullFailure: () =>
+      appendThread === undefined
+        ? store.lastStorageFullFailure()
+        : appendThread.lastStorageFullFailure(store.lastStorageFullFailure()),
     useLogger: (target) => logger.attach(target),
     close: async () => {
       try {
         await rateLimiter.close();
       } finally {
-        await store.close();
+        try {
+          await appendThread?.close();
+        } finally {
+          await store.close();
+        }
       }
     },
   };

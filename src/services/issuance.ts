@@ -8,19 +8,15 @@ import { canonicalJson } from '../core/canonical.ts';
 import {
   CERTIFICATE_FORMAT_VERSION,
   DEFAULT_ATTESTATION_MEANING,
-  computeChainHash,
   governancePolicyHash,
   sha256Hex,
-  signedBytes,
   SIGNATURE_ALGORITHM,
-  chainHashInputOf,
   type AttestationMeaning,
   type Certificate,
   type SignedMessage,
 } from '../core/certificate.ts';
 import { nodeCrypto } from '../core/crypto-node.ts';
-import { utf8Decode, toBase64 } from '../core/encoding.ts';
-import type { Signer } from '../keys/signer.ts';
+import { toBase64 } from '../core/encoding.ts';
 import {
   StoreBusyError,
   type AppendGroup,
@@ -28,8 +24,11 @@ import {
   type AppendResult,
   type CertificateRow,
   type ChainLink,
+  type NewAuditEvent,
   type Store,
 } from '../storage/store.ts';
+import { SoftwareSigner } from '../keys/signer.ts';
+import type { SqliteAppendThread, ThreadGroup, ThreadKey } from './append-thread.ts';
 import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { AppError, fromStoreError } from './errors.ts';
@@ -39,6 +38,7 @@ import { certificateTimestampInput } from '../core/verify/timestamp-steps.ts';
 import type { TimestampAuthority } from './tsa-client.ts';
 import type { RateLimiter } from './rate-limiter.ts';
 import { timeOrderedUuid } from './time-ordered-id.ts';
+import { sealCertificate, type UnsealedMessage } from './seal.ts';
 
 export interface IssueRequest {
   model_name: string;
@@ -73,14 +73,10 @@ export interface IssueOutcome {
   phiScreening: PhiScreening;
 }
 
-/** The signed fields that are known before the certificate's place in the chain. */
-export type UnsealedMessage = Omit<
-  SignedMessage,
-  'chain_sequence' | 'previous_hash' | 'chain_hash' | 'server_timestamp'
->;
-
 interface PendingItem extends AppendItem {
   message: UnsealedMessage;
+  /** The certificate.issue event, which auditEvent returns. */
+  event: NewAuditEvent;
   keys: TenantKeys;
   /** RFC 3161 token over certificateTimestampInput, base64 DER, when the tenant requires one. */
   timestampToken: string | null;
@@ -162,19 +158,26 @@ export class IssuanceService {
   #pumpScheduled = false;
 
   readonly #tsa: TimestampAuthority | undefined;
+  readonly #appendThread: SqliteAppendThread | undefined;
 
+  /**
+   * With `appendThread`, appends run on that thread, which seals with its own system clock;
+   * only a SQLite store on the same file may be given with it.
+   */
   constructor(
     store: Store,
     keyring: Keyring,
     clock: Clock,
     rateLimiter?: RateLimiter,
     tsa?: TimestampAuthority,
+    appendThread?: SqliteAppendThread,
   ) {
     this.#store = store;
     this.#keyring = keyring;
     this.#clock = clock;
     this.#rateLimiter = rateLimiter;
     this.#tsa = tsa;
+    this.#appendThread = appendThread;
   }
 
   /**
@@ -311,6 +314,7 @@ export class IssuanceService {
           requestHash,
           signingKeyId: keys.signer.keyId,
           auditEvent: () => auditEvent,
+          event: auditEvent,
           message,
           keys,
           timestampToken,
@@ -445,9 +449,7 @@ export class IssuanceService {
     const resigning = new Set<string>();
     let results: AppendResult[][];
     try {
-      results = await this.#store.appendCertificateGroups(groups, (item, link) =>
-        this.#seal(item, link),
-      );
+      results = await this.#appendGroups(groups);
     } catch (error) {
       const failure = fromStoreError(error);
       if (failure !== undefined) {
@@ -606,6 +608,30 @@ export class IssuanceService {
     return stamped.filter((item) => item !== undefined);
   }
 
+  /**
+   * Appends on the append thread when there is one and every item's key is a software key,
+   * which the thread can be sent. Otherwise seals here, inside the store's transaction.
+   */
+  #appendGroups(groups: AppendGroup<PendingItem>[]): Promise<AppendResult[][]> {
+    const thread = this.#appendThread;
+    const keys = thread === undefined ? undefined : keysForThread(groups);
+    if (thread === undefined || keys === undefined) {
+      return this.#store.appendCertificateGroups(groups, (item, link) => this.#seal(item, link));
+    }
+    const threadGroups = groups.map(({ tenantId, items }): ThreadGroup => ({
+      tenantId,
+      items: items.map((item) => ({
+        message: item.message,
+        timestampToken: item.timestampToken,
+        idempotencyKey: item.idempotencyKey,
+        requestHash: item.requestHash,
+        signingKeyId: item.signingKeyId,
+        auditEvent: item.event,
+      })),
+    }));
+    return thread.append(threadGroups, keys);
+  }
+
   #seal(item: PendingItem, link: ChainLink): CertificateRow {
     return {
       ...sealCertificate(item.message, link, this.#clock.now().toISOString(), item.keys.signer),
@@ -615,42 +641,25 @@ export class IssuanceService {
 }
 
 /**
- * Places a certificate at `link` in its chain: computes the chain hash, signs the canonical
- * message with `signer` and returns the row to store.
+ * Returns each signing key the items use, once, or undefined when one of them is not a software
+ * key and so cannot be handed to another thread.
  */
-export function sealCertificate(
-  unsealed: UnsealedMessage,
-  link: ChainLink,
-  serverTimestamp: string,
-  signer: Signer,
-): CertificateRow {
-  const partial = {
-    ...unsealed,
-    chain_sequence: link.sequence,
-    previous_hash: link.previousHash,
-    server_timestamp: serverTimestamp,
-    chain_hash: '',
-  };
-  const message: SignedMessage = {
-    ...partial,
-    chain_hash: computeChainHash(nodeCrypto, chainHashInputOf(partial)),
-  };
-  const bytes = signedBytes(message);
-  const signature = toBase64(signer.sign(bytes));
-  return {
-    tenant_id: message.tenant_id,
-    chain_sequence: message.chain_sequence,
-    certificate_id: message.certificate_id,
-    issued_at_utc: message.issued_at_utc,
-    model_version: message.model_version,
-    governance_policy_version: message.governance_policy_version,
-    human_reviewed: message.human_reviewed,
-    chain_hash: message.chain_hash,
-    previous_hash: message.previous_hash,
-    key_id: message.key_id,
-    signed_message: utf8Decode(bytes),
-    signature,
-  };
+function keysForThread(groups: readonly AppendGroup<PendingItem>[]): ThreadKey[] | undefined {
+  const keys = new Map<TenantKeys['signer'], ThreadKey>();
+  for (const { tenantId, items } of groups) {
+    for (const { keys: tenantKeys } of items) {
+      const signer = tenantKeys.signer;
+      if (keys.has(signer)) {
+        continue;
+      }
+      const key = SoftwareSigner.keyForThread(signer);
+      if (key === undefined) {
+        return undefined;
+      }
+      keys.set(signer, { tenantId, keyId: signer.keyId, key });
+    }
+  }
+  return [...keys.values()];
 }
 
 // A lone UTF-16 surrogate has no UTF-8 encoding: it would be hashed as U+FFFD, so two

@@ -199,7 +199,9 @@ describe('database failures on any engine', () => {
   });
 
   test('lost commit reply replays on retry', async () => {
-    const t = await startTestApp();
+    // The fault is made in the store, so the append must run in this thread; the append
+    // thread's own lost replies are tested in test/services/append-thread.test.ts.
+    const t = await startTestApp({ CDIL_SQLITE_APPEND_THREAD: 'false' });
     try {
       await t.services.tenants.create('lost-t1');
       const clinician = await t.token('clinician', 'lost-t1');

@@ -84,7 +84,7 @@ export function registerHealthRoutes(app: FastifyInstance, services: Services): 
       },
     },
     async () => {
-      checkStorageNotFull(services.store);
+      checkStorageNotFull(services);
       try {
         await checkReadiness();
       } catch (error) {

@@ -1,0 +1,79 @@
+// The SQLite append thread itself (see append-thread.ts): opens its own connection to the
+// database and runs each append it is sent, one at a time, sealing with the keys sent along.
+import { parentPort, workerData } from 'node:worker_threads';
+import { SoftwareSigner } from '../keys/signer.ts';
+import { SqliteStore } from '../storage/sqlite/sqlite-store.ts';
+import { StoreBusyError, StoreFullError, type AppendItem } from '../storage/store.ts';
+import type {
+  AppendThreadData,
+  AppendThreadReply,
+  AppendThreadRequest,
+  ThreadErrorKind,
+  ThreadItem,
+} from './append-thread.ts';
+import { sealCertificate } from './seal.ts';
+
+if (parentPort === null) {
+  throw new Error('append-thread-worker runs only as a worker thread');
+}
+const port = parentPort;
+const data = workerData as AppendThreadData;
+const store = new SqliteStore(data.path, {
+  busyTimeoutMs: data.busyTimeoutMs,
+  maxPageCount: data.maxPageCount,
+});
+
+type Item = AppendItem & Omit<ThreadItem, 'auditEvent'>;
+
+function errorKind(error: unknown): ThreadErrorKind {
+  if (error instanceof StoreBusyError) {
+    return 'busy';
+  }
+  return error instanceof StoreFullError ? 'full' : 'other';
+}
+
+async function append(
+  request: Extract<AppendThreadRequest, { type: 'append' }>,
+): Promise<AppendThreadReply> {
+  const signers = new Map<string, SoftwareSigner>();
+  for (const { tenantId, keyId, key } of request.keys) {
+    signers.set(`${tenantId}\n${keyId}`, new SoftwareSigner(keyId, key));
+  }
+  const groups = request.groups.map(({ tenantId, items }) => ({
+    tenantId,
+    items: items.map((item): Item => {
+      const event = item.auditEvent;
+      return { ...item, auditEvent: event === undefined ? undefined : () => event };
+    }),
+  }));
+  try {
+    const results = await store.appendCertificateGroups(groups, (item, link) => {
+      const { tenant_id: tenantId, key_id: keyId } = item.message;
+      const signer = signers.get(`${tenantId}\n${keyId}`);
+      if (signer === undefined) {
+        throw new Error(`no signing key ${keyId} of tenant ${tenantId} was sent with the append`);
+      }
+      return {
+        ...sealCertificate(item.message, link, new Date().toISOString(), signer),
+        timestamp_token: item.timestampToken,
+      };
+    });
+    return { id: request.id, results };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { id: request.id, error: { kind: errorKind(error), message } };
+  }
+}
+
+// Appends run one after another: a later one waits while an earlier one pauses for the lock.
+let queue = Promise.resolve();
+port.on('message', (request: AppendThreadRequest) => {
+  queue = queue.then(async () => {
+    if (request.type === 'close') {
+      await store.close();
+      port.close();
+      return;
+    }
+    port.postMessage(await append(request));
+  });
+});
