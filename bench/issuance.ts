@@ -164,7 +164,8 @@ export function benchEnv(dataDir: string): NodeJS.ProcessEnv {
 /**
  * Starts `cdil serve` on 127.0.0.1 with an OS-chosen port and resolves once it listens.
  * With cpuProfileDir set, the child writes a V8 CPU profile there when it exits. With
- * withoutMerkleLog set, the child loads bench/without-merkle-log.ts first.
+ * withoutMerkleLog set, the child loads bench/without-merkle-log.ts first and appends without
+ * its append thread, which that preload does not reach.
  */
 export function startServerProcess(
   dataDir: string,
@@ -189,7 +190,13 @@ export function startServerProcess(
       '--workers',
       String(workers),
     ],
-    { cwd: repoRoot, env: benchEnv(dataDir), stdio: ['ignore', 'pipe', 'pipe'] },
+    {
+      cwd: repoRoot,
+      env: withoutMerkleLog
+        ? { ...benchEnv(dataDir), CDIL_SQLITE_APPEND_THREAD: 'false' }
+        : benchEnv(dataDir),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
   );
   child.stdout.on('data', (chunk: Buffer) =>
     process.stderr.write(`[server] ${chunk.toString('utf8')}`),
@@ -698,7 +705,9 @@ async function main(): Promise<void> {
   --workers N            server processes sharing the port (default 1)
   --server-cpu-prof DIR  write a V8 CPU profile of each server process to DIR
   --without-merkle-log   count log leaves instead of appending them (one SQLite server process
-                         only), to measure what the Merkle log costs; the data left has no log
+                         only), to measure what the Merkle log costs; the data left has no log.
+                         The server then appends without its append thread, so run the figure
+                         to compare with under CDIL_SQLITE_APPEND_THREAD=false
   --keep                 keep the data folder
 The server stores its data in PostgreSQL when DATABASE_URL is set, for example under
 scripts/with-postgres.sh, and in a new SQLite file otherwise.`);
