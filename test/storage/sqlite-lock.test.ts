@@ -16,7 +16,8 @@ import { bearer, issueBody, startTestApp, type TestApp } from '../helpers/app.ts
 import { TEST_ENGINE } from '../helpers/database.ts';
 
 const TENANT = 'lock-t1';
-const HOLD_MS = 150;
+/** Time the lock is held; long enough for 5 ticks of a 10 ms timer on a loaded machine. */
+const HOLD_MS = 300;
 
 /**
  * Runs `body` against a test app on a new SQLite file with the given busy timeout, and a second
