@@ -248,7 +248,7 @@ export class BackgroundAuditWriter {
         // One line when retries start, not one per event and try.
         this.#log.warn(
           { err: failure, pending: this.#pending.size, retryDelayMs: delayMs },
-          'audit event write failed because the database is busy or unavailable; retrying in the background',
+          'audit event write failed because the database is busy, unavailable or full; retrying in the background',
         );
       }
     }

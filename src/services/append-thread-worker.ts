@@ -18,10 +18,20 @@ if (parentPort === null) {
 }
 const port = parentPort;
 const data = workerData as AppendThreadData;
-const store = new SqliteStore(data.path, {
-  busyTimeoutMs: data.busyTimeoutMs,
-  maxPageCount: data.maxPageCount,
-});
+
+/** Opens the thread's connection, or reports why it could not and returns undefined. */
+function openStore(): SqliteStore | undefined {
+  try {
+    return new SqliteStore(data.path, {
+      busyTimeoutMs: data.busyTimeoutMs,
+      maxPageCount: data.maxPageCount,
+    });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    port.postMessage({ type: 'start-failed', message } satisfies AppendThreadReply);
+    return undefined;
+  }
+}
 
 type Item = AppendItem & Omit<ThreadItem, 'auditEvent'>;
 
@@ -33,6 +43,7 @@ function errorKind(error: unknown): ThreadErrorKind {
 }
 
 async function append(
+  store: SqliteStore,
   request: Extract<AppendThreadRequest, { type: 'append' }>,
 ): Promise<AppendThreadReply> {
   const signers = new Map<string, SoftwareSigner>();
@@ -58,22 +69,29 @@ async function append(
         timestamp_token: item.timestampToken,
       };
     });
-    return { id: request.id, results };
+    return { type: 'appended', id: request.id, results };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    return { id: request.id, error: { kind: errorKind(error), message } };
+    return { type: 'appended', id: request.id, error: { kind: errorKind(error), message } };
   }
 }
 
-// Appends run one after another: a later one waits while an earlier one pauses for the lock.
-let queue = Promise.resolve();
-port.on('message', (request: AppendThreadRequest) => {
-  queue = queue.then(async () => {
-    if (request.type === 'close') {
-      await store.close();
-      port.close();
-      return;
-    }
-    port.postMessage(await append(request));
+const store = openStore();
+if (store === undefined) {
+  // The appends queued on the port were never read, so none of them ran.
+  port.close();
+} else {
+  // Appends run one after another: a later one waits while an earlier one pauses for the lock.
+  let queue = Promise.resolve();
+  port.on('message', (request: AppendThreadRequest) => {
+    queue = queue.then(async () => {
+      if (request.type === 'close') {
+        await store.close();
+        port.close();
+        return;
+      }
+      port.postMessage(await append(store, request));
+    });
   });
-});
+  port.postMessage({ type: 'ready' } satisfies AppendThreadReply);
+}

@@ -13,6 +13,7 @@ import {
   StoreUnavailableError,
   type AppendResult,
   type NewAuditEvent,
+  type WarningLogger,
 } from '../storage/store.ts';
 import type { UnsealedMessage } from './seal.ts';
 
@@ -43,10 +44,14 @@ export interface AppendThreadOptions {
   busyTimeoutMs?: number | undefined;
   /** PRAGMA max_page_count of the thread's connection (see SqliteStoreOptions). */
   maxPageCount?: number | undefined;
+  /** Receives a line when the thread cannot open the database; process warnings by default. */
+  logger?: WarningLogger | undefined;
 }
 
-export interface AppendThreadData extends AppendThreadOptions {
+export interface AppendThreadData {
   path: string;
+  busyTimeoutMs?: number | undefined;
+  maxPageCount?: number | undefined;
 }
 
 export type AppendThreadRequest =
@@ -55,9 +60,25 @@ export type AppendThreadRequest =
 /** Kind of store error an append failed with, so that the issuing thread raises the same class. */
 export type ThreadErrorKind = 'busy' | 'full' | 'other';
 
+/** A message from the thread: its start, or the outcome of one append. */
 export type AppendThreadReply =
-  | { id: number; results: AppendResult[][]; error?: undefined }
-  | { id: number; results?: undefined; error: { kind: ThreadErrorKind; message: string } };
+  | { type: 'ready' }
+  | { type: 'start-failed'; message: string }
+  | { type: 'appended'; id: number; results: AppendResult[][]; error?: undefined }
+  | {
+      type: 'appended';
+      id: number;
+      results?: undefined;
+      error: { kind: ThreadErrorKind; message: string };
+    };
+
+/**
+ * Raised for the appends sent to a thread that could not open the database. The thread ran none
+ * of them, so they can be appended on another connection.
+ */
+export class AppendThreadStartError extends Error {
+  override readonly name = 'AppendThreadStartError';
+}
 
 interface Pending {
   resolve: (results: AppendResult[][]) => void;
@@ -67,10 +88,22 @@ interface Pending {
 /** Time close() gives the thread to close its connection before it is stopped. */
 const CLOSE_TIMEOUT_MS = 5_000;
 
+/** Time after a failed start during which available() is false, so no thread is started. */
+export const START_RETRY_MS = 10_000;
+
+const processWarnings: WarningLogger = {
+  warn: (details, message) => process.emitWarning(`${message} ${JSON.stringify(details)}`),
+};
+
 export class SqliteAppendThread {
   readonly #data: AppendThreadData;
   readonly #workerUrl: URL;
+  readonly #logger: WarningLogger;
   #worker: Worker | undefined;
+  /** Whether #worker opened the database. */
+  #ready = false;
+  /** Time the last thread failed to start; see available(). */
+  #startFailedAt: number | undefined;
   readonly #pending = new Map<number, Pending>();
   #nextId = 0;
   #closed = false;
@@ -85,8 +118,20 @@ export class SqliteAppendThread {
     options: AppendThreadOptions = {},
     workerUrl = new URL('./append-thread-worker.mjs', import.meta.url),
   ) {
-    this.#data = { path, ...options };
+    this.#data = { path, busyTimeoutMs: options.busyTimeoutMs, maxPageCount: options.maxPageCount };
+    this.#logger = options.logger ?? processWarnings;
     this.#workerUrl = workerUrl;
+  }
+
+  /**
+   * Returns whether appends can be sent: false once closed, and for START_RETRY_MS after a thread
+   * failed to start, during which the caller appends on its own connection instead.
+   */
+  available(): boolean {
+    return (
+      !this.#closed &&
+      (this.#startFailedAt === undefined || Date.now() - this.#startFailedAt >= START_RETRY_MS)
+    );
   }
 
   /**
@@ -98,7 +143,17 @@ export class SqliteAppendThread {
     const worker = new Worker(this.#workerUrl, { workerData: this.#data });
     // An idle thread does not hold the process open; one with appends in it does (see append).
     worker.unref();
-    worker.on('message', (reply: AppendThreadReply) => this.#settle(reply));
+    this.#ready = false;
+    worker.on('message', (reply: AppendThreadReply) => {
+      if (reply.type === 'ready') {
+        this.#ready = true;
+        this.#startFailedAt = undefined;
+      } else if (reply.type === 'start-failed') {
+        this.#failStart(worker, reply.message);
+      } else {
+        this.#settle(reply);
+      }
+    });
     worker.on('error', (error) => this.#lose(worker, error));
     worker.on('exit', (code) => {
       this.#lose(worker, new Error(`the SQLite append thread exited with code ${code}`));
@@ -107,7 +162,30 @@ export class SqliteAppendThread {
     return worker;
   }
 
-  #settle(reply: AppendThreadReply): void {
+  /**
+   * Rejects the appends sent to a thread that could not open the database with
+   * AppendThreadStartError, since it ran none of them, and starts no thread for START_RETRY_MS.
+   */
+  #failStart(worker: Worker, message: string): void {
+    if (this.#worker !== worker) {
+      return;
+    }
+    this.#worker = undefined;
+    this.#startFailedAt = Date.now();
+    this.#logger.warn(
+      { path: this.#data.path, error: message, retryInMs: START_RETRY_MS },
+      'the SQLite append thread could not open the database; appending on the main thread meanwhile',
+    );
+    const error = new AppendThreadStartError(
+      `the SQLite append thread could not open ${this.#data.path}: ${message}`,
+    );
+    for (const pending of this.#pending.values()) {
+      pending.reject(error);
+    }
+    this.#pending.clear();
+  }
+
+  #settle(reply: Extract<AppendThreadReply, { type: 'appended' }>): void {
     const pending = this.#pending.get(reply.id);
     if (pending === undefined) {
       return;
@@ -138,13 +216,21 @@ export class SqliteAppendThread {
   /**
    * Rejects every append sent to a thread that stopped. An append may have committed before
    * the thread stopped, so they fail as after a lost database connection, and a client retries
-   * with its Idempotency-Key.
+   * with its Idempotency-Key. A thread that stopped before it opened the database also delays
+   * the next start, as a failed start does.
    */
   #lose(worker: Worker, cause: Error): void {
     if (this.#worker !== worker) {
       return;
     }
     this.#worker = undefined;
+    if (!this.#ready && !this.#closed) {
+      this.#startFailedAt = Date.now();
+      this.#logger.warn(
+        { path: this.#data.path, error: cause.message, retryInMs: START_RETRY_MS },
+        'the SQLite append thread stopped before it opened the database; appending on the main thread meanwhile',
+      );
+    }
     const error = new StoreUnavailableError(`the SQLite append thread stopped: ${cause.message}`, {
       cause,
     });
@@ -176,17 +262,16 @@ export class SqliteAppendThread {
   }
 
   /**
-   * Combines the thread's full-disk state with that of the process's other connection, whose
-   * last failure is `otherFailedAt`: the latest failure counts unless an append committed after
-   * it.
+   * Returns the time of the last write that failed on a full disk, on the thread's connection or
+   * on the process's other one (`other`), unless a write committed on either after it.
    */
-  lastStorageFullFailure(otherFailedAt: number | undefined): number | undefined {
-    if (this.#storageFullAt !== undefined) {
-      return Math.max(this.#storageFullAt, otherFailedAt ?? 0);
-    }
-    return otherFailedAt !== undefined && otherFailedAt > this.#committedAt
-      ? otherFailedAt
-      : undefined;
+  lastStorageFullFailure(other: {
+    failedAt: number | undefined;
+    committedAt: number | undefined;
+  }): number | undefined {
+    const failedAt = Math.max(this.#storageFullAt ?? 0, other.failedAt ?? 0);
+    const committedAt = Math.max(this.#committedAt, other.committedAt ?? 0);
+    return failedAt > committedAt ? failedAt : undefined;
   }
 
   /** Lets the thread close its connection, and stops it if it has not after a few seconds. */

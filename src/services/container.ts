@@ -12,6 +12,7 @@ import { CertificateService } from './certificates.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
 import { SqliteAppendThread } from './append-thread.ts';
+import { SqliteStore } from '../storage/sqlite/sqlite-store.ts';
 import { IssuanceService } from './issuance.ts';
 import { Keyring, tenantHmacAad } from './keyring.ts';
 import { RateLimiter, processRateLimitLogger, type RateLimitLogger } from './rate-limiter.ts';
@@ -182,12 +183,12 @@ export async function createServices(
   }
   // The thread seals with the system clock, so a test that pins the clock appends without it.
   const appendThread =
-    store.engine === 'sqlite' &&
+    store instanceof SqliteStore &&
     config.sqliteAppendThread &&
     options.store === undefined &&
     options.clock === undefined &&
     config.sqlitePath !== ':memory:'
-      ? new SqliteAppendThread(config.sqlitePath)
+      ? { thread: new SqliteAppendThread(config.sqlitePath, { logger }), store }
       : undefined;
   const keyring = new Keyring(store, config.kek, { ttlMs: config.keyCacheTtlMs });
   const rateLimiter = new RateLimiter(store, {
@@ -221,7 +222,7 @@ export async function createServices(
     keyring,
     rateLimiter,
     tenants: new TenantService(store, config.kek, clock, keyring, log, audit),
-    issuance: new IssuanceService(store, keyring, clock, rateLimiter, tsa, appendThread),
+    issuance: new IssuanceService(store, keyring, clock, rateLimiter, tsa, appendThread?.thread),
     certificates,
     shadow,
     dashboard: new DashboardService({ store, certificates, shadow, ruleset, clock }),
@@ -233,14 +234,17 @@ export async function createServices(
     lastStorageFullFailure: () =>
       appendThread === undefined
         ? store.lastStorageFullFailure()
-        : appendThread.lastStorageFullFailure(store.lastStorageFullFailure()),
+        : appendThread.thread.lastStorageFullFailure({
+            failedAt: appendThread.store.lastStorageFullFailure(),
+            committedAt: appendThread.store.lastCommittedWrite(),
+          }),
     useLogger: (target) => logger.attach(target),
     close: async () => {
       try {
         await rateLimiter.close();
       } finally {
         try {
-          await appendThread?.close();
+          await appendThread?.thread.close();
         } finally {
           await store.close();
         }

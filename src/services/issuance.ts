@@ -28,7 +28,12 @@ import {
   type Store,
 } from '../storage/store.ts';
 import { SoftwareSigner } from '../keys/signer.ts';
-import type { SqliteAppendThread, ThreadGroup, ThreadKey } from './append-thread.ts';
+import {
+  AppendThreadStartError,
+  type SqliteAppendThread,
+  type ThreadGroup,
+  type ThreadKey,
+} from './append-thread.ts';
 import { buildAuditEvent, INTERNAL_CONTEXT, type AuditContext } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { AppError, fromStoreError } from './errors.ts';
@@ -164,8 +169,8 @@ export class IssuanceService {
   readonly #appendThread: SqliteAppendThread | undefined;
 
   /**
-   * With `appendThread`, appends run on that thread, which seals with its own system clock;
-   * only a SQLite store on the same file may be given with it.
+   * With `appendThread`, appends run on that thread, which seals with its own system clock. Give
+   * it only with a SQLite store on the same file and the system clock.
    */
   constructor(
     store: Store,
@@ -612,15 +617,30 @@ export class IssuanceService {
   }
 
   /**
-   * Appends on the append thread when there is one and every item's key is a software key,
-   * which the thread can be sent. Otherwise seals here, inside the store's transaction.
+   * Appends on the append thread when it is available and every item's key is a software key,
+   * which the thread can be sent. Otherwise, or when the thread could not open the database and
+   * so ran none of the items, seals here, inside the store's transaction.
    */
-  #appendGroups(groups: AppendGroup<PendingItem>[]): Promise<AppendResult[][]> {
-    const thread = this.#appendThread;
+  async #appendGroups(groups: AppendGroup<PendingItem>[]): Promise<AppendResult[][]> {
+    const thread = this.#appendThread?.available() ? this.#appendThread : undefined;
     const keys = thread === undefined ? undefined : keysForThread(groups);
-    if (thread === undefined || keys === undefined) {
-      return this.#store.appendCertificateGroups(groups, (item, link) => this.#seal(item, link));
+    if (thread !== undefined && keys !== undefined) {
+      try {
+        return await this.#appendOnThread(thread, groups, keys);
+      } catch (error) {
+        if (!(error instanceof AppendThreadStartError)) {
+          throw error;
+        }
+      }
     }
+    return this.#store.appendCertificateGroups(groups, (item, link) => this.#seal(item, link));
+  }
+
+  #appendOnThread(
+    thread: SqliteAppendThread,
+    groups: AppendGroup<PendingItem>[],
+    keys: ThreadKey[],
+  ): Promise<AppendResult[][]> {
     const threadGroups = groups.map(({ tenantId, items }): ThreadGroup => ({
       tenantId,
       items: items.map((item) => ({

@@ -2,7 +2,7 @@
 // write lock, a full database, a thread that stopped after its commit and a closed thread as the
 // store itself would, so clients get the same 503s, and nothing is half-written.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -181,9 +181,15 @@ describe('SQLite append thread', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite onl
         }
       }
       assert.equal(full?.code, 'STORAGE_FULL', full?.message);
-      const failedAt = thread.lastStorageFullFailure(undefined);
+      const failedAt = thread.lastStorageFullFailure({
+        failedAt: undefined,
+        committedAt: undefined,
+      });
       assert.notEqual(failedAt, undefined);
       assert.ok(Date.now() - failedAt! < 60_000);
+      // A write that commits on the process's other connection afterwards ends the failure.
+      const committedLater = { failedAt: undefined, committedAt: failedAt! + 1 };
+      assert.equal(thread.lastStorageFullFailure(committedLater), undefined);
       assert.deepEqual(await walkChain(services, 'full-db'), issued);
     });
 
@@ -193,12 +199,39 @@ describe('SQLite append thread', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite onl
       const issuance = issuanceOn(thread);
       await issuance.issue('closed-thread', issueRequest());
       // A failure on the other connection before this commit no longer counts; a later one does.
-      assert.equal(thread.lastStorageFullFailure(Date.now() - 60_000), undefined);
+      const earlier = { failedAt: Date.now() - 60_000, committedAt: undefined };
+      assert.equal(thread.lastStorageFullFailure(earlier), undefined);
       const later = Date.now() + 1;
-      assert.equal(thread.lastStorageFullFailure(later), later);
+      assert.equal(
+        thread.lastStorageFullFailure({ failedAt: later, committedAt: undefined }),
+        later,
+      );
       await thread.close();
+      assert.equal(thread.available(), false);
       await assert.rejects(thread.append([], []), StoreUnavailableError);
-      await rejectsWith(issuance.issue('closed-thread', issueRequest()), 'DATABASE_UNAVAILABLE');
+    });
+
+    test('thread that cannot open the database falls back', async () => {
+      await services.tenants.create('no-thread');
+      // The thread's database path runs through a regular file, so its connection cannot open.
+      const blocker = join(dir, 'not-a-folder');
+      writeFileSync(blocker, '');
+      const warnings: { details: object; message: string }[] = [];
+      const thread = new SqliteAppendThread(join(blocker, 'cdil.sqlite'), {
+        logger: { warn: (details, message) => warnings.push({ details, message }) },
+      });
+      const issuance = issuanceOn(thread);
+      const first = await issuance.issue('no-thread', issueRequest(), 'fallback-1');
+      assert.equal(first.replayed, false);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0]!.message, /could not open the database/);
+      assert.equal(thread.available(), false);
+      const second = await issuance.issue('no-thread', issueRequest({ note_text: 'second' }));
+      assert.equal(warnings.length, 1, 'a second thread was started within the retry delay');
+      assert.deepEqual(await walkChain(services, 'no-thread'), [
+        first.certificate.certificate_id,
+        second.certificate.certificate_id,
+      ]);
     });
   });
 });

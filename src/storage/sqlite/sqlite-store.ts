@@ -1,6 +1,7 @@
-// SQLite engine (better-sqlite3, WAL). better-sqlite3 is synchronous, so each transaction
-// runs to completion without interleaving inside this process, and BEGIN IMMEDIATE takes
-// the database write lock, which serializes chain appends across processes too.
+// SQLite engine (better-sqlite3, WAL). better-sqlite3 is synchronous, so each transaction of one
+// connection runs to completion without interleaving, and BEGIN IMMEDIATE takes the database write
+// lock, which serializes chain appends across connections: those of other processes, and that of
+// this process's append thread (src/services/append-thread.ts).
 import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -223,6 +224,8 @@ export class SqliteStore implements Store {
   readonly #path: string;
   /** See lastStorageFullFailure. */
   #storageFullAt: number | undefined;
+  /** See lastCommittedWrite. */
+  #committedAt: number | undefined;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.#path = path;
@@ -346,6 +349,11 @@ export class SqliteStore implements Store {
 
   lastStorageFullFailure(): number | undefined {
     return this.#storageFullAt;
+  }
+
+  /** Returns the time of the last write of this connection that committed, if any. */
+  lastCommittedWrite(): number | undefined {
+    return this.#committedAt;
   }
 
   close(): Promise<void> {
@@ -610,6 +618,7 @@ export class SqliteStore implements Store {
       try {
         const result = write();
         this.#storageFullAt = undefined;
+        this.#committedAt = Date.now();
         return result;
       } catch (error) {
         if (isFull(error)) {
