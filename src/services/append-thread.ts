@@ -15,6 +15,7 @@ import {
   type NewAuditEvent,
   type WarningLogger,
 } from '../storage/store.ts';
+import { NO_WRITES, nextWriteOrder, type WriteState } from '../storage/write-state.ts';
 import type { UnsealedMessage } from './seal.ts';
 
 /** One certificate to append, as plain data. */
@@ -107,10 +108,8 @@ export class SqliteAppendThread {
   readonly #pending = new Map<number, Pending>();
   #nextId = 0;
   #closed = false;
-  /** Time of the last append that failed on a full disk, cleared by one that commits. */
-  #storageFullAt: number | undefined;
-  /** Time of the last append that committed. */
-  #committedAt = 0;
+  /** The last append that failed on a full disk, and the last that committed. */
+  #writes: WriteState = NO_WRITES;
 
   /** `workerUrl` replaces the thread's script, for tests of a thread that fails. */
   constructor(
@@ -195,14 +194,13 @@ export class SqliteAppendThread {
       this.#worker?.unref();
     }
     if (reply.error === undefined) {
-      this.#storageFullAt = undefined;
-      this.#committedAt = Date.now();
+      this.#writes = { failedAt: undefined, failedOrder: 0, committedOrder: nextWriteOrder() };
       pending.resolve(reply.results);
       return;
     }
     const { kind, message } = reply.error;
     if (kind === 'full') {
-      this.#storageFullAt = Date.now();
+      this.#writes = { ...this.#writes, failedAt: Date.now(), failedOrder: nextWriteOrder() };
     }
     pending.reject(
       kind === 'busy'
@@ -261,17 +259,9 @@ export class SqliteAppendThread {
     });
   }
 
-  /**
-   * Returns the time of the last write that failed on a full disk, on the thread's connection or
-   * on the process's other one (`other`), unless a write committed on either after it.
-   */
-  lastStorageFullFailure(other: {
-    failedAt: number | undefined;
-    committedAt: number | undefined;
-  }): number | undefined {
-    const failedAt = Math.max(this.#storageFullAt ?? 0, other.failedAt ?? 0);
-    const committedAt = Math.max(this.#committedAt, other.committedAt ?? 0);
-    return failedAt > committedAt ? failedAt : undefined;
+  /** Returns the last full-disk failure and the last commit of the thread's appends. */
+  writeState(): WriteState {
+    return this.#writes;
   }
 
   /** Lets the thread close its connection, and stops it if it has not after a few seconds. */

@@ -13,6 +13,7 @@ import { systemClock, type Clock } from './clock.ts';
 import { DashboardService } from './dashboard.ts';
 import { SqliteAppendThread } from './append-thread.ts';
 import { SqliteStore } from '../storage/sqlite/sqlite-store.ts';
+import { lastFullFailure } from '../storage/write-state.ts';
 import { IssuanceService } from './issuance.ts';
 import { Keyring, tenantHmacAad } from './keyring.ts';
 import { RateLimiter, processRateLimitLogger, type RateLimitLogger } from './rate-limiter.ts';
@@ -234,10 +235,7 @@ export async function createServices(
     lastStorageFullFailure: () =>
       appendThread === undefined
         ? store.lastStorageFullFailure()
-        : appendThread.thread.lastStorageFullFailure({
-            failedAt: appendThread.store.lastStorageFullFailure(),
-            committedAt: appendThread.store.lastCommittedWrite(),
-          }),
+        : lastFullFailure([appendThread.thread.writeState(), appendThread.store.writeState()]),
     useLogger: (target) => logger.attach(target),
     close: async () => {
       try {

@@ -415,7 +415,7 @@ export class IssuanceService {
     } else {
       this.#batchesInFlight += 1;
     }
-    void this.#append(groups).then(
+    void this.#append(groups, lockedTenant).then(
       ({ resigning }) => this.#finishBatch(groups, resigning, lockedTenant),
       () => this.#finishBatch(groups, new Set(), lockedTenant),
     );
@@ -453,11 +453,11 @@ export class IssuanceService {
    * retry starts from a clean state. A lock timeout, a full disk or a failed database connection
    * fails every item with 503 instead.
    */
-  async #append(groups: AppendGroup<PendingItem>[]): Promise<BatchOutcome> {
+  async #append(groups: AppendGroup<PendingItem>[], lockedTenant: boolean): Promise<BatchOutcome> {
     const resigning = new Set<string>();
     let results: AppendResult[][];
     try {
-      results = await this.#appendGroups(groups);
+      results = await this.#appendGroups(groups, lockedTenant);
     } catch (error) {
       const failure = fromStoreError(error);
       if (failure !== undefined) {
@@ -489,7 +489,7 @@ export class IssuanceService {
         return { resigning };
       }
       for (const [index, group] of groups.entries()) {
-        const outcome = await this.#append([group]);
+        const outcome = await this.#append([group], lockedTenant);
         outcome.resigning.forEach((tenantId) => resigning.add(tenantId));
         if (outcome.failure) {
           // The database is busy or unreachable, so the tenants not yet tried would fail the
@@ -621,7 +621,10 @@ export class IssuanceService {
    * which the thread can be sent. Otherwise, or when the thread could not open the database and
    * so ran none of the items, seals here, inside the store's transaction.
    */
-  async #appendGroups(groups: AppendGroup<PendingItem>[]): Promise<AppendResult[][]> {
+  async #appendGroups(
+    groups: AppendGroup<PendingItem>[],
+    lockedTenant: boolean,
+  ): Promise<AppendResult[][]> {
     const thread = this.#appendThread?.available() ? this.#appendThread : undefined;
     const keys = thread === undefined ? undefined : keysForThread(groups);
     if (thread !== undefined && keys !== undefined) {
@@ -633,7 +636,11 @@ export class IssuanceService {
         }
       }
     }
-    return this.#store.appendCertificateGroups(groups, (item, link) => this.#seal(item, link));
+    // A batch of the one shared slot leaves out a held tenant, even alone, so that the other
+    // tenants' requests do not wait behind it; the tenant is then appended in a slot of its own.
+    return this.#store.appendCertificateGroups(groups, (item, link) => this.#seal(item, link), {
+      leaveOutLocked: !lockedTenant,
+    });
   }
 
   #appendOnThread(

@@ -131,6 +131,14 @@ export type AppendResult =
   | { kind: 'key_inactive'; activeKeyId: string | undefined }
   | { kind: 'tenant_locked' };
 
+export interface AppendOptions {
+  /**
+   * Leaves out a held tenant even when it is the only group, so that a caller whose appends run
+   * one at a time is not held up by one tenant for the whole lock timeout.
+   */
+  leaveOutLocked?: boolean | undefined;
+}
+
 /** One tenant's items in a multi-tenant append. */
 export interface AppendGroup<T extends AppendItem> {
   tenantId: string;
@@ -462,13 +470,15 @@ export interface Store extends ShadowStore, LogStore {
    * group, and returns each group's results in group order. The tenant ids of `groups` MUST
    * differ. Either every group is stored or none is. One commit for many tenants is what makes
    * issuance for many tenants at once cost about as much per certificate as for one tenant.
-   * With more than one group, an engine with per-tenant locks may leave out a tenant whose chain
-   * is locked by another transaction instead of waiting for it. Each of that group's items then
-   * yields `tenant_locked` and nothing of it is stored, so the caller appends it again alone.
+   * With more than one group, or with `options.leaveOutLocked`, an engine with per-tenant locks
+   * may leave out a tenant whose chain another transaction holds for long, instead of waiting for
+   * it. Each of that group's items then yields `tenant_locked` and nothing of it is stored, so
+   * the caller appends it again alone, without the option.
    */
   appendCertificateGroups<T extends AppendItem>(
     groups: readonly AppendGroup<T>[],
     seal: Sealer<T>,
+    options?: AppendOptions,
   ): Promise<AppendResult[][]>;
 
   getCertificate(tenantId: string, certificateId: string): Promise<CertificateRow | undefined>;

@@ -14,6 +14,7 @@ import { createServices, type Services } from '../../src/services/container.ts';
 import { AppError } from '../../src/services/errors.ts';
 import { IssuanceService } from '../../src/services/issuance.ts';
 import { StoreUnavailableError } from '../../src/storage/store.ts';
+import { lastFullFailure, nextWriteOrder, NO_WRITES } from '../../src/storage/write-state.ts';
 import { issueRequest } from '../helpers/bundle.ts';
 import { walkChain } from '../helpers/chain.ts';
 import { TEST_ENGINE } from '../helpers/database.ts';
@@ -181,15 +182,13 @@ describe('SQLite append thread', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite onl
         }
       }
       assert.equal(full?.code, 'STORAGE_FULL', full?.message);
-      const failedAt = thread.lastStorageFullFailure({
-        failedAt: undefined,
-        committedAt: undefined,
-      });
+      const failedAt = lastFullFailure([thread.writeState(), NO_WRITES]);
       assert.notEqual(failedAt, undefined);
       assert.ok(Date.now() - failedAt! < 60_000);
-      // A write that commits on the process's other connection afterwards ends the failure.
-      const committedLater = { failedAt: undefined, committedAt: failedAt! + 1 };
-      assert.equal(thread.lastStorageFullFailure(committedLater), undefined);
+      // A write that commits on the process's other connection afterwards ends the failure, even
+      // within the same millisecond.
+      const committedLater = { ...NO_WRITES, committedOrder: nextWriteOrder() };
+      assert.equal(lastFullFailure([thread.writeState(), committedLater]), undefined);
       assert.deepEqual(await walkChain(services, 'full-db'), issued);
     });
 
@@ -199,13 +198,10 @@ describe('SQLite append thread', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite onl
       const issuance = issuanceOn(thread);
       await issuance.issue('closed-thread', issueRequest());
       // A failure on the other connection before this commit no longer counts; a later one does.
-      const earlier = { failedAt: Date.now() - 60_000, committedAt: undefined };
-      assert.equal(thread.lastStorageFullFailure(earlier), undefined);
-      const later = Date.now() + 1;
-      assert.equal(
-        thread.lastStorageFullFailure({ failedAt: later, committedAt: undefined }),
-        later,
-      );
+      const earlier = { ...NO_WRITES, failedAt: Date.now(), failedOrder: 1 };
+      assert.equal(lastFullFailure([thread.writeState(), earlier]), undefined);
+      const later = { ...NO_WRITES, failedAt: Date.now(), failedOrder: nextWriteOrder() };
+      assert.equal(lastFullFailure([thread.writeState(), later]), later.failedAt);
       await thread.close();
       assert.equal(thread.available(), false);
       await assert.rejects(thread.append([], []), StoreUnavailableError);

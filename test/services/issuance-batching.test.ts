@@ -12,6 +12,7 @@ import {
   StoreBusyError,
   type AppendGroup,
   type AppendItem,
+  type AppendOptions,
   type Sealer,
   type Store,
 } from '../../src/storage/store.ts';
@@ -44,10 +45,14 @@ function recordingStore(store: Store, batches: string[][], hooks: { before: Appe
   return new Proxy(store, {
     get(target, property, receiver) {
       if (property === 'appendCertificateGroups') {
-        return async <T extends AppendItem>(groups: readonly AppendGroup<T>[], seal: Sealer<T>) => {
+        return async <T extends AppendItem>(
+          groups: readonly AppendGroup<T>[],
+          seal: Sealer<T>,
+          options?: AppendOptions,
+        ) => {
           batches.push(groups.map((group) => group.tenantId));
           await hooks.before?.();
-          return target.appendCertificateGroups(groups, seal);
+          return target.appendCertificateGroups(groups, seal, options);
         };
       }
       const value: unknown = Reflect.get(target, property, receiver);
@@ -450,6 +455,41 @@ describe(
       assert.equal(after.certificate.tenant_id, 'held-t0');
       assert.equal((await walkChain(services, 'held-t0')).length, 1);
       assert.equal((await walkChain(services, 'held-t1')).length, 3);
+    });
+
+    test('held tenant alone spares later requests', async () => {
+      const rival = new pg.Client({ connectionString: location.database.url });
+      await rival.connect();
+      try {
+        await rival.query('BEGIN');
+        await rival.query("SELECT 1 FROM chain_heads WHERE tenant_id = 'held-t0' FOR UPDATE");
+        // The held tenant's request goes out first and alone, so its batch holds only that tenant.
+        const held = services.issuance
+          .issue('held-t0', issueRequest({ encounter_id: 'held-alone' }))
+          .then(
+            () => 'stored',
+            (error: { code?: string }) => error.code,
+          );
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const started = Date.now();
+        const others = await Promise.all(
+          ['held-t1', 'held-t2'].map((tenant) =>
+            services.issuance.issue(tenant, issueRequest({ encounter_id: 'after-held' })),
+          ),
+        );
+        const othersElapsed = Date.now() - started;
+        assert.equal(others.length, 2);
+        // Without leaving the held tenant out, they would wait the 1,500 ms lock timeout.
+        assert.ok(
+          othersElapsed < 1_000,
+          `later requests waited ${othersElapsed} ms behind the held tenant`,
+        );
+        assert.equal(await held, 'DATABASE_BUSY');
+      } finally {
+        await rival.query('ROLLBACK');
+        await rival.end();
+      }
+      assert.equal((await walkChain(services, 'held-t0')).length, 1);
     });
   },
 );

@@ -128,17 +128,17 @@ const LOCK_AVAILABLE_HEADS: pg.QueryConfig = {
 };
 
 /**
- * Maximum wait of a multi-tenant append for its tenants' heads. Another append keeps a head
- * locked for the milliseconds of its commit. A longer wait means that a tenant is locked for
- * long (a stalled process, an operator's lock). The append then starts again without waiting
- * for locked heads, so that one tenant does not stall the others.
+ * Maximum wait of a multi-tenant append, or of one with leaveOutLocked, for its tenants' heads.
+ * Another append keeps a head locked for the milliseconds of its commit. A longer wait means
+ * that a tenant is locked for long (a stalled process, an operator's lock). The append then
+ * starts again without waiting for locked heads, so that one tenant does not stall the others.
  */
 export const MULTI_TENANT_LOCK_WAIT_MS = 250;
 
 /**
  * Raised when an append waited its whole bound for its tenants' chain heads and log heads:
- * MULTI_TENANT_LOCK_WAIT_MS for several tenants, the lock timeout for one tenant or when locked
- * heads are skipped. Nothing was stored.
+ * MULTI_TENANT_LOCK_WAIT_MS for several tenants or with leaveOutLocked, and otherwise, or when
+ * locked heads are skipped, the lock timeout. Nothing was stored.
  */
 export class HeadsLockedError extends Error {
   override readonly name = 'HeadsLockedError';
@@ -317,18 +317,25 @@ function noChainHead(tenantIds: readonly string[]): Error {
     : new Error(`tenants ${tenantIds.join(', ')} have no chain head`);
 }
 
+/** Lock settings of one append attempt (see lockAndRead). */
+interface LockOptions {
+  skipLocked: boolean;
+  /** Bound of the whole lock wait, in ms. */
+  lockWaitMs: number;
+}
+
 /**
  * Round trip 1: begins the transaction, locks the chain heads and the log heads, and reads the
  * active keys and the stored idempotency keys when the items need them. Returns each tenant's
- * state by tenant id. The whole lock wait is bounded by MULTI_TENANT_LOCK_WAIT_MS for several
- * tenants and by `lockTimeoutMs` otherwise, and raises HeadsLockedError when it runs out. With
- * `skipLocked` it does not wait for locked heads: a tenant whose chain head or log head another
- * transaction has locked is skipped and has no state. Throws when a tenant has no chain head.
+ * state by tenant id. The whole lock wait is bounded by `lockWaitMs`, and raises
+ * HeadsLockedError when it runs out. With `skipLocked` it does not wait for locked heads: a
+ * tenant whose chain head or log head another transaction has locked is skipped and has no
+ * state. Throws when a tenant has no chain head.
  */
 async function lockAndRead(
   client: pg.PoolClient,
   groups: readonly AppendGroup<AppendItem>[],
-  options: { skipLocked: boolean; lockTimeoutMs: number },
+  options: LockOptions,
 ): Promise<Map<string, LockedState>> {
   const { skipLocked } = options;
   const tenantIds = groups.map((group) => group.tenantId);
@@ -337,8 +344,7 @@ async function lockAndRead(
     .filter((group) => group.items.some((item) => item.signingKeyId !== undefined))
     .map((group) => group.tenantId);
   // Held heads are skipped, or waited for within one bound.
-  const waitMs =
-    tenantIds.length > 1 && !skipLocked ? MULTI_TENANT_LOCK_WAIT_MS : options.lockTimeoutMs;
+  const waitMs = options.lockWaitMs;
   const sent = sendTogether(client, () => {
     const begun = client.query('BEGIN');
     const bounded = client.query(startLockWait(waitMs));
@@ -579,7 +585,7 @@ export async function appendGroups<T extends AppendItem>(
   client: pg.PoolClient,
   groups: readonly AppendGroup<T>[],
   seal: Sealer<T>,
-  options: { skipLocked: boolean; lockTimeoutMs: number },
+  options: LockOptions,
 ): Promise<AppendResult[][]> {
   const states = await lockAndRead(client, groups, options);
   const batches: SealedBatch[] = [];

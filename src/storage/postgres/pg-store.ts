@@ -13,7 +13,12 @@ import {
   statementFor,
   type Migration,
 } from '../migrations.ts';
-import { appendGroups, HeadsLockedError, isKeyClaimedConcurrently } from './append.ts';
+import {
+  appendGroups,
+  HeadsLockedError,
+  isKeyClaimedConcurrently,
+  MULTI_TENANT_LOCK_WAIT_MS,
+} from './append.ts';
 import {
   connectionErrorFields,
   isConnectionFailure,
@@ -54,6 +59,7 @@ import {
   AuditEventExistsError,
   TenantExistsError,
   type AppendGroup,
+  type AppendOptions,
   type AppendItem,
   type AppendResult,
   type AuditEventFilter,
@@ -836,22 +842,28 @@ export class PgStore implements Store {
   async appendCertificateGroups<T extends AppendItem>(
     groups: readonly AppendGroup<T>[],
     seal: Sealer<T>,
+    options: AppendOptions = {},
   ): Promise<AppendResult[][]> {
     checkDistinctTenants(groups);
     if (groups.length === 0) {
       return [];
     }
+    const mayLeaveOut = groups.length > 1 || options.leaveOutLocked === true;
     let skipLocked = false;
     for (let attempt = 1; ; attempt++) {
       try {
         const results = await this.#withClient((client) =>
-          appendGroups(client, groups, seal, { skipLocked, lockTimeoutMs: this.#lockTimeoutMs }),
+          appendGroups(client, groups, seal, {
+            skipLocked,
+            lockWaitMs:
+              mayLeaveOut && !skipLocked ? MULTI_TENANT_LOCK_WAIT_MS : this.#lockTimeoutMs,
+          }),
         );
         this.#storageFullAt = undefined;
         return results;
       } catch (error) {
         if (error instanceof HeadsLockedError) {
-          if (groups.length > 1 && !skipLocked) {
+          if (mayLeaveOut && !skipLocked) {
             // A tenant is held for long. Started again, the append leaves out the held
             // tenants, whose items yield tenant_locked, and stores the others.
             skipLocked = true;

@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SQL } from '../log-sql.ts';
+import { NO_WRITES, nextWriteOrder, type WriteState } from '../write-state.ts';
 import {
   assertSchemaSupported,
   LOG_SCHEMA_VERSION,
@@ -224,8 +225,8 @@ export class SqliteStore implements Store {
   readonly #path: string;
   /** See lastStorageFullFailure. */
   #storageFullAt: number | undefined;
-  /** See lastCommittedWrite. */
-  #committedAt: number | undefined;
+  /** See writeState. */
+  #writes: WriteState = NO_WRITES;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.#path = path;
@@ -351,9 +352,9 @@ export class SqliteStore implements Store {
     return this.#storageFullAt;
   }
 
-  /** Returns the time of the last write of this connection that committed, if any. */
-  lastCommittedWrite(): number | undefined {
-    return this.#committedAt;
+  /** Returns the last full-disk failure and the last commit of this connection. */
+  writeState(): WriteState {
+    return this.#writes;
   }
 
   close(): Promise<void> {
@@ -618,13 +619,18 @@ export class SqliteStore implements Store {
       try {
         const result = write();
         this.#storageFullAt = undefined;
-        this.#committedAt = Date.now();
+        this.#writes = { failedAt: undefined, failedOrder: 0, committedOrder: nextWriteOrder() };
         return result;
       } catch (error) {
         if (isFull(error)) {
           // SQLite rolled the failed statement back, and better-sqlite3 the transaction around
           // it, so nothing of the write is stored.
           this.#storageFullAt = Date.now();
+          this.#writes = {
+            ...this.#writes,
+            failedAt: this.#storageFullAt,
+            failedOrder: nextWriteOrder(),
+          };
           throw new StoreFullError(
             `SQLite could not write to ${this.#path}: the disk is full or the database reached its maximum page count`,
             { cause: error },
