@@ -96,6 +96,12 @@ const processWarnings: WarningLogger = {
   warn: (details, message) => process.emitWarning(`${message} ${JSON.stringify(details)}`),
 };
 
+/** Tells whether `error` is a failure to find or load a module, before any of it ran. */
+function isLoadFailure(error: Error): boolean {
+  const code = (error as { code?: unknown }).code;
+  return code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND';
+}
+
 export class SqliteAppendThread {
   readonly #data: AppendThreadData;
   readonly #workerUrl: URL;
@@ -148,7 +154,7 @@ export class SqliteAppendThread {
         this.#ready = true;
         this.#startFailedAt = undefined;
       } else if (reply.type === 'start-failed') {
-        this.#failStart(worker, reply.message);
+        this.#failStart(worker, reply.message, 'could not open the database');
       } else {
         this.#settle(reply);
       }
@@ -162,10 +168,10 @@ export class SqliteAppendThread {
   }
 
   /**
-   * Rejects the appends sent to a thread that could not open the database with
-   * AppendThreadStartError, since it ran none of them, and starts no thread for START_RETRY_MS.
+   * Rejects the appends sent to a thread that could not start with AppendThreadStartError, since
+   * it ran none of them, and starts no thread for START_RETRY_MS. `what` says what failed.
    */
-  #failStart(worker: Worker, message: string): void {
+  #failStart(worker: Worker, message: string, what: string): void {
     if (this.#worker !== worker) {
       return;
     }
@@ -173,11 +179,9 @@ export class SqliteAppendThread {
     this.#startFailedAt = Date.now();
     this.#logger.warn(
       { path: this.#data.path, error: message, retryInMs: START_RETRY_MS },
-      'the SQLite append thread could not open the database; appending on the main thread meanwhile',
+      `the SQLite append thread ${what}; appending on the main thread meanwhile`,
     );
-    const error = new AppendThreadStartError(
-      `the SQLite append thread could not open ${this.#data.path}: ${message}`,
-    );
+    const error = new AppendThreadStartError(`the SQLite append thread ${what}: ${message}`);
     for (const pending of this.#pending.values()) {
       pending.reject(error);
     }
@@ -219,6 +223,11 @@ export class SqliteAppendThread {
    */
   #lose(worker: Worker, cause: Error): void {
     if (this.#worker !== worker) {
+      return;
+    }
+    if (!this.#ready && isLoadFailure(cause)) {
+      // The thread's code did not load, so none of it ran.
+      this.#failStart(worker, cause.message, 'could not load its code');
       return;
     }
     this.#worker = undefined;

@@ -317,6 +317,11 @@ describe(
           payload: issueBody(),
         });
         await waitForLockWait(location(t));
+        // The regular batch gives up on the held tenant after 250 ms and frees the connection.
+        // The tenant is then appended alone, which takes the connection again and waits for the
+        // lock timeout.
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        await waitForLockWait(location(t));
         const read = await t.app.inject({
           method: 'GET',
           url: '/v1/certificates/00000000-0000-4000-8000-000000000000',

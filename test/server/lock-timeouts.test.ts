@@ -245,7 +245,10 @@ describe(
         );
         assert.equal((await t.services.store.getTenant('rot-t3'))?.rate_limit_per_minute, null);
         await rival.query('ROLLBACK');
-        assert.deepEqual(await actions(), ['tenant.create']);
+        // The rejections' own request.failed events are written in the background once the log
+        // head is free, so they may already be stored here.
+        const changed = (await actions()).filter((action) => action !== 'request.failed');
+        assert.deepEqual(changed, ['tenant.create']);
 
         // Once the log head is free, each change is stored with its event.
         for (const name of Object.keys(changes) as (keyof typeof changes)[]) {

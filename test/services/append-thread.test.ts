@@ -207,6 +207,23 @@ describe('SQLite append thread', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite onl
       await assert.rejects(thread.append([], []), StoreUnavailableError);
     });
 
+    test('thread whose code is missing falls back', async () => {
+      await services.tenants.create('no-code');
+      const warnings: string[] = [];
+      const thread = new SqliteAppendThread(
+        config.sqlitePath,
+        { logger: { warn: (_details, message) => warnings.push(message) } },
+        new URL('../fixtures/no-such-append-thread.mjs', import.meta.url),
+      );
+      const issuance = issuanceOn(thread);
+      const outcome = await issuance.issue('no-code', issueRequest(), 'missing-code-1');
+      assert.equal(outcome.replayed, false);
+      assert.deepEqual(warnings, [
+        'the SQLite append thread could not load its code; appending on the main thread meanwhile',
+      ]);
+      assert.deepEqual(await walkChain(services, 'no-code'), [outcome.certificate.certificate_id]);
+    });
+
     test('thread that cannot open the database falls back', async () => {
       await services.tenants.create('no-thread');
       // The thread's database path runs through a regular file, so its connection cannot open.
