@@ -27,10 +27,16 @@ function openStore(): SqliteStore | undefined {
       maxPageCount: data.maxPageCount,
     });
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    port.postMessage({ type: 'start-failed', message } satisfies AppendThreadReply);
+    port.postMessage({
+      type: 'start-failed',
+      message: messageOf(error),
+    } satisfies AppendThreadReply);
     return undefined;
   }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 type Item = AppendItem & Omit<ThreadItem, 'auditEvent'>;
@@ -71,8 +77,8 @@ async function append(
     });
     return { type: 'appended', id: request.id, results };
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    return { type: 'appended', id: request.id, error: { kind: errorKind(error), message } };
+    const failure = { kind: errorKind(error), message: messageOf(error) };
+    return { type: 'appended', id: request.id, error: failure };
   }
 }
 

@@ -15,7 +15,12 @@ import {
   type NewAuditEvent,
   type WarningLogger,
 } from '../storage/store.ts';
-import { NO_WRITES, nextWriteOrder, type WriteState } from '../storage/write-state.ts';
+import {
+  afterCommit,
+  afterFullFailure,
+  NO_WRITES,
+  type WriteState,
+} from '../storage/write-state.ts';
 import type { UnsealedMessage } from './seal.ts';
 
 /** One certificate to append, as plain data. */
@@ -49,10 +54,9 @@ export interface AppendThreadOptions {
   logger?: WarningLogger | undefined;
 }
 
-export interface AppendThreadData {
+/** The thread's workerData: the options that can be cloned to it, and the database file. */
+export interface AppendThreadData extends Omit<AppendThreadOptions, 'logger'> {
   path: string;
-  busyTimeoutMs?: number | undefined;
-  maxPageCount?: number | undefined;
 }
 
 export type AppendThreadRequest =
@@ -169,7 +173,8 @@ export class SqliteAppendThread {
 
   /**
    * Rejects the appends sent to a thread that could not start with AppendThreadStartError, since
-   * it ran none of them, and starts no thread for START_RETRY_MS. `what` says what failed.
+   * it ran none of them, and starts no thread for START_RETRY_MS. `what` names the step that
+   * failed.
    */
   #failStart(worker: Worker, message: string, what: string): void {
     if (this.#worker !== worker) {
@@ -181,7 +186,11 @@ export class SqliteAppendThread {
       { path: this.#data.path, error: message, retryInMs: START_RETRY_MS },
       `the SQLite append thread ${what}; appending on the main thread meanwhile`,
     );
-    const error = new AppendThreadStartError(`the SQLite append thread ${what}: ${message}`);
+    this.#rejectAll(new AppendThreadStartError(`the SQLite append thread ${what}: ${message}`));
+  }
+
+  /** Rejects every append waiting for a reply with `error`. */
+  #rejectAll(error: Error): void {
     for (const pending of this.#pending.values()) {
       pending.reject(error);
     }
@@ -198,13 +207,13 @@ export class SqliteAppendThread {
       this.#worker?.unref();
     }
     if (reply.error === undefined) {
-      this.#writes = { failedAt: undefined, failedOrder: 0, committedOrder: nextWriteOrder() };
+      this.#writes = afterCommit();
       pending.resolve(reply.results);
       return;
     }
     const { kind, message } = reply.error;
     if (kind === 'full') {
-      this.#writes = { ...this.#writes, failedAt: Date.now(), failedOrder: nextWriteOrder() };
+      this.#writes = afterFullFailure(this.#writes);
     }
     pending.reject(
       kind === 'busy'
@@ -238,13 +247,9 @@ export class SqliteAppendThread {
         'the SQLite append thread stopped before it opened the database; appending on the main thread meanwhile',
       );
     }
-    const error = new StoreUnavailableError(`the SQLite append thread stopped: ${cause.message}`, {
-      cause,
-    });
-    for (const pending of this.#pending.values()) {
-      pending.reject(error);
-    }
-    this.#pending.clear();
+    this.#rejectAll(
+      new StoreUnavailableError(`the SQLite append thread stopped: ${cause.message}`, { cause }),
+    );
   }
 
   /**

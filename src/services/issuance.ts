@@ -637,7 +637,7 @@ export class IssuanceService {
       }
     }
     // A batch of the one shared slot leaves out a held tenant, even alone, so that the other
-    // tenants' requests do not wait behind it; the tenant is then appended in a slot of its own.
+    // tenants' requests do not wait behind it. The tenant is then appended in a slot of its own.
     return this.#store.appendCertificateGroups(groups, (item, link) => this.#seal(item, link), {
       leaveOutLocked: !lockedTenant,
     });

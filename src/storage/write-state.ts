@@ -21,6 +21,16 @@ export interface WriteState {
 
 export const NO_WRITES: WriteState = { failedAt: undefined, failedOrder: 0, committedOrder: 0 };
 
+/** Returns the state of a connection whose write just committed, which ends any failure. */
+export function afterCommit(): WriteState {
+  return { failedAt: undefined, failedOrder: 0, committedOrder: nextWriteOrder() };
+}
+
+/** Returns `state` after a write that just failed on a full disk. */
+export function afterFullFailure(state: WriteState): WriteState {
+  return { ...state, failedAt: Date.now(), failedOrder: nextWriteOrder() };
+}
+
 /**
  * Returns the time of the latest full-disk failure among `states`, unless a write committed on
  * any of the connections after it.

@@ -161,12 +161,12 @@ describe('SQLite append thread', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite onl
 
     test('full database gives STORAGE_FULL', async () => {
       await services.tenants.create('full-db');
-      const pages =
-        (new Database(config.sqlitePath, { readonly: true }).pragma('page_count', {
-          simple: true,
-        }) as number) + 4;
+      const reader = new Database(config.sqlitePath, { readonly: true });
+      const pages = (reader.pragma('page_count', { simple: true }) as number) + 4;
+      reader.close();
       const thread = new SqliteAppendThread(config.sqlitePath, { maxPageCount: pages });
       const issuance = issuanceOn(thread);
+
       const issued: string[] = [];
       let full: AppError | undefined;
       for (let i = 0; i < 500 && full === undefined; i++) {
@@ -182,6 +182,7 @@ describe('SQLite append thread', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite onl
         }
       }
       assert.equal(full?.code, 'STORAGE_FULL', full?.message);
+
       const failedAt = lastFullFailure([thread.writeState(), NO_WRITES]);
       assert.notEqual(failedAt, undefined);
       assert.ok(Date.now() - failedAt! < 60_000);
@@ -189,6 +190,7 @@ describe('SQLite append thread', { skip: TEST_ENGINE !== 'sqlite' && 'SQLite onl
       // within the same millisecond.
       const committedLater = { ...NO_WRITES, committedOrder: nextWriteOrder() };
       assert.equal(lastFullFailure([thread.writeState(), committedLater]), undefined);
+
       assert.deepEqual(await walkChain(services, 'full-db'), issued);
     });
 

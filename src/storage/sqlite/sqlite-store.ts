@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import { certificateQuery } from '../certificate-query.ts';
 import { endedKey, newActiveKey, revokedKey, rotationInstant } from '../key-rotation.ts';
 import { LOG_SQL } from '../log-sql.ts';
-import { NO_WRITES, nextWriteOrder, type WriteState } from '../write-state.ts';
+import { afterCommit, afterFullFailure, NO_WRITES, type WriteState } from '../write-state.ts';
 import {
   assertSchemaSupported,
   LOG_SCHEMA_VERSION,
@@ -223,9 +223,7 @@ export class SqliteStore implements Store {
   #appendedSinceOptimize = 0;
   readonly #busyTimeoutMs: number;
   readonly #path: string;
-  /** See lastStorageFullFailure. */
-  #storageFullAt: number | undefined;
-  /** See writeState. */
+  /** See lastStorageFullFailure and writeState. */
   #writes: WriteState = NO_WRITES;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
@@ -349,7 +347,7 @@ export class SqliteStore implements Store {
   }
 
   lastStorageFullFailure(): number | undefined {
-    return this.#storageFullAt;
+    return this.#writes.failedAt;
   }
 
   /** Returns the last full-disk failure and the last commit of this connection. */
@@ -618,19 +616,13 @@ export class SqliteStore implements Store {
       this.#db.pragma('busy_timeout = 0');
       try {
         const result = write();
-        this.#storageFullAt = undefined;
-        this.#writes = { failedAt: undefined, failedOrder: 0, committedOrder: nextWriteOrder() };
+        this.#writes = afterCommit();
         return result;
       } catch (error) {
         if (isFull(error)) {
           // SQLite rolled the failed statement back, and better-sqlite3 the transaction around
           // it, so nothing of the write is stored.
-          this.#storageFullAt = Date.now();
-          this.#writes = {
-            ...this.#writes,
-            failedAt: this.#storageFullAt,
-            failedOrder: nextWriteOrder(),
-          };
+          this.#writes = afterFullFailure(this.#writes);
           throw new StoreFullError(
             `SQLite could not write to ${this.#path}: the disk is full or the database reached its maximum page count`,
             { cause: error },
